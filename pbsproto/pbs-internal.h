@@ -1,0 +1,70 @@
+/* pbs-internal.h -- shared between pbsproto's files; not installed.
+ *
+ * A repository is a backend (local datastore or remote server) behind a
+ * table of operations mirroring PBS's backup and reader protocols.  The
+ * generic layer (repo.c) keeps the client-side known-chunk set and checks
+ * arguments; backends only move bytes. */
+#ifndef PBS_INTERNAL_H
+#define PBS_INTERNAL_H
+
+#include "pbsproto.h"
+
+/* Error state (errors.c).  Only the function that detects a problem sets
+ * it; callers pass -1 up unchanged.  HTTP_STATUS 0 for local errors. */
+__attribute__ ((format (printf, 2, 3))) void pbs__set_error (int errnum,
+                                                             const char *fmt,
+                                                             ...);
+__attribute__ ((format (printf, 3, 4))) void
+pbs__set_http_error (int http_status, int errnum, const char *fmt, ...);
+void pbs__set_transient (bool transient);
+
+struct pbs_backend_backup; /* backend's session state */
+struct pbs_backend_reader;
+
+struct pbs_backend_ops {
+  const char *name; /* "local" or "remote" */
+  void (*close) (void *repo_state);
+  int (*snapshots) (void *repo_state, const char *ns, const char *type,
+                    const char *id, struct pbs_snapshot **out, size_t *n);
+
+  struct pbs_backend_backup *(*backup_start) (void *repo_state,
+                                              const char *ns,
+                                              const char *type,
+                                              const char *id, int64_t time);
+  int (*previous_time) (struct pbs_backend_backup *b, int64_t *out);
+  int (*download_previous) (struct pbs_backend_backup *b, const char *name,
+                            uint8_t **data, size_t *len);
+  int (*fixed_index) (struct pbs_backend_backup *b, const char *name,
+                      uint64_t size, const char *reuse_csum);
+  int (*fixed_chunk) (struct pbs_backend_backup *b, int wid,
+                      const uint8_t digest[32], uint32_t size,
+                      const uint8_t *blob, size_t blob_len);
+  int (*fixed_append) (struct pbs_backend_backup *b, int wid, size_t n,
+                       const uint8_t (*digests)[32], const uint64_t *offsets);
+  int (*fixed_close) (struct pbs_backend_backup *b, int wid,
+                      uint64_t chunk_count, uint64_t size,
+                      const uint8_t csum[32]);
+  int (*blob) (struct pbs_backend_backup *b, const char *name,
+               const uint8_t *blob, size_t len);
+  int (*finish) (struct pbs_backend_backup *b);
+  void (*backup_free) (struct pbs_backend_backup *b); /* aborts unless finished */
+
+  struct pbs_backend_reader *(*reader_start) (void *repo_state,
+                                              const char *ns,
+                                              const char *type,
+                                              const char *id, int64_t time);
+  int (*reader_download) (struct pbs_backend_reader *r, const char *name,
+                          uint8_t **data, size_t *len);
+  int (*reader_chunk) (struct pbs_backend_reader *r, const uint8_t digest[32],
+                       uint8_t **blob, size_t *len);
+  void (*reader_free) (struct pbs_backend_reader *r);
+};
+
+/* Backend constructors (local-backend.c, remote-backend.c).  Return the
+ * backend's repo state or NULL. */
+void *pbs__local_open (const char *path, const struct pbs_repo_opts *opts);
+extern const struct pbs_backend_ops pbs__local_ops;
+void *pbs__remote_open (const char *spec, const struct pbs_repo_opts *opts);
+extern const struct pbs_backend_ops pbs__remote_ops;
+
+#endif

@@ -1,0 +1,299 @@
+/* pbsproto.h -- Proxmox Backup Server formats and transports.
+ *
+ * Two layers, as in casync's caformat/caremote split:
+ *  - formats (pure functions over caller buffers, no I/O, fuzzable): blobs,
+ *    fixed indexes, manifests, key files, digests, names and times;
+ *  - repositories: a local datastore directory in PBS's on-disk layout, or a
+ *    PBS server over HTTPS + HTTP/2.  Both offer the same backup session
+ *    (struct pbs_backup, a 1:1 image of PBS's backup protocol) and reader
+ *    session (struct pbs_reader), so the tool has one code path above them.
+ *
+ * Facts: ../shared/pbs-protocol.md (section numbers below refer to it).
+ *
+ * Errors: calls return -1 or NULL; pbs_errmsg(), pbs_errno() and
+ * pbs_http_status() describe the calling thread's last failure.
+ * Threads: format functions are reentrant.  A repository, backup or reader
+ * handle is used by one thread at a time unless a call says otherwise.
+ */
+#ifndef PBSPROTO_H
+#define PBSPROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PBS_DIGEST_LEN 32
+#define PBS_CHUNK_SIZE (4u * 1024 * 1024) /* fixed by the server for .fidx */
+#define PBS_BLOB_MAX_ENCODED (16u * 1024 * 1024 + 44) /* upload schema limit */
+
+/* ---------------------------------------------------------------- errors */
+
+extern const char *pbs_errmsg (void);
+/* EINVAL bad input, EBADMSG corrupt data, EACCES auth/permission/key,
+ * ENOENT missing, EEXIST exists, EBUSY locked, ENOSPC disk full,
+ * ECONNRESET/ETIMEDOUT/EPROTO transport, ENOMEM, EIO. */
+extern int pbs_errno (void);
+/* HTTP status of the last failed server call (0: none, e.g. local store). */
+extern int pbs_http_status (void);
+/* True if the last failure is worth a fresh session: broken connection,
+ * timeout or 5xx.  4xx and local errors are not. */
+extern bool pbs_error_is_transient (void);
+
+/* ------------------------------------------------------ keys and digests */
+
+struct pbs_key; /* opaque: enc_key, id_key, fingerprint (§5.3) */
+
+/* A key from its 32 raw bytes. */
+extern struct pbs_key *pbs_key_from_raw (const uint8_t raw[32]);
+/* Load a PBS key file (§5.4).  PASSWORD may be NULL for kdf none.  A wrong
+ * password gives EACCES "wrong password"; a file that is not a key file
+ * gives EINVAL naming the file. */
+extern struct pbs_key *pbs_key_load (const char *path, const char *password);
+/* Create a new random key file (mode 0600, written atomically).  KDF is
+ * "none", "scrypt" or "pbkdf2"; PASSWORD (>= 5 bytes) unless kdf none. */
+extern int pbs_key_create (const char *path, const char *kdf,
+                           const char *password);
+/* Describe a key file without decrypting it: malloc'd JSON text
+ * {"path","kdf","created","modified","fingerprint","hint"}. */
+extern char *pbs_key_show (const char *path);
+extern void pbs_key_free (struct pbs_key *k); /* cleanses; NULL ok */
+extern void pbs_key_fingerprint (const struct pbs_key *k, uint8_t out[32]);
+/* "aa:bb:..." (95 chars + NUL). */
+extern void pbs_fingerprint_string (const uint8_t fp[32], char out[96]);
+
+/* Chunk digest: sha256(data), or sha256(data || id_key) with a key. */
+extern void pbs_chunk_digest (const struct pbs_key *key, const void *data,
+                              size_t len, uint8_t out[PBS_DIGEST_LEN]);
+extern void pbs_digest_hex (const uint8_t d[PBS_DIGEST_LEN], char out[65]);
+/* Lower- or upper-case 64 hex chars -> 32 bytes.  Returns 0 or -1. */
+extern int pbs_digest_parse (const char *hex, uint8_t out[PBS_DIGEST_LEN]);
+
+/* ------------------------------------------------------------ DataBlob */
+
+enum pbs_blob_kind {
+  PBS_BLOB_PLAIN,
+  PBS_BLOB_ZSTD,
+  PBS_BLOB_ENCRYPTED,
+  PBS_BLOB_ENCRYPTED_ZSTD,
+};
+
+/* Encode DATA as a DataBlob (§5.2): zstd level 1 kept only when smaller,
+ * encrypted with KEY if non-NULL, CRC32 over the payload.  *OUT is
+ * malloc'd; caller frees. */
+extern int pbs_blob_encode (const void *data, size_t len,
+                            const struct pbs_key *key, bool compress,
+                            uint8_t **out, size_t *outlen);
+/* Decode a DataBlob: checks magic and CRC, decompresses (output capped at
+ * MAX_LEN), decrypts with KEY (EACCES if encrypted and KEY is NULL).
+ * *OUT is malloc'd; caller frees. */
+extern int pbs_blob_decode (const uint8_t *blob, size_t len,
+                            const struct pbs_key *key, size_t max_len,
+                            uint8_t **out, size_t *outlen);
+/* The blob's kind from its magic, or -1 (EBADMSG) if it is not a blob. */
+extern int pbs_blob_kind (const uint8_t *blob, size_t len);
+/* Verify the blob's CRC: 0 ok, -1 (EBADMSG) if wrong. */
+extern int pbs_blob_check_crc (const uint8_t *blob, size_t len);
+
+/* ------------------------------------------------------- fixed index */
+
+struct pbs_fidx {
+  uint8_t uuid[16];
+  int64_t ctime;
+  uint8_t csum[32];    /* as stored in the header (not trusted by readers) */
+  uint64_t size;       /* image bytes */
+  uint64_t chunk_size; /* 4 MiB for every index made over the protocol */
+  size_t count;        /* ceil(size / chunk_size) */
+  uint8_t (*digest)[PBS_DIGEST_LEN];
+};
+
+/* A new index of SIZE bytes: random uuid, ctime now, zeroed digests. */
+extern struct pbs_fidx *pbs_fidx_new (uint64_t size, uint64_t chunk_size);
+/* Parse a .fidx file (§5.6); the length must be exact. */
+extern struct pbs_fidx *pbs_fidx_parse (const uint8_t *buf, size_t len);
+/* Serialise; recomputes the header csum from the digests first. */
+extern int pbs_fidx_encode (struct pbs_fidx *idx, uint8_t **out,
+                            size_t *outlen);
+/* sha256 over all digests in order: the index csum of §3.6 / §5.6. */
+extern void pbs_fidx_csum (const struct pbs_fidx *idx, uint8_t out[32]);
+extern void pbs_fidx_free (struct pbs_fidx *idx);
+
+/* ------------------------------------------------------------ manifest */
+
+struct pbs_manifest; /* opaque; index.json.blob (§5.8) */
+
+struct pbs_manifest_file {
+  const char *filename;   /* borrowed */
+  const char *crypt_mode; /* "none", "encrypt" or "sign-only" */
+  uint64_t size;
+  uint8_t csum[32];
+};
+
+#define PBS_MANIFEST_NO_VERIFY 0x1u /* parse without key/signature checks */
+
+extern struct pbs_manifest *pbs_manifest_new (const char *type,
+                                              const char *id, int64_t time);
+/* Parse manifest JSON (already taken out of its blob).  Unless
+ * PBS_MANIFEST_NO_VERIFY: a manifest with a key-fingerprint needs KEY
+ * ("missing key - manifest was created with key ..."), the fingerprint
+ * must be KEY's and the signature must match. */
+extern struct pbs_manifest *pbs_manifest_parse (const char *json, size_t len,
+                                                const struct pbs_key *key,
+                                                unsigned flags);
+extern void pbs_manifest_free (struct pbs_manifest *m);
+extern const char *pbs_manifest_type (const struct pbs_manifest *m);
+extern const char *pbs_manifest_id (const struct pbs_manifest *m);
+extern int64_t pbs_manifest_time (const struct pbs_manifest *m);
+/* Full key fingerprint string from unprotected.key-fingerprint, or NULL. */
+extern const char *pbs_manifest_key_fingerprint (const struct pbs_manifest *m);
+extern int pbs_manifest_add_file (struct pbs_manifest *m, const char *name,
+                                  const char *crypt_mode, uint64_t size,
+                                  const uint8_t csum[32]);
+extern size_t pbs_manifest_file_count (const struct pbs_manifest *m);
+/* File I; 0 or -1.  FIND: by name, -1 (ENOENT) if absent. */
+extern int pbs_manifest_file (const struct pbs_manifest *m, size_t i,
+                              struct pbs_manifest_file *out);
+extern int pbs_manifest_find (const struct pbs_manifest *m, const char *name,
+                              struct pbs_manifest_file *out);
+/* unprotected[KEY] as malloc'd JSON text, or NULL (ENOENT) if absent. */
+extern char *pbs_manifest_get_unprotected (const struct pbs_manifest *m,
+                                           const char *key);
+/* Set unprotected[KEY] to the JSON value JSON_TEXT (parsed; EINVAL if bad). */
+extern int pbs_manifest_set_unprotected (struct pbs_manifest *m,
+                                         const char *key,
+                                         const char *json_text);
+/* Serialise as PBS writes it (sorted keys, pretty).  With KEY: adds
+ * unprotected.key-fingerprint and the HMAC signature (§5.5).
+ * *OUT is malloc'd, NUL-terminated. */
+extern int pbs_manifest_to_json (struct pbs_manifest *m,
+                                 const struct pbs_key *key, char **out);
+/* The canonical JSON that is signed (§5.5); malloc'd. */
+extern char *pbs_manifest_canonical (const struct pbs_manifest *m);
+
+/* ------------------------------------------------- names and times */
+
+/* "2024-06-05T15:06:40Z" (21 bytes with NUL), as PBS names snapshots. */
+extern void pbs_time_to_rfc3339 (int64_t t, char out[21]);
+/* Accepts epoch seconds or RFC 3339 (Z or +hh:mm).  0 or -1. */
+extern int pbs_parse_time (const char *s, int64_t *out);
+extern bool pbs_valid_safe_id (const char *s);    /* store, archive names */
+extern bool pbs_valid_backup_id (const char *s);  /* [A-Za-z0-9_][A-Za-z0-9._-]* */
+extern bool pbs_valid_backup_type (const char *s); /* vm, ct, host */
+extern bool pbs_valid_ns (const char *s);          /* "" or a/b/c, <= 7 levels */
+
+/* ------------------------------------------------------- repositories */
+
+struct pbs_repo; /* opaque */
+
+struct pbs_repo_opts {
+  /* Remote only; the tool reads them from options and the environment
+   * (PBS_PASSWORD, PBS_FINGERPRINT, ...).  Never logged. */
+  const char *secret;      /* password or API token secret */
+  const char *fingerprint; /* pinned "aa:bb:..." or NULL */
+  const char *ca_file;     /* extra CA bundle (tests) or NULL */
+  bool quiet;
+};
+
+/* Open a repository.  A SPEC containing '/' is a local datastore directory
+ * (created with its .chunks tree on first use); anything else is
+ * [[USER@REALM[!TOKEN]@]HOST[:PORT]:]DATASTORE (§2.3). */
+extern struct pbs_repo *pbs_repo_open (const char *spec,
+                                       const struct pbs_repo_opts *opts);
+extern void pbs_repo_close (struct pbs_repo *r); /* NULL: no-op */
+extern bool pbs_repo_is_local (const struct pbs_repo *r);
+
+struct pbs_snapshot {
+  char *ns;      /* "" = root */
+  char *type;
+  char *id;
+  int64_t time;
+  bool finished; /* has index.json.blob */
+  bool protected_;
+  uint64_t size; /* sum of file sizes from the manifest (0 if unknown) */
+  size_t nfiles;
+  char **files;  /* file names */
+  char *owner;   /* or NULL */
+  char *verify_state; /* "ok", "failed" or NULL */
+  char *fingerprint;  /* key fingerprint or NULL */
+};
+
+/* All snapshots of namespace NS (NULL or "" = root), optionally only of one
+ * group (TYPE and ID non-NULL), sorted by type, id, time. */
+extern int pbs_repo_snapshots (struct pbs_repo *r, const char *ns,
+                               const char *type, const char *id,
+                               struct pbs_snapshot **out, size_t *n);
+extern void pbs_snapshots_free (struct pbs_snapshot *s, size_t n);
+
+/* ------------------------------------------------- backup session (§3) */
+
+struct pbs_backup; /* opaque */
+
+/* Start a backup of group TYPE/ID in NS at TIME (server rules §1.3, §4:
+ * group lock, owner, time strictly newer than the base). */
+extern struct pbs_backup *pbs_backup_start (struct pbs_repo *r,
+                                            const char *ns, const char *type,
+                                            const char *id, int64_t time);
+/* The base snapshot's time, or -1 if there is none (§3.1, §4.2). */
+extern int pbs_backup_previous_time (struct pbs_backup *b, int64_t *out);
+/* A file of the base snapshot (§3.2).  For a .fidx this also makes its
+ * digests known in this session (server and client side).  ENOENT if there
+ * is no base or no such file.  *DATA malloc'd. */
+extern int pbs_backup_download_previous (struct pbs_backup *b,
+                                         const char *name, uint8_t **data,
+                                         size_t *len);
+/* Open a fixed index writer (§3.3).  REUSE_CSUM: lower-case hex csum of
+ * the base's index of that name, or NULL.  Returns the wid (>= 1) or -1. */
+extern int pbs_backup_fixed_index (struct pbs_backup *b, const char *name,
+                                   uint64_t size, const char *reuse_csum);
+/* Is DIGEST usable by reference in this session (uploaded or registered
+ * through a downloaded previous index)? */
+extern bool pbs_backup_known (struct pbs_backup *b,
+                              const uint8_t digest[PBS_DIGEST_LEN]);
+/* Upload one chunk (§3.4): BLOB is the encoded DataBlob of SIZE raw bytes.
+ * May be asynchronous (remote): errors can surface at a later call.  The
+ * digest is known afterwards.  BLOB is copied. */
+extern int pbs_backup_fixed_chunk (struct pbs_backup *b, int wid,
+                                   const uint8_t digest[PBS_DIGEST_LEN],
+                                   uint32_t size, const uint8_t *blob,
+                                   size_t blob_len);
+/* Place N known digests at chunk start OFFSETS (§3.5).  May be batched;
+ * a remote backend sends it only after the chunks' uploads succeeded. */
+extern int pbs_backup_fixed_append (struct pbs_backup *b, int wid, size_t n,
+                                    const uint8_t (*digests)[PBS_DIGEST_LEN],
+                                    const uint64_t *offsets);
+/* Close the writer (§3.6): CSUM is the index csum (sha256 over digests). */
+extern int pbs_backup_fixed_close (struct pbs_backup *b, int wid,
+                                   uint64_t chunk_count, uint64_t size,
+                                   const uint8_t csum[32]);
+/* Store an encoded blob NAME (§3.7); the manifest is index.json.blob. */
+extern int pbs_backup_blob (struct pbs_backup *b, const char *name,
+                            const uint8_t *blob, size_t len);
+/* Finish (§3.8).  Only after success does the snapshot count. */
+extern int pbs_backup_finish (struct pbs_backup *b);
+/* End the session.  Unless finished, the server (or local store) removes
+ * the unfinished snapshot.  NULL: no-op. */
+extern void pbs_backup_free (struct pbs_backup *b);
+
+/* ------------------------------------------------- reader session (§3.10) */
+
+struct pbs_reader; /* opaque */
+
+extern struct pbs_reader *pbs_reader_start (struct pbs_repo *r,
+                                            const char *ns, const char *type,
+                                            const char *id, int64_t time);
+/* A file of the snapshot (manifest blob, .fidx, ...).  *DATA malloc'd. */
+extern int pbs_reader_download (struct pbs_reader *rd, const char *name,
+                                uint8_t **data, size_t *len);
+/* The stored DataBlob of a chunk.  *BLOB malloc'd. */
+extern int pbs_reader_chunk (struct pbs_reader *rd,
+                             const uint8_t digest[PBS_DIGEST_LEN],
+                             uint8_t **blob, size_t *len);
+extern void pbs_reader_free (struct pbs_reader *rd); /* NULL: no-op */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PBSPROTO_H */

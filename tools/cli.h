@@ -1,0 +1,74 @@
+/* cli.h -- what the qcow2pbs subcommands share: error reporting, option
+ * helpers and the atomic, sparse output file. */
+#ifndef QCOW2PBS_CLI_H
+#define QCOW2PBS_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qcowlib.h"
+
+/* Subcommands: each parses its own argv (argv[0] = subcommand name) and
+ * returns the process exit status: 0 ok, 1 error, 2 usage error. */
+int cmd_info (int argc, char **argv);
+int cmd_map (int argc, char **argv);
+int cmd_export (int argc, char **argv);
+int cmd_bitmap (int argc, char **argv);
+int cmd_key (int argc, char **argv);
+int cmd_push (int argc, char **argv);
+int cmd_restore (int argc, char **argv);
+int cmd_verify (int argc, char **argv);
+int cmd_snapshots (int argc, char **argv);
+
+/* "qcow2pbs: CONTEXT: message" on stderr (one line).  Returns 1, so
+ * `return cli_error (path, "...")` ends a command with exit status 1. */
+__attribute__ ((format (printf, 2, 3))) int cli_error (const char *context,
+                                                       const char *fmt, ...);
+/* "qcow2pbs CMD: message" + "Try 'qcow2pbs CMD --help'." Returns 2. */
+__attribute__ ((format (printf, 2, 3))) int cli_usage_error (const char *cmd,
+                                                             const char *fmt,
+                                                             ...);
+
+/* --chain a,b,c: split into a malloc'd NULL-terminated array (oldest
+ * first) stored in opts->chain/chain_len.  Returns 0 or -1 (message
+ * printed).  Free with cli_free_chain. */
+int cli_parse_chain (const char *arg, struct qcow_open_opts *opts);
+void cli_free_chain (struct qcow_open_opts *opts);
+/* Open IMAGE (or the --chain) and print "qcow2pbs: FILE: error" on
+ * failure. */
+struct qcow_chain *cli_open_chain (const char *image,
+                                   const struct qcow_open_opts *opts);
+
+/* "text" or "json" -> false/true; anything else is a usage error (-1). */
+int cli_parse_output_format (const char *s, bool *json);
+
+/* An output file that appears under its final name only when complete:
+ * written to ".NAME.XXXXXX" in the same directory, renamed by
+ * out_file_commit, removed by out_file_abort (also on SIGINT/SIGTERM, via
+ * a handler that unlinks every open temporary).  PATH "-" = stdout. */
+struct out_file {
+  int fd;
+  char *path;     /* final name, or NULL for stdout */
+  char *tmp_path; /* temporary name, or NULL for stdout */
+  uint64_t size;  /* logical size so far (holes included) */
+  bool is_regular;
+};
+int out_file_open (struct out_file *f, const char *path);
+/* Write LEN bytes at the current end; all-zero blocks become holes
+ * (seek) in regular files, real zeros on pipes. */
+int out_file_write (struct out_file *f, const void *buf, size_t len);
+/* Append LEN zero bytes (a hole in a regular file). */
+int out_file_zeros (struct out_file *f, uint64_t len);
+int out_file_commit (struct out_file *f); /* set size, fsync, rename */
+void out_file_abort (struct out_file *f);
+
+/* Open the repository SPEC (or $PBS_REPOSITORY when SPEC is NULL).  For a
+ * server: the password or token secret from PBS_PASSWORD, PBS_PASSWORD_FD,
+ * PBS_PASSWORD_FILE or a TTY prompt; FINGERPRINT (or PBS_FINGERPRINT) pins
+ * the certificate.  Prints "qcow2pbs: REPO: error" and returns NULL on
+ * failure. */
+struct pbs_repo;
+struct pbs_repo *cli_open_repo (const char *spec, const char *fingerprint);
+
+#endif
