@@ -88,6 +88,13 @@ extern int pbs_ds_backup_fixed_append (struct pbs_ds_backup *b, int wid,
                                        size_t n,
                                        const char *const *digest_hex,
                                        const uint64_t *offsets);
+/* The same with the two lists of the request as received, so that
+ * unequal lengths get PBS's "offset list has wrong length (a != b)". */
+extern int pbs_ds_backup_fixed_append_lists (struct pbs_ds_backup *b, int wid,
+                                             size_t ndigests,
+                                             const char *const *digest_hex,
+                                             size_t noffsets,
+                                             const uint64_t *offsets);
 /* §3.6. */
 extern int pbs_ds_backup_fixed_close (struct pbs_ds_backup *b, int wid,
                                       uint64_t chunk_count, uint64_t size,

@@ -57,6 +57,10 @@ extern struct pbs_key *pbs_key_load (const char *path, const char *password);
  * "none", "scrypt" or "pbkdf2"; PASSWORD (>= 5 bytes) unless kdf none. */
 extern int pbs_key_create (const char *path, const char *kdf,
                            const char *password);
+/* pbs_key_create with an optional HINT (stored in the file, shown by
+ * `key show`; NULL: none). */
+extern int pbs_key_create_hint (const char *path, const char *kdf,
+                                const char *password, const char *hint);
 /* Describe a key file without decrypting it: malloc'd JSON text
  * {"path","kdf","created","modified","fingerprint","hint"}. */
 extern char *pbs_key_show (const char *path);
@@ -68,6 +72,14 @@ extern void pbs_fingerprint_string (const uint8_t fp[32], char out[96]);
 /* Chunk digest: sha256(data), or sha256(data || id_key) with a key. */
 extern void pbs_chunk_digest (const struct pbs_key *key, const void *data,
                               size_t len, uint8_t out[PBS_DIGEST_LEN]);
+/* Digest of one PBS_CHUNK_SIZE chunk of zeros for KEY (NULL: unencrypted,
+ * bb9f8df6...3af8).  Precomputed when the key is made: costs nothing. */
+extern void pbs_zero_chunk_digest (const struct pbs_key *key,
+                                   uint8_t out[PBS_DIGEST_LEN]);
+/* Digest of LEN zero bytes (e.g. a short last chunk) without allocating
+ * them.  0 or -1. */
+extern int pbs_zeros_digest (const struct pbs_key *key, uint64_t len,
+                             uint8_t out[PBS_DIGEST_LEN]);
 extern void pbs_digest_hex (const uint8_t d[PBS_DIGEST_LEN], char out[65]);
 /* Lower- or upper-case 64 hex chars -> 32 bytes.  Returns 0 or -1. */
 extern int pbs_digest_parse (const char *hex, uint8_t out[PBS_DIGEST_LEN]);

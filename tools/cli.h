@@ -40,8 +40,35 @@ void cli_free_chain (struct qcow_open_opts *opts);
 struct qcow_chain *cli_open_chain (const char *image,
                                    const struct qcow_open_opts *opts);
 
+/* Print the calling thread's last qcowlib error as "qcow2pbs: FILE: msg"
+ * (CONTEXT stands in when the message names no file).  Returns 1. */
+int cli_qcow_error (const char *context);
+
 /* "text" or "json" -> false/true; anything else is a usage error (-1). */
 int cli_parse_output_format (const char *s, bool *json);
+
+/* getopt_long entries shared by every command that opens an image (include
+ * <getopt.h>): --chain, --allow-absolute-data-file, --probe-backing-format.
+ * Hand their codes to cli_image_option, which fills OPTS; it returns 0, or
+ * -1 after printing a message (a usage error: exit 2). */
+enum {
+  CLI_OPT_CHAIN = 0x100,
+  CLI_OPT_ALLOW_ABSOLUTE_DATA_FILE,
+  CLI_OPT_PROBE_BACKING_FORMAT,
+  CLI_OPT_FIRST_FREE = 0x180 /* commands number their own options from here */
+};
+#define CLI_IMAGE_OPTIONS                                                     \
+  { "chain", required_argument, NULL, CLI_OPT_CHAIN },                        \
+  { "allow-absolute-data-file", no_argument, NULL,                            \
+    CLI_OPT_ALLOW_ABSOLUTE_DATA_FILE },                                       \
+  { "probe-backing-format", no_argument, NULL, CLI_OPT_PROBE_BACKING_FORMAT }
+/* Help text lines for CLI_IMAGE_OPTIONS. */
+#define CLI_IMAGE_OPTIONS_HELP                                                \
+  "  --chain A,B,C             open this chain (oldest first) instead of\n"  \
+  "                            IMAGE and its backing names (',,' = ',')\n"    \
+  "  --allow-absolute-data-file  follow an absolute external data-file name\n" \
+  "  --probe-backing-format    probe a backing file without a format name\n"
+int cli_image_option (int opt, const char *arg, struct qcow_open_opts *opts);
 
 /* An output file that appears under its final name only when complete:
  * written to ".NAME.XXXXXX" in the same directory, renamed by
@@ -53,6 +80,7 @@ struct out_file {
   char *tmp_path; /* temporary name, or NULL for stdout */
   uint64_t size;  /* logical size so far (holes included) */
   bool is_regular;
+  uint64_t base;  /* file offset where writing started (stdout only) */
 };
 int out_file_open (struct out_file *f, const char *path);
 /* Write LEN bytes at the current end; all-zero blocks become holes
@@ -70,5 +98,18 @@ void out_file_abort (struct out_file *f);
  * failure. */
 struct pbs_repo;
 struct pbs_repo *cli_open_repo (const char *spec, const char *fingerprint);
+
+/* A secret (password or passphrase), never from argv: the environment
+ * variable PREFIX, else PREFIX_FD (an fd number), PREFIX_FILE (a path) or
+ * PREFIX_CMD (run with /bin/sh -c, its stdout; Proxmox shell-splits it
+ * instead): the first one defined wins and only its first line counts, as
+ * in proxmox-backup-client.  Else, if stdin is a terminal, PROMPT on
+ * /dev/tty with echo off.  E.g. PREFIX "PBS_ENCRYPTION_PASSWORD" or
+ * "PBS_PASSWORD".  Returns a malloc'd string the caller wipes
+ * (explicit_bzero) and frees, or NULL after printing one
+ * "qcow2pbs: PREFIX: ..." line. */
+char *cli_read_secret (const char *env_prefix, const char *prompt);
+/* The same for a new password: a terminal asks twice (key create). */
+char *cli_read_new_secret (const char *env_prefix, const char *prompt);
 
 #endif

@@ -1,10 +1,324 @@
-/* cmd-export.c -- placeholder until the subcommand lands. */
+/* cmd-export.c -- `qcow2pbs export`: the merged disk as a sparse raw file.
+ *
+ * The chain's map (metadata only) tells which ranges hold data; everything
+ * else becomes a hole without being read.  Data ranges are read in pieces of
+ * up to 4 MiB by two reader threads into a small ring of buffers and written
+ * in order by the main thread, so reading (decompression included) overlaps
+ * writing and the output can be a pipe.  The file appears under its final
+ * name only when complete (out_file). */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli.h"
+
+static const char usage_text[] =
+  "Usage: qcow2pbs export [OPTIONS] IMAGE OUT.raw\n"
+  "       qcow2pbs export [OPTIONS] --chain FULL,INCR0,... OUT.raw\n"
+  "Write the merged disk of a qcow2 chain as a sparse raw file: holes for\n"
+  "unallocated, zero-flagged and all-zero ranges.  The file is written under\n"
+  "a temporary name in the same directory and renamed when complete.\n"
+  "OUT.raw '-' writes to stdout.\n"
+  "\n"
+  CLI_IMAGE_OPTIONS_HELP
+  "  -h, --help                this help\n";
+
+#define PIECE_MAX ((uint32_t) 4 << 20) /* one pread; a PBS chunk's size */
+/* Data ranges closer than this are read as one piece: reading the gap
+ * (zeros from qcowlib, no I/O) is cheaper than another round trip. */
+#define PIECE_GAP ((uint64_t) 1 << 20)
+/* The map is walked window by window so the piece list stays small no
+ * matter how large or fragmented the disk. */
+#define WINDOW ((uint64_t) 256 << 20)
+#define NTHREADS 2
+#define NSLOTS 4 /* buffers in flight: 16 MiB */
+
+struct piece {
+  uint64_t off;
+  uint32_t len;
+};
+
+struct exporter {
+  struct qcow_chain *c;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  struct piece *pieces;
+  size_t npieces, cap;
+  size_t next;              /* next piece a reader claims */
+  size_t consumed;          /* pieces the writer has written */
+  size_t ready[NSLOTS];     /* piece index + 1 whose data is in the slot */
+  unsigned char *buf[NSLOTS];
+  bool failed;              /* a reader failed */
+  bool stop;                /* the writer is done with this window */
+  bool nomem;               /* the piece list could not grow */
+  char errmsg[512];         /* the failing reader's qcowlib message */
+};
+
+static int
+add_piece (struct exporter *x, uint64_t off, uint64_t len)
+{
+  struct piece *last = x->npieces ? &x->pieces[x->npieces - 1] : NULL;
+  struct piece *grown;
+  uint64_t n;
+
+  while (len > 0) {
+    if (last && off - (last->off + last->len) <= PIECE_GAP
+        && off + len - last->off <= PIECE_MAX) {
+      last->len = (uint32_t) (off + len - last->off);
+      return 0;
+    }
+    if (x->npieces == x->cap) {
+      size_t cap = x->cap ? x->cap * 2 : 64;
+      grown = realloc (x->pieces, cap * sizeof *grown);
+      if (!grown) {
+        x->nomem = true;
+        return -1;
+      }
+      x->pieces = grown;
+      x->cap = cap;
+    }
+    /* Split at 4 MiB-aligned guest offsets, as later chunking does. */
+    n = PIECE_MAX - off % PIECE_MAX;
+    if (n > len)
+      n = len;
+    last = &x->pieces[x->npieces++];
+    last->off = off;
+    last->len = (uint32_t) n;
+    off += n;
+    len -= n;
+  }
+  return 0;
+}
+
+static int
+on_extent (void *opaque, const struct qcow_extent *e)
+{
+  struct exporter *x = opaque;
+
+  if (e->kind != QCOW_KIND_DATA)
+    return 0;
+  return add_piece (x, e->start, e->length);
+}
+
+static void *
+reader (void *opaque)
+{
+  struct exporter *x = opaque;
+  size_t i, slot;
+
+  for (;;) {
+    pthread_mutex_lock (&x->lock);
+    while (!x->failed && !x->stop && x->next < x->npieces
+           && x->next >= x->consumed + NSLOTS)
+      pthread_cond_wait (&x->cond, &x->lock);
+    if (x->failed || x->stop || x->next >= x->npieces) {
+      pthread_mutex_unlock (&x->lock);
+      return NULL;
+    }
+    i = x->next++;
+    pthread_mutex_unlock (&x->lock);
+
+    slot = i % NSLOTS;
+    if (qcow_pread (x->c, x->buf[slot], x->pieces[i].len, x->pieces[i].off)
+        == -1) {
+      pthread_mutex_lock (&x->lock);
+      if (!x->failed)
+        snprintf (x->errmsg, sizeof x->errmsg, "%s", qcow_errmsg ());
+      x->failed = true;
+      pthread_cond_broadcast (&x->cond);
+      pthread_mutex_unlock (&x->lock);
+      return NULL;
+    }
+    pthread_mutex_lock (&x->lock);
+    x->ready[slot] = i + 1;
+    pthread_cond_broadcast (&x->cond);
+    pthread_mutex_unlock (&x->lock);
+  }
+}
+
+/* Print a reader's saved qcowlib message like cli_qcow_error does. */
+static int
+reader_error (struct exporter *x, const char *context)
+{
+  size_t i;
+
+  for (i = 0; x->errmsg[i]; i++)
+    if ((unsigned char) x->errmsg[i] < 0x20)
+      x->errmsg[i] = '?';
+  if (!strstr (x->errmsg, ": "))
+    return cli_error (context, "%s", x->errmsg[0] ? x->errmsg : "read error");
+  fflush (stdout);
+  fprintf (stderr, "qcow2pbs: %s\n", x->errmsg);
+  return 1;
+}
+
+/* Read and write the pieces of one window; *POS is the output position.
+ * Returns 0, or -1: x->failed set for a read error (x->errmsg), else an
+ * output error with errno set. */
+static int
+run_window (struct exporter *x, struct out_file *out, uint64_t *pos)
+{
+  pthread_t tids[NTHREADS];
+  size_t nt = 0, i, slot;
+  int r = 0, e = 0;
+
+  x->next = x->consumed = 0;
+  x->stop = false;
+  for (i = 0; i < NSLOTS; i++)
+    x->ready[i] = 0;
+  for (; nt < NTHREADS && nt < x->npieces; nt++)
+    if (pthread_create (&tids[nt], NULL, reader, x) != 0)
+      break;
+  if (nt == 0 && x->npieces > 0) {
+    errno = EAGAIN;
+    return -1;
+  }
+  for (i = 0; i < x->npieces; i++) {
+    slot = i % NSLOTS;
+    pthread_mutex_lock (&x->lock);
+    while (!x->failed && x->ready[slot] != i + 1)
+      pthread_cond_wait (&x->cond, &x->lock);
+    pthread_mutex_unlock (&x->lock);
+    if (x->failed) {
+      r = -1;
+      break;
+    }
+    if (out_file_zeros (out, x->pieces[i].off - *pos) == -1
+        || out_file_write (out, x->buf[slot], x->pieces[i].len) == -1) {
+      e = errno;
+      r = -1;
+      break;
+    }
+    *pos = x->pieces[i].off + x->pieces[i].len;
+    pthread_mutex_lock (&x->lock);
+    x->consumed = i + 1;
+    pthread_cond_broadcast (&x->cond);
+    pthread_mutex_unlock (&x->lock);
+  }
+  pthread_mutex_lock (&x->lock);
+  x->stop = true;
+  pthread_cond_broadcast (&x->cond);
+  pthread_mutex_unlock (&x->lock);
+  while (nt > 0)
+    pthread_join (tids[--nt], NULL);
+  errno = e;
+  return r;
+}
 
 int
 cmd_export (int argc, char **argv)
 {
-  (void) argc;
-  (void) argv;
-  return cli_error ("export", "not implemented yet");
+  static const struct option longopts[] = {
+    CLI_IMAGE_OPTIONS,
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  struct qcow_open_opts opts = { 0 };
+  struct exporter x = { 0 };
+  struct out_file out = { .fd = -1 };
+  bool out_open = false, sync_ok = false;
+  const char *image = NULL, *out_path, *context;
+  uint64_t size, w, wlen, pos = 0;
+  int opt, ret = 1;
+  size_t i;
+
+  optind = 1;
+  while ((opt = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
+    switch (opt) {
+    case 'h':
+      fputs (usage_text, stdout);
+      ret = 0;
+      goto out;
+    case CLI_OPT_CHAIN:
+    case CLI_OPT_ALLOW_ABSOLUTE_DATA_FILE:
+    case CLI_OPT_PROBE_BACKING_FORMAT:
+      if (cli_image_option (opt, optarg, &opts) == -1) {
+        ret = 2;
+        goto out;
+      }
+      break;
+    default:
+      ret = cli_usage_error ("export", "bad option");
+      goto out;
+    }
+  }
+  if (argc - optind != (opts.chain ? 1 : 2)) {
+    ret = cli_usage_error ("export", opts.chain
+                                       ? "expected OUT.raw after --chain"
+                                       : "expected IMAGE and OUT.raw");
+    goto out;
+  }
+  if (!opts.chain)
+    image = argv[optind++];
+  out_path = argv[optind];
+  context = image ? image : opts.chain[opts.chain_len - 1];
+
+  if (pthread_mutex_init (&x.lock, NULL) != 0
+      || pthread_cond_init (&x.cond, NULL) != 0) {
+    cli_error ("export", "cannot create a lock");
+    goto out;
+  }
+  sync_ok = true;
+  /* Open the chain first: a bad image must not leave even a temporary. */
+  x.c = cli_open_chain (image, &opts);
+  if (!x.c)
+    goto out;
+  for (i = 0; i < NSLOTS; i++) {
+    x.buf[i] = malloc (PIECE_MAX);
+    if (!x.buf[i]) {
+      cli_error ("export", "out of memory");
+      goto out;
+    }
+  }
+  if (out_file_open (&out, out_path) == -1) {
+    cli_error (out_path, "%s", strerror (errno));
+    goto out;
+  }
+  out_open = true;
+
+  size = qcow_virtual_size (x.c);
+  for (w = 0; w < size; w += wlen) {
+    wlen = size - w < WINDOW ? size - w : WINDOW;
+    x.npieces = 0;
+    if (qcow_map (x.c, w, wlen, on_extent, &x) == -1) {
+      if (x.nomem)
+        cli_error ("export", "out of memory");
+      else
+        cli_qcow_error (context);
+      goto out;
+    }
+    if (run_window (&x, &out, &pos) == -1) {
+      if (x.failed)
+        reader_error (&x, context);
+      else
+        cli_error (out_path, "%s", strerror (errno));
+      goto out;
+    }
+  }
+  if (out_file_zeros (&out, size - pos) == -1
+      || out_file_commit (&out) == -1) {
+    out_open = false;
+    cli_error (out_path, "%s", strerror (errno));
+    goto out;
+  }
+  out_open = false;
+  ret = 0;
+
+out:
+  if (out_open)
+    out_file_abort (&out);
+  for (i = 0; i < NSLOTS; i++)
+    free (x.buf[i]);
+  free (x.pieces);
+  qcow_close (x.c);
+  if (sync_ok) {
+    pthread_mutex_destroy (&x.lock);
+    pthread_cond_destroy (&x.cond);
+  }
+  cli_free_chain (&opts);
+  return ret;
 }

@@ -1,0 +1,60 @@
+/* ds-internal.h -- shared by the datastore files (datastore.c,
+ * chunk-store.c, ds-*.c) and the client-side known set of repo.c; not
+ * installed.  The public face is pbs-datastore.h. */
+#ifndef PBS_DS_INTERNAL_H
+#define PBS_DS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pbs-datastore.h"
+
+struct pbs_datastore {
+  char *path;   /* as given, without trailing '/' */
+  int dirfd;    /* O_DIRECTORY of PATH, for syncfs */
+  int chunksfd; /* O_DIRECTORY of PATH/.chunks */
+  pthread_mutex_t tmp_lock;
+  uint64_t tmp_counter; /* unique temp names across threads */
+};
+
+/* PBS's snapshot name regex ^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$ plus the
+ * parsed time.  0 or -1. */
+int pbs__ds_parse_snapshot_name (const char *name, int64_t *t);
+/* "ns/a/ns/b" for "a/b" ("" for root), malloc'd; NULL (EINVAL) if the
+ * namespace is not valid. */
+char *pbs__ds_ns_path (const char *ns);
+/* PATH/<ns path>/TYPE/ID, malloc'd. */
+char *pbs__ds_group_path (struct pbs_datastore *ds, const char *ns,
+                          const char *type, const char *id);
+/* Is S exactly 64 lower-case hex chars (PBS's SHA256_HEX_REGEX)? */
+bool pbs__ds_is_lower_hex64 (const char *s);
+/* Read a whole (small) file, at most MAX bytes; ENOENT, EFBIG, EIO. */
+int pbs__ds_read_file (const char *path, size_t max, uint8_t **data,
+                       size_t *len);
+/* pwrite all of P at OFF; -1 with errno. */
+int pbs__ds_write_all (int fd, const uint8_t *p, size_t len, uint64_t off);
+/* Write DATA to DIR/NAME via a temp file + rename ("replace_file"). */
+int pbs__ds_replace_file (const char *dir, const char *name,
+                          const uint8_t *data, size_t len, bool sync);
+/* Decode + parse an index.json.blob image (no signature check). */
+struct pbs_manifest *pbs__ds_manifest_from_blob (const uint8_t *blob,
+                                                 size_t len,
+                                                 const char *what);
+/* "ok", "failed" (only with a UPID-shaped upid, as PBS's serde parse
+ * requires) or NULL from the manifest's unprotected.verify_state. */
+const char *pbs__ds_verify_state (const struct pbs_manifest *m);
+
+/* A hash set of 32-byte digests with a u32 value each (the chunk length
+ * for the server's known-chunk map; unused elsewhere).  Not locked. */
+struct pbs__digest_set;
+struct pbs__digest_set *pbs__digest_set_new (void);
+void pbs__digest_set_free (struct pbs__digest_set *s);
+int pbs__digest_set_put (struct pbs__digest_set *s, const uint8_t d[32],
+                         uint32_t value);
+bool pbs__digest_set_get (const struct pbs__digest_set *s,
+                          const uint8_t d[32], uint32_t *value);
+size_t pbs__digest_set_count (const struct pbs__digest_set *s);
+
+#endif

@@ -1,0 +1,210 @@
+/* ds-reader.c -- the server side of PBS's reader protocol (§3.10): the
+ * snapshot must exist, it is share-locked while read (a running backup
+ * holds it exclusively), and a chunk may be downloaded only after an index
+ * naming it was downloaded in this session. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ds-internal.h"
+#include "pbs-internal.h"
+
+#define MAX_INDEX_FILE (1024u * 1024 * 1024)
+
+struct pbs_ds_reader {
+  struct pbs_datastore *ds;
+  char *snap_path;
+  int snap_fd;
+  struct pbs__digest_set *allowed;
+};
+
+struct pbs_ds_reader *
+pbs_ds_reader_start (struct pbs_datastore *ds, const char *auth_id,
+                     const char *ns, const char *type, const char *id,
+                     int64_t time)
+{
+  struct pbs_ds_reader *r = NULL;
+  char *group = NULL, name[21];
+
+  if (!auth_id || !strchr (auth_id, '@')) {
+    pbs__set_http_error (400, EINVAL, "invalid auth id");
+    return NULL;
+  }
+  if (!type || !pbs_valid_backup_type (type) || !id
+      || !pbs_valid_backup_id (id) || time < 1) {
+    pbs__set_http_error (400, EINVAL, "parameter verification failed - "
+                         "invalid backup-type, backup-id or backup-time");
+    return NULL;
+  }
+  group = pbs__ds_group_path (ds, ns, type, id);
+  if (!group) {
+    pbs__set_http_error (400, EINVAL, "%s", pbs_errmsg ());
+    return NULL;
+  }
+  r = calloc (1, sizeof *r);
+  if (!r)
+    goto oom;
+  r->ds = ds;
+  r->snap_fd = -1;
+  pbs_time_to_rfc3339 (time, name);
+  if (asprintf (&r->snap_path, "%s/%s", group, name) == -1) {
+    r->snap_path = NULL;
+    goto oom;
+  }
+  r->allowed = pbs__digest_set_new ();
+  if (!r->allowed)
+    goto oom;
+  r->snap_fd = open (r->snap_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (r->snap_fd == -1) {
+    int e = errno;
+    if (e == ENOENT)
+      pbs__set_http_error (404, ENOENT, "snapshot %s/%s/%s not found", type,
+                           id, name);
+    else
+      pbs__set_http_error (400, e, "unable to open snapshot directory "
+                           "\"%s\" - %s", r->snap_path, strerror (e));
+    goto err;
+  }
+  if (flock (r->snap_fd, LOCK_SH | LOCK_NB) == -1) {
+    int e = errno;
+    pbs__set_http_error (400, e == EWOULDBLOCK ? EBUSY : e,
+                         "unable to acquire shared lock on snapshot "
+                         "directory \"%s\" - %s",
+                         r->snap_path,
+                         e == EWOULDBLOCK ? "locked by another operation"
+                                          : strerror (e));
+    goto err;
+  }
+  /* Owner rule for users without Datastore.Read (§3.10).  root@pam has
+   * every privilege; other privileges are the HTTP layer's business. */
+  if (strcmp (auth_id, "root@pam") != 0) {
+    char *opath = NULL;
+    uint8_t *o = NULL;
+    size_t olen = 0, n;
+    bool ok = false;
+    if (asprintf (&opath, "%s/owner", group) == -1)
+      goto oom;
+    if (pbs__ds_read_file (opath, 4096, &o, &olen) == 0) {
+      const char *bang;
+      for (n = 0; n < olen && o[n] != '\n'; n++)
+        ;
+      bang = memchr (o, '!', n);
+      ok = (strlen (auth_id) == n && memcmp (o, auth_id, n) == 0)
+           || (bang && strlen (auth_id) == (size_t) (bang - (char *) o)
+               && memcmp (o, auth_id, strlen (auth_id)) == 0);
+    }
+    free (o);
+    free (opath);
+    if (!ok) {
+      pbs__set_http_error (403, EACCES, "backup owner check failed!");
+      goto err;
+    }
+  }
+  free (group);
+  return r;
+oom:
+  pbs__set_http_error (500, ENOMEM, "out of memory");
+err:
+  free (group);
+  pbs_ds_reader_end (r);
+  return NULL;
+}
+
+static bool
+ends_with (const char *s, const char *suffix)
+{
+  size_t a = strlen (s), b = strlen (suffix);
+  return a >= b && memcmp (s + a - b, suffix, b) == 0;
+}
+
+int
+pbs_ds_reader_download (struct pbs_ds_reader *r, const char *name,
+                        uint8_t **data, size_t *len)
+{
+  char *path = NULL;
+  bool is_fidx;
+  int rc;
+
+  if (!name || !pbs_valid_safe_id (name)) {
+    pbs__set_http_error (400, EINVAL, "parameter verification failed - "
+                         "'file-name': value does not match the regex "
+                         "pattern");
+    return -1;
+  }
+  is_fidx = ends_with (name, ".fidx");
+  if (asprintf (&path, "%s/%s", r->snap_path, name) == -1) {
+    pbs__set_http_error (500, ENOMEM, "out of memory");
+    return -1;
+  }
+  rc = pbs__ds_read_file (path, is_fidx ? MAX_INDEX_FILE
+                                        : PBS_BLOB_MAX_ENCODED * 8,
+                          data, len);
+  if (rc == -1)
+    pbs__set_http_error (pbs_errno () == ENOENT ? 404 : 400, pbs_errno (),
+                         "open file \"%s\" failed - %s", path,
+                         pbs_errno () == ENOENT ? "not found"
+                                                : strerror (pbs_errno ()));
+  free (path);
+  if (rc == 0 && is_fidx) {
+    /* The index's digests become allowed chunk downloads. */
+    struct pbs_fidx *idx = pbs_fidx_parse (*data, *len);
+    size_t i;
+    if (!idx) {
+      pbs__set_http_error (400, EBADMSG, "unable to read fixed index '%s' - "
+                           "%s", name, pbs_errmsg ());
+      rc = -1;
+    }
+    for (i = 0; rc == 0 && i < idx->count; i++)
+      if (pbs__digest_set_put (r->allowed, idx->digest[i], 0) == -1)
+        rc = -1;
+    pbs_fidx_free (idx);
+    if (rc == -1) {
+      free (*data);
+      *data = NULL;
+    }
+  }
+  return rc;
+}
+
+int
+pbs_ds_reader_chunk (struct pbs_ds_reader *r, const char *digest_hex,
+                     uint8_t **blob, size_t *len)
+{
+  uint8_t d[32];
+
+  if (!pbs__ds_is_lower_hex64 (digest_hex)) {
+    pbs__set_http_error (400, EINVAL, "parameter verification failed - "
+                         "'digest': value does not match the regex pattern");
+    return -1;
+  }
+  pbs_digest_parse (digest_hex, d);
+  if (!pbs__digest_set_get (r->allowed, d, NULL)) {
+    pbs__set_http_error (401, EACCES, "download chunk %s not allowed",
+                         digest_hex);
+    return -1;
+  }
+  if (pbs_datastore_load_chunk (r->ds, d, blob, len) == -1) {
+    pbs__set_http_error (pbs_errno () == ENOENT ? 404 : 400, pbs_errno (),
+                         "reading chunk %s failed - %s", digest_hex,
+                         strerror (pbs_errno ()));
+    return -1;
+  }
+  return 0;
+}
+
+void
+pbs_ds_reader_end (struct pbs_ds_reader *r)
+{
+  if (!r)
+    return;
+  if (r->snap_fd >= 0)
+    close (r->snap_fd);
+  pbs__digest_set_free (r->allowed);
+  free (r->snap_path);
+  free (r);
+}

@@ -1,0 +1,270 @@
+/* ds-snapshots.c -- list the snapshots of a namespace as PBS's admin API
+ * "snapshots" does (§6.4): walk <ns path>/<type>/<id>/<time>/, a snapshot
+ * is finished when it has index.json.blob; files, sizes, verify state and
+ * key fingerprint come from the manifest, owner from the group.  Sorted by
+ * type, id, time (PBS streams them in directory order). */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ds-internal.h"
+#include "pbs-internal.h"
+
+struct list {
+  struct pbs_snapshot *v;
+  size_t n, cap;
+};
+
+static bool
+ends_with (const char *s, const char *suffix)
+{
+  size_t a = strlen (s), b = strlen (suffix);
+  return a >= b && memcmp (s + a - b, suffix, b) == 0;
+}
+
+static int
+add_file (struct pbs_snapshot *s, const char *name)
+{
+  char **f = realloc (s->files, (s->nfiles + 1) * sizeof *f);
+  if (!f)
+    return -1;
+  s->files = f;
+  f[s->nfiles] = strdup (name);
+  if (!f[s->nfiles])
+    return -1;
+  s->nfiles++;
+  return 0;
+}
+
+static char *
+read_owner (const char *group)
+{
+  char *path = NULL, *owner = NULL;
+  uint8_t *d = NULL;
+  size_t len = 0, n;
+
+  if (asprintf (&path, "%s/owner", group) == -1)
+    return NULL;
+  if (pbs__ds_read_file (path, 4096, &d, &len) == 0) {
+    for (n = 0; n < len && d[n] != '\n' && d[n] != '\r'; n++)
+      ;
+    if (n > 0)
+      owner = strndup ((char *) d, n);
+  }
+  free (d);
+  free (path);
+  return owner;
+}
+
+/* Fill S from the snapshot directory DIR.  -1 only for out of memory: an
+ * unreadable manifest just leaves the snapshot without details. */
+static int
+describe (struct pbs_snapshot *s, const char *dir)
+{
+  char *mpath = NULL, *ppath = NULL;
+  uint8_t *blob = NULL;
+  size_t blen = 0, i;
+  struct stat st;
+  int r = -1;
+
+  if (asprintf (&mpath, "%s/index.json.blob", dir) == -1
+      || asprintf (&ppath, "%s/.protected", dir) == -1) {
+    mpath = ppath = NULL;
+    goto out;
+  }
+  s->protected_ = stat (ppath, &st) == 0;
+  s->finished = stat (mpath, &st) == 0 && S_ISREG (st.st_mode);
+  if (s->finished
+      && pbs__ds_read_file (mpath, PBS_BLOB_MAX_ENCODED, &blob, &blen) == 0) {
+    struct pbs_manifest *m = pbs__ds_manifest_from_blob (blob, blen, mpath);
+    if (m) {
+      const char *vs = pbs__ds_verify_state (m);
+      const char *fp = pbs_manifest_key_fingerprint (m);
+      for (i = 0; i < pbs_manifest_file_count (m); i++) {
+        struct pbs_manifest_file f;
+        if (pbs_manifest_file (m, i, &f) == -1)
+          continue;
+        if (add_file (s, f.filename) == -1) {
+          pbs_manifest_free (m);
+          goto out;
+        }
+        s->size += f.size;
+      }
+      /* Listed by PBS too, with the raw blob size. */
+      if (add_file (s, "index.json.blob") == -1) {
+        pbs_manifest_free (m);
+        goto out;
+      }
+      s->size += blen;
+      if ((vs && !(s->verify_state = strdup (vs)))
+          || (fp && !(s->fingerprint = strdup (fp)))) {
+        pbs_manifest_free (m);
+        goto out;
+      }
+      pbs_manifest_free (m);
+      r = 0;
+      goto out;
+    }
+  }
+  {
+    /* Unfinished (or unreadable): the file names only. */
+    DIR *d = opendir (dir);
+    struct dirent *de;
+    if (d) {
+      while ((de = readdir (d)))
+        if (ends_with (de->d_name, ".fidx") || ends_with (de->d_name, ".didx")
+            || ends_with (de->d_name, ".blob"))
+          if (de->d_name[0] != '.' && add_file (s, de->d_name) == -1) {
+            closedir (d);
+            goto out;
+          }
+      closedir (d);
+    }
+  }
+  r = 0;
+out:
+  free (blob);
+  free (mpath);
+  free (ppath);
+  return r;
+}
+
+static int
+scan_group (struct list *l, const char *ns, const char *type, const char *id,
+            const char *group)
+{
+  DIR *d = opendir (group);
+  struct dirent *de;
+  char *owner = NULL;
+  int r = -1;
+
+  if (!d)
+    return 0; /* vanished meanwhile */
+  owner = read_owner (group);
+  while ((de = readdir (d))) {
+    struct pbs_snapshot *s;
+    char *dir = NULL;
+    int64_t t;
+    if (pbs__ds_parse_snapshot_name (de->d_name, &t) == -1)
+      continue;
+    if (l->n == l->cap) {
+      size_t cap = l->cap ? l->cap * 2 : 16;
+      struct pbs_snapshot *v = realloc (l->v, cap * sizeof *v);
+      if (!v)
+        goto out;
+      l->v = v;
+      l->cap = cap;
+    }
+    s = &l->v[l->n];
+    memset (s, 0, sizeof *s);
+    l->n++;
+    s->time = t;
+    s->ns = strdup (ns);
+    s->type = strdup (type);
+    s->id = strdup (id);
+    if (!s->ns || !s->type || !s->id || (owner && !(s->owner = strdup (owner))))
+      goto out;
+    if (asprintf (&dir, "%s/%s", group, de->d_name) == -1)
+      goto out;
+    if (describe (s, dir) == -1) {
+      free (dir);
+      goto out;
+    }
+    free (dir);
+  }
+  r = 0;
+out:
+  free (owner);
+  closedir (d);
+  return r;
+}
+
+static int
+cmp_snap (const void *a, const void *b)
+{
+  const struct pbs_snapshot *x = a, *y = b;
+  int c = strcmp (x->type, y->type);
+  if (c == 0)
+    c = strcmp (x->id, y->id);
+  if (c == 0)
+    c = x->time < y->time ? -1 : x->time > y->time;
+  return c;
+}
+
+int
+pbs_datastore_snapshots (struct pbs_datastore *ds, const char *ns,
+                         const char *type, const char *id,
+                         struct pbs_snapshot **out, size_t *n)
+{
+  static const char *const types[] = { "ct", "host", "vm" };
+  struct list l = { 0 };
+  char *nsp, *base = NULL;
+  struct stat st;
+  size_t t;
+
+  *out = NULL;
+  *n = 0;
+  if (!ns)
+    ns = "";
+  if ((type && !pbs_valid_backup_type (type))
+      || (id && !pbs_valid_backup_id (id))) {
+    pbs__set_http_error (400, EINVAL, "invalid backup type or id");
+    return -1;
+  }
+  nsp = pbs__ds_ns_path (ns);
+  if (!nsp)
+    return -1;
+  if (asprintf (&base, "%s%s%s", ds->path, *nsp ? "/" : "", nsp) == -1) {
+    free (nsp);
+    goto oom;
+  }
+  free (nsp);
+  if (stat (base, &st) == -1 || !S_ISDIR (st.st_mode)) {
+    free (base);
+    pbs__set_http_error (404, ENOENT, "namespace not found");
+    return -1;
+  }
+  for (t = 0; t < sizeof types / sizeof *types; t++) {
+    char *tdir = NULL;
+    DIR *d;
+    struct dirent *de;
+    if (type && strcmp (type, types[t]) != 0)
+      continue;
+    if (asprintf (&tdir, "%s/%s", base, types[t]) == -1)
+      goto oom_base;
+    d = opendir (tdir);
+    while (d && (de = readdir (d))) {
+      char *group = NULL;
+      if (de->d_name[0] == '.' || !pbs_valid_backup_id (de->d_name)
+          || (id && strcmp (id, de->d_name) != 0))
+        continue;
+      if (asprintf (&group, "%s/%s", tdir, de->d_name) == -1
+          || scan_group (&l, ns, types[t], de->d_name, group) == -1) {
+        free (group);
+        closedir (d);
+        free (tdir);
+        goto oom_base;
+      }
+      free (group);
+    }
+    if (d)
+      closedir (d);
+    free (tdir);
+  }
+  free (base);
+  if (l.n)
+    qsort (l.v, l.n, sizeof *l.v, cmp_snap);
+  *out = l.v;
+  *n = l.n;
+  return 0;
+oom_base:
+  free (base);
+oom:
+  pbs_snapshots_free (l.v, l.n);
+  pbs__set_http_error (500, ENOMEM, "out of memory");
+  return -1;
+}

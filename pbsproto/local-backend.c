@@ -1,0 +1,272 @@
+/* local-backend.c -- a datastore directory as a repository: the backend
+ * ops call the server-side rules of pbs-datastore.h in process, as user
+ * root@pam (the owner written into new groups).  So a local push meets
+ * exactly the checks a PBS server would make.
+ *
+ * Differences from talking to a server: errors carry no HTTP status (0),
+ * and a namespace is created on first use (on PBS an admin creates it). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ds-internal.h"
+#include "pbs-internal.h"
+
+#define LOCAL_AUTH_ID "root@pam"
+
+/* The ds layer reports HTTP statuses for the test server; a local store
+ * has none (pbs_http_status() == 0). */
+static void
+drop_status (void)
+{
+  char msg[512];
+  int e = pbs_errno ();
+  snprintf (msg, sizeof msg, "%s", pbs_errmsg ());
+  pbs__set_error (e, "%s", msg);
+}
+
+void *
+pbs__local_open (const char *path, const struct pbs_repo_opts *opts)
+{
+  (void) opts;
+  return pbs_datastore_open (path, true);
+}
+
+static void
+l_close (void *st)
+{
+  pbs_datastore_close (st);
+}
+
+static int
+l_snapshots (void *st, const char *ns, const char *type, const char *id,
+             struct pbs_snapshot **out, size_t *n)
+{
+  int r = pbs_datastore_snapshots (st, ns, type, id, out, n);
+  if (r == -1)
+    drop_status ();
+  return r;
+}
+
+/* mkdir ns/a, ns/a/ns/b, ... below the datastore. */
+static int
+create_ns (struct pbs_datastore *ds, const char *ns)
+{
+  char *nsp = pbs__ds_ns_path (ns), *p;
+  char *path = NULL;
+  int r = -1;
+
+  if (!nsp)
+    return -1;
+  if (asprintf (&path, "%s/%s", ds->path, nsp) == -1) {
+    pbs__set_error (ENOMEM, "out of memory");
+    free (nsp);
+    return -1;
+  }
+  for (p = path + strlen (ds->path) + 1;; p++) {
+    if (*p == '/' || *p == 0) {
+      char c = *p;
+      *p = 0;
+      if (mkdir (path, 0755) == -1 && errno != EEXIST) {
+        pbs__set_error (errno, "%s: %s", path, strerror (errno));
+        goto out;
+      }
+      *p = c;
+      if (!c)
+        break;
+    }
+  }
+  r = 0;
+out:
+  free (path);
+  free (nsp);
+  return r;
+}
+
+static struct pbs_backend_backup *
+l_backup_start (void *st, const char *ns, const char *type, const char *id,
+                int64_t time)
+{
+  struct pbs_ds_backup *b;
+
+  if (ns && *ns && create_ns (st, ns) == -1)
+    return NULL;
+  b = pbs_ds_backup_start (st, LOCAL_AUTH_ID, ns, type, id, time);
+  if (!b)
+    drop_status ();
+  return (struct pbs_backend_backup *) b;
+}
+
+#define DSB(bb) ((struct pbs_ds_backup *) (bb))
+
+static int
+l_previous_time (struct pbs_backend_backup *bb, int64_t *out)
+{
+  return pbs_ds_backup_previous_time (DSB (bb), out);
+}
+
+static int
+l_download_previous (struct pbs_backend_backup *bb, const char *name,
+                     uint8_t **data, size_t *len)
+{
+  int r = pbs_ds_backup_previous (DSB (bb), name, data, len);
+  if (r == -1)
+    drop_status ();
+  return r;
+}
+
+static int
+l_fixed_index (struct pbs_backend_backup *bb, const char *name, uint64_t size,
+               const char *reuse_csum)
+{
+  int r = pbs_ds_backup_fixed_index (DSB (bb), name, size, reuse_csum);
+  if (r == -1)
+    drop_status ();
+  return r;
+}
+
+static int
+l_fixed_chunk (struct pbs_backend_backup *bb, int wid, const uint8_t digest[32],
+               uint32_t size, const uint8_t *blob, size_t blob_len)
+{
+  char hex[65];
+  int r;
+
+  pbs_digest_hex (digest, hex);
+  r = pbs_ds_backup_fixed_chunk (DSB (bb), wid, hex, size, blob_len, blob,
+                                 blob_len);
+  if (r == -1)
+    drop_status ();
+  return r;
+}
+
+static int
+l_fixed_append (struct pbs_backend_backup *bb, int wid, size_t n,
+                const uint8_t (*digests)[32], const uint64_t *offsets)
+{
+  char (*hex)[65] = NULL;
+  const char **ptrs = NULL;
+  size_t i;
+  int r = -1;
+
+  hex = malloc (n ? n * sizeof *hex : 1);
+  ptrs = malloc (n ? n * sizeof *ptrs : 1);
+  if (!hex || !ptrs) {
+    pbs__set_error (ENOMEM, "out of memory");
+    goto out;
+  }
+  for (i = 0; i < n; i++) {
+    pbs_digest_hex (digests[i], hex[i]);
+    ptrs[i] = hex[i];
+  }
+  r = pbs_ds_backup_fixed_append (DSB (bb), wid, n, ptrs, offsets);
+  if (r == -1)
+    drop_status ();
+out:
+  free (hex);
+  free (ptrs);
+  return r;
+}
+
+static int
+l_fixed_close (struct pbs_backend_backup *bb, int wid, uint64_t chunk_count,
+               uint64_t size, const uint8_t csum[32])
+{
+  char hex[65];
+  int r;
+
+  pbs_digest_hex (csum, hex);
+  r = pbs_ds_backup_fixed_close (DSB (bb), wid, chunk_count, size, hex);
+  if (r == -1)
+    drop_status ();
+  return r;
+}
+
+static int
+l_blob (struct pbs_backend_backup *bb, const char *name, const uint8_t *blob,
+        size_t len)
+{
+  int r = pbs_ds_backup_blob (DSB (bb), name, len, blob, len);
+  if (r == -1)
+    drop_status ();
+  return r;
+}
+
+static int
+l_finish (struct pbs_backend_backup *bb)
+{
+  int r = pbs_ds_backup_finish (DSB (bb));
+  if (r == -1)
+    drop_status ();
+  return r;
+}
+
+static void
+l_backup_free (struct pbs_backend_backup *bb)
+{
+  pbs_ds_backup_end (DSB (bb));
+}
+
+static struct pbs_backend_reader *
+l_reader_start (void *st, const char *ns, const char *type, const char *id,
+                int64_t time)
+{
+  struct pbs_ds_reader *r
+      = pbs_ds_reader_start (st, LOCAL_AUTH_ID, ns, type, id, time);
+  if (!r)
+    drop_status ();
+  return (struct pbs_backend_reader *) r;
+}
+
+static int
+l_reader_download (struct pbs_backend_reader *br, const char *name,
+                   uint8_t **data, size_t *len)
+{
+  int r = pbs_ds_reader_download ((struct pbs_ds_reader *) br, name, data,
+                                  len);
+  if (r == -1)
+    drop_status ();
+  return r;
+}
+
+static int
+l_reader_chunk (struct pbs_backend_reader *br, const uint8_t digest[32],
+                uint8_t **blob, size_t *len)
+{
+  char hex[65];
+  int r;
+
+  pbs_digest_hex (digest, hex);
+  r = pbs_ds_reader_chunk ((struct pbs_ds_reader *) br, hex, blob, len);
+  if (r == -1)
+    drop_status ();
+  return r;
+}
+
+static void
+l_reader_free (struct pbs_backend_reader *br)
+{
+  pbs_ds_reader_end ((struct pbs_ds_reader *) br);
+}
+
+const struct pbs_backend_ops pbs__local_ops = {
+  .name = "local",
+  .close = l_close,
+  .snapshots = l_snapshots,
+  .backup_start = l_backup_start,
+  .previous_time = l_previous_time,
+  .download_previous = l_download_previous,
+  .fixed_index = l_fixed_index,
+  .fixed_chunk = l_fixed_chunk,
+  .fixed_append = l_fixed_append,
+  .fixed_close = l_fixed_close,
+  .blob = l_blob,
+  .finish = l_finish,
+  .backup_free = l_backup_free,
+  .reader_start = l_reader_start,
+  .reader_download = l_reader_download,
+  .reader_chunk = l_reader_chunk,
+  .reader_free = l_reader_free,
+};

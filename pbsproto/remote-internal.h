@@ -1,0 +1,217 @@
+/* remote-internal.h -- the remote (PBS server) backend's pieces; not
+ * installed.  Layers, bottom up, each behind one library:
+ *
+ *   remote-tls.c     TCP + OpenSSL: connect, certificate policy (§1.2)
+ *   remote-http1.c   HTTP/1.1 over that: REST calls and the Upgrade (§1.3)
+ *   remote-h2.c      nghttp2 client session on the upgraded connection (§1.4)
+ *   remote-repo.c    repository strings (§2.3), authentication (§2),
+ *                    snapshot listing (§6.4), the backend ops table
+ *   remote-backup.c  backup protocol endpoints (§3)
+ *   remote-reader.c  reader protocol endpoints (§3.10)
+ *
+ * The REST calls use our own HTTP/1.1 code over the same TLS layer rather
+ * than libcurl: PBS pins the *certificate* SHA-256 only when CA validation
+ * fails, which libcurl cannot express without an SSL_CTX callback that
+ * re-implements remote-tls.c; one TLS policy in one file is easier to
+ * trust.  Facts: ../shared/pbs-protocol.md. */
+#ifndef PBS_REMOTE_INTERNAL_H
+#define PBS_REMOTE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pbs-internal.h"
+
+#define PBS_REMOTE_DEFAULT_PORT 8007
+#define PBS_REMOTE_CONNECT_TIMEOUT_MS (10 * 1000)  /* http_client.rs */
+#define PBS_REMOTE_REQUEST_TIMEOUT_MS (120 * 1000) /* HTTP_TIMEOUT */
+
+/* ------------------------------------------------ remote-repo.c */
+
+/* A parsed repository string (§2.3). */
+struct pbs_remote_spec {
+  char *auth_id; /* "user@realm" or "user@realm!token" */
+  char *host;    /* without IPv6 brackets */
+  unsigned port;
+  char *store;
+  bool is_token;
+};
+
+/* Parse [[USER@REALM[!TOKEN]@]HOST[:PORT]:]DATASTORE.  0 or -1 (EINVAL). */
+int pbs__remote_parse_spec (const char *spec, struct pbs_remote_spec *out);
+void pbs__remote_spec_free (struct pbs_remote_spec *s);
+
+/* The repository state of the remote backend. */
+struct pbs_remote {
+  struct pbs_remote_spec spec;
+  char *secret;      /* password or token secret; cleansed on close */
+  char *fingerprint; /* pinned, lower-case colon form, or NULL */
+  char *ca_file;
+  char *ticket;      /* ticket login: PBSAuthCookie value */
+  char *csrf;        /* and its CSRFPreventionToken */
+  bool quiet;
+};
+
+/* Authentication headers for one HTTP/1.1 request ("Authorization: ..."
+ * or "Cookie: ..." [+ CSRF for non-GET]), CRLF-terminated, malloc'd.
+ * Secrets only ever travel here. */
+char *pbs__remote_auth_headers (struct pbs_remote *r, bool is_get);
+
+/* x-www-form-urlencoded value (§1.3), appended to *BUF (malloc'd,
+ * growing).  0 or -1. */
+int pbs__query_add (char **buf, const char *key, const char *value);
+
+/* Set the error for a failed HTTP answer: the server's text (plain, §1.6),
+ * its status, transient for 5xx. */
+void pbs__remote_http_error (const char *what, int status, const char *body,
+                             size_t len);
+
+/* ------------------------------------------------ remote-tls.c */
+
+struct pbs_tls; /* a connected, verified TLS connection (non-blocking fd) */
+
+struct pbs_tls *pbs__tls_connect (const struct pbs_remote *r);
+void pbs__tls_close (struct pbs_tls *t);
+int pbs__tls_fd (const struct pbs_tls *t);
+/* > 0 bytes moved; 0 end of stream (read only); PBS_TLS_AGAIN_READ or
+ * PBS_TLS_AGAIN_WRITE when the socket is not ready; -1 error (set). */
+#define PBS_TLS_AGAIN_READ (-2)
+#define PBS_TLS_AGAIN_WRITE (-3)
+ssize_t pbs__tls_read (struct pbs_tls *t, void *buf, size_t len);
+ssize_t pbs__tls_write (struct pbs_tls *t, const void *buf, size_t len);
+/* Wait until the socket is readable (WANT_WRITE false) or writable, up to
+ * the request timeout.  0 or -1 (ETIMEDOUT). */
+int pbs__tls_wait (struct pbs_tls *t, bool want_read, bool want_write,
+                   int timeout_ms);
+/* Blocking helpers over the above, with the request timeout. */
+int pbs__tls_write_all (struct pbs_tls *t, const void *buf, size_t len);
+
+/* ------------------------------------------------ remote-http1.c */
+
+struct pbs_http_resp {
+  int status;
+  uint8_t *body; /* NUL-terminated for convenience; malloc'd */
+  size_t body_len;
+  uint8_t *extra; /* bytes after a 101's header (HTTP/2 already) */
+  size_t extra_len;
+};
+
+/* One HTTP/1.1 request on T.  HEADERS: extra header lines, CRLF each.
+ * A 101 answer stops after the header.  0 (any status) or -1 (transport
+ * error, set). */
+int pbs__http1_request (struct pbs_tls *t, const struct pbs_remote *r,
+                        const char *method, const char *target,
+                        const char *headers, const char *content_type,
+                        const void *body, size_t body_len,
+                        struct pbs_http_resp *resp);
+void pbs__http_resp_free (struct pbs_http_resp *resp);
+
+/* A REST call on a fresh connection, with authentication.  Returns 0 and
+ * fills RESP only for a 2xx answer; otherwise -1 with the error set. */
+int pbs__remote_rest (struct pbs_remote *r, const char *method,
+                      const char *target, const char *json_body,
+                      struct pbs_http_resp *resp);
+
+/* ------------------------------------------------ remote-h2.c */
+
+struct pbs_h2;
+struct pbs_h2_req;
+
+/* Called once when the request's stream is closed (answered, reset or the
+ * connection failed).  The h2 layer does not touch RQ afterwards. */
+typedef void (*pbs_h2_done_fn) (struct pbs_h2_req *rq);
+
+struct pbs_h2_req {
+  int32_t stream_id;
+  int status;            /* :status, 0 if none */
+  uint8_t *body;         /* answer, malloc'd, NUL-terminated */
+  size_t body_len, body_cap, body_max;
+  const uint8_t *send;   /* request body (not owned unless send_owned) */
+  size_t send_len, send_off;
+  uint8_t *send_owned;
+  bool done;
+  bool reset;            /* stream reset or connection lost */
+  pbs_h2_done_fn on_done;
+  void *opaque;
+  struct pbs_h2_req *next; /* for the owner's lists */
+};
+
+/* HTTP/1.1 upgrade on a new connection: GET PATH_QUERY with "Upgrade:
+ * PROTOCOL", then an HTTP/2 client session with the official client's
+ * settings.  NULL on error (the server's text for a refusal). */
+struct pbs_h2 *pbs__h2_open (struct pbs_remote *r, const char *path_query,
+                             const char *protocol);
+/* Close the connection; requests still open get no callback. */
+void pbs__h2_close (struct pbs_h2 *h);
+/* Start a request.  PATH_QUERY without leading '/'.  BODY is copied only
+ * if COPY.  0 or -1. */
+int pbs__h2_submit (struct pbs_h2 *h, struct pbs_h2_req *rq,
+                    const char *method, const char *path_query,
+                    const char *content_type, const void *body, size_t len,
+                    bool copy);
+/* Move bytes once (send what can be sent, read what is there; if nothing
+ * moved and BLOCK, wait up to the request timeout).  0, or -1 if the
+ * connection is broken (ECONNRESET / ETIMEDOUT, transient). */
+int pbs__h2_step (struct pbs_h2 *h, bool block);
+/* Step until RQ is done.  0 if it completed with 2xx, else -1 (set). */
+int pbs__h2_wait (struct pbs_h2 *h, struct pbs_h2_req *rq, const char *what);
+/* Error of a finished request (not 2xx): set the error.  Returns -1. */
+int pbs__h2_req_error (const struct pbs_h2_req *rq, const char *what);
+void pbs__h2_req_release (struct pbs_h2_req *rq); /* frees buffers only */
+bool pbs__h2_broken (const struct pbs_h2 *h);
+
+/* One synchronous request; on success *DATA (malloc'd) holds the body.
+ * MAX caps the answer. */
+int pbs__h2_call (struct pbs_h2 *h, const char *method,
+                  const char *path_query, const char *content_type,
+                  const void *body, size_t len, size_t max, uint8_t **data,
+                  size_t *data_len, const char *what);
+
+/* remote-backup.c / remote-reader.c: the ops of pbs__remote_ops. */
+struct pbs_backend_backup *pbs__remote_backup_start (void *repo,
+                                                     const char *ns,
+                                                     const char *type,
+                                                     const char *id,
+                                                     int64_t time);
+int pbs__remote_previous_time (struct pbs_backend_backup *b, int64_t *out);
+int pbs__remote_download_previous (struct pbs_backend_backup *b,
+                                   const char *name, uint8_t **data,
+                                   size_t *len);
+int pbs__remote_fixed_index (struct pbs_backend_backup *b, const char *name,
+                             uint64_t size, const char *reuse_csum);
+int pbs__remote_fixed_chunk (struct pbs_backend_backup *b, int wid,
+                             const uint8_t digest[32], uint32_t size,
+                             const uint8_t *blob, size_t blob_len);
+int pbs__remote_fixed_append (struct pbs_backend_backup *b, int wid, size_t n,
+                              const uint8_t (*digests)[32],
+                              const uint64_t *offsets);
+int pbs__remote_fixed_close (struct pbs_backend_backup *b, int wid,
+                             uint64_t chunk_count, uint64_t size,
+                             const uint8_t csum[32]);
+int pbs__remote_blob (struct pbs_backend_backup *b, const char *name,
+                      const uint8_t *blob, size_t len);
+int pbs__remote_finish (struct pbs_backend_backup *b);
+void pbs__remote_backup_free (struct pbs_backend_backup *b);
+
+struct pbs_backend_reader *pbs__remote_reader_start (void *repo,
+                                                     const char *ns,
+                                                     const char *type,
+                                                     const char *id,
+                                                     int64_t time);
+int pbs__remote_reader_download (struct pbs_backend_reader *rd,
+                                 const char *name, uint8_t **data,
+                                 size_t *len);
+int pbs__remote_reader_chunk (struct pbs_backend_reader *rd,
+                              const uint8_t digest[32], uint8_t **blob,
+                              size_t *len);
+void pbs__remote_reader_free (struct pbs_backend_reader *rd);
+
+/* Query of the upgrade GET (§1.3) for backup (BENCHMARK non-NULL) or
+ * reader sessions; malloc'd. */
+char *pbs__remote_session_query (const struct pbs_remote *r, const char *ns,
+                                 const char *type, const char *id,
+                                 int64_t time, bool backup);
+
+#endif

@@ -1,0 +1,401 @@
+/* chain.c -- opening a chain: the top image, its backing files (or an
+ * explicit --chain list), data files; and the handle accessors.
+ *
+ * Safety rules beyond QEMU: json:/protocol backing names are refused (QEMU
+ * would open them: any host file or URL); a backing file without a
+ * recorded format is refused unless the caller allows probing; loops are
+ * found by device/inode and the depth is bounded (QEMU recurses without
+ * bound on a self-referencing image); data-file names must be relative to
+ * the image's own directory and must not climb out of it (QEMU uses the
+ * process CWD and follows absolute names). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "byteorder.h"
+#include "qcow-internal.h"
+#include "qcow2-format.h"
+
+enum layer_format { FMT_QCOW2, FMT_RAW, FMT_PROBE };
+
+static struct qcow__layer *
+layer_new (const char *path)
+{
+  struct qcow__layer *l = calloc (1, sizeof *l);
+
+  if (!l) {
+    qcow__set_error (ENOMEM, "%s: out of memory", path);
+    return NULL;
+  }
+  l->io.fd = -1;
+  l->dio.fd = -1;
+  l->path = strdup (path);
+  if (!l->path) {
+    free (l);
+    qcow__set_error (ENOMEM, "%s: out of memory", path);
+    return NULL;
+  }
+  return l;
+}
+
+static bool
+has_dotdot (const char *name)
+{
+  const char *p = name;
+
+  while (*p) {
+    size_t n = strcspn (p, "/");
+    if (n == 2 && p[0] == '.' && p[1] == '.')
+      return true;
+    p += n;
+    while (*p == '/')
+      p++;
+  }
+  return false;
+}
+
+static int
+open_data_file (struct qcow__layer *l, unsigned flags)
+{
+  const char *name = l->data_file_name;
+  struct stat st;
+
+  if (l->io.mem) {
+    qcow__set_error (EPERM,
+                     "%s: external data file '%s' not available for an "
+                     "in-memory image",
+                     l->path, name);
+    return -1;
+  }
+  if (qcow__has_protocol (name)) {
+    qcow__set_error (EPERM, "%s: refusing protocol data file name '%s'",
+                     l->path, name);
+    return -1;
+  }
+  if (name[0] == '/' && !(flags & QCOW_OPEN_ALLOW_ABSOLUTE_DATA_FILE)) {
+    qcow__set_error (EPERM,
+                     "%s: refusing absolute data file name '%s' (allow it "
+                     "explicitly with --allow-absolute-data-file)",
+                     l->path, name);
+    return -1;
+  }
+  if (name[0] != '/' && has_dotdot (name)) {
+    qcow__set_error (EPERM,
+                     "%s: refusing data file name '%s' outside the image's "
+                     "directory",
+                     l->path, name);
+    return -1;
+  }
+  l->data_path = qcow__path_combine (l->path, name);
+  if (!l->data_path) {
+    qcow__set_error (ENOMEM, "%s: out of memory", l->path);
+    return -1;
+  }
+  if (qcow__io_open (&l->dio, l->data_path, &st) == -1) {
+    int e = qcow_errno ();
+    qcow__set_error (e, "%s: data file '%s': %s", l->path, l->data_path,
+                     strerror (e));
+    return -1;
+  }
+  return 0;
+}
+
+/* Open one layer file.  FMT_PROBE: qcow2 magic means qcow2, else raw. */
+static struct qcow__layer *
+layer_open (const char *path, enum layer_format fmt, unsigned flags)
+{
+  struct qcow__layer *l = layer_new (path);
+  uint8_t magic[4];
+
+  if (!l)
+    return NULL;
+  if (qcow__io_open (&l->io, path, &l->st) == -1)
+    goto err;
+  if (fmt == FMT_PROBE) {
+    if (qcow__io_pread (&l->io, path, magic, sizeof magic, 0) == -1)
+      goto err;
+    fmt = l->io.size >= 4 && load_be32 (magic) == QCOW2_MAGIC ? FMT_QCOW2
+                                                              : FMT_RAW;
+  }
+  if (fmt == FMT_RAW) {
+    /* QEMU rounds a raw file's size up to whole sectors; the tail reads as
+     * zeros (past EOF). */
+    l->raw = true;
+    if (l->io.size > (uint64_t) INT64_MAX - 511) {
+      qcow__set_error (EBADMSG, "%s: file too large", path);
+      goto err;
+    }
+    l->size = (l->io.size + 511) & ~(uint64_t) 511;
+    l->dio = l->io;
+    return l;
+  }
+  if (qcow__parse_qcow2 (l) == -1)
+    goto err;
+  if (l->has_data_file) {
+    if (open_data_file (l, flags) == -1)
+      goto err;
+  }
+  else
+    l->dio = l->io;
+  return l;
+err:
+  qcow__layer_free (l);
+  return NULL;
+}
+
+static int
+chain_add (struct qcow_chain *c, struct qcow__layer *l, size_t max)
+{
+  size_t i;
+
+  for (i = 0; i < c->n; i++)
+    if (c->layers[i]->st.st_dev == l->st.st_dev &&
+        c->layers[i]->st.st_ino == l->st.st_ino) {
+      qcow__set_error (ELOOP, "%s: backing loop: %s is already in the chain",
+                       c->layers[c->n - 1]->path, l->path);
+      return -1;
+    }
+  if (c->n >= max) {
+    qcow__set_error (ELOOP, "%s: backing chain longer than %zu layers",
+                     c->layers[c->n - 1]->path, max);
+    return -1;
+  }
+  l->depth = c->n;
+  c->layers[c->n++] = l;
+  return 0;
+}
+
+static struct qcow_chain *
+chain_new (size_t max)
+{
+  struct qcow_chain *c = calloc (1, sizeof *c);
+
+  if (c)
+    c->layers = calloc (max, sizeof *c->layers);
+  if (c && c->layers)
+    c->l2cache = qcow__l2cache_new ();
+  if (!c || !c->layers || !c->l2cache) {
+    if (c)
+      free (c->layers);
+    free (c);
+    qcow__set_error (ENOMEM, "qcow_open: out of memory");
+    return NULL;
+  }
+  return c;
+}
+
+/* Open the backing file named by L (the current bottom of C). */
+static struct qcow__layer *
+open_backing (struct qcow_chain *c, struct qcow__layer *l, unsigned flags,
+              size_t max)
+{
+  const char *name = l->backing_name;
+  enum layer_format fmt;
+  struct qcow__layer *b;
+  char *path;
+
+  if (qcow__has_protocol (name)) {
+    qcow__set_error (EPERM,
+                     "%s: refusing backing file name '%.200s': json: and "
+                     "protocol names are not allowed",
+                     l->path, name);
+    return NULL;
+  }
+  if (!l->backing_format) {
+    if (!(flags & QCOW_OPEN_PROBE_BACKING_FORMAT)) {
+      qcow__set_error (EINVAL,
+                       "%s: backing format not recorded for '%s'; use "
+                       "--chain or --probe-backing-format",
+                       l->path, name);
+      return NULL;
+    }
+    fmt = FMT_PROBE;
+  }
+  else if (strcmp (l->backing_format, "qcow2") == 0)
+    fmt = FMT_QCOW2;
+  else if (strcmp (l->backing_format, "raw") == 0)
+    fmt = FMT_RAW;
+  else {
+    qcow__set_error (ENOTSUP, "%s: unsupported backing format '%s'",
+                     l->path, l->backing_format);
+    return NULL;
+  }
+  if (c->n >= max) {
+    qcow__set_error (ELOOP, "%s: backing chain longer than %zu layers",
+                     l->path, max);
+    return NULL;
+  }
+  path = qcow__path_combine (l->path, name);
+  if (!path) {
+    qcow__set_error (ENOMEM, "%s: out of memory", l->path);
+    return NULL;
+  }
+  b = layer_open (path, fmt, flags);
+  if (!b) {
+    int e = qcow_errno ();
+    if (e == ENOENT)
+      qcow__set_error (ENOENT, "%s: backing file %s: %s", l->path, path,
+                       strerror (e));
+  }
+  free (path);
+  return b;
+}
+
+struct qcow_chain *
+qcow_open (const char *path, const struct qcow_open_opts *opts)
+{
+  unsigned flags = opts ? opts->flags : 0;
+  size_t max = opts && opts->max_depth ? opts->max_depth
+                                       : QCOW_DEFAULT_MAX_DEPTH;
+  struct qcow_chain *c;
+  struct qcow__layer *l;
+
+  qcow__clear_error ();
+  if (opts && opts->chain_len) {
+    size_t i;
+    if (!opts->chain || opts->chain_len > max) {
+      qcow__set_error (opts->chain ? ELOOP : EINVAL,
+                       "qcow_open: chain of %zu layers (at most %zu)",
+                       opts->chain_len, max);
+      return NULL;
+    }
+    c = chain_new (max);
+    if (!c)
+      return NULL;
+    /* Top first; only the base may be raw (probed), every other layer
+     * must be qcow2.  Stored backing names are ignored. */
+    for (i = opts->chain_len; i-- > 0;) {
+      l = layer_open (opts->chain[i],
+                      i == 0 && opts->chain_len > 1 ? FMT_PROBE : FMT_QCOW2,
+                      flags);
+      if (!l)
+        goto err;
+      if (c->n == 0) {
+        l->depth = 0;
+        c->layers[c->n++] = l;
+      }
+      else if (chain_add (c, l, max) == -1) {
+        qcow__layer_free (l);
+        goto err;
+      }
+    }
+    return c;
+  }
+  if (!path) {
+    qcow__set_error (EINVAL, "qcow_open: no image given");
+    return NULL;
+  }
+  c = chain_new (max);
+  if (!c)
+    return NULL;
+  l = layer_open (path, FMT_QCOW2, flags);
+  if (!l)
+    goto err;
+  c->layers[c->n++] = l;
+  while (!(flags & QCOW_OPEN_NO_BACKING) && l->backing_name) {
+    struct qcow__layer *b = open_backing (c, l, flags, max);
+    if (!b)
+      goto err;
+    if (chain_add (c, b, max) == -1) {
+      qcow__layer_free (b);
+      goto err;
+    }
+    l = b;
+  }
+  return c;
+err:
+  qcow_close (c);
+  return NULL;
+}
+
+struct qcow_chain *
+qcow_open_memory (const void *buf, size_t len, unsigned flags)
+{
+  struct qcow_chain *c;
+  struct qcow__layer *l;
+
+  qcow__clear_error ();
+  if (!buf && len) {
+    qcow__set_error (EINVAL, "qcow_open_memory: invalid argument");
+    return NULL;
+  }
+  c = chain_new (1);
+  if (!c)
+    return NULL;
+  l = layer_new ("<memory>");
+  if (!l)
+    goto err;
+  l->io.mem = buf ? buf : (const void *) "";
+  l->io.size = len;
+  l->st.st_size = (off_t) len;
+  c->layers[c->n++] = l;
+  if (qcow__parse_qcow2 (l) == -1)
+    goto err;
+  if (l->has_data_file) {
+    open_data_file (l, flags);
+    goto err;
+  }
+  l->dio = l->io;
+  return c;
+err:
+  qcow_close (c);
+  return NULL;
+}
+
+void
+qcow_close (struct qcow_chain *c)
+{
+  size_t i;
+
+  if (!c)
+    return;
+  for (i = 0; i < c->n; i++)
+    qcow__layer_free (c->layers[i]);
+  free (c->layers);
+  qcow__l2cache_free (c->l2cache);
+  free (c);
+}
+
+uint64_t
+qcow_virtual_size (const struct qcow_chain *c)
+{
+  return c && c->n ? c->layers[0]->size : 0;
+}
+
+size_t
+qcow_depth (const struct qcow_chain *c)
+{
+  return c ? c->n : 0;
+}
+
+int
+qcow_layer_info (const struct qcow_chain *c, size_t depth,
+                 struct qcow_layer_info *out)
+{
+  const struct qcow__layer *l;
+
+  if (!c || !out || depth >= c->n) {
+    qcow__set_error (EINVAL, "qcow_layer_info: invalid argument");
+    return -1;
+  }
+  l = c->layers[depth];
+  memset (out, 0, sizeof *out);
+  out->path = l->path;
+  out->format = l->raw ? "raw" : "qcow2";
+  out->version = l->raw ? 0 : l->version;
+  out->virtual_size = l->size;
+  out->cluster_size = l->raw ? 0 : (uint32_t) l->cluster_size;
+  out->incompatible_features = l->incompat;
+  out->compatible_features = l->compat;
+  out->autoclear_features = l->autoclear;
+  out->compression_type = l->compression_type;
+  out->extended_l2 = l->extended_l2;
+  out->refcount_bits = l->raw ? 0 : 1 << l->refcount_order;
+  out->backing_name = l->backing_name;
+  out->backing_format = l->backing_format;
+  out->data_file = l->data_file_name;
+  out->nb_bitmaps = l->nb_bitmaps;
+  out->st = l->st;
+  return 0;
+}

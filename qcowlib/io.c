@@ -1,0 +1,118 @@
+/* io.c -- positioned reads from an image file or a memory buffer.
+ *
+ * Only pread(2), never lseek+read, so several threads can read one handle.
+ * Reads past the end of the file return zeros: QEMU's file driver
+ * zero-fills short reads (block/file-posix.c), and qemu-img convert of an
+ * image whose data cluster lies partly past EOF yields zeros there, so we
+ * must too.  Metadata (L1, L2, bitmap tables) is held to the stricter
+ * qcow__io_pread_strict. */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "checked-overflow.h"
+#include "qcow-internal.h"
+
+int
+qcow__io_open (struct qcow__io *io, const char *path, struct stat *st)
+{
+  int fd, flags;
+
+  /* O_NONBLOCK so that a FIFO named as a backing file cannot hang us
+   * at open; we refuse anything but regular files and block devices. */
+  fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd == -1) {
+    qcow__set_error (errno, "%s: %s", path, strerror (errno));
+    return -1;
+  }
+  if (fstat (fd, st) == -1) {
+    qcow__set_error (errno, "%s: %s", path, strerror (errno));
+    goto err;
+  }
+  if (!S_ISREG (st->st_mode) && !S_ISBLK (st->st_mode)) {
+    qcow__set_error (EINVAL, "%s: not a regular file or block device", path);
+    goto err;
+  }
+  flags = fcntl (fd, F_GETFL);
+  if (flags != -1)
+    fcntl (fd, F_SETFL, flags & ~O_NONBLOCK);
+  io->fd = fd;
+  io->mem = NULL;
+  if (S_ISBLK (st->st_mode)) {
+    off_t end = lseek (fd, 0, SEEK_END); /* at open only: no race yet */
+    io->size = end < 0 ? 0 : (uint64_t) end;
+  }
+  else
+    io->size = (uint64_t) st->st_size;
+  return 0;
+err:
+  close (fd);
+  return -1;
+}
+
+void
+qcow__io_close (struct qcow__io *io)
+{
+  if (io->fd >= 0)
+    close (io->fd);
+  io->fd = -1;
+}
+
+int
+qcow__io_pread (const struct qcow__io *io, const char *path, void *buf,
+                size_t len, uint64_t off)
+{
+  uint8_t *p = buf;
+
+  if (io->mem) {
+    size_t n = 0;
+    if (off < io->size)
+      n = io->size - off < len ? (size_t) (io->size - off) : len;
+    if (n)
+      memcpy (p, io->mem + off, n);
+    memset (p + n, 0, len - n);
+    return 0;
+  }
+  while (len > 0) {
+    ssize_t r;
+    if (off > (uint64_t) INT64_MAX - len) {
+      /* Nothing can be stored there: past EOF, reads as zeros. */
+      memset (p, 0, len);
+      return 0;
+    }
+    r = pread (io->fd, p, len, (off_t) off);
+    if (r == -1) {
+      if (errno == EINTR)
+        continue;
+      qcow__set_error (EIO, "%s: read at 0x%llx: %s", path,
+                       (unsigned long long) off, strerror (errno));
+      return -1;
+    }
+    if (r == 0) {
+      memset (p, 0, len);
+      return 0;
+    }
+    p += r;
+    len -= (size_t) r;
+    off += (uint64_t) r;
+  }
+  return 0;
+}
+
+int
+qcow__io_pread_strict (const struct qcow__io *io, const char *path,
+                       const char *what, void *buf, size_t len, uint64_t off)
+{
+  uint64_t end;
+
+  if (ADD_OVERFLOW (off, (uint64_t) len, &end) || end > io->size) {
+    qcow__set_error (EBADMSG,
+                     "%s: %s at 0x%llx (%zu bytes) lies past the end of the "
+                     "file (%llu bytes)",
+                     path, what, (unsigned long long) off, len,
+                     (unsigned long long) io->size);
+    return -1;
+  }
+  return qcow__io_pread (io, path, buf, len, off);
+}

@@ -1,0 +1,67 @@
+# remote-functions.sh -- sourced by tests/test-remote-*.sh after
+# functions.sh: a self-signed certificate made by the openssl CLI, token and
+# user files, and the HTTPS test server (tests/server, see its README)
+# started on a free port.  Readiness is the server's "READY <port>" line,
+# read from a FIFO: no sleeps.
+
+[ -x "$SERVER" ] || skip "pbs-test-server not built ($SERVER)"
+requires openssl
+
+TOKEN_SECRET=0d5c9f0e-3b7a-4f43-9d1e-5a8f2f7c11aa
+USER_PASSWORD='pa:ss%/w&rd+1'
+STORE=store1
+
+# make_cert DIR: cert.pem + key.pem for CN=localhost, SAN localhost and
+# 127.0.0.1; FP = its SHA-256 fingerprint as openssl prints it (upper case).
+make_cert () {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$1/key.pem" -out "$1/cert.pem" -days 2 -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+  FP=$(openssl x509 -in "$1/cert.pem" -noout -fingerprint -sha256 | cut -d= -f2)
+}
+
+# start_server DSDIR: sets PORT and SERVER_PID; killed at exit.
+_srv_n=0
+start_server () {
+  local fifo line fd
+  _srv_n=$((_srv_n + 1))
+  fifo=$TMP/ready.$_srv_n
+  mkfifo "$fifo"
+  exec {fd}<>"$fifo"
+  "$SERVER" --datastore "$STORE=$1" --tokens "$TMP/tokens" \
+    --users "$TMP/users" --cert "$TMP/cert.pem" --key "$TMP/key.pem" \
+    --port 0 >"$fifo" 2>>"$TMP/server.log" &
+  SERVER_PID=$!
+  cleanup_fn "kill $SERVER_PID 2>/dev/null; wait $SERVER_PID 2>/dev/null"
+  line=
+  read -r -t 120 -u "$fd" line || true
+  case "$line" in
+    "READY "*) PORT=${line#READY } ;;
+    *) echo "server did not start: '$line'"; tail -5 "$TMP/server.log"; exit 1 ;;
+  esac
+}
+
+stop_server () {
+  kill "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+}
+
+setup_remote () {
+  make_cert "$TMP"
+  printf 'root@pam!tok %s\nroot@pam!old %s expired\n' "$TOKEN_SECRET" \
+    "$TOKEN_SECRET" >"$TMP/tokens"
+  printf 'root@pam %s\n' "$USER_PASSWORD" >"$TMP/users"
+}
+
+# wait_line FILE TEXT: block until a line containing TEXT appears in FILE
+# (at most 60 s).  Returns 1 if it never did.
+wait_line () {
+  local fd pid line
+  exec {fd}< <(exec timeout 60 tail -n +1 -f "$1")
+  pid=$!
+  while read -r -u "$fd" line; do
+    case "$line" in *"$2"*) kill "$pid" 2>/dev/null; exec {fd}<&-; return 0 ;; esac
+  done
+  exec {fd}<&-
+  return 1
+}

@@ -1,0 +1,1143 @@
+/* test-datastore.c -- the server rules of pbs-datastore.h (§3, §4 of
+ * pbs-protocol.md): for each rule a call that breaks it, checked for the
+ * rejection, PBS's exact text and the HTTP status; plus the happy path,
+ * locking (threads, fork), abort, the failed-verify base rule, the reader
+ * rules, listing, and the generic repository layer over the local
+ * backend.  On-disk bytes are checked independently by
+ * tests/test-datastore-layout.sh. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "pbs-datastore.h"
+#include "tap.h"
+
+#define CS PBS_CHUNK_SIZE
+#define IMG_SIZE (CS + 1000u)
+
+static char top[256], dspath[300];
+static struct pbs_datastore *ds;
+
+static bool
+err_is (const char *text)
+{
+  if (strcmp (pbs_errmsg (), text) == 0)
+    return true;
+  printf ("#   got error: %s\n#   expected:  %s\n", pbs_errmsg (), text);
+  return false;
+}
+
+static bool
+err_has (const char *text)
+{
+  if (strstr (pbs_errmsg (), text))
+    return true;
+  printf ("#   got error: %s\n#   expected to contain: %s\n", pbs_errmsg (),
+          text);
+  return false;
+}
+
+struct chunk {
+  uint8_t *data;
+  size_t len;
+  uint8_t d[32];
+  char hex[65];
+  uint8_t *blob;
+  size_t blen;
+};
+
+static void
+mkchunk (struct chunk *c, size_t len, unsigned seed)
+{
+  size_t i;
+  c->data = malloc (len);
+  c->len = len;
+  for (i = 0; i < len; i++)
+    c->data[i] = (uint8_t) ((i * 31 + seed) ^ (i >> 9));
+  pbs_chunk_digest (NULL, c->data, len, c->d);
+  pbs_digest_hex (c->d, c->hex);
+  if (pbs_blob_encode (c->data, len, NULL, true, &c->blob, &c->blen) == -1)
+    abort ();
+}
+
+static void
+freechunk (struct chunk *c)
+{
+  free (c->data);
+  free (c->blob);
+}
+
+static struct chunk big, tail, tail2, huge;
+
+static uint8_t *
+manifest_blob (const char *id, int64_t t, const uint8_t csum[32],
+               uint64_t size, size_t *len)
+{
+  struct pbs_manifest *m = pbs_manifest_new ("vm", id, t);
+  char *json;
+  uint8_t *blob;
+  if (!m || pbs_manifest_add_file (m, "drive-scsi0.img.fidx", "none", size,
+                                   csum) == -1
+      || pbs_manifest_to_json (m, NULL, &json) == -1
+      || pbs_blob_encode (json, strlen (json), NULL, true, &blob, len) == -1)
+    abort ();
+  pbs_manifest_free (m);
+  free (json);
+  return blob;
+}
+
+static void
+csum_of (const uint8_t (*d)[32], size_t n, uint64_t size, uint8_t out[32])
+{
+  struct pbs_fidx idx = { .size = size, .chunk_size = CS, .count = n,
+                          .digest = (uint8_t (*)[32]) d };
+  pbs_fidx_csum (&idx, out);
+}
+
+static void
+hex32 (const uint8_t d[32], char out[65])
+{
+  pbs_digest_hex (d, out);
+}
+
+/* A complete 2-chunk backup of vm/ID at T in NS.  0 or -1. */
+static int
+do_backup (const char *auth, const char *ns, const char *id, int64_t t)
+{
+  struct pbs_ds_backup *b = pbs_ds_backup_start (ds, auth, ns, "vm", id, t);
+  const char *hx[2] = { big.hex, tail.hex };
+  uint64_t off[2] = { 0, CS };
+  uint8_t d[2][32], csum[32], *mb;
+  char ch[65];
+  size_t ml;
+  int wid, r = -1;
+
+  if (!b)
+    return -1;
+  memcpy (d[0], big.d, 32);
+  memcpy (d[1], tail.d, 32);
+  csum_of ((const uint8_t (*)[32]) d, 2, IMG_SIZE, csum);
+  hex32 (csum, ch);
+  mb = manifest_blob (id, t, csum, IMG_SIZE, &ml);
+  wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE, NULL);
+  if (wid >= 1
+      && pbs_ds_backup_fixed_chunk (b, wid, big.hex, big.len, big.blen,
+                                    big.blob, big.blen) == 0
+      && pbs_ds_backup_fixed_chunk (b, wid, tail.hex, tail.len, tail.blen,
+                                    tail.blob, tail.blen) == 0
+      && pbs_ds_backup_fixed_append (b, wid, 2, hx, off) == 0
+      && pbs_ds_backup_fixed_close (b, wid, 2, IMG_SIZE, ch) == 0
+      && pbs_ds_backup_blob (b, "index.json.blob", ml, mb, ml) == 0
+      && pbs_ds_backup_finish (b) == 0)
+    r = 0;
+  if (r == -1)
+    printf ("#   do_backup: %s\n", pbs_errmsg ());
+  pbs_ds_backup_end (b);
+  free (mb);
+  return r;
+}
+
+static char *
+snapdir (const char *id, int64_t t)
+{
+  static char p[512];
+  char name[21];
+  pbs_time_to_rfc3339 (t, name);
+  snprintf (p, sizeof p, "%s/vm/%s/%s", dspath, id, name);
+  return p;
+}
+
+static bool
+exists (const char *path)
+{
+  struct stat st;
+  return stat (path, &st) == 0;
+}
+
+static bool
+exists2 (const char *dir, const char *name)
+{
+  char p[700];
+  snprintf (p, sizeof p, "%s/%s", dir, name);
+  return exists (p);
+}
+
+/* Rewrite the manifest of vm/ID/T with unprotected.verify_state, as a PBS
+ * verify job does. */
+static void
+set_verify_state (const char *id, int64_t t, const char *state,
+                  const char *upid)
+{
+  char path[700], js[512], *json;
+  uint8_t *blob, *raw;
+  size_t len, rlen;
+  struct pbs_manifest *m;
+  FILE *f;
+
+  snprintf (path, sizeof path, "%s/index.json.blob", snapdir (id, t));
+  f = fopen (path, "rb");
+  blob = malloc (1 << 20);
+  len = fread (blob, 1, 1 << 20, f);
+  fclose (f);
+  if (pbs_blob_decode (blob, len, NULL, 1 << 20, &raw, &rlen) == -1)
+    abort ();
+  m = pbs_manifest_parse ((char *) raw, rlen, NULL, PBS_MANIFEST_NO_VERIFY);
+  snprintf (js, sizeof js, "{\"state\": \"%s\", \"upid\": \"%s\"}", state,
+            upid);
+  if (!m || pbs_manifest_set_unprotected (m, "verify_state", js) == -1
+      || pbs_manifest_to_json (m, NULL, &json) == -1)
+    abort ();
+  free (blob);
+  pbs_blob_encode (json, strlen (json), NULL, true, &blob, &len);
+  f = fopen (path, "wb");
+  fwrite (blob, 1, len, f);
+  fclose (f);
+  free (blob);
+  free (raw);
+  free (json);
+  pbs_manifest_free (m);
+}
+
+#define UPID "UPID:pbs:000004D2:0000162E:00000001:65536E10:verify:store1:root@pam:"
+
+/* ------------------------------------------------------------- tests */
+
+static void
+test_open (void)
+{
+  char p[400];
+  struct pbs_datastore *x;
+  int fd;
+
+  snprintf (p, sizeof p, "%s/afile", top);
+  fd = open (p, O_WRONLY | O_CREAT, 0644);
+  close (fd);
+  x = pbs_datastore_open (p, true);
+  ok (!x && pbs_errno () == ENOTDIR && err_has ("afile"),
+      "open on a regular file: ENOTDIR naming it");
+  snprintf (p, sizeof p, "%s/nothere", top);
+  x = pbs_datastore_open (p, false);
+  ok (!x && pbs_errno () == ENOENT, "open of a missing dir without create");
+  x = pbs_datastore_open (top, false);
+  ok (!x, "a directory without .chunks is not a datastore");
+  ds = pbs_datastore_open (dspath, true);
+  ok (ds != NULL, "create datastore %s", dspath);
+  if (!ds)
+    exit (1);
+  snprintf (p, sizeof p, "%s/.chunks/ffff", dspath);
+  ok (exists (p), ".chunks/ffff exists");
+  snprintf (p, sizeof p, "%s/.lock", dspath);
+  ok (exists (p), ".lock exists");
+  x = pbs_datastore_open (dspath, false);
+  ok (x != NULL, "reopen without create");
+  pbs_datastore_close (x);
+}
+
+static void
+test_happy (void)
+{
+  char p[700];
+  int64_t prev = 0;
+  struct pbs_ds_backup *b;
+
+  ok (do_backup ("root@pam", "", "100", 1000) == 0, "happy backup vm/100");
+  ok (exists2 (snapdir ("100", 1000), "drive-scsi0.img.fidx"),
+      ".fidx in place");
+  ok (exists2 (snapdir ("100", 1000), "index.json.blob"), "manifest in place");
+  ok (!exists2 (snapdir ("100", 1000), "drive-scsi0.img.tmp_fidx"),
+      "no .tmp_fidx left");
+  snprintf (p, sizeof p, "%s/vm/100/owner", dspath);
+  {
+    FILE *f = fopen (p, "r");
+    char buf[64] = "";
+    if (f) {
+      if (!fgets (buf, sizeof buf, f))
+        buf[0] = 0;
+      fclose (f);
+    }
+    ok (strcmp (buf, "root@pam\n") == 0, "owner file is root@pam\\n");
+  }
+  ok (pbs_datastore_has_chunk (ds, big.d) && pbs_datastore_has_chunk (ds, tail.d),
+      "both chunks stored");
+
+  b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 1001);
+  ok (b && pbs_ds_backup_previous_time (b, &prev) == 0 && prev == 1000,
+      "previous_time is the last snapshot");
+  pbs_ds_backup_end (b);
+  ok (!exists (snapdir ("100", 1001)), "ended unfinished session removed its dir");
+  snprintf (p, sizeof p, "%s/vm/100/owner", dspath);
+  ok (exists (p), "group and owner kept after abort (PBS 3.2.4)");
+}
+
+static void
+test_start_rules (void)
+{
+  struct pbs_ds_backup *a, *b;
+  int64_t prev;
+
+  b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 1000);
+  ok (!b && err_is ("backup timestamp is older than last backup.")
+          && pbs_http_status () == 400,
+      "same time as base: refused with PBS's text, 400");
+  b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 999);
+  ok (!b && err_is ("backup timestamp is older than last backup."),
+      "older than base: refused");
+  mkdir (snapdir ("100", 5000), 0755);
+  b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 5000);
+  ok (!b && err_is ("backup directory already exists.")
+          && pbs_errno () == EEXIST,
+      "existing (unfinished) snapshot dir: 'backup directory already exists.'");
+  ok (exists (snapdir ("100", 5000)), "... and that dir was not removed");
+  rmdir (snapdir ("100", 5000));
+
+  b = pbs_ds_backup_start (ds, "other@pbs", "", "vm", "100", 2000);
+  ok (!b && err_is ("backup owner check failed (other@pbs != root@pam)")
+          && pbs_http_status () == 400,
+      "foreign user: owner check failed");
+  ok (do_backup ("user@pbs!tok", "", "tokgroup", 1000) == 0,
+      "token creates group");
+  ok (do_backup ("user@pbs", "", "tokgroup", 1001) == 0,
+      "user may write into its token's group");
+  ok (do_backup ("user@pbs", "", "usergroup", 1000) == 0, "user group");
+  b = pbs_ds_backup_start (ds, "user@pbs!tok", "", "vm", "usergroup", 1001);
+  ok (!b && err_is ("backup owner check failed (user@pbs!tok != user@pbs)"),
+      "token may not write into its user's group");
+
+  b = pbs_ds_backup_start (ds, "root@pam", "nosuch", "vm", "100", 3000);
+  ok (!b && err_is ("namespace not found") && pbs_http_status () == 404,
+      "missing namespace: 404 'namespace not found'");
+  b = pbs_ds_backup_start (ds, "root@pam", "", "qemu", "100", 3000);
+  ok (!b && pbs_http_status () == 400, "bad backup type rejected");
+  b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "-x", 3000);
+  ok (!b, "bad backup id rejected");
+  b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 0);
+  ok (!b, "backup-time 0 rejected");
+
+  /* One backup per group: in process (flock is per open file). */
+  a = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 3000);
+  ok (a != NULL, "first session on vm/100");
+  b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 3001);
+  ok (!b && err_has ("another backup is already running")
+          && pbs_errno () == EBUSY,
+      "second session on the same group: EBUSY, PBS's text");
+  ok (!exists (snapdir ("100", 3001)), "the refused session made no dir");
+  b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "101", 3000);
+  ok (b != NULL, "another group is not blocked");
+  pbs_ds_backup_end (b);
+  ok (pbs_ds_backup_previous_time (a, &prev) == 0 && prev == 1000,
+      "first session still fine");
+  pbs_ds_backup_end (a);
+}
+
+static void
+test_lock_fork (void)
+{
+  int p1[2], p2[2];
+  pid_t pid;
+  char c = 0;
+  struct pbs_ds_backup *b;
+  int st;
+
+  if (pipe (p1) == -1 || pipe (p2) == -1)
+    abort ();
+  pid = fork ();
+  if (pid == 0) {
+    struct pbs_ds_backup *cb
+        = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 4000);
+    c = cb ? 'y' : 'n';
+    if (write (p1[1], &c, 1) != 1 || read (p2[0], &c, 1) != 1)
+      _exit (3);
+    pbs_ds_backup_end (cb);
+    _exit (0);
+  }
+  ok (read (p1[0], &c, 1) == 1 && c == 'y', "child process holds a backup");
+  b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 4001);
+  ok (!b && pbs_errno () == EBUSY
+          && err_has ("another backup is already running"),
+      "parent's backup of the same group: EBUSY");
+  pbs_ds_backup_end (b);
+  c = 'x';
+  if (write (p2[1], &c, 1) != 1)
+    abort ();
+  waitpid (pid, &st, 0);
+  ok (WIFEXITED (st) && WEXITSTATUS (st) == 0, "child ended its session");
+  ok (!exists (snapdir ("100", 4000)), "child's unfinished snapshot removed");
+  b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 4001);
+  ok (b != NULL, "after the child ended, the group is free");
+  pbs_ds_backup_end (b);
+  close (p1[0]);
+  close (p1[1]);
+  close (p2[0]);
+  close (p2[1]);
+}
+
+static struct pbs_ds_backup *
+session (const char *id, int64_t t)
+{
+  struct pbs_ds_backup *b = pbs_ds_backup_start (ds, "root@pam", "", "vm", id,
+                                                 t);
+  if (!b) {
+    printf ("#   session: %s\n", pbs_errmsg ());
+    exit (1);
+  }
+  return b;
+}
+
+static void
+test_fixed_index_rules (void)
+{
+  struct pbs_ds_backup *b = session ("100", 6000);
+  uint8_t d[2][32], csum[32];
+  char ch[65], up[65];
+  size_t i;
+  int wid;
+
+  ok (pbs_ds_backup_fixed_index (b, "disk.img.blob", 10, NULL) == -1
+          && err_is ("wrong archive extension: 'disk.img.blob'")
+          && pbs_http_status () == 400,
+      "fixed_index: wrong archive extension");
+  ok (pbs_ds_backup_fixed_index (b, "a/b.fidx", 10, NULL) == -1,
+      "fixed_index: name not a safe id");
+  ok (pbs_ds_backup_fixed_index (b, "x.fidx", 0, NULL) == -1,
+      "fixed_index: size 0 rejected");
+  memcpy (d[0], big.d, 32);
+  memcpy (d[1], tail.d, 32);
+  csum_of ((const uint8_t (*)[32]) d, 2, IMG_SIZE, csum);
+  hex32 (csum, ch);
+  for (i = 0; i < 64; i++)
+    up[i] = (char) (ch[i] >= 'a' ? ch[i] - 32 : ch[i]);
+  up[64] = 0;
+  ok (pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE, up) == -1
+          && err_has ("doesn't match last backup's")
+          && err_has ("cannot do incremental backup"),
+      "reuse-csum in upper case never matches (string compare)");
+  {
+    char msg[400];
+    snprintf (msg, sizeof msg,
+              "expected csum (%064d) doesn't match last backup's (%s), "
+              "cannot do incremental backup",
+              0, ch);
+    ok (pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE,
+                                   "0000000000000000000000000000000000000000"
+                                   "000000000000000000000000")
+                == -1
+            && err_is (msg),
+        "wrong reuse-csum: PBS's exact text");
+  }
+  ok (pbs_ds_backup_fixed_index (b, "other.img.fidx", IMG_SIZE, ch) == -1
+          && err_is ("cannot reuse index - no previous backup exists for "
+                     "archive"),
+      "reuse-csum for an archive the base lacks");
+  ok (pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", 3 * CS, ch) == -1
+          && err_is ("clone_data_from failed - index sizes not equal"),
+      "reuse-csum with another chunk count");
+  wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE, ch);
+  ok (wid == 1, "reuse-csum matching: wid 1");
+  {
+    const char *hx[1] = { big.hex };
+    uint64_t off[1] = { 0 };
+    ok (pbs_ds_backup_fixed_append (b, wid, 1, hx, off) == -1
+            && err_has ("no such chunk ")
+            && err_has (big.hex),
+        "reuse-csum does not make the base's chunks known");
+  }
+  /* Incremental close: count and size are informational. */
+  ok (pbs_ds_backup_fixed_close (b, wid, 0, 12345, ch) == 0,
+      "incremental close with 0 appends, copied digests, right csum");
+  ok (exists2 (snapdir ("100", 6000), "drive-scsi0.img.fidx"),
+      "cloned index written");
+  pbs_ds_backup_end (b);
+  ok (!exists (snapdir ("100", 6000)), "not finished: removed at end");
+
+  b = session ("nobase", 1000);
+  ok (pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE, ch) == -1
+          && err_is ("cannot reuse index - no valid previous backup exists"),
+      "reuse-csum without a base");
+  pbs_ds_backup_end (b);
+}
+
+static void
+test_chunk_rules (void)
+{
+  struct pbs_ds_backup *b = session ("100", 7000);
+  struct chunk c;
+  char upper[65], path[700];
+  uint8_t *bad;
+  size_t i;
+  int wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", 3 * CS,
+                                       NULL);
+  ok (wid == 1, "writer 1 (3 chunks)");
+
+  ok (pbs_ds_backup_fixed_chunk (b, 0, big.hex, big.len, big.blen, big.blob,
+                                 big.blen) == -1
+          && pbs_http_status () == 400,
+      "wid 0 rejected");
+  ok (pbs_ds_backup_fixed_chunk (b, 257, big.hex, big.len, big.blen, big.blob,
+                                 big.blen) == -1,
+      "wid 257 rejected");
+  mkchunk (&c, 5000, 77);
+  ok (pbs_ds_backup_fixed_chunk (b, 5, c.hex, c.len, c.blen, c.blob, c.blen)
+              == -1
+          && err_is ("fixed writer '5' not registered"),
+      "unregistered wid: PBS's text");
+  ok (pbs_datastore_has_chunk (ds, c.d),
+      "... but the chunk was stored first, as PBS does");
+  for (i = 0; i < 65; i++)
+    upper[i] = (char) (c.hex[i] >= 'a' ? c.hex[i] - 32 : c.hex[i]);
+  ok (pbs_ds_backup_fixed_chunk (b, wid, upper, c.len, c.blen, c.blob, c.blen)
+          == -1,
+      "upper-case digest rejected (^[a-f0-9]{64}$)");
+  ok (pbs_ds_backup_fixed_chunk (b, wid, c.hex, 0, c.blen, c.blob, c.blen)
+          == -1,
+      "size 0 rejected");
+  ok (pbs_ds_backup_fixed_chunk (b, wid, c.hex, 16 * 1024 * 1024 + 1, c.blen,
+                                 c.blob, c.blen) == -1,
+      "size > 16 MiB rejected");
+  ok (pbs_ds_backup_fixed_chunk (b, wid, c.hex, c.len, 12, c.blob, 12) == -1,
+      "encoded-size 12 rejected (minimum 13)");
+  ok (pbs_ds_backup_fixed_chunk (b, wid, c.hex, c.len, c.blen - 1, c.blob,
+                                 c.blen) == -1
+          && err_is ("uploaded chunk is larger than announced."),
+      "body longer than encoded-size");
+  ok (pbs_ds_backup_fixed_chunk (b, wid, c.hex, c.len, c.blen + 1, c.blob,
+                                 c.blen) == -1
+          && err_is ("uploaded chunk has unexpected size."),
+      "body shorter than encoded-size");
+  bad = malloc (c.blen);
+  memcpy (bad, c.blob, c.blen);
+  bad[0] ^= 0xff;
+  ok (pbs_ds_backup_fixed_chunk (b, wid, c.hex, c.len, c.blen, bad, c.blen)
+              == -1
+          && err_has ("wrong magic"),
+      "bad magic rejected");
+  ok (pbs_ds_backup_fixed_chunk (b, wid, tail.hex, c.len, c.blen, c.blob,
+                                 c.blen) == -1
+          && err_is ("detected chunk with wrong digest."),
+      "digest of other data: 'detected chunk with wrong digest.'");
+  ok (pbs_ds_backup_fixed_chunk (b, wid, c.hex, 4999, c.blen, c.blob, c.blen)
+              == -1
+          && err_is ("detected chunk with wrong length (4999 != 5000)"),
+      "wrong size: 'detected chunk with wrong length (4999 != 5000)'");
+  /* Trap 7: a wrong CRC is rewritten, not rejected. */
+  memcpy (bad, c.blob, c.blen);
+  bad[8] ^= 0x55;
+  {
+    char hex4[5];
+    memcpy (hex4, c.hex, 4);
+    hex4[4] = 0;
+    snprintf (path, sizeof path, "%s/.chunks/%s/%s", dspath, hex4, c.hex);
+  }
+  unlink (path);
+  ok (pbs_ds_backup_fixed_chunk (
+          b, pbs_ds_backup_fixed_index (b, "crc.img.fidx", c.len, NULL),
+          c.hex, c.len, c.blen, bad, c.blen)
+          == 0,
+      "wrong chunk CRC accepted (server recomputes it)");
+  {
+    uint8_t *st = NULL;
+    size_t sl = 0;
+    ok (pbs_datastore_load_chunk (ds, c.d, &st, &sl) == 0 && sl == c.blen
+            && pbs_blob_check_crc (st, sl) == 0
+            && (uint32_t) crc32 (0, st + 12, (uInt) (sl - 12))
+                   == (uint32_t) (st[8] | st[9] << 8 | st[10] << 16
+                                  | (uint32_t) st[11] << 24),
+        "stored chunk carries the correct CRC");
+    free (st);
+  }
+  free (bad);
+  ok (pbs_ds_backup_fixed_chunk (b, wid, huge.hex, huge.len, huge.blen,
+                                 huge.blob, huge.blen) == -1
+          && err_is ("fixed writer 'drive-scsi0.img.fidx' - got large chunk "
+                     "(4194305 > 4194304"),
+      "chunk > 4 MiB: 'got large chunk' (PBS's text, sic)");
+  ok (pbs_ds_backup_fixed_chunk (b, wid, tail.hex, tail.len, tail.blen,
+                                 tail.blob, tail.blen) == 0,
+      "first short chunk ok");
+  ok (pbs_ds_backup_fixed_chunk (b, wid, tail2.hex, tail2.len, tail2.blen,
+                                 tail2.blob, tail2.blen) == -1
+          && err_is ("fixed writer '1' - detected multiple end chunks (chunk "
+                     "size too small)"),
+      "second short chunk: 'detected multiple end chunks'");
+  ok (pbs_ds_backup_fixed_chunk (b, wid, big.hex, big.len, big.blen, big.blob,
+                                 big.blen) == 0,
+      "full chunk (duplicate in store) ok");
+  pbs_ds_backup_end (b);
+  freechunk (&c);
+}
+
+static void
+test_append_close_rules (void)
+{
+  struct pbs_ds_backup *b = session ("100", 8000);
+  uint64_t size = 2 * CS + 1000;
+  const char *hx[3];
+  uint64_t off[3];
+  uint8_t d[3][32], csum[32];
+  char ch[65], path[700];
+  int wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", size, NULL);
+
+  ok (wid == 1, "writer for 2 MiB*4 + 1000");
+  hx[0] = big.hex;
+  off[0] = 0;
+  ok (pbs_ds_backup_fixed_append (b, wid, 1, hx, off) == -1
+          && err_has ("no such chunk ") && err_has (big.hex),
+      "unknown digest: 'no such chunk <hex>'");
+  pbs_ds_backup_fixed_chunk (b, wid, big.hex, big.len, big.blen, big.blob,
+                             big.blen);
+  pbs_ds_backup_fixed_chunk (b, wid, tail.hex, tail.len, tail.blen, tail.blob,
+                             tail.blen);
+  off[0] = 1;
+  ok (pbs_ds_backup_fixed_append (b, wid, 1, hx, off) == -1
+          && err_is ("got unaligned chunk (pos = 1)"),
+      "unaligned offset: 'got unaligned chunk'");
+  off[0] = 2 * CS;
+  ok (pbs_ds_backup_fixed_append (b, wid, 1, hx, off) == -1
+          && err_has ("chunk data exceeds size"),
+      "4 MiB chunk past the end: 'chunk data exceeds size'");
+  hx[0] = tail.hex;
+  off[0] = 0;
+  ok (pbs_ds_backup_fixed_append (b, wid, 1, hx, off) == -1
+          && err_has ("chunk with unexpected length"),
+      "short chunk not at the end: 'chunk with unexpected length'");
+  hx[0] = big.hex;
+  hx[1] = big.hex;
+  off[0] = 0;
+  off[1] = CS;
+  ok (pbs_ds_backup_fixed_append_lists (b, wid, 2, hx, 1, off) == -1
+          && err_is ("offset list has wrong length (1 != 2)"),
+      "lists of unequal length: 'offset list has wrong length (1 != 2)'");
+  hx[1] = tail.hex;
+  off[1] = 5;
+  ok (pbs_ds_backup_fixed_append (b, wid, 2, hx, off) == -1,
+      "pair 2 bad: call fails");
+  ok (pbs_ds_backup_fixed_close (b, wid, 0, size, "00") == -1,
+      "close: csum not 32 bytes rejected");
+  memset (csum, 0, 32);
+  hex32 (csum, ch);
+  ok (pbs_ds_backup_fixed_close (b, wid, 0, size, ch) == -1
+          && err_is ("fixed writer 'drive-scsi0.img.fidx' close failed - "
+                     "received wrong number of chunk (1 != 0)"),
+      "pairs applied one by one: the first counted (1 != 0)");
+  ok (pbs_ds_backup_fixed_close (b, wid, 1, size, ch) == -1
+          && err_is ("fixed writer '1' not registered"),
+      "a failed close loses the writer");
+  snprintf (path, sizeof path, "%s/drive-scsi0.img.tmp_fidx",
+            snapdir ("100", 8000));
+  ok (!exists (path), "... and its .tmp_fidx");
+
+  wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", size, NULL);
+  hx[0] = big.hex;
+  hx[1] = big.hex;
+  hx[2] = tail.hex;
+  off[0] = 0;
+  off[1] = CS;
+  off[2] = 2 * CS;
+  ok (wid == 2 && pbs_ds_backup_fixed_append (b, wid, 3, hx, off) == 0,
+      "wid 2 (per-session counter); 3 pairs appended");
+  ok (pbs_ds_backup_finish (b) == -1
+          && err_is ("found open index writer - unable to finish backup"),
+      "finish with an open writer");
+  memcpy (d[0], big.d, 32);
+  memcpy (d[1], big.d, 32);
+  memcpy (d[2], tail.d, 32);
+  csum_of ((const uint8_t (*)[32]) d, 3, size, csum);
+  hex32 (csum, ch);
+  ok (pbs_ds_backup_fixed_close (b, wid, 3, size + 1, ch) == -1
+          && err_is ("fixed writer 'drive-scsi0.img.fidx' close failed - "
+                     "unexpected file size (8389608 != 8389609)"),
+      "close with wrong size");
+  wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", size, NULL);
+  pbs_ds_backup_fixed_append (b, wid, 2, hx, off);
+  ok (pbs_ds_backup_fixed_close (b, wid, 2, size, ch) == -1
+          && err_is ("fixed writer 'drive-scsi0.img.fidx' close failed - "
+                     "unexpected chunk count (3 != 2)"),
+      "close with fewer chunks than the index has");
+  wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", size, NULL);
+  pbs_ds_backup_fixed_append (b, wid, 3, hx, off);
+  {
+    char upper[65];
+    size_t i;
+    for (i = 0; i < 65; i++)
+      upper[i] = (char) (ch[i] >= 'a' ? ch[i] - 32 : ch[i]);
+    ch[0] = ch[0] == '0' ? '1' : '0';
+    ok (pbs_ds_backup_fixed_close (b, wid, 3, size, ch) == -1
+            && err_is ("fixed writer 'drive-scsi0.img.fidx' close failed - "
+                       "got unexpected checksum"),
+        "close with a wrong csum");
+    ok (exists2 (snapdir ("100", 8000), "drive-scsi0.img.fidx"),
+        "... the final .fidx is on disk anyway (trap 12)");
+    wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", size, NULL);
+    pbs_ds_backup_fixed_append (b, wid, 3, hx, off);
+    ok (pbs_ds_backup_fixed_close (b, wid, 3, size, upper) == 0,
+        "close with the right csum in upper case");
+  }
+  ok (pbs_ds_backup_finish (b) == -1
+          && err_has ("unable to update manifest blob - "),
+      "finish without index.json.blob: 'unable to update manifest blob - ...'");
+  pbs_ds_backup_end (b);
+  ok (!exists (snapdir ("100", 8000)), "unfinished session removed");
+}
+
+static void
+test_blob_finish_rules (void)
+{
+  struct pbs_ds_backup *b = session ("100", 9000);
+  uint8_t *blob, *bad, csum[32], d[2][32];
+  size_t len;
+  char ch[65];
+  const char *hx[2] = { big.hex, tail.hex };
+  uint64_t off[2] = { 0, CS };
+  int wid;
+
+  ok (pbs_ds_backup_finish (b) == -1
+          && err_is ("backup does not contain valid files (file count == 0)"),
+      "finish with no files");
+  pbs_blob_encode ("hello", 5, NULL, false, &blob, &len);
+  ok (pbs_ds_backup_blob (b, "notes.txt", len, blob, len) == -1
+          && err_is ("wrong blob file extension: 'notes.txt'"),
+      "blob: wrong extension");
+  ok (pbs_ds_backup_blob (b, "x.blob", len + 1, blob, len) == -1
+          && err_is ("got blob with unexpected length (18 != 17)"),
+      "blob: encoded-size != body length");
+  bad = malloc (len);
+  memcpy (bad, blob, len);
+  bad[8] ^= 1;
+  ok (pbs_ds_backup_blob (b, "x.blob", len, bad, len) == -1
+          && err_is ("Data blob has wrong CRC checksum."),
+      "blob: wrong CRC");
+  free (bad);
+  ok (pbs_ds_backup_blob (b, "qemu-server.conf.blob", len, blob, len) == 0,
+      "blob stored");
+  ok (exists2 (snapdir ("100", 9000), "qemu-server.conf.blob"),
+      "blob file present");
+  free (blob);
+  /* A manifest that is not one. */
+  pbs_blob_encode ("[1,2]", 5, NULL, false, &blob, &len);
+  pbs_ds_backup_blob (b, "index.json.blob", len, blob, len);
+  free (blob);
+  ok (pbs_ds_backup_finish (b) == -1
+          && err_has ("unable to update manifest blob - "),
+      "finish with an invalid manifest");
+  ok (!exists2 (snapdir ("100", 9000), "index.json.blob"),
+      "no manifest appears before finish succeeds");
+
+  wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE, NULL);
+  pbs_ds_backup_fixed_chunk (b, wid, big.hex, big.len, big.blen, big.blob,
+                             big.blen);
+  pbs_ds_backup_fixed_chunk (b, wid, tail.hex, tail.len, tail.blen, tail.blob,
+                             tail.blen);
+  pbs_ds_backup_fixed_append (b, wid, 2, hx, off);
+  memcpy (d[0], big.d, 32);
+  memcpy (d[1], tail.d, 32);
+  csum_of ((const uint8_t (*)[32]) d, 2, IMG_SIZE, csum);
+  hex32 (csum, ch);
+  ok (pbs_ds_backup_fixed_close (b, wid, 2, IMG_SIZE, ch) == 0, "close ok");
+  blob = manifest_blob ("100", 9000, csum, IMG_SIZE, &len);
+  pbs_ds_backup_blob (b, "index.json.blob", len, blob, len);
+  free (blob);
+  ok (pbs_ds_backup_finish (b) == 0, "finish ok");
+  ok (pbs_ds_backup_finish (b) == -1
+          && err_is ("backup already marked as finished."),
+      "finish twice: 'backup already marked as finished.'");
+  ok (pbs_ds_backup_fixed_index (b, "y.fidx", 10, NULL) == -1
+          && err_is ("backup already marked as finished."),
+      "no new writer after finish");
+  pbs_ds_backup_end (b);
+  ok (exists2 (snapdir ("100", 9000), "index.json.blob"),
+      "finished snapshot kept at end");
+  {
+    /* The stored manifest: chunk_upload_stats added, compressed, plain. */
+    char p[700];
+    uint8_t *raw, *json;
+    size_t rl, jl;
+    struct pbs_manifest *m;
+    char *stats;
+    FILE *f;
+    snprintf (p, sizeof p, "%s/index.json.blob", snapdir ("100", 9000));
+    f = fopen (p, "rb");
+    raw = malloc (1 << 16);
+    rl = fread (raw, 1, 1 << 16, f);
+    fclose (f);
+    ok (pbs_blob_kind (raw, rl) == PBS_BLOB_ZSTD, "manifest stored as zstd blob");
+    pbs_blob_decode (raw, rl, NULL, 1 << 20, &json, &jl);
+    m = pbs_manifest_parse ((char *) json, jl, NULL, PBS_MANIFEST_NO_VERIFY);
+    stats = m ? pbs_manifest_get_unprotected (m, "chunk_upload_stats") : NULL;
+    ok (stats && strstr (stats, "\"count\"") && strstr (stats, "\"duplicates\"")
+            && strstr (stats, "\"compressed_size\"")
+            && strstr (stats, "\"size\""),
+        "chunk_upload_stats {count,size,compressed_size,duplicates}: %s",
+        stats ? stats : "(none)");
+    free (stats);
+    pbs_manifest_free (m);
+    free (raw);
+    free (json);
+  }
+}
+
+static void
+test_previous (void)
+{
+  struct pbs_ds_backup *b;
+  uint8_t *data;
+  size_t len;
+  int64_t prev;
+  const char *hx[2] = { big.hex, tail.hex };
+  uint64_t off[2] = { 0, CS };
+  int wid;
+
+  b = session ("fresh", 1000);
+  ok (pbs_ds_backup_previous (b, "drive-scsi0.img.fidx", &data, &len) == -1
+          && err_is ("no valid previous backup"),
+      "previous without base: 'no valid previous backup'");
+  pbs_ds_backup_end (b);
+
+  b = session ("100", 9500);
+  ok (pbs_ds_backup_previous (b, "missing.blob", &data, &len) == -1
+          && pbs_http_status () == 404,
+      "previous: missing blob is 404");
+  ok (pbs_ds_backup_previous (b, "index.json.blob", &data, &len) == 0
+          && pbs_blob_kind (data, len) >= 0,
+      "previous: manifest blob downloaded");
+  free (data);
+  wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE, NULL);
+  ok (pbs_ds_backup_fixed_append (b, wid, 2, hx, off) == -1,
+      "before previous .fidx: digests unknown");
+  ok (pbs_ds_backup_previous (b, "drive-scsi0.img.fidx", &data, &len) == 0
+          && len == 4096 + 64,
+      "previous .fidx downloaded");
+  free (data);
+  ok (pbs_ds_backup_fixed_append (b, wid, 2, hx, off) == 0,
+      "after previous .fidx: digests known with their lengths");
+  pbs_ds_backup_end (b);
+
+  /* Trap 14: a failed verify of the last snapshot means no base at all. */
+  ok (do_backup ("root@pam", "", "ver", 1000) == 0
+          && do_backup ("root@pam", "", "ver", 2000) == 0,
+      "two snapshots of vm/ver");
+  set_verify_state ("ver", 2000, "failed", UPID);
+  b = session ("ver", 1500);
+  ok (b && pbs_ds_backup_previous_time (b, &prev) == 0 && prev == -1,
+      "last snapshot failed verify: no base, even the older one is not used");
+  ok (pbs_ds_backup_previous (b, "drive-scsi0.img.fidx", &data, &len) == -1
+          && err_is ("no valid previous backup"),
+      "... previous fails");
+  pbs_ds_backup_end (b);
+  set_verify_state ("ver", 2000, "failed", "not-a-upid");
+  b = session ("ver", 2500);
+  ok (pbs_ds_backup_previous_time (b, &prev) == 0 && prev == 2000,
+      "verify_state with an unparsable upid is ignored (base kept)");
+  pbs_ds_backup_end (b);
+  set_verify_state ("ver", 2000, "ok", UPID);
+  b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "ver", 1500);
+  ok (!b && err_is ("backup timestamp is older than last backup."),
+      "verify ok: base is back, time rule applies");
+}
+
+struct ins_arg {
+  struct chunk *c;
+  int fails;
+};
+
+static void *
+inserter (void *p)
+{
+  struct ins_arg *a = p;
+  int i;
+  for (i = 0; i < 20; i++) {
+    bool dup;
+    if (pbs_datastore_insert_chunk (ds, a->c[i % 4].d, a->c[i % 4].blob,
+                                    a->c[i % 4].blen, &dup) == -1)
+      a->fails++;
+  }
+  return NULL;
+}
+
+static void
+test_threads (void)
+{
+  struct chunk c[4];
+  struct ins_arg a[4];
+  pthread_t t[4];
+  int i, fails = 0, good = 0;
+
+  for (i = 0; i < 4; i++)
+    mkchunk (&c[i], 300000, 1000 + i);
+  for (i = 0; i < 4; i++) {
+    a[i].c = c;
+    a[i].fails = 0;
+    pthread_create (&t[i], NULL, inserter, &a[i]);
+  }
+  for (i = 0; i < 4; i++) {
+    pthread_join (t[i], NULL);
+    fails += a[i].fails;
+  }
+  ok (fails == 0, "4 threads x 20 concurrent inserts of 4 chunks: no error");
+  for (i = 0; i < 4; i++) {
+    uint8_t *s, *data;
+    size_t sl, dl;
+    uint8_t d[32];
+    if (pbs_datastore_load_chunk (ds, c[i].d, &s, &sl) == 0
+        && pbs_blob_decode (s, sl, NULL, 1 << 20, &data, &dl) == 0) {
+      pbs_chunk_digest (NULL, data, dl, d);
+      good += memcmp (d, c[i].d, 32) == 0;
+      free (data);
+      free (s);
+    }
+  }
+  ok (good == 4, "all 4 chunks complete and correct");
+  {
+    int tmp = 0;
+    char dir[400], hex4[5];
+    DIR *dd;
+    struct dirent *de;
+    for (i = 0; i < 4; i++) {
+      memcpy (hex4, c[i].hex, 4);
+      hex4[4] = 0;
+      snprintf (dir, sizeof dir, "%s/.chunks/%s", dspath, hex4);
+      dd = opendir (dir);
+      while (dd && (de = readdir (dd)))
+        tmp += strstr (de->d_name, "tmp") != NULL;
+      if (dd)
+        closedir (dd);
+    }
+    ok (tmp == 0, "no temp files left in the chunk dirs");
+  }
+  for (i = 0; i < 4; i++)
+    freechunk (&c[i]);
+}
+
+static void
+test_reader (void)
+{
+  struct pbs_ds_reader *r;
+  struct pbs_ds_backup *b;
+  uint8_t *data;
+  size_t len;
+
+  r = pbs_ds_reader_start (ds, "root@pam", "", "vm", "100", 1234);
+  ok (!r && pbs_http_status () == 404 && pbs_errno () == ENOENT,
+      "reader: missing snapshot is 404");
+  r = pbs_ds_reader_start (ds, "root@pam", "", "vm", "100", 1000);
+  ok (r != NULL, "reader on vm/100/1000");
+  ok (pbs_ds_reader_chunk (r, big.hex, &data, &len) == -1
+          && pbs_http_status () == 401
+          && err_has ("download chunk ") && err_has (" not allowed"),
+      "chunk before its index: 401 'download chunk <hex> not allowed'");
+  ok (pbs_ds_reader_download (r, "nope.fidx", &data, &len) == -1
+          && pbs_http_status () == 404,
+      "missing file: 404");
+  ok (pbs_ds_reader_download (r, "drive-scsi0.img.fidx", &data, &len) == 0,
+      "download index");
+  free (data);
+  ok (pbs_ds_reader_chunk (r, big.hex, &data, &len) == 0 && len == big.blen,
+      "chunk after its index: allowed");
+  free (data);
+  /* A backup of that group can still run (the base is share-locked). */
+  b = session ("100", 20000);
+  ok (b != NULL, "backup while a reader holds an old snapshot");
+  pbs_ds_backup_end (b);
+  pbs_ds_reader_end (r);
+
+  b = session ("100", 20001);
+  r = pbs_ds_reader_start (ds, "root@pam", "", "vm", "100", 20001);
+  ok (!r && pbs_errno () == EBUSY && err_has ("locked by another operation"),
+      "reader of the snapshot being written: locked");
+  pbs_ds_backup_end (b);
+}
+
+static void
+test_listing (void)
+{
+  struct pbs_snapshot *s;
+  size_t n, i;
+  bool sorted = true;
+
+  mkdir (snapdir ("100", 30000), 0755);
+  ok (pbs_datastore_snapshots (ds, "", "vm", "100", &s, &n) == 0 && n >= 3,
+      "list vm/100: %zu snapshots", n);
+  for (i = 1; i < n; i++)
+    sorted &= s[i - 1].time < s[i].time;
+  ok (sorted, "sorted by time");
+  ok (s[0].time == 1000 && s[0].finished && s[0].nfiles == 2
+          && s[0].size > IMG_SIZE && s[0].owner
+          && strcmp (s[0].owner, "root@pam") == 0,
+      "first: finished, 2 files (.fidx + manifest), size, owner");
+  ok (!s[n - 1].finished && s[n - 1].time == 30000,
+      "unfinished dir listed as unfinished");
+  pbs_snapshots_free (s, n);
+  rmdir (snapdir ("100", 30000));
+  ok (pbs_datastore_snapshots (ds, "", "vm", "ver", &s, &n) == 0 && n == 2
+          && s[1].verify_state && strcmp (s[1].verify_state, "ok") == 0,
+      "verify state listed");
+  pbs_snapshots_free (s, n);
+  ok (pbs_datastore_snapshots (ds, "", NULL, NULL, &s, &n) == 0 && n > 5,
+      "list all groups");
+  sorted = true;
+  for (i = 1; i < n; i++)
+    sorted &= strcmp (s[i - 1].id, s[i].id) <= 0;
+  ok (sorted, "sorted by id");
+  pbs_snapshots_free (s, n);
+  ok (pbs_datastore_snapshots (ds, "nosuch", NULL, NULL, &s, &n) == -1
+          && pbs_http_status () == 404,
+      "listing a missing namespace: 404");
+}
+
+static void
+test_repo (void)
+{
+  char p[400];
+  struct pbs_repo *r;
+  struct pbs_backup *b;
+  struct pbs_reader *rd;
+  uint8_t *data, csum[32], d[2][32];
+  size_t len;
+  int fd, wid;
+  uint64_t off[2] = { 0, CS };
+
+  snprintf (p, sizeof p, "%s/afile", top);
+  fd = open (p, O_WRONLY | O_CREAT, 0644);
+  close (fd);
+  r = pbs_repo_open (p, NULL);
+  ok (!r && pbs_errno () == ENOTDIR && err_has (p),
+      "pbs_repo_open on a file: ENOTDIR naming it");
+  r = pbs_repo_open (dspath, NULL);
+  ok (r && pbs_repo_is_local (r), "pbs_repo_open local");
+
+  b = pbs_backup_start (r, "", "vm", "100", 40000);
+  ok (b != NULL, "pbs_backup_start");
+  ok (!pbs_backup_known (b, big.d), "nothing known at start");
+  ok (pbs_backup_download_previous (b, "drive-scsi0.img.fidx", &data, &len)
+          == 0,
+      "download previous index");
+  free (data);
+  ok (pbs_backup_known (b, big.d) && pbs_backup_known (b, tail.d),
+      "previous index digests known client-side");
+  wid = pbs_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE, NULL);
+  memcpy (d[0], big.d, 32);
+  memcpy (d[1], tail.d, 32);
+  ok (wid >= 1
+          && pbs_backup_fixed_append (b, wid, 2, (const uint8_t (*)[32]) d,
+                                      off) == 0,
+      "append of known digests without upload");
+  csum_of ((const uint8_t (*)[32]) d, 2, IMG_SIZE, csum);
+  ok (pbs_backup_fixed_close (b, wid, 2, IMG_SIZE, csum) == 0, "close");
+  pbs_backup_free (b);
+  ok (!exists (snapdir ("100", 40000)), "pbs_backup_free without finish "
+                                         "removes the snapshot");
+
+  b = pbs_backup_start (r, "", "vm", "fresh2", 1000);
+  {
+    struct chunk c;
+    mkchunk (&c, 777, 9);
+    ok (!pbs_backup_known (b, c.d), "new chunk unknown");
+    wid = pbs_backup_fixed_index (b, "small.img.fidx", 777, NULL);
+    ok (pbs_backup_fixed_chunk (b, wid, c.d, 777, c.blob, c.blen) == 0
+            && pbs_backup_known (b, c.d),
+        "uploaded chunk known");
+    ok (pbs_backup_fixed_append (b, wid, 1, (const uint8_t (*)[32]) c.d,
+                                 off) == 0,
+        "append");
+    csum_of ((const uint8_t (*)[32]) c.d, 1, 777, csum);
+    ok (pbs_backup_fixed_close (b, wid, 1, 777, csum) == 0, "close");
+    {
+      uint8_t *mb;
+      size_t ml;
+      struct pbs_manifest *m = pbs_manifest_new ("vm", "fresh2", 1000);
+      char *json;
+      pbs_manifest_add_file (m, "small.img.fidx", "none", 777, csum);
+      pbs_manifest_to_json (m, NULL, &json);
+      pbs_blob_encode (json, strlen (json), NULL, true, &mb, &ml);
+      ok (pbs_backup_blob (b, "index.json.blob", mb, ml) == 0
+              && pbs_backup_finish (b) == 0,
+          "manifest + finish through the generic layer");
+      free (mb);
+      free (json);
+      pbs_manifest_free (m);
+    }
+    pbs_backup_free (b);
+    rd = pbs_reader_start (r, "", "vm", "fresh2", 1000);
+    ok (rd && pbs_reader_download (rd, "small.img.fidx", &data, &len) == 0,
+        "reader download");
+    free (data);
+    ok (pbs_reader_chunk (rd, c.d, &data, &len) == 0 && len == c.blen
+            && memcmp (data, c.blob, 12) == 0,
+        "reader chunk: the stored blob");
+    free (data);
+    pbs_reader_free (rd);
+    freechunk (&c);
+  }
+  {
+    struct pbs_snapshot *s;
+    size_t n;
+    ok (pbs_repo_snapshots (r, "", "vm", "fresh2", &s, &n) == 0 && n == 1
+            && s[0].finished && pbs_http_status () == 0,
+        "pbs_repo_snapshots");
+    pbs_snapshots_free (s, n);
+  }
+  b = pbs_backup_start (r, "x/y", "vm", "nsgroup", 1000);
+  ok (b != NULL, "local backend creates namespace x/y on first use");
+  pbs_backup_free (b);
+  snprintf (p, sizeof p, "%s/ns/x/ns/y/vm/nsgroup/owner", dspath);
+  ok (exists (p), "... at ns/x/ns/y");
+  b = pbs_backup_start (r, "", "vm", "100", 1);
+  ok (!b && err_is ("backup timestamp is older than last backup.")
+          && pbs_http_status () == 0,
+      "local errors carry the server text and no HTTP status");
+  pbs_repo_close (r);
+
+  snprintf (p, sizeof p, "%s/new/store", top);
+  r = pbs_repo_open (p, NULL);
+  ok (r != NULL, "pbs_repo_open creates a missing directory");
+  pbs_repo_close (r);
+}
+
+int
+main (void)
+{
+  const char *tmp = getenv ("TMPDIR");
+  char cmd[400];
+
+  snprintf (top, sizeof top, "%s/test-datastore.XXXXXX", tmp ? tmp : "/tmp");
+  if (!mkdtemp (top)) {
+    perror ("mkdtemp");
+    return 1;
+  }
+  snprintf (dspath, sizeof dspath, "%s/ds", top);
+  mkchunk (&big, CS, 1);
+  mkchunk (&tail, 1000, 2);
+  mkchunk (&tail2, 2000, 3);
+  mkchunk (&huge, CS + 1, 4);
+
+  test_open ();
+  test_happy ();
+  test_start_rules ();
+  test_lock_fork ();
+  test_fixed_index_rules ();
+  test_chunk_rules ();
+  test_append_close_rules ();
+  test_blob_finish_rules ();
+  test_previous ();
+  test_threads ();
+  test_reader ();
+  test_listing ();
+  test_repo ();
+
+  pbs_datastore_close (ds);
+  freechunk (&big);
+  freechunk (&tail);
+  freechunk (&tail2);
+  freechunk (&huge);
+  snprintf (cmd, sizeof cmd, "rm -rf '%s'", top);
+  if (system (cmd) != 0)
+    return 1;
+  return tap_done ();
+}

@@ -1,0 +1,131 @@
+#!/bin/bash
+# test-server-auth.sh -- pbs-test-server: authentication, the REST calls and
+# the checks of the backup/reader upgrade (pbs-protocol.md §1.3, §2, §6.4),
+# each bad request sent directly with the raw client.
+. "$(dirname "$0")/functions.sh"
+. "$top/tests/server/test-lib.sh"
+
+srv_start
+J='application/json;charset=UTF-8'
+o=$TMP/o
+
+# --- authentication ----------------------------------------------------
+raw "$PORT" GET /api2/json/version >"$o"
+expect_line 1 "^401 $J authentication failed - no authentication credentials provided\.$" "$o" "no credentials: 401"
+raw -A "$TMP/auth-wrong" "$PORT" GET /api2/json/version >"$o"
+expect_line 1 "^401 $J authentication failed - invalid API token$" "$o" "wrong token secret: 401"
+raw -A "$TMP/auth-expired" "$PORT" GET /api2/json/version >"$o"
+expect_line 1 "^401 $J authentication failed - user account or token disabled or expired\.$" "$o" "expired token: 401"
+printf 'Authorization: PBSAPIToken nobody@pam!tok:x\n' >"$TMP/auth-unknown"
+raw -A "$TMP/auth-unknown" "$PORT" GET /api2/json/version >"$o"
+expect_line 1 "^401 " "$o" "unknown token: 401"
+raw -A "$TMP/auth-root" "$PORT" GET /api2/json/version >"$o"
+expect_line 1 "^200 $J \{\"data\":\{.*\"version\":\"3\.2\.4\"" "$o" "token auth: version"
+# PBSAPIToken=... form and a percent-encoded secret (the client encodes it)
+printf 'Authorization: PBSAPIToken=bob@pbs!x%%y:s3cr%%3Aet%%2520%%2Fwith%%26odd%%3Dchars\n' >"$TMP/auth-bob"
+raw -A "$TMP/auth-bob" "$PORT" GET /api2/json/version >"$o"
+expect_line 1 "^200 " "$o" "PBSAPIToken= form with a percent-encoded secret"
+
+# --- ticket login --------------------------------------------------------
+raw "$PORT" POST /api2/json/access/ticket -H 'Content-Type: application/json' \
+  -D <(printf '{"username":"alice@pbs","password":"wrong"}') >"$o"
+expect_line 1 "^401 $J permission check failed\.$" "$o" "wrong password: 401"
+raw "$PORT" POST /api2/json/access/ticket -H 'Content-Type: application/json' \
+  -D <(printf '{"username":"alice@pbs","password":"alicepw","bogus":1}') >"$o"
+expect_line 1 "${E400}parameter verification errors.*parameter 'bogus': schema does not allow additional properties\." "$o" "ticket: unknown parameter"
+raw "$PORT" POST /api2/json/access/ticket -H 'Content-Type: application/json' \
+  -D <(printf '{"username":"alice@pbs","password":"alicepw"}') >"$o"
+expect_line 1 "^200 " "$o" "ticket login (JSON)"
+ticket=$(cut -d' ' -f3- "$o" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["ticket"])')
+csrf=$(cut -d' ' -f3- "$o" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["CSRFPreventionToken"])')
+case $ticket in PBS:alice@pbs:????????::*) pass "ticket format $(echo "$ticket" | cut -d: -f1-3)" ;;
+  *) fail "ticket format: $ticket" ;; esac
+raw "$PORT" POST /api2/json/access/ticket -H 'Content-Type: application/x-www-form-urlencoded' \
+  -D <(printf 'username=alice%%40pbs&password=alicepw') >"$o"
+expect_line 1 "^200 " "$o" "ticket login (form)"
+enc=$(python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$ticket")
+printf 'Cookie: PBSAuthCookie=%s\n' "$enc" >"$TMP/cookie"
+raw -A "$TMP/cookie" "$PORT" GET /api2/json/version >"$o"
+expect_line 1 "^200 " "$o" "ticket cookie auth"
+# the cookie wins over a (wrong) token header
+cat "$TMP/cookie" "$TMP/auth-wrong" >"$TMP/cookie-wrong"
+raw -A "$TMP/cookie-wrong" "$PORT" GET /api2/json/version >"$o"
+expect_line 1 "^200 " "$o" "cookie wins over Authorization"
+printf 'Cookie: PBSAuthCookie=%s\n' "$(echo "$enc" | sed 's/.$/A/')" >"$TMP/cookie-bad"
+raw -A "$TMP/cookie-bad" "$PORT" GET /api2/json/version >"$o"
+expect_line 1 "^401 $J authentication failed - " "$o" "forged ticket: 401"
+# renewal: the ticket as password
+raw "$PORT" POST /api2/json/access/ticket -H 'Content-Type: application/json' \
+  -D <(python3 -c 'import json,sys; print(json.dumps({"username":"alice@pbs","password":sys.argv[1]}))' "$ticket") >"$o"
+expect_line 1 "^200 " "$o" "ticket renewal"
+# a ticket is bound to its user
+raw "$PORT" POST /api2/json/access/ticket -H 'Content-Type: application/json' \
+  -D <(python3 -c 'import json,sys; print(json.dumps({"username":"root@pam","password":sys.argv[1]}))' "$ticket") >"$o"
+expect_line 1 "^401 " "$o" "another user's ticket is not a password"
+
+# --- REST routing --------------------------------------------------------
+raw -A "$TMP/auth-root" "$PORT" GET /api2/json/nothing >"$o"
+expect_line 1 "^404 $J Path '/api2/json/nothing' not found\.$" "$o" "unknown path: 404"
+raw -A "$TMP/auth-root" "$PORT" GET '/api2/json/version?x=1' >"$o"
+expect_line 1 "${E400}parameter verification errors\\\\n\\\\nparameter 'x': schema does not allow additional properties\.\\\\n$" "$o" "unknown query parameter: 400"
+raw -A "$TMP/auth-root" "$PORT" GET "/api2/json/version?$(head -c 3100 /dev/zero | tr '\0' a)" >"$o"
+expect_line 1 "^414 " "$o" "URI over 3072 bytes: 414"
+raw -A "$TMP/auth-root" "$PORT" GET '/api2/json/admin/datastore/store1/snapshots?backup-type=xx' >"$o"
+expect_line 1 "${E400}.*parameter 'backup-type': value 'xx' is not defined in the enumeration\." "$o" "snapshots: bad backup-type"
+raw -A "$TMP/auth-root" "$PORT" GET '/api2/json/admin/datastore/nostore/snapshots' >"$o"
+expect_line 1 "${E400}no such datastore 'nostore'" "$o" "snapshots: unknown store"
+raw -A "$TMP/auth-root" "$PORT" GET '/api2/json/admin/datastore/store1/snapshots' >"$o"
+expect_line 1 '^200 .* \{"data":\[\]\}$' "$o" "snapshots: empty store"
+
+# --- upgrade checks, in PBS's order --------------------------------------
+q=$(backup_q vm 100 1700000000)
+raw -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$q" </dev/null >"$o"
+expect_line 1 "^401 " "$o" "upgrade without credentials: 401"
+raw -A "$TMP/auth-expired" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$q" </dev/null >"$o"
+expect_line 1 "^401 $J authentication failed - user account or token disabled or expired\.$" "$o" "upgrade with an expired token: 401"
+raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$q&no-cache=true" </dev/null >"$o"
+expect_line 1 "${E400}parameter verification errors.*parameter 'no-cache': schema does not allow additional properties\." "$o" "upgrade: unknown parameter (4.x no-cache)"
+raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?store=s1&backup-type=vm&backup-id=100&backup-time=1" </dev/null >"$o"
+expect_line 1 "${E400}.*parameter 'store': value must be at least 3 characters long" "$o" "upgrade: store too short"
+raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$(backup_q vmx 100 5)" </dev/null >"$o"
+expect_line 1 "${E400}.*parameter 'backup-type': value 'vmx' is not defined" "$o" "upgrade: bad backup-type"
+raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$(backup_q vm .x 5)" </dev/null >"$o"
+expect_line 1 "${E400}.*parameter 'backup-id': value does not match the regex pattern" "$o" "upgrade: bad backup-id"
+raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$(backup_q vm 100 0)" </dev/null >"$o"
+expect_line 1 "${E400}.*parameter 'backup-time': value must have a minimum value of 1 \(got 0\)" "$o" "upgrade: backup-time 0"
+raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$(backup_q vm 100 12x)" </dev/null >"$o"
+expect_line 1 "${E400}.*parameter 'backup-time'" "$o" "upgrade: backup-time not an integer"
+raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?store=store1&backup-type=vm&backup-time=5" </dev/null >"$o"
+expect_line 1 "${E400}.*parameter 'backup-id': parameter is missing and it is not optional\." "$o" "upgrade: missing backup-id"
+raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?store=nostore&backup-type=vm&backup-id=1&backup-time=5" </dev/null >"$o"
+expect_line 1 "${E400}no such datastore 'nostore'$" "$o" "upgrade: unknown datastore"
+raw -A "$TMP/auth-root" "$PORT" GET "/api2/json/backup?$q" </dev/null >"$o"
+expect_line 1 "${E400}missing Upgrade header$" "$o" "upgrade: missing Upgrade header"
+raw -A "$TMP/auth-root" -u $READER_PROTO "$PORT" GET "/api2/json/backup?$q" </dev/null >"$o"
+expect_line 1 "${E400}invalid protocol name$" "$o" "upgrade: wrong protocol name"
+raw -A "$TMP/auth-root" -u h2c "$PORT" GET "/api2/json/backup?$q" </dev/null >"$o"
+expect_line 1 "${E400}invalid protocol name$" "$o" "upgrade: h2c is not the protocol"
+raw -0 -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$q" </dev/null >"$o"
+expect_line 1 "${E400}unexpected http version$" "$o" "upgrade: HTTP/1.0 refused"
+raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$q&ns=nons" </dev/null >"$o"
+expect_line 1 "^404 $J namespace not found$" "$o" "upgrade: unknown namespace: 404"
+raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$q&benchmark=true" </dev/null >"$o"
+expect_line 1 "${E400}benchmark flags is only allowed on 'host/benchmark'$" "$o" "upgrade: benchmark flag outside host/benchmark"
+raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$(backup_q host benchmark 5)" </dev/null >"$o"
+expect_line 1 "${E400}unable to run benchmark without --benchmark flags$" "$o" "upgrade: host/benchmark needs the flag"
+raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$q&debug=maybe" </dev/null >"$o"
+expect_line 1 "${E400}.*parameter 'debug': Unable to parse boolean option\." "$o" "upgrade: bad boolean"
+raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$q&debug=true&benchmark=false" </dev/null >"$o"
+expect_line 1 "^101 upgraded$" "$o" "upgrade with a token (debug=true benchmark=false)"
+wait_log 'backup session closed'
+# a ticket upgrade (GET: no CSRF token needed)
+raw -A "$TMP/cookie" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$(backup_q vm 200 1700000000)" </dev/null >"$o"
+expect_line 1 "^101 upgraded$" "$o" "upgrade with a ticket"
+raw -A "$TMP/auth-root" -u $READER_PROTO "$PORT" GET "/api2/json/reader?$q&benchmark=false" </dev/null >"$o"
+expect_line 1 "${E400}.*parameter 'benchmark': schema does not allow additional properties\." "$o" "reader upgrade: no benchmark parameter"
+raw -A "$TMP/auth-root" -u $READER_PROTO "$PORT" GET "/api2/json/reader?$q" </dev/null >"$o"
+expect_line 1 "^404 " "$o" "reader upgrade: snapshot not found: 404"
+raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/reader?$q" </dev/null >"$o"
+expect_line 1 "${E400}invalid protocol name$" "$o" "reader upgrade: backup protocol name refused"
+
+done_testing

@@ -1,0 +1,178 @@
+/* cli-chain.c -- the image options every qcow2 subcommand shares: --chain,
+ * the qcow_open_opts flags, --output-format, and opening the chain with a
+ * one-line error. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* A chain longer than this is refused while parsing; qcowlib has its own
+ * (smaller) depth limit, this only bounds the allocation. */
+#define CLI_CHAIN_MAX 4096
+
+/* Copy one name of "a,b,,c,d" starting at *P into a new string; ",," stands
+ * for a literal comma (QEMU's escaping in option strings), so any file name
+ * can be given.  Advances *P past the name and sets *SEP when a separating
+ * comma followed it. */
+static char *
+next_name (const char **p, bool *sep)
+{
+  const char *s = *p;
+  size_t n = 0, i;
+  char *name;
+
+  for (i = 0; s[i] && !(s[i] == ',' && s[i + 1] != ','); i++) {
+    if (s[i] == ',')
+      i++;
+    n++;
+  }
+  name = malloc (n + 1);
+  if (!name)
+    return NULL;
+  for (i = 0, n = 0; s[i] && !(s[i] == ',' && s[i + 1] != ','); i++) {
+    if (s[i] == ',')
+      i++;
+    name[n++] = s[i];
+  }
+  name[n] = '\0';
+  *sep = s[i] == ',';
+  *p = *sep ? s + i + 1 : s + i;
+  return name;
+}
+
+int
+cli_parse_chain (const char *arg, struct qcow_open_opts *opts)
+{
+  char **names = NULL, **grown;
+  size_t n = 0, cap = 0;
+  const char *p = arg;
+  bool sep = true;
+
+  if (opts->chain) {
+    cli_error ("--chain", "given more than once");
+    return -1;
+  }
+  while (sep) {
+    if (n + 2 > cap) {
+      if (cap >= CLI_CHAIN_MAX) {
+        cli_error ("--chain", "more than %d images", CLI_CHAIN_MAX);
+        goto err;
+      }
+      cap = cap ? cap * 2 : 8;
+      grown = realloc (names, cap * sizeof *names);
+      if (!grown)
+        goto nomem;
+      names = grown;
+    }
+    names[n] = next_name (&p, &sep);
+    if (!names[n])
+      goto nomem;
+    if (!*names[n]) {
+      free (names[n]);
+      cli_error ("--chain", "empty image name in '%s'", arg);
+      goto err;
+    }
+    names[++n] = NULL;
+  }
+  opts->chain = (const char *const *) names;
+  opts->chain_len = n;
+  return 0;
+
+nomem:
+  cli_error ("--chain", "%s", strerror (ENOMEM));
+err:
+  while (n > 0)
+    free (names[--n]);
+  free (names);
+  return -1;
+}
+
+void
+cli_free_chain (struct qcow_open_opts *opts)
+{
+  size_t i;
+
+  if (!opts->chain)
+    return;
+  for (i = 0; i < opts->chain_len; i++)
+    free ((char *) opts->chain[i]);
+  free ((void *) opts->chain);
+  opts->chain = NULL;
+  opts->chain_len = 0;
+}
+
+int
+cli_image_option (int opt, const char *arg, struct qcow_open_opts *opts)
+{
+  switch (opt) {
+  case CLI_OPT_CHAIN:
+    return cli_parse_chain (arg, opts);
+  case CLI_OPT_ALLOW_ABSOLUTE_DATA_FILE:
+    opts->flags |= QCOW_OPEN_ALLOW_ABSOLUTE_DATA_FILE;
+    return 0;
+  case CLI_OPT_PROBE_BACKING_FORMAT:
+    opts->flags |= QCOW_OPEN_PROBE_BACKING_FORMAT;
+    return 0;
+  default:
+    cli_error ("option", "unknown option code %d", opt);
+    return -1;
+  }
+}
+
+/* "qcow2pbs: FILE: message" for the last qcowlib error.  qcowlib's
+ * messages already start with the file they are about ("incr0.qcow2: L2
+ * entry ..."); only a message that does not is given CONTEXT.  Control
+ * characters (a file name may hold a newline) are replaced so the error
+ * stays one line. */
+int
+cli_qcow_error (const char *context)
+{
+  const char *msg = qcow_errmsg ();
+  char buf[1024];
+  size_t i;
+
+  if (!msg || !*msg)
+    msg = strerror (qcow_errno () ? qcow_errno () : EIO);
+  snprintf (buf, sizeof buf, "%s", msg);
+  for (i = 0; buf[i]; i++)
+    if ((unsigned char) buf[i] < 0x20 || buf[i] == 0x7f)
+      buf[i] = '?';
+  if (!strstr (buf, ": "))
+    return cli_error (context, "%s", buf);
+  fflush (stdout);
+  fprintf (stderr, "qcow2pbs: %s\n", buf);
+  return 1;
+}
+
+struct qcow_chain *
+cli_open_chain (const char *image, const struct qcow_open_opts *opts)
+{
+  struct qcow_chain *c;
+  const char *context = image;
+
+  if (!context && opts && opts->chain_len > 0)
+    context = opts->chain[opts->chain_len - 1];
+  if (!context)
+    context = "image";
+  c = qcow_open (opts && opts->chain_len ? NULL : image, opts);
+  if (!c)
+    cli_qcow_error (context);
+  return c;
+}
+
+int
+cli_parse_output_format (const char *s, bool *json)
+{
+  if (strcmp (s, "text") == 0 || strcmp (s, "human") == 0) {
+    *json = false;
+    return 0;
+  }
+  if (strcmp (s, "json") == 0) {
+    *json = true;
+    return 0;
+  }
+  return -1;
+}

@@ -1,0 +1,338 @@
+/* push-evidence.c -- the identity record that makes reuse safe.
+ *
+ * Each snapshot push writes, into its manifest's unprotected["qcow2pbs"],
+ * which files (device, inode, size, mtime, ctime, qcow2 header + L1 hash)
+ * made each archive.  The next push reuses the base's digests only if the
+ * recorded layers are, in order, a prefix of its own chain, unchanged.
+ * Design and limits: docs/incremental-identity.md. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "byteorder.h"
+#include "cli.h"
+#include "push.h"
+
+/* qcow2 header fields (big endian; qcow2 spec "Header"). */
+#define QCOW2_HDR_L1_SIZE   36 /* u32: entries */
+#define QCOW2_HDR_L1_OFFSET 40 /* u64 */
+#define RAW_HASH_BYTES      (64 * 1024)
+/* The L1 table of a 64 TiB image with 64 KiB clusters is 8 MiB. */
+#define MAX_L1_BYTES        (32u * 1024 * 1024)
+
+static int64_t
+ts_ns (const struct timespec *t)
+{
+  return (int64_t) t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
+static int
+hash_range (int fd, EVP_MD_CTX *ctx, uint64_t off, uint64_t len,
+            uint64_t file_size)
+{
+  uint8_t buf[65536];
+
+  if (off >= file_size)
+    return 0;
+  if (len > file_size - off)
+    len = file_size - off;
+  while (len) {
+    size_t n = len < sizeof buf ? (size_t) len : sizeof buf;
+    ssize_t r = pread (fd, buf, n, (off_t) off);
+    if (r <= 0)
+      return -1;
+    EVP_DigestUpdate (ctx, buf, (size_t) r);
+    off += (uint64_t) r;
+    len -= (uint64_t) r;
+  }
+  return 0;
+}
+
+/* sha256 of the first cluster (header, extensions, usually the backing
+ * name) and of the L1 table: any rewrite that moves data changes them. */
+static int
+header_hash (const struct qcow_layer_info *li, char out[65],
+             const char *context)
+{
+  int fd;
+  struct stat st;
+  uint8_t hdr[48], md[32];
+  unsigned mdlen;
+  EVP_MD_CTX *ctx = NULL;
+  int ret = -1;
+
+  fd = open (li->path, O_RDONLY | O_CLOEXEC);
+  if (fd == -1) {
+    cli_error (li->path, "%s", strerror (errno));
+    return -1;
+  }
+  /* Make sure we hash the file qcowlib opened, not a replacement. */
+  if (fstat (fd, &st) == -1 || st.st_dev != li->st.st_dev
+      || st.st_ino != li->st.st_ino) {
+    cli_error (li->path, "file was replaced while being opened");
+    goto out;
+  }
+  ctx = EVP_MD_CTX_new ();
+  if (!ctx || EVP_DigestInit_ex (ctx, EVP_sha256 (), NULL) != 1)
+    goto nomem;
+  if (strcmp (li->format, "qcow2") == 0) {
+    uint64_t l1_off, l1_bytes;
+    if (pread (fd, hdr, sizeof hdr, 0) != (ssize_t) sizeof hdr)
+      goto ioerr;
+    l1_bytes = (uint64_t) load_be32 (hdr + QCOW2_HDR_L1_SIZE) * 8;
+    l1_off = load_be64 (hdr + QCOW2_HDR_L1_OFFSET);
+    if (l1_bytes > MAX_L1_BYTES)
+      l1_bytes = MAX_L1_BYTES;
+    if (hash_range (fd, ctx, 0, li->cluster_size, (uint64_t) st.st_size)
+            == -1
+        || hash_range (fd, ctx, l1_off, l1_bytes, (uint64_t) st.st_size)
+               == -1)
+      goto ioerr;
+  }
+  else if (hash_range (fd, ctx, 0, RAW_HASH_BYTES, (uint64_t) st.st_size)
+           == -1)
+    goto ioerr;
+  if (EVP_DigestFinal_ex (ctx, md, &mdlen) != 1)
+    goto nomem;
+  pbs_digest_hex (md, out);
+  ret = 0;
+  goto out;
+
+ioerr:
+  cli_error (li->path, "cannot read header: %s",
+             errno ? strerror (errno) : "short read");
+  goto out;
+nomem:
+  cli_error (context, "sha256 failed");
+out:
+  EVP_MD_CTX_free (ctx);
+  close (fd);
+  return ret;
+}
+
+int
+identity_collect (struct qcow_chain *c, struct chain_identity *out,
+                  const char *context)
+{
+  size_t n = qcow_depth (c), i;
+  struct qcow_layer_info li;
+  char rp[PATH_MAX];
+
+  out->n = 0;
+  out->layer = calloc (n, sizeof *out->layer);
+  if (!out->layer) {
+    cli_error (context, "out of memory");
+    return -1;
+  }
+  for (i = 0; i < n; i++) {
+    struct layer_identity *l = &out->layer[i];
+    /* Oldest first: depth n-1 is the base. */
+    if (qcow_layer_info (c, n - 1 - i, &li) == -1) {
+      cli_error (context, "%s", qcow_errmsg ());
+      goto err;
+    }
+    out->n++;
+    l->path = strdup (li.path);
+    l->realpath = strdup (realpath (li.path, rp) ? rp : li.path);
+    if (!l->path || !l->realpath) {
+      cli_error (context, "out of memory");
+      goto err;
+    }
+    l->dev = (uint64_t) li.st.st_dev;
+    l->ino = (uint64_t) li.st.st_ino;
+    l->size = (uint64_t) li.st.st_size;
+    l->mtime_ns = ts_ns (&li.st.st_mtim);
+    l->ctime_ns = ts_ns (&li.st.st_ctim);
+    l->virtual_size = li.virtual_size;
+    l->has_data_file = li.data_file != NULL;
+    if (header_hash (&li, l->header_sha256, context) == -1)
+      goto err;
+  }
+  return 0;
+err:
+  identity_free (out);
+  return -1;
+}
+
+void
+identity_free (struct chain_identity *id)
+{
+  size_t i;
+
+  for (i = 0; i < id->n; i++) {
+    free (id->layer[i].path);
+    free (id->layer[i].realpath);
+  }
+  free (id->layer);
+  id->layer = NULL;
+  id->n = 0;
+}
+
+int
+identity_recheck (const struct chain_identity *id, char *why, size_t whylen)
+{
+  size_t i;
+  struct stat st;
+
+  for (i = 0; i < id->n; i++) {
+    const struct layer_identity *l = &id->layer[i];
+    if (stat (l->path, &st) == -1 || (uint64_t) st.st_dev != l->dev
+        || (uint64_t) st.st_ino != l->ino
+        || (uint64_t) st.st_size != l->size
+        || ts_ns (&st.st_mtim) != l->mtime_ns
+        || ts_ns (&st.st_ctim) != l->ctime_ns) {
+      snprintf (why, whylen, "%s: layer changed while it was being read",
+                l->path);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+char *
+identity_archive_json (const struct chain_identity *id,
+                       const uint8_t csum[32], uint64_t size,
+                       const char *key_fp)
+{
+  json_t *o, *layers;
+  char hex[65], *s;
+  size_t i;
+
+  pbs_digest_hex (csum, hex);
+  layers = json_array ();
+  for (i = 0; i < id->n; i++) {
+    const struct layer_identity *l = &id->layer[i];
+    json_array_append_new (
+        layers,
+        json_pack ("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "path",
+                   l->path, "realpath", l->realpath, "dev",
+                   (json_int_t) l->dev, "ino", (json_int_t) l->ino, "size",
+                   (json_int_t) l->size, "mtime-ns", (json_int_t) l->mtime_ns,
+                   "ctime-ns", (json_int_t) l->ctime_ns, "virtual-size",
+                   (json_int_t) l->virtual_size, "header-sha256",
+                   l->header_sha256));
+  }
+  o = json_pack ("{s:s, s:I, s:o, s:o}", "index-csum", hex, "size",
+                 (json_int_t) size, "key-fingerprint",
+                 key_fp ? json_string (key_fp) : json_null (), "layers",
+                 layers);
+  if (!o)
+    return NULL;
+  s = json_dumps (o, JSON_COMPACT | JSON_SORT_KEYS);
+  json_decref (o);
+  return s;
+}
+
+static bool
+int_eq (json_t *o, const char *k, uint64_t v)
+{
+  json_t *x = json_object_get (o, k);
+  return json_is_integer (x) && (uint64_t) json_integer_value (x) == v;
+}
+
+int
+identity_match (const char *record, const char *archive,
+                const struct chain_identity *cur, const uint8_t base_csum[32],
+                uint64_t base_size, const char *key_fp, size_t *base_layers,
+                char *why, size_t whylen)
+{
+  json_t *root = NULL, *a, *layers, *fp;
+  char hex[65];
+  size_t i, m;
+  int ret = 1;
+
+  for (i = 0; i < cur->n; i++)
+    if (cur->layer[i].has_data_file) {
+      snprintf (why, whylen, "layer %s has an external data file",
+                cur->layer[i].path);
+      return 1;
+    }
+  if (!record) {
+    snprintf (why, whylen, "previous snapshot has no qcow2pbs record");
+    return 1;
+  }
+  root = json_loads (record, 0, NULL);
+  if (!json_is_object (root)
+      || !int_eq (root, "version", 1)) {
+    snprintf (why, whylen, "previous snapshot's qcow2pbs record is not "
+                           "version 1");
+    goto out;
+  }
+  a = json_object_get (json_object_get (root, "archives"), archive);
+  if (!json_is_object (a)) {
+    snprintf (why, whylen, "previous snapshot has no qcow2pbs record for "
+                           "%s", archive);
+    goto out;
+  }
+  pbs_digest_hex (base_csum, hex);
+  if (!json_is_string (json_object_get (a, "index-csum"))
+      || strcasecmp (json_string_value (json_object_get (a, "index-csum")),
+                     hex) != 0) {
+    snprintf (why, whylen, "previous index checksum mismatch");
+    goto out;
+  }
+  if (!int_eq (a, "size", base_size)) {
+    snprintf (why, whylen, "previous index size mismatch");
+    goto out;
+  }
+  fp = json_object_get (a, "key-fingerprint");
+  if (key_fp ? !json_is_string (fp)
+                   || strcmp (json_string_value (fp), key_fp) != 0
+             : !json_is_null (fp)) {
+    snprintf (why, whylen, "key changed");
+    goto out;
+  }
+  layers = json_object_get (a, "layers");
+  m = json_array_size (layers);
+  if (m == 0) {
+    snprintf (why, whylen, "previous snapshot's qcow2pbs record has no "
+                           "layers");
+    goto out;
+  }
+  if (m > cur->n) {
+    snprintf (why, whylen, "chain has fewer layers (%zu) than the previous "
+                           "snapshot (%zu)", cur->n, m);
+    goto out;
+  }
+  for (i = 0; i < m; i++) {
+    json_t *l = json_array_get (layers, i);
+    const struct layer_identity *c = &cur->layer[i];
+    const char *what = NULL;
+    const char *h = json_string_value (json_object_get (l, "header-sha256"));
+    if (!int_eq (l, "dev", c->dev) || !int_eq (l, "ino", c->ino))
+      what = "not the same file";
+    else if (!int_eq (l, "size", c->size))
+      what = "size";
+    else if (!int_eq (l, "mtime-ns", (uint64_t) c->mtime_ns))
+      what = "mtime";
+    else if (!int_eq (l, "ctime-ns", (uint64_t) c->ctime_ns))
+      what = "ctime";
+    else if (!int_eq (l, "virtual-size", c->virtual_size))
+      what = "virtual size";
+    else if (!h || strcmp (h, c->header_sha256) != 0)
+      what = "header";
+    if (what) {
+      snprintf (why, whylen, "layer %s changed since previous snapshot (%s)",
+                c->path, what);
+      goto out;
+    }
+  }
+  /* The base index must be the merged view of exactly those layers. */
+  if (cur->layer[m - 1].virtual_size != base_size) {
+    snprintf (why, whylen, "previous index size mismatch");
+    goto out;
+  }
+  *base_layers = m;
+  ret = 0;
+out:
+  json_decref (root);
+  return ret;
+}

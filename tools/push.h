@@ -1,0 +1,183 @@
+/* push.h -- what push, restore, verify and snapshots share: repository
+ * arguments, keys, the known-digest set, the chunk pipeline, the chunk plan
+ * and the identity record of a pushed chain (docs/incremental-identity.md).
+ *
+ * Every call returns -1/NULL on error after printing the one-line
+ * "qcow2pbs: CONTEXT: message" itself, so callers just return 1. */
+#ifndef QCOW2PBS_PUSH_H
+#define QCOW2PBS_PUSH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+
+#include "pbsproto.h"
+#include "qcowlib.h"
+
+/* ------------------------------------------------ repo-args.c */
+
+/* Load --keyfile PATH; the password (only for a kdf other than none) comes
+ * from PBS_ENCRYPTION_PASSWORD or a TTY prompt, never argv. */
+struct pbs_key *push_load_key (const char *path);
+/* "fa:..:12" of KEY, or NULL for no key: malloc'd. */
+char *push_key_fingerprint (const struct pbs_key *key);
+
+/* "vm/ID/2024-06-05T15:06:40Z" or "vm/ID/EPOCH" -> parts (TYPE and ID
+ * malloc'd).  Returns 0 or -1 (message printed). */
+int push_parse_snapshot (const char *spec, char **type, char **id,
+                         int64_t *time);
+/* "drive-scsi0" / "drive-scsi0.img" / "drive-scsi0.img.fidx" ->
+ * "drive-scsi0.img.fidx" (malloc'd), or NULL if not a safe name. */
+char *push_archive_name (const char *arg);
+/* "NAME=IMAGE" or "IMAGE" (-> default name drive-scsiN for argument N):
+ * *NAME malloc'd archive name (.img.fidx), *IMAGE borrowed. */
+int push_parse_image_arg (const char *arg, size_t n, char **name,
+                          const char **image);
+
+/* Download and decode SNAPSHOT's manifest through a reader session; with
+ * VERIFY the signature is checked against KEY (a keyed manifest without a
+ * key is "missing key").  Returns the manifest or NULL. */
+struct pbs_manifest *push_read_manifest (struct pbs_reader *rd,
+                                         const struct pbs_key *key,
+                                         bool verify, const char *context);
+/* Download ARCHIVE (.fidx) through READER (or, when B is non-NULL, the
+ * base of backup session B), parse it and check its csum and size against
+ * the manifest entry.  Returns the index or NULL. */
+struct pbs_fidx *push_fetch_index (struct pbs_reader *rd,
+                                   struct pbs_backup *b,
+                                   const struct pbs_manifest *m,
+                                   const char *archive, const char *context);
+
+/* "vm/ID/TIME" (malloc'd). */
+char *push_snapshot_name (const char *type, const char *id, int64_t t);
+
+/* ------------------------------------------------ push-known.c */
+
+/* A set of 32-byte digests; thread-safe. */
+struct digest_set;
+struct digest_set *digest_set_new (void);
+void digest_set_free (struct digest_set *s);
+bool digest_set_has (struct digest_set *s, const uint8_t d[PBS_DIGEST_LEN]);
+/* Add D; returns true if D was new (the caller "claimed" it). */
+bool digest_set_add (struct digest_set *s, const uint8_t d[PBS_DIGEST_LEN]);
+
+/* ------------------------------------------------ chunk-pipeline.c */
+
+/* One 4 MiB chunk of work: read (or zero-fill) LEN bytes at OFF, digest,
+ * and -- with ENCODE, if the digest was not yet claimed in KNOWN -- encode
+ * the blob.  Results come back in submission order. */
+struct chunk_job {
+  uint64_t index;   /* chunk number */
+  uint64_t off;
+  uint32_t len;
+  bool zero_fill;   /* do not read: the chunk is LEN zero bytes */
+};
+
+struct chunk_result {
+  struct chunk_job job;
+  uint8_t digest[PBS_DIGEST_LEN];
+  uint8_t *blob;    /* malloc'd encoded chunk or NULL (not claimed) */
+  size_t blob_len;
+  const uint8_t *data; /* the raw bytes (valid until the next call) */
+};
+
+struct chunk_pipeline_opts {
+  struct qcow_chain *chain;
+  const struct pbs_key *key; /* digests and encryption */
+  bool encode;               /* produce blobs for unclaimed digests */
+  bool keep_data;            /* keep raw bytes for the consumer */
+  struct digest_set *known;  /* claimed digests (with ENCODE) */
+  unsigned threads;          /* 0 = number of online CPUs */
+  const char *context;       /* for error messages: the image */
+  /* The job source: fills *JOB with the next job, returns false at end.
+   * Called on the consumer's thread. */
+  bool (*next_job) (void *opaque, struct chunk_job *job);
+  void *opaque;
+};
+
+struct chunk_pipeline;
+struct chunk_pipeline *chunk_pipeline_start (
+    const struct chunk_pipeline_opts *opts);
+/* The next result in job order: 1 = got one, 0 = end, -1 = error (the
+ * message is printed).  The result's blob is owned by the caller. */
+int chunk_pipeline_next (struct chunk_pipeline *p, struct chunk_result *r);
+/* Stop the workers and free everything (also after an error). */
+void chunk_pipeline_free (struct chunk_pipeline *p);
+
+/* ------------------------------------------------ push-plan.c */
+
+enum chunk_plan {
+  PLAN_READ = 0,   /* read from the chain and hash */
+  PLAN_ZERO = 1,   /* full 4 MiB chunk that reads as zeros (metadata) */
+  PLAN_REUSE = 2,  /* unchanged since the base: its digest is reused */
+  PLAN_ZERO_DATA = 3, /* short last chunk of zeros: hashed, not read */
+};
+
+/* Mark, for each chunk of the merged disk, whether some byte of it is DATA
+ * (1) or all of it reads as zeros from metadata alone (0).  *OUT is
+ * malloc'd, one byte per chunk. */
+int plan_data_chunks (struct qcow_chain *c, const char *context,
+                      uint8_t **out, uint64_t *nchunks);
+/* Add to TOUCHED (one byte per chunk of the top's size) the chunks that
+ * layer DEPTH allocates (data or zero flag). */
+int plan_touch_layer (struct qcow_chain *c, size_t depth, uint8_t *touched,
+                      uint64_t nchunks, const char *context);
+
+/* ------------------------------------------------ push-evidence.c */
+
+/* What push records about one layer of a chain (oldest first). */
+struct layer_identity {
+  char *path;
+  char *realpath;
+  uint64_t dev, ino, size;
+  int64_t mtime_ns, ctime_ns;
+  uint64_t virtual_size;
+  char header_sha256[65];
+  bool has_data_file;
+};
+
+struct chain_identity {
+  size_t n; /* layers, oldest first */
+  struct layer_identity *layer;
+};
+
+int identity_collect (struct qcow_chain *c, struct chain_identity *out,
+                      const char *context);
+void identity_free (struct chain_identity *id);
+/* Re-stat each layer: 0 if all are as collected, else -1 with a reason in
+ * WHY (caller's buffer). */
+int identity_recheck (const struct chain_identity *id, char *why,
+                      size_t whylen);
+
+/* The JSON record of one archive (malloc'd text):
+ * {"index-csum","size","key-fingerprint","layers":[...]} */
+char *identity_archive_json (const struct chain_identity *id,
+                             const uint8_t csum[32], uint64_t size,
+                             const char *key_fp);
+
+/* Decide whether the base snapshot may be reused for ARCHIVE.  RECORD is
+ * the base manifest's unprotected["qcow2pbs"] JSON text (or NULL).  On
+ * success *BASE_LAYERS = how many oldest layers of CUR the base covers
+ * (1..CUR->n) and 0 is returned; otherwise 1 with a reason in WHY. */
+int identity_match (const char *record, const char *archive,
+                    const struct chain_identity *cur,
+                    const uint8_t base_csum[32], uint64_t base_size,
+                    const char *key_fp, size_t *base_layers, char *why,
+                    size_t whylen);
+
+/* ------------------------------------------------ push-progress.c */
+
+struct progress {
+  bool on;           /* stderr is a TTY */
+  uint64_t total, done;
+  double start, last;
+  const char *what;
+};
+void progress_init (struct progress *p, const char *what, uint64_t total);
+void progress_add (struct progress *p, uint64_t bytes);
+void progress_end (struct progress *p);
+
+double push_now (void); /* monotonic seconds */
+
+#endif
