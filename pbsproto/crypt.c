@@ -43,40 +43,60 @@ pbs__cleanse (void *p, size_t len)
 /* Contexts cached per thread in pthread keys, not _Thread_local pointers:
  * the key's destructor frees them when a pipeline thread exits (LSan would
  * otherwise report every exited thread's context as a leak). */
-struct slot {
-  pthread_once_t once;
-  pthread_key_t key;
-  void *(*make) (void);
-  void (*destroy) (void *);
-};
+static pthread_once_t keys_once = PTHREAD_ONCE_INIT;
+static pthread_key_t md_key, cipher_key;
 
-static void *make_md (void) { return EVP_MD_CTX_new (); }
-static void destroy_md (void *p) { EVP_MD_CTX_free (p); }
-static void *make_cipher (void) { return EVP_CIPHER_CTX_new (); }
-static void destroy_cipher (void *p) { EVP_CIPHER_CTX_free (p); }
-
-static struct slot md_slot = { PTHREAD_ONCE_INIT, 0, make_md, destroy_md };
-static struct slot cipher_slot = { PTHREAD_ONCE_INIT, 0, make_cipher,
-                                   destroy_cipher };
-static void md_key_init (void)
-{ pthread_key_create (&md_slot.key, destroy_md); }
-static void cipher_key_init (void)
-{ pthread_key_create (&cipher_slot.key, destroy_cipher); }
-
-static void *
-per_thread (struct slot *s)
+static void
+free_md (void *p)
 {
-  void *p;
-  pthread_once (&s->once, s == &md_slot ? md_key_init : cipher_key_init);
-  p = pthread_getspecific (s->key);
-  if (!p) {
-    p = s->make ();
-    if (p && pthread_setspecific (s->key, p) != 0) {
-      s->destroy (p);
-      p = NULL;
+  EVP_MD_CTX_free (p);
+}
+
+static void
+free_cipher (void *p)
+{
+  EVP_CIPHER_CTX_free (p);
+}
+
+static void
+keys_init (void)
+{
+  pthread_key_create (&md_key, free_md);
+  pthread_key_create (&cipher_key, free_cipher);
+}
+
+static EVP_MD_CTX *
+thread_md (void)
+{
+  EVP_MD_CTX *c;
+
+  pthread_once (&keys_once, keys_init);
+  c = pthread_getspecific (md_key);
+  if (!c) {
+    c = EVP_MD_CTX_new ();
+    if (c && pthread_setspecific (md_key, c) != 0) {
+      EVP_MD_CTX_free (c);
+      c = NULL;
     }
   }
-  return p;
+  return c;
+}
+
+static EVP_CIPHER_CTX *
+thread_cipher (void)
+{
+  EVP_CIPHER_CTX *c;
+
+  pthread_once (&keys_once, keys_init);
+  c = pthread_getspecific (cipher_key);
+  if (!c) {
+    c = EVP_CIPHER_CTX_new ();
+    if (c && pthread_setspecific (cipher_key, c) != 0) {
+      EVP_CIPHER_CTX_free (c);
+      c = NULL;
+    }
+  }
+  return c;
 }
 
 /* -------------------------------------------------------------- sha256 */
@@ -156,9 +176,9 @@ int
 pbs__sha256 (const void *a, size_t alen, const void *b, size_t blen,
              uint8_t out[32])
 {
-  /* One context per thread (see per_thread), reset by DigestInit: chunk
+  /* One context per thread (see thread_md), reset by DigestInit: chunk
    * hashing runs on every pipeline thread for every chunk. */
-  EVP_MD_CTX *ctx = per_thread (&md_slot);
+  EVP_MD_CTX *ctx = thread_md ();
   unsigned int outlen = 32;
 
   if (!ctx)
@@ -237,7 +257,7 @@ pbs__random (void *buf, size_t len)
 static EVP_CIPHER_CTX *
 gcm_ctx (void)
 {
-  EVP_CIPHER_CTX *ctx = per_thread (&cipher_slot);
+  EVP_CIPHER_CTX *ctx = thread_cipher ();
   if (ctx)
     EVP_CIPHER_CTX_reset (ctx);
   return ctx;

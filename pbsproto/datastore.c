@@ -386,6 +386,17 @@ out:
   return r;
 }
 
+void
+pbs__ds_restate_error (int http_status, const char *prefix)
+{
+  char msg[512];
+  int e = pbs_errno ();
+
+  /* Copy first: the message lives in the buffer we are about to fill. */
+  snprintf (msg, sizeof msg, "%s", pbs_errmsg ());
+  pbs__set_http_error (http_status, e, "%s%s", prefix ? prefix : "", msg);
+}
+
 struct pbs_manifest *
 pbs__ds_manifest_from_blob (const uint8_t *blob, size_t len, const char *what)
 {

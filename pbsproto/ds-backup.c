@@ -757,8 +757,7 @@ pbs_ds_backup_fixed_chunk (struct pbs_ds_backup *b, int wid,
   /* Stored before the writer is looked up, as PBS does: a bad wid still
    * leaves the chunk in the store. */
   if (pbs_datastore_insert_chunk (b->ds, digest, copy, len, &dup) == -1) {
-    pbs__set_http_error (pbs_errno () == ENOSPC ? 500 : 400, pbs_errno (),
-                         "%s", pbs_errmsg ());
+    pbs__ds_restate_error (pbs_errno () == ENOSPC ? 500 : 400, NULL);
     goto out;
   }
 
@@ -1058,8 +1057,7 @@ pbs_ds_backup_blob (struct pbs_ds_backup *b, const char *name,
     b->manifest_len = len;
   } else if (pbs__ds_replace_file (b->snap_path, name, blob, len, false)
              == -1) {
-    pbs__set_http_error (pbs_errno () == ENOSPC ? 500 : 400, pbs_errno (),
-                         "%s", pbs_errmsg ());
+    pbs__ds_restate_error (pbs_errno () == ENOSPC ? 500 : 400, NULL);
     goto out;
   }
   b->file_counter++;
@@ -1132,8 +1130,8 @@ pbs_ds_backup_finish (struct pbs_ds_backup *b)
   }
   if (pbs__ds_replace_file (b->snap_path, MANIFEST_NAME, blob, blen, true)
       == -1) {
-    pbs__set_http_error (400, pbs_errno (), "unable to update manifest blob "
-                         "- %s", pbs_errmsg ());
+    pbs__ds_restate_error (pbs_errno () == ENOSPC ? 500 : 400,
+                           "unable to update manifest blob - ");
     goto out;
   }
   fsync (b->snap_fd); /* the rename itself */

@@ -38,6 +38,9 @@ int pbs__ds_write_all (int fd, const uint8_t *p, size_t len, uint64_t off);
 /* Write DATA to DIR/NAME via a temp file + rename ("replace_file"). */
 int pbs__ds_replace_file (const char *dir, const char *name,
                           const uint8_t *data, size_t len, bool sync);
+/* Re-set the calling thread's error with HTTP_STATUS and PREFIX + the
+ * current message (safe although the message is the error buffer). */
+void pbs__ds_restate_error (int http_status, const char *prefix);
 /* Decode + parse an index.json.blob image (no signature check). */
 struct pbs_manifest *pbs__ds_manifest_from_blob (const uint8_t *blob,
                                                  size_t len,

@@ -43,7 +43,7 @@ pbs_ds_reader_start (struct pbs_datastore *ds, const char *auth_id,
   }
   group = pbs__ds_group_path (ds, ns, type, id);
   if (!group) {
-    pbs__set_http_error (400, EINVAL, "%s", pbs_errmsg ());
+    pbs__ds_restate_error (400, NULL);
     return NULL;
   }
   r = calloc (1, sizeof *r);
@@ -155,8 +155,10 @@ pbs_ds_reader_download (struct pbs_ds_reader *r, const char *name,
     struct pbs_fidx *idx = pbs_fidx_parse (*data, *len);
     size_t i;
     if (!idx) {
-      pbs__set_http_error (400, EBADMSG, "unable to read fixed index '%s' - "
-                           "%s", name, pbs_errmsg ());
+      char prefix[300];
+      snprintf (prefix, sizeof prefix, "unable to read fixed index '%s' - ",
+                name);
+      pbs__ds_restate_error (400, prefix);
       rc = -1;
     }
     for (i = 0; rc == 0 && i < idx->count; i++)

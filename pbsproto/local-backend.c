@@ -21,10 +21,7 @@
 static void
 drop_status (void)
 {
-  char msg[512];
-  int e = pbs_errno ();
-  snprintf (msg, sizeof msg, "%s", pbs_errmsg ());
-  pbs__set_error (e, "%s", msg);
+  pbs__ds_restate_error (0, NULL);
 }
 
 void *

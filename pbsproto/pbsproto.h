@@ -62,7 +62,9 @@ extern int pbs_key_create (const char *path, const char *kdf,
 extern int pbs_key_create_hint (const char *path, const char *kdf,
                                 const char *password, const char *hint);
 /* Describe a key file without decrypting it: malloc'd JSON text
- * {"path","kdf","created","modified","fingerprint","hint"}. */
+ * {"path","kdf","created","modified","fingerprint","hint"}: kdf "none",
+ * "scrypt" or "pbkdf2"; created/modified epoch seconds; fingerprint and
+ * hint strings or null (as proxmox-backup-client's `key show`). */
 extern char *pbs_key_show (const char *path);
 extern void pbs_key_free (struct pbs_key *k); /* cleanses; NULL ok */
 extern void pbs_key_fingerprint (const struct pbs_key *k, uint8_t out[32]);

@@ -252,6 +252,10 @@ qcow_open (const char *path, const struct qcow_open_opts *opts)
   struct qcow__layer *l;
 
   qcow__clear_error ();
+  /* Each layer holds a descriptor and its L1 table: a caller's larger
+   * limit is capped to something a process can actually hold. */
+  if (max > QCOW_MAX_DEPTH_LIMIT)
+    max = QCOW_MAX_DEPTH_LIMIT;
   if (opts && opts->chain_len) {
     size_t i;
     if (!opts->chain || opts->chain_len > max) {

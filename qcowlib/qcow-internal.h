@@ -11,9 +11,12 @@
 #include "qcowlib.h"
 
 #define QCOW_DEFAULT_MAX_DEPTH 64
+#define QCOW_MAX_DEPTH_LIMIT 4096
 /* Upper bound on cached L2 tables per chain (bytes).  Tables are one
  * cluster each, so this is 512 tables of 64 KiB or 16 of 2 MiB. */
+#ifndef QCOW_L2_CACHE_BYTES
 #define QCOW_L2_CACHE_BYTES (32u << 20)
+#endif
 
 /* A file we read from: a descriptor, or a buffer (qcow_open_memory). */
 struct qcow__io {

@@ -85,7 +85,10 @@ extern int qcow_layer_info (const struct qcow_chain *c, size_t depth,
 
 enum qcow_kind {
   QCOW_KIND_DATA,        /* data (possibly compressed) owned by `depth` */
-  QCOW_KIND_ZERO,        /* zero flag owned by `depth` */
+  QCOW_KIND_ZERO,        /* zero flag owned by `depth`; for a raw layer
+                          * also its host-file holes and the tail past
+                          * EOF (raw sizes round up to 512), as qemu-img
+                          * map reports them ("present", not "data") */
   QCOW_KIND_UNALLOCATED, /* no layer allocates it: reads as zeros */
 };
 
@@ -134,7 +137,9 @@ extern int qcow_bitmap_list (struct qcow_chain *c, size_t depth,
 
 /* Report the dirty ranges of bitmap NAME of layer DEPTH, in order, merged,
  * clipped to that layer's virtual size.  FN gets extents with kind DATA.
- * An in_use bitmap is refused (EBUSY): its contents are stale. */
+ * An in_use bitmap is refused (EBUSY): its contents are stale.  No bitmap
+ * of that name: ENOENT.  Bitmaps of an image whose autoclear bit 0 is
+ * clear are not listed at all (QEMU ignores them too). */
 extern int qcow_bitmap_ranges (struct qcow_chain *c, size_t depth,
                                const char *name, qcow_extent_fn fn,
                                void *opaque);

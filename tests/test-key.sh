@@ -82,6 +82,48 @@ PBS_ENCRYPTION_PASSWORD=first-wins PBS_ENCRYPTION_PASSWORD_FILE=pw.txt \
   "$TOOL" key create --kdf pbkdf2 k6.json
 key_ok k6.json first-wins pbkdf2 "PBS_ENCRYPTION_PASSWORD wins over _FILE"
 
+# The terminal prompt, through a pseudo-terminal: asked twice, no echo.
+cat >ptyprompt.py <<'PY'
+import os, pty, sys
+tool, out, first, second = sys.argv[1:5]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(tool, [tool, 'key', 'create', '--kdf', 'pbkdf2', out])
+buf = b''
+def wait_for(s):
+    global buf
+    while s not in buf:
+        try:
+            d = os.read(fd, 1024)
+        except OSError:
+            d = b''
+        if not d:
+            sys.exit('no prompt %r in %r' % (s, buf))
+        buf += d
+    buf = buf[buf.index(s) + len(s):]
+wait_for(b'Encryption Key Password: ')
+os.write(fd, first.encode() + b'\n')
+wait_for(b'Verify Password: ')
+os.write(fd, second.encode() + b'\n')
+rest = b''
+while True:
+    try:
+        d = os.read(fd, 1024)
+    except OSError:
+        break
+    if not d:
+        break
+    rest += d
+assert first.encode() not in buf + rest, 'password echoed'
+_, st = os.waitpid(pid, 0)
+print('exit', os.waitstatus_to_exitcode(st))
+PY
+check "terminal prompt asked twice, echo off" \
+  test "$(python3 ptyprompt.py "$TOOL" k11.json tty-secret tty-secret)" = "exit 0"
+key_ok k11.json tty-secret pbkdf2 "password from the terminal"
+check "different passwords on the terminal: exit 1, no file" \
+  test "$(python3 ptyprompt.py "$TOOL" k12.json tty-secret other-one)" = "exit 1" -a ! -e k12.json
+
 cp k1.json k1.orig
 expect_fail "existing file refused" \
   env PBS_ENCRYPTION_PASSWORD=another-one "$TOOL" key create k1.json

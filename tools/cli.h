@@ -81,6 +81,9 @@ struct out_file {
   uint64_t size;  /* logical size so far (holes included) */
   bool is_regular;
   uint64_t base;  /* file offset where writing started (stdout only) */
+  uint64_t synced;   /* file offset up to which writeback was started */
+  uint64_t unsynced; /* bytes written since then */
+  bool no_sync;      /* commit without fsync (set after out_file_open) */
 };
 int out_file_open (struct out_file *f, const char *path);
 /* Write LEN bytes at the current end; all-zero blocks become holes

@@ -24,6 +24,8 @@ static const char usage_text[] =
   "a temporary name in the same directory and renamed when complete.\n"
   "OUT.raw '-' writes to stdout.\n"
   "\n"
+  "  --no-sync                 rename without fsync first (faster; after a\n"
+  "                            system crash OUT.raw may be incomplete)\n"
   CLI_IMAGE_OPTIONS_HELP
   "  -h, --help                this help\n";
 
@@ -212,15 +214,17 @@ run_window (struct exporter *x, struct out_file *out, uint64_t *pos)
 int
 cmd_export (int argc, char **argv)
 {
+  enum { OPT_NO_SYNC = CLI_OPT_FIRST_FREE };
   static const struct option longopts[] = {
     CLI_IMAGE_OPTIONS,
+    { "no-sync", no_argument, NULL, OPT_NO_SYNC },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
   struct qcow_open_opts opts = { 0 };
   struct exporter x = { 0 };
   struct out_file out = { .fd = -1 };
-  bool out_open = false, sync_ok = false;
+  bool out_open = false, sync_ok = false, no_sync = false;
   const char *image = NULL, *out_path, *context;
   uint64_t size, w, wlen, pos = 0;
   int opt, ret = 1;
@@ -233,6 +237,9 @@ cmd_export (int argc, char **argv)
       fputs (usage_text, stdout);
       ret = 0;
       goto out;
+    case OPT_NO_SYNC:
+      no_sync = true;
+      break;
     case CLI_OPT_CHAIN:
     case CLI_OPT_ALLOW_ABSOLUTE_DATA_FILE:
     case CLI_OPT_PROBE_BACKING_FORMAT:
@@ -279,6 +286,7 @@ cmd_export (int argc, char **argv)
     goto out;
   }
   out_open = true;
+  out.no_sync = no_sync;
 
   size = qcow_virtual_size (x.c);
   for (w = 0; w < size; w += wlen) {

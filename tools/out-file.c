@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,8 @@
 /* Zero runs shorter than this are written, not skipped: file systems
  * allocate whole blocks anyway, and qemu-img convert's default -S is 4k. */
 #define HOLE_GRANULE 4096
+/* Written bytes handed to writeback at a time (see start_writeback). */
+#define WRITEBACK_STEP ((uint64_t) 8 << 20)
 
 /* Temporaries the signal handler removes.  A fixed table of pointers
  * because the handler may only call async-signal-safe functions; a command
@@ -99,6 +102,7 @@ temp_name (const char *path)
 int
 out_file_open (struct out_file *f, const char *path)
 {
+  sigset_t block, old;
   struct stat st;
   mode_t mask;
   int flags;
@@ -128,17 +132,28 @@ out_file_open (struct out_file *f, const char *path)
   f->tmp_path = temp_name (path);
   if (!f->path || !f->tmp_path)
     goto err;
+  /* Signals wait while the file is created and registered: one arriving
+   * in between would otherwise leave the temporary behind. */
+  sigemptyset (&block);
+  sigaddset (&block, SIGINT);
+  sigaddset (&block, SIGTERM);
+  sigaddset (&block, SIGHUP);
+  pthread_sigmask (SIG_BLOCK, &block, &old);
   f->fd = mkostemp (f->tmp_path, O_CLOEXEC);
-  if (f->fd == -1)
-    goto err;
-  if (register_temp (f->tmp_path) == -1) {
+  if (f->fd != -1 && register_temp (f->tmp_path) == -1) {
     int e = errno;
     close (f->fd);
     unlink (f->tmp_path);
     f->fd = -1;
     errno = e;
-    goto err;
   }
+  {
+    int e = errno;
+    pthread_sigmask (SIG_SETMASK, &old, NULL);
+    errno = e;
+  }
+  if (f->fd == -1)
+    goto err;
   /* mkostemp creates 0600; give the file the mode open(2) would. */
   mask = umask (0);
   umask (mask);
@@ -192,6 +207,23 @@ write_all (struct out_file *f, const void *buf, size_t len)
   return 0;
 }
 
+/* Start writeback of what was written since the last call, without
+ * waiting: the fsync in out_file_commit then finds little left to do
+ * (an export is otherwise dominated by that final flush). */
+static void
+start_writeback (struct out_file *f, uint64_t written)
+{
+  uint64_t end = f->base + f->size;
+
+  f->unsynced += written;
+  if (!f->path || f->no_sync || f->unsynced < WRITEBACK_STEP)
+    return;
+  sync_file_range (f->fd, (off_t) f->synced, (off_t) (end - f->synced),
+                   SYNC_FILE_RANGE_WRITE);
+  f->synced = end;
+  f->unsynced = 0;
+}
+
 static bool
 all_zero (const unsigned char *p, size_t len)
 {
@@ -203,6 +235,7 @@ int
 out_file_write (struct out_file *f, const void *buf, size_t len)
 {
   const unsigned char *p = buf;
+  uint64_t written = 0;
   size_t n, run;
 
   if (!f->is_regular)
@@ -226,10 +259,12 @@ out_file_write (struct out_file *f, const void *buf, size_t len)
         run += HOLE_GRANULE;
       if (write_all (f, p, run) == -1)
         return -1;
+      written += run;
     }
     p += run;
     len -= run;
   }
+  start_writeback (f, written);
   return 0;
 }
 
@@ -286,7 +321,10 @@ out_file_commit (struct out_file *f)
       return -1;
     return 0;
   }
-  if (ftruncate (f->fd, (off_t) f->size) == -1 || fsync (f->fd) == -1)
+  /* fsync before rename: after a crash the final name holds either the
+   * old file or the complete new one, never a renamed, unwritten file. */
+  if (ftruncate (f->fd, (off_t) f->size) == -1
+      || (!f->no_sync && fsync (f->fd) == -1))
     goto err;
   if (close (f->fd) == -1) {
     f->fd = -1;
@@ -298,7 +336,8 @@ out_file_commit (struct out_file *f)
   unregister_temp (f->tmp_path);
   free (f->tmp_path);
   f->tmp_path = NULL;
-  sync_dir (f->path);
+  if (!f->no_sync)
+    sync_dir (f->path);
   free (f->path);
   f->path = NULL;
   return 0;

@@ -30,21 +30,14 @@ replay_file (const char *path)
 {
   FILE *f = fopen (path, "rb");
   uint8_t *buf = NULL;
-  long len;
+  long len = -1;
 
-  if (!f || fseek (f, 0, SEEK_END) != 0 || (len = ftell (f)) < 0 ||
-      fseek (f, 0, SEEK_SET) != 0) {
-    printf ("not ok %d - %s: %s\n", ++n_ok + n_failed, path,
-            strerror (errno));
-    n_ok--;
-    n_failed++;
-    if (f)
-      fclose (f);
-    return;
-  }
-  buf = malloc (len ? (size_t) len : 1);
+  if (f && fseek (f, 0, SEEK_END) == 0)
+    len = ftell (f);
+  if (len >= 0 && fseek (f, 0, SEEK_SET) == 0)
+    buf = malloc (len ? (size_t) len : 1);
   if (!buf || fread (buf, 1, (size_t) len, f) != (size_t) len) {
-    printf ("not ok %d - %s: read failed\n", n_ok + n_failed + 1, path);
+    printf ("not ok %d - %s: cannot read it\n", n_ok + n_failed + 1, path);
     n_failed++;
   }
   else {
@@ -54,7 +47,8 @@ replay_file (const char *path)
   }
   fflush (stdout);
   free (buf);
-  fclose (f);
+  if (f)
+    fclose (f);
 }
 
 static void
@@ -71,7 +65,7 @@ replay_dir (const char *dir)
     n_failed++;
     return;
   }
-  while ((e = readdir (d)) != NULL) {
+  for (e = readdir (d); e; e = readdir (d)) {
     if (e->d_name[0] == '.')
       continue;
     if (n == cap) {

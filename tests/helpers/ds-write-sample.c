@@ -1,13 +1,14 @@
 /* ds-write-sample.c -- write a small image backup into a local datastore
  * through the public repository API, for tests/test-datastore-layout.sh.
  *
- *   ds-write-sample DATASTORE RAW-OUT [NS [TIME]]
+ *   ds-write-sample DATASTORE RAW-OUT [NS [TIME [random]]]
  *
  * The image (9 MiB + 1000 bytes: a patterned chunk, a zero chunk, a short
  * last chunk) is also written raw to RAW-OUT, so the test can rebuild it
  * from the chunk files with independent tools and compare.  Snapshot
  * vm/sample/TIME, by default 1700000000 (+1 per run in the same group).
- * Prints the snapshot time. */
+ * "random": the first two chunks are incompressible (from /dev/urandom),
+ * for the disk-full test.  Prints the snapshot time. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +17,15 @@
 
 #define SIZE (2u * PBS_CHUNK_SIZE + 1000u)
 
+static struct pbs_backup *b;
+
+/* Report, then end the session as the tool does on every error: an
+ * unfinished snapshot is removed. */
 static int
 die (const char *what)
 {
   fprintf (stderr, "ds-write-sample: %s: %s\n", what, pbs_errmsg ());
+  pbs_backup_free (b);
   return 1;
 }
 
@@ -27,7 +33,6 @@ int
 main (int argc, char **argv)
 {
   struct pbs_repo *r;
-  struct pbs_backup *b;
   struct pbs_manifest *m;
   uint8_t *img, (*digests)[32], csum[32];
   uint64_t offsets[3];
@@ -40,8 +45,8 @@ main (int argc, char **argv)
   int wid;
 
   if (argc < 3) {
-    fprintf (stderr,
-             "usage: ds-write-sample DATASTORE RAW-OUT [NS [TIME]]\n");
+    fprintf (stderr, "usage: ds-write-sample DATASTORE RAW-OUT "
+                     "[NS [TIME [random]]]\n");
     return 2;
   }
   if (argc > 4 && pbs_parse_time (argv[4], &t) == -1)
@@ -54,6 +59,14 @@ main (int argc, char **argv)
     img[i] = (uint8_t) (i * 7 + (i >> 12));
   for (i = 2u * PBS_CHUNK_SIZE; i < SIZE; i++)
     img[i] = (uint8_t) (0xa5 ^ i);
+  if (argc > 5 && strcmp (argv[5], "random") == 0) {
+    f = fopen ("/dev/urandom", "rb");
+    if (!f || fread (img, 1, 2u * PBS_CHUNK_SIZE, f) != 2u * PBS_CHUNK_SIZE) {
+      perror ("/dev/urandom");
+      return 1;
+    }
+    fclose (f);
+  }
   f = fopen (argv[2], "wb");
   if (!f || fwrite (img, 1, SIZE, f) != SIZE || fclose (f) != 0) {
     perror (argv[2]);

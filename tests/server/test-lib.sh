@@ -78,3 +78,28 @@ backup_q () {
 BACKUP_PROTO=proxmox-backup-protocol-v1
 READER_PROTO=proxmox-backup-reader-protocol-v1
 E400='^400 application/json;charset=UTF-8 '
+
+# session AUTHFILE PROTO TARGET: run one upgraded session.  Stdin holds one
+# step per line, "REQUEST => REGEX :: DESCRIPTION"; REQUEST goes to the raw
+# client, and the answer line must match REGEX.  A last step "DROP" (no
+# "=>") ends the connection without a GOAWAY.
+session () {
+  local spec=$TMP/session.spec out=$TMP/session.out n=2 line req rest re desc
+  cat >"$spec"
+  while IFS= read -r line; do printf '%s\n' "${line%% => *}"; done \
+    <"$spec" >"$TMP/session.req"
+  raw -A "$1" -u "$2" "$PORT" GET "$3" <"$TMP/session.req" >"$out" || true
+  expect_line 1 '^101 upgraded$' "$out" "upgrade $(echo "$3" | cut -c1-60)"
+  while IFS= read -r line; do
+    case $line in *' => '*) ;; *) continue ;; esac
+    rest=${line#* => }; re=${rest%% :: *}; desc=${rest#* :: }
+    expect_line $n "$re" "$out" "$desc"
+    n=$((n + 1))
+  done <"$spec"
+}
+
+snapdir () { # TYPE ID TIME -> datastore path of that snapshot
+  printf '%s/%s/%s/%s' "$DS" "$1" "$2" "$(date -u -d "@$3" +%Y-%m-%dT%H:%M:%SZ)"
+}
+
+quiet () { "$@" >/dev/null; }
