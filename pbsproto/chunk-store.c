@@ -1,11 +1,11 @@
 /* chunk-store.c -- .chunks/<first 4 hex>/<64 hex>, one DataBlob each,
  * inserted as PBS's ChunkStore::insert_chunk does (§6.3).
  *
- * Durability: PBS's default datastore sync level is "filesystem"
- * (pbs-api-types DatastoreFSyncLevel, #[default] Filesystem): no fsync per
- * chunk, one syncfs() before the backup is marked finished.  We do the
- * same; ds-backup.c calls syncfs() in finish, before the manifest (the
- * mark of a complete snapshot) is renamed into place.
+ * Durability: no fsync per chunk here.  PBS's default datastore sync level
+ * is "filesystem" (pbs-api-types DatastoreFSyncLevel, #[default]
+ * Filesystem): one syncfs() when the backup finishes.  ds-backup.c syncs
+ * in finish, before the manifest (the mark of a complete snapshot) is
+ * renamed into place; see there for the levels.
  *
  * Threads: no store-wide mutex (PBS has one).  Each insert writes a temp
  * file with a unique name in the chunk's own directory and renames it, so
@@ -49,15 +49,14 @@ stored_kind (struct pbs_datastore *ds, const char *name)
     return -1;
   r = pread (fd, head, sizeof head, 0);
   close (fd);
-  if (r != (ssize_t) sizeof head)
+  if (r != (ssize_t)sizeof head)
     return -1;
   return pbs_blob_kind (head, sizeof head);
 }
 
 int
-pbs_datastore_insert_chunk (struct pbs_datastore *ds,
-                            const uint8_t digest[32], const uint8_t *blob,
-                            size_t len, bool *duplicate)
+pbs_datastore_insert_chunk (struct pbs_datastore *ds, const uint8_t digest[32],
+                            const uint8_t *blob, size_t len, bool *duplicate)
 {
   char name[70], tmp[128];
   struct stat st;
@@ -73,28 +72,31 @@ pbs_datastore_insert_chunk (struct pbs_datastore *ds,
     bool old_enc = old == PBS_BLOB_ENCRYPTED || old == PBS_BLOB_ENCRYPTED_ZSTD;
     bool keep;
 
-    if ((uint64_t) st.st_size == len)
+    if ((uint64_t)st.st_size == len)
       keep = true;
     else if (new_enc && !old_enc && old >= 0) {
-      pbs__set_error (EEXIST, "chunk %s: refusing to replace an unencrypted "
-                      "chunk with an encrypted one", name + 5);
+      pbs__set_error (EEXIST,
+                      "chunk %s: refusing to replace an unencrypted "
+                      "chunk with an encrypted one",
+                      name + 5);
       return -1;
-    } else if (new_enc && old == PBS_BLOB_ENCRYPTED
-               && pbs_blob_kind (blob, len) == PBS_BLOB_ENCRYPTED) {
-      pbs__set_error (EBADMSG, "chunk %s: encrypted chunk with a different "
-                      "size is already stored", name + 5);
+    } else if (new_enc && old == PBS_BLOB_ENCRYPTED &&
+               pbs_blob_kind (blob, len) == PBS_BLOB_ENCRYPTED) {
+      pbs__set_error (EBADMSG,
+                      "chunk %s: encrypted chunk with a different "
+                      "size is already stored",
+                      name + 5);
       return -1;
     } else if (new_enc)
       keep = true; /* other encrypted mismatches: PBS keeps the old one */
     else
       /* Plain: a smaller stored chunk (better compressed) stays; a bigger
        * one, or one we cannot read, is replaced. */
-      keep = old >= 0 && !old_enc && (uint64_t) st.st_size < len;
+      keep = old >= 0 && (uint64_t)st.st_size < len;
     if (keep) {
       /* Touch atime: PBS's GC deletes chunks whose atime is older than
        * the GC start minus 24h5m, so a reference must refresh it. */
-      struct timespec ts[2] = { { .tv_nsec = UTIME_NOW },
-                                { .tv_nsec = UTIME_OMIT } };
+      struct timespec ts[2] = {{.tv_nsec = UTIME_NOW}, {.tv_nsec = UTIME_OMIT}};
       if (utimensat (ds->chunksfd, name, ts, 0) == -1) {
         pbs__set_error (errno, "%s/.chunks/%s: %s", ds->path, name,
                         strerror (errno));
@@ -109,10 +111,10 @@ pbs_datastore_insert_chunk (struct pbs_datastore *ds,
   pthread_mutex_lock (&ds->tmp_lock);
   n = ++ds->tmp_counter;
   pthread_mutex_unlock (&ds->tmp_lock);
-  snprintf (tmp, sizeof tmp, "%s.tmp_%ld_%llu", name, (long) getpid (),
-            (unsigned long long) n);
-  fd = openat (ds->chunksfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-               0644);
+  snprintf (tmp, sizeof tmp, "%s.tmp_%ld_%llu", name, (long)getpid (),
+            (unsigned long long)n);
+  fd =
+      openat (ds->chunksfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd == -1) {
     pbs__set_error (errno, "%s/.chunks/%s: %s", ds->path, tmp,
                     strerror (errno));
@@ -129,7 +131,7 @@ pbs_datastore_insert_chunk (struct pbs_datastore *ds,
   if (renameat (ds->chunksfd, tmp, ds->chunksfd, name) == -1)
     goto fail;
   return 0;
-fail: {
+fail : {
   int e = errno;
   unlinkat (ds->chunksfd, tmp, 0);
   pbs__set_error (e, "%s/.chunks/%s: %s", ds->path, name, strerror (e));
@@ -161,6 +163,6 @@ pbs_datastore_has_chunk (struct pbs_datastore *ds, const uint8_t digest[32])
   struct stat st;
 
   chunk_name (digest, name);
-  return fstatat (ds->chunksfd, name, &st, 0) == 0 && S_ISREG (st.st_mode)
-         && st.st_size > 0;
+  return fstatat (ds->chunksfd, name, &st, 0) == 0 && S_ISREG (st.st_mode) &&
+         st.st_size > 0;
 }

@@ -5,6 +5,7 @@
  * 65536 prefix directories 0000..ffff, and PATH/.lock.  .lock is created
  * last, so an interrupted creation (Ctrl-C after 30000 directories) is
  * finished by the next open instead of leaving a store with holes. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -56,8 +57,8 @@ create_chunk_tree (struct pbs_datastore *ds)
     pbs__set_error (errno, "%s/.chunks: %s", ds->path, strerror (errno));
     return -1;
   }
-  ds->chunksfd = openat (ds->dirfd, ".chunks", O_RDONLY | O_DIRECTORY
-                                                   | O_CLOEXEC);
+  ds->chunksfd =
+      openat (ds->dirfd, ".chunks", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (ds->chunksfd == -1) {
     pbs__set_error (errno, "%s/.chunks: %s", ds->path, strerror (errno));
     return -1;
@@ -77,6 +78,26 @@ create_chunk_tree (struct pbs_datastore *ds)
   }
   close (fd);
   return 0;
+}
+
+static bool
+dir_is_empty (int dirfd)
+{
+  int fd = dup (dirfd);
+  DIR *d = fd >= 0 ? fdopendir (fd) : NULL;
+  struct dirent *de;
+  bool empty = true;
+
+  if (!d) {
+    if (fd >= 0)
+      close (fd);
+    return false;
+  }
+  rewinddir (d);
+  while (empty && (de = readdir (d)))
+    empty = strcmp (de->d_name, ".") == 0 || strcmp (de->d_name, "..") == 0;
+  closedir (d);
+  return empty;
 }
 
 struct pbs_datastore *
@@ -105,10 +126,30 @@ pbs_datastore_open (const char *path, bool create)
   }
 
   ds = calloc (1, sizeof *ds);
-  if (!ds || !(ds->path = strdup (path))) {
+  if (ds)
+    ds->path = strdup (path);
+  if (!ds || !ds->path) {
     free (ds);
     pbs__set_error (ENOMEM, "out of memory");
     return NULL;
+  }
+  {
+    const char *lvl = getenv ("QCOW2PBS_DATASTORE_SYNC");
+    if (!lvl || !*lvl || strcmp (lvl, "own") == 0)
+      ds->sync = PBS_DS_SYNC_OWN;
+    else if (strcmp (lvl, "filesystem") == 0)
+      ds->sync = PBS_DS_SYNC_FILESYSTEM;
+    else if (strcmp (lvl, "none") == 0)
+      ds->sync = PBS_DS_SYNC_NONE;
+    else {
+      pbs__set_error (EINVAL,
+                      "QCOW2PBS_DATASTORE_SYNC: '%s' is not own, "
+                      "filesystem or none",
+                      lvl);
+      free (ds->path);
+      free (ds);
+      return NULL;
+    }
   }
   n = strlen (ds->path);
   while (n > 1 && ds->path[n - 1] == '/')
@@ -120,10 +161,10 @@ pbs_datastore_open (const char *path, bool create)
     pbs__set_error (errno, "%s: %s", ds->path, strerror (errno));
     goto err;
   }
-  if (faccessat (ds->dirfd, ".lock", F_OK, 0) == 0
-      && faccessat (ds->dirfd, ".chunks", F_OK, 0) == 0) {
-    ds->chunksfd = openat (ds->dirfd, ".chunks",
-                           O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (faccessat (ds->dirfd, ".lock", F_OK, 0) == 0 &&
+      faccessat (ds->dirfd, ".chunks", F_OK, 0) == 0) {
+    ds->chunksfd =
+        openat (ds->dirfd, ".chunks", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (ds->chunksfd == -1) {
       pbs__set_error (errno, "%s/.chunks: %s", ds->path, strerror (errno));
       goto err;
@@ -131,6 +172,13 @@ pbs_datastore_open (const char *path, bool create)
   } else if (!create) {
     pbs__set_error (ENOENT, "%s is not a datastore (no .chunks and .lock)",
                     ds->path);
+    goto err;
+  } else if (faccessat (ds->dirfd, ".chunks", F_OK, 0) == -1 &&
+             !dir_is_empty (ds->dirfd)) {
+    /* "./" or a home directory given by mistake must not receive 65536
+     * directories.  (.chunks without .lock: an interrupted creation,
+     * resumed below.) */
+    pbs__set_error (EEXIST, "%s is not a datastore and not empty", ds->path);
     goto err;
   } else if (create_chunk_tree (ds) == -1)
     goto err;
@@ -175,18 +223,18 @@ digits (const char *s, size_t n)
 int
 pbs__ds_parse_snapshot_name (const char *name, int64_t *t)
 {
-  struct tm tm = { 0 };
+  struct tm tm = {0};
   char back[32];
   time_t tt;
 
-  if (strlen (name) != 20 || !digits (name, 4) || name[4] != '-'
-      || !digits (name + 5, 2) || name[7] != '-' || !digits (name + 8, 2)
-      || name[10] != 'T' || !digits (name + 11, 2) || name[13] != ':'
-      || !digits (name + 14, 2) || name[16] != ':' || !digits (name + 17, 2)
-      || name[19] != 'Z')
+  if (strlen (name) != 20 || !digits (name, 4) || name[4] != '-' ||
+      !digits (name + 5, 2) || name[7] != '-' || !digits (name + 8, 2) ||
+      name[10] != 'T' || !digits (name + 11, 2) || name[13] != ':' ||
+      !digits (name + 14, 2) || name[16] != ':' || !digits (name + 17, 2) ||
+      name[19] != 'Z')
     return -1;
-  tm.tm_year = (name[0] - '0') * 1000 + (name[1] - '0') * 100
-               + (name[2] - '0') * 10 + (name[3] - '0') - 1900;
+  tm.tm_year = (name[0] - '0') * 1000 + (name[1] - '0') * 100 +
+               (name[2] - '0') * 10 + (name[3] - '0') - 1900;
   tm.tm_mon = (name[5] - '0') * 10 + (name[6] - '0') - 1;
   tm.tm_mday = (name[8] - '0') * 10 + (name[9] - '0');
   tm.tm_hour = (name[11] - '0') * 10 + (name[12] - '0');
@@ -194,11 +242,11 @@ pbs__ds_parse_snapshot_name (const char *name, int64_t *t)
   tm.tm_sec = (name[17] - '0') * 10 + (name[18] - '0');
   tt = timegm (&tm);
   /* Round trip, so "2024-02-31T..." is not silently another day. */
-  if (!gmtime_r (&tt, &tm)
-      || strftime (back, sizeof back, "%Y-%m-%dT%H:%M:%SZ", &tm) != 20
-      || strcmp (back, name) != 0)
+  if (!gmtime_r (&tt, &tm) ||
+      strftime (back, sizeof back, "%Y-%m-%dT%H:%M:%SZ", &tm) != 20 ||
+      strcmp (back, name) != 0)
     return -1;
-  *t = (int64_t) tt;
+  *t = (int64_t)tt;
   return 0;
 }
 
@@ -226,7 +274,7 @@ pbs__ds_ns_path (const char *ns)
   *o = 0;
   for (p = ns; *p;) {
     const char *e = strchr (p, '/');
-    size_t len = e ? (size_t) (e - p) : strlen (p);
+    size_t len = e ? (size_t)(e - p) : strlen (p);
     if (o != out)
       *o++ = '/';
     memcpy (o, "ns/", 3);
@@ -242,8 +290,8 @@ pbs__ds_ns_path (const char *ns)
 }
 
 char *
-pbs__ds_group_path (struct pbs_datastore *ds, const char *ns,
-                    const char *type, const char *id)
+pbs__ds_group_path (struct pbs_datastore *ds, const char *ns, const char *type,
+                    const char *id)
 {
   char *nsp = pbs__ds_ns_path (ns), *out = NULL;
 
@@ -290,18 +338,18 @@ pbs__ds_read_file (const char *path, size_t max, uint8_t **data, size_t *len)
     pbs__set_error (EINVAL, "%s: not a regular file", path);
     goto err;
   }
-  if ((uint64_t) st.st_size > max) {
+  if ((uint64_t)st.st_size > max) {
     pbs__set_error (EFBIG, "%s: file too large (%lld bytes)", path,
-                    (long long) st.st_size);
+                    (long long)st.st_size);
     goto err;
   }
-  buf = malloc (st.st_size ? (size_t) st.st_size : 1);
+  buf = malloc (st.st_size ? (size_t)st.st_size : 1);
   if (!buf) {
     pbs__set_error (ENOMEM, "out of memory");
     goto err;
   }
-  while (done < (size_t) st.st_size) {
-    ssize_t r = read (fd, buf + done, (size_t) st.st_size - done);
+  while (done < (size_t)st.st_size) {
+    ssize_t r = read (fd, buf + done, (size_t)st.st_size - done);
     if (r == -1 && errno == EINTR)
       continue;
     if (r <= 0) {
@@ -309,7 +357,7 @@ pbs__ds_read_file (const char *path, size_t max, uint8_t **data, size_t *len)
                       r == 0 ? "file shrank while reading" : strerror (errno));
       goto err;
     }
-    done += (size_t) r;
+    done += (size_t)r;
   }
   close (fd);
   *data = buf;
@@ -325,7 +373,7 @@ int
 pbs__ds_write_all (int fd, const uint8_t *p, size_t len, uint64_t off)
 {
   while (len > 0) {
-    ssize_t r = pwrite (fd, p, len, (off_t) off);
+    ssize_t r = pwrite (fd, p, len, (off_t)off);
     if (r == -1 && errno == EINTR)
       continue;
     if (r == -1)
@@ -335,8 +383,8 @@ pbs__ds_write_all (int fd, const uint8_t *p, size_t len, uint64_t off)
       return -1;
     }
     p += r;
-    len -= (size_t) r;
-    off += (uint64_t) r;
+    len -= (size_t)r;
+    off += (uint64_t)r;
   }
   return 0;
 }
@@ -348,8 +396,8 @@ pbs__ds_replace_file (const char *dir, const char *name, const uint8_t *data,
   char *tmp = NULL, *dst = NULL;
   int fd = -1, r = -1;
 
-  if (asprintf (&tmp, "%s/.%s.tmp_XXXXXX", dir, name) == -1
-      || asprintf (&dst, "%s/%s", dir, name) == -1) {
+  if (asprintf (&tmp, "%s/.%s.tmp_XXXXXX", dir, name) == -1 ||
+      asprintf (&dst, "%s/%s", dir, name) == -1) {
     pbs__set_error (ENOMEM, "out of memory");
     tmp = dst = NULL;
     goto out;
@@ -360,8 +408,8 @@ pbs__ds_replace_file (const char *dir, const char *name, const uint8_t *data,
     goto out;
   }
   /* mkostemp makes 0600; blobs are world-readable on PBS (0644). */
-  if (fchmod (fd, 0644) == -1 || pbs__ds_write_all (fd, data, len, 0) == -1
-      || (sync && fsync (fd) == -1) || close (fd) == -1) {
+  if (fchmod (fd, 0644) == -1 || pbs__ds_write_all (fd, data, len, 0) == -1 ||
+      (sync && fsync (fd) == -1) || close (fd) == -1) {
     int e = errno;
     fd = -1;
     unlink (tmp);
@@ -412,7 +460,7 @@ pbs__ds_manifest_from_blob (const uint8_t *blob, size_t len, const char *what)
   if (pbs_blob_decode (blob, len, NULL, PBS_BLOB_MAX_ENCODED * 8, &json,
                        &jlen) == -1)
     return NULL;
-  m = pbs_manifest_parse ((const char *) json, jlen, NULL,
+  m = pbs_manifest_parse ((const char *)json, jlen, NULL,
                           PBS_MANIFEST_NO_VERIFY);
   free (json);
   return m;
@@ -454,8 +502,8 @@ pbs__ds_verify_state (const struct pbs_manifest *m)
   upid = json_object_get (v, "upid");
   /* PBS deserialises {upid, state} strictly; anything else is "no verify
    * state" and the snapshot stays a valid base (§8b). */
-  if (json_is_string (st) && json_is_string (upid)
-      && upid_shaped (json_string_value (upid))) {
+  if (json_is_string (st) && json_is_string (upid) &&
+      upid_shaped (json_string_value (upid))) {
     if (strcmp (json_string_value (st), "ok") == 0)
       state = "ok";
     else if (strcmp (json_string_value (st), "failed") == 0)

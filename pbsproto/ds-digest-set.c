@@ -2,8 +2,9 @@
  * map with lengths, reader allow-list, client-side known set).
  *
  * Digests are sha256 outputs, so their first 8 bytes are already a good
- * hash; open addressing with linear probing, kept at most half full.
- * 40 bytes per slot: a 1 TiB disk (262144 chunks) costs ~20 MiB at worst. */
+ * hash; open addressing with linear probing, at most 3/4 full.  A slot is
+ * 36 bytes (value 0 marks it empty, so callers store values >= 1): 48 to
+ * 96 bytes per digest, ~19 MiB for the 262144 chunks of a 1 TiB disk. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +14,7 @@
 
 struct slot {
   uint8_t digest[32];
-  uint32_t value;
-  uint32_t used;
+  uint32_t value; /* 0: empty slot */
 };
 
 struct pbs__digest_set {
@@ -28,7 +28,7 @@ slot_hash (const uint8_t d[32])
 {
   uint64_t h;
   memcpy (&h, d, sizeof h);
-  return (size_t) h;
+  return (size_t)h;
 }
 
 struct pbs__digest_set *
@@ -64,7 +64,7 @@ find (const struct pbs__digest_set *s, const uint8_t d[32])
   size_t mask = s->cap - 1, i = slot_hash (d) & mask;
   for (;;) {
     struct slot *sl = &s->slots[i];
-    if (!sl->used || memcmp (sl->digest, d, 32) == 0)
+    if (!sl->value || memcmp (sl->digest, d, 32) == 0)
       return sl;
     i = (i + 1) & mask;
   }
@@ -73,7 +73,7 @@ find (const struct pbs__digest_set *s, const uint8_t d[32])
 static int
 grow (struct pbs__digest_set *s)
 {
-  struct pbs__digest_set n = { 0 };
+  struct pbs__digest_set n = {0};
   size_t i;
 
   n.cap = s->cap * 2;
@@ -83,7 +83,7 @@ grow (struct pbs__digest_set *s)
     return -1;
   }
   for (i = 0; i < s->cap; i++)
-    if (s->slots[i].used)
+    if (s->slots[i].value)
       *find (&n, s->slots[i].digest) = s->slots[i];
   free (s->slots);
   s->slots = n.slots;
@@ -97,12 +97,15 @@ pbs__digest_set_put (struct pbs__digest_set *s, const uint8_t d[32],
 {
   struct slot *sl;
 
-  if ((s->count + 1) * 2 > s->cap && grow (s) == -1)
+  if (value == 0) {
+    pbs__set_error (EINVAL, "digest set: value 0 is reserved");
+    return -1;
+  }
+  if ((s->count + 1) * 4 > s->cap * 3 && grow (s) == -1)
     return -1;
   sl = find (s, d);
-  if (!sl->used) {
+  if (!sl->value) {
     memcpy (sl->digest, d, 32);
-    sl->used = 1;
     s->count++;
   }
   sl->value = value;
@@ -114,7 +117,7 @@ pbs__digest_set_get (const struct pbs__digest_set *s, const uint8_t d[32],
                      uint32_t *value)
 {
   const struct slot *sl = find (s, d);
-  if (!sl->used)
+  if (!sl->value)
     return false;
   if (value)
     *value = sl->value;

@@ -11,7 +11,16 @@
 
 #include "pbs-datastore.h"
 
+/* How finish makes a snapshot durable before its manifest appears
+ * (env QCOW2PBS_DATASTORE_SYNC; see ds-backup.c). */
+enum pbs__ds_sync {
+  PBS_DS_SYNC_OWN,        /* "own" (default): fsync what this backup wrote */
+  PBS_DS_SYNC_FILESYSTEM, /* "filesystem": syncfs(), PBS's default level */
+  PBS_DS_SYNC_NONE,       /* "none": leave it to the kernel's writeback */
+};
+
 struct pbs_datastore {
+  enum pbs__ds_sync sync;
   char *path;   /* as given, without trailing '/' */
   int dirfd;    /* O_DIRECTORY of PATH, for syncfs */
   int chunksfd; /* O_DIRECTORY of PATH/.chunks */
@@ -43,21 +52,20 @@ int pbs__ds_replace_file (const char *dir, const char *name,
 void pbs__ds_restate_error (int http_status, const char *prefix);
 /* Decode + parse an index.json.blob image (no signature check). */
 struct pbs_manifest *pbs__ds_manifest_from_blob (const uint8_t *blob,
-                                                 size_t len,
-                                                 const char *what);
+                                                 size_t len, const char *what);
 /* "ok", "failed" (only with a UPID-shaped upid, as PBS's serde parse
  * requires) or NULL from the manifest's unprotected.verify_state. */
 const char *pbs__ds_verify_state (const struct pbs_manifest *m);
 
-/* A hash set of 32-byte digests with a u32 value each (the chunk length
- * for the server's known-chunk map; unused elsewhere).  Not locked. */
+/* A hash set of 32-byte digests with a u32 value >= 1 each (the chunk
+ * length for the server's known-chunk map; 1 elsewhere).  Not locked. */
 struct pbs__digest_set;
 struct pbs__digest_set *pbs__digest_set_new (void);
 void pbs__digest_set_free (struct pbs__digest_set *s);
 int pbs__digest_set_put (struct pbs__digest_set *s, const uint8_t d[32],
                          uint32_t value);
-bool pbs__digest_set_get (const struct pbs__digest_set *s,
-                          const uint8_t d[32], uint32_t *value);
+bool pbs__digest_set_get (const struct pbs__digest_set *s, const uint8_t d[32],
+                          uint32_t *value);
 size_t pbs__digest_set_count (const struct pbs__digest_set *s);
 
 #endif

@@ -35,9 +35,10 @@ pbs_ds_reader_start (struct pbs_datastore *ds, const char *auth_id,
     pbs__set_http_error (400, EINVAL, "invalid auth id");
     return NULL;
   }
-  if (!type || !pbs_valid_backup_type (type) || !id
-      || !pbs_valid_backup_id (id) || time < 1) {
-    pbs__set_http_error (400, EINVAL, "parameter verification failed - "
+  if (!type || !pbs_valid_backup_type (type) || !id ||
+      !pbs_valid_backup_id (id) || time < 1) {
+    pbs__set_http_error (400, EINVAL,
+                         "parameter verification failed - "
                          "invalid backup-type, backup-id or backup-time");
     return NULL;
   }
@@ -63,11 +64,13 @@ pbs_ds_reader_start (struct pbs_datastore *ds, const char *auth_id,
   if (r->snap_fd == -1) {
     int e = errno;
     if (e == ENOENT)
-      pbs__set_http_error (404, ENOENT, "snapshot %s/%s/%s not found", type,
-                           id, name);
+      pbs__set_http_error (404, ENOENT, "snapshot %s/%s/%s not found", type, id,
+                           name);
     else
-      pbs__set_http_error (400, e, "unable to open snapshot directory "
-                           "\"%s\" - %s", r->snap_path, strerror (e));
+      pbs__set_http_error (400, e,
+                           "unable to open snapshot directory "
+                           "\"%s\" - %s",
+                           r->snap_path, strerror (e));
     goto err;
   }
   if (flock (r->snap_fd, LOCK_SH | LOCK_NB) == -1) {
@@ -94,9 +97,9 @@ pbs_ds_reader_start (struct pbs_datastore *ds, const char *auth_id,
       for (n = 0; n < olen && o[n] != '\n'; n++)
         ;
       bang = memchr (o, '!', n);
-      ok = (strlen (auth_id) == n && memcmp (o, auth_id, n) == 0)
-           || (bang && strlen (auth_id) == (size_t) (bang - (char *) o)
-               && memcmp (o, auth_id, strlen (auth_id)) == 0);
+      ok = (strlen (auth_id) == n && memcmp (o, auth_id, n) == 0) ||
+           (bang && strlen (auth_id) == (size_t)(bang - (char *)o) &&
+            memcmp (o, auth_id, strlen (auth_id)) == 0);
     }
     free (o);
     free (opath);
@@ -131,7 +134,8 @@ pbs_ds_reader_download (struct pbs_ds_reader *r, const char *name,
   int rc;
 
   if (!name || !pbs_valid_safe_id (name)) {
-    pbs__set_http_error (400, EINVAL, "parameter verification failed - "
+    pbs__set_http_error (400, EINVAL,
+                         "parameter verification failed - "
                          "'file-name': value does not match the regex "
                          "pattern");
     return -1;
@@ -141,9 +145,8 @@ pbs_ds_reader_download (struct pbs_ds_reader *r, const char *name,
     pbs__set_http_error (500, ENOMEM, "out of memory");
     return -1;
   }
-  rc = pbs__ds_read_file (path, is_fidx ? MAX_INDEX_FILE
-                                        : PBS_BLOB_MAX_ENCODED * 8,
-                          data, len);
+  rc = pbs__ds_read_file (
+      path, is_fidx ? MAX_INDEX_FILE : PBS_BLOB_MAX_ENCODED * 8, data, len);
   if (rc == -1)
     pbs__set_http_error (pbs_errno () == ENOENT ? 404 : 400, pbs_errno (),
                          "open file \"%s\" failed - %s", path,
@@ -162,7 +165,7 @@ pbs_ds_reader_download (struct pbs_ds_reader *r, const char *name,
       rc = -1;
     }
     for (i = 0; rc == 0 && i < idx->count; i++)
-      if (pbs__digest_set_put (r->allowed, idx->digest[i], 0) == -1)
+      if (pbs__digest_set_put (r->allowed, idx->digest[i], 1) == -1)
         rc = -1;
     pbs_fidx_free (idx);
     if (rc == -1) {
@@ -180,7 +183,8 @@ pbs_ds_reader_chunk (struct pbs_ds_reader *r, const char *digest_hex,
   uint8_t d[32];
 
   if (!pbs__ds_is_lower_hex64 (digest_hex)) {
-    pbs__set_http_error (400, EINVAL, "parameter verification failed - "
+    pbs__set_http_error (400, EINVAL,
+                         "parameter verification failed - "
                          "'digest': value does not match the regex pattern");
     return -1;
   }

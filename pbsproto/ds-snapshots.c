@@ -53,7 +53,7 @@ read_owner (const char *group)
     for (n = 0; n < len && d[n] != '\n' && d[n] != '\r'; n++)
       ;
     if (n > 0)
-      owner = strndup ((char *) d, n);
+      owner = strndup ((char *)d, n);
   }
   free (d);
   free (path);
@@ -71,15 +71,15 @@ describe (struct pbs_snapshot *s, const char *dir)
   struct stat st;
   int r = -1;
 
-  if (asprintf (&mpath, "%s/index.json.blob", dir) == -1
-      || asprintf (&ppath, "%s/.protected", dir) == -1) {
+  if (asprintf (&mpath, "%s/index.json.blob", dir) == -1 ||
+      asprintf (&ppath, "%s/.protected", dir) == -1) {
     mpath = ppath = NULL;
     goto out;
   }
   s->protected_ = stat (ppath, &st) == 0;
   s->finished = stat (mpath, &st) == 0 && S_ISREG (st.st_mode);
-  if (s->finished
-      && pbs__ds_read_file (mpath, PBS_BLOB_MAX_ENCODED, &blob, &blen) == 0) {
+  if (s->finished &&
+      pbs__ds_read_file (mpath, PBS_BLOB_MAX_ENCODED, &blob, &blen) == 0) {
     struct pbs_manifest *m = pbs__ds_manifest_from_blob (blob, blen, mpath);
     if (m) {
       const char *vs = pbs__ds_verify_state (m);
@@ -100,8 +100,9 @@ describe (struct pbs_snapshot *s, const char *dir)
         goto out;
       }
       s->size += blen;
-      if ((vs && !(s->verify_state = strdup (vs)))
-          || (fp && !(s->fingerprint = strdup (fp)))) {
+      s->verify_state = vs ? strdup (vs) : NULL;
+      s->fingerprint = fp ? strdup (fp) : NULL;
+      if ((vs && !s->verify_state) || (fp && !s->fingerprint)) {
         pbs_manifest_free (m);
         goto out;
       }
@@ -116,8 +117,8 @@ describe (struct pbs_snapshot *s, const char *dir)
     struct dirent *de;
     if (d) {
       while ((de = readdir (d)))
-        if (ends_with (de->d_name, ".fidx") || ends_with (de->d_name, ".didx")
-            || ends_with (de->d_name, ".blob"))
+        if (ends_with (de->d_name, ".fidx") ||
+            ends_with (de->d_name, ".didx") || ends_with (de->d_name, ".blob"))
           if (de->d_name[0] != '.' && add_file (s, de->d_name) == -1) {
             closedir (d);
             goto out;
@@ -166,7 +167,8 @@ scan_group (struct list *l, const char *ns, const char *type, const char *id,
     s->ns = strdup (ns);
     s->type = strdup (type);
     s->id = strdup (id);
-    if (!s->ns || !s->type || !s->id || (owner && !(s->owner = strdup (owner))))
+    s->owner = owner ? strdup (owner) : NULL;
+    if (!s->ns || !s->type || !s->id || (owner && !s->owner))
       goto out;
     if (asprintf (&dir, "%s/%s", group, de->d_name) == -1)
       goto out;
@@ -200,8 +202,8 @@ pbs_datastore_snapshots (struct pbs_datastore *ds, const char *ns,
                          const char *type, const char *id,
                          struct pbs_snapshot **out, size_t *n)
 {
-  static const char *const types[] = { "ct", "host", "vm" };
-  struct list l = { 0 };
+  static const char *const types[] = {"ct", "host", "vm"};
+  struct list l = {0};
   char *nsp, *base = NULL;
   struct stat st;
   size_t t;
@@ -210,14 +212,16 @@ pbs_datastore_snapshots (struct pbs_datastore *ds, const char *ns,
   *n = 0;
   if (!ns)
     ns = "";
-  if ((type && !pbs_valid_backup_type (type))
-      || (id && !pbs_valid_backup_id (id))) {
+  if ((type && !pbs_valid_backup_type (type)) ||
+      (id && !pbs_valid_backup_id (id))) {
     pbs__set_http_error (400, EINVAL, "invalid backup type or id");
     return -1;
   }
   nsp = pbs__ds_ns_path (ns);
-  if (!nsp)
+  if (!nsp) {
+    pbs__ds_restate_error (400, NULL);
     return -1;
+  }
   if (asprintf (&base, "%s%s%s", ds->path, *nsp ? "/" : "", nsp) == -1) {
     free (nsp);
     goto oom;
@@ -239,11 +243,11 @@ pbs_datastore_snapshots (struct pbs_datastore *ds, const char *ns,
     d = opendir (tdir);
     while (d && (de = readdir (d))) {
       char *group = NULL;
-      if (de->d_name[0] == '.' || !pbs_valid_backup_id (de->d_name)
-          || (id && strcmp (id, de->d_name) != 0))
+      if (de->d_name[0] == '.' || !pbs_valid_backup_id (de->d_name) ||
+          (id && strcmp (id, de->d_name) != 0))
         continue;
-      if (asprintf (&group, "%s/%s", tdir, de->d_name) == -1
-          || scan_group (&l, ns, types[t], de->d_name, group) == -1) {
+      if (asprintf (&group, "%s/%s", tdir, de->d_name) == -1 ||
+          scan_group (&l, ns, types[t], de->d_name, group) == -1) {
         free (group);
         closedir (d);
         free (tdir);

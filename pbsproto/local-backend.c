@@ -27,7 +27,7 @@ drop_status (void)
 void *
 pbs__local_open (const char *path, const struct pbs_repo_opts *opts)
 {
-  (void) opts;
+  (void)opts;
   return pbs_datastore_open (path, true);
 }
 
@@ -93,10 +93,10 @@ l_backup_start (void *st, const char *ns, const char *type, const char *id,
   b = pbs_ds_backup_start (st, LOCAL_AUTH_ID, ns, type, id, time);
   if (!b)
     drop_status ();
-  return (struct pbs_backend_backup *) b;
+  return (struct pbs_backend_backup *)b;
 }
 
-#define DSB(bb) ((struct pbs_ds_backup *) (bb))
+#define DSB(bb) ((struct pbs_ds_backup *)(bb))
 
 static int
 l_previous_time (struct pbs_backend_backup *bb, int64_t *out)
@@ -210,19 +210,18 @@ static struct pbs_backend_reader *
 l_reader_start (void *st, const char *ns, const char *type, const char *id,
                 int64_t time)
 {
-  struct pbs_ds_reader *r
-      = pbs_ds_reader_start (st, LOCAL_AUTH_ID, ns, type, id, time);
+  struct pbs_ds_reader *r =
+      pbs_ds_reader_start (st, LOCAL_AUTH_ID, ns, type, id, time);
   if (!r)
     drop_status ();
-  return (struct pbs_backend_reader *) r;
+  return (struct pbs_backend_reader *)r;
 }
 
 static int
 l_reader_download (struct pbs_backend_reader *br, const char *name,
                    uint8_t **data, size_t *len)
 {
-  int r = pbs_ds_reader_download ((struct pbs_ds_reader *) br, name, data,
-                                  len);
+  int r = pbs_ds_reader_download ((struct pbs_ds_reader *)br, name, data, len);
   if (r == -1)
     drop_status ();
   return r;
@@ -236,7 +235,7 @@ l_reader_chunk (struct pbs_backend_reader *br, const uint8_t digest[32],
   int r;
 
   pbs_digest_hex (digest, hex);
-  r = pbs_ds_reader_chunk ((struct pbs_ds_reader *) br, hex, blob, len);
+  r = pbs_ds_reader_chunk ((struct pbs_ds_reader *)br, hex, blob, len);
   if (r == -1)
     drop_status ();
   return r;
@@ -245,25 +244,25 @@ l_reader_chunk (struct pbs_backend_reader *br, const uint8_t digest[32],
 static void
 l_reader_free (struct pbs_backend_reader *br)
 {
-  pbs_ds_reader_end ((struct pbs_ds_reader *) br);
+  pbs_ds_reader_end ((struct pbs_ds_reader *)br);
 }
 
 const struct pbs_backend_ops pbs__local_ops = {
-  .name = "local",
-  .close = l_close,
-  .snapshots = l_snapshots,
-  .backup_start = l_backup_start,
-  .previous_time = l_previous_time,
-  .download_previous = l_download_previous,
-  .fixed_index = l_fixed_index,
-  .fixed_chunk = l_fixed_chunk,
-  .fixed_append = l_fixed_append,
-  .fixed_close = l_fixed_close,
-  .blob = l_blob,
-  .finish = l_finish,
-  .backup_free = l_backup_free,
-  .reader_start = l_reader_start,
-  .reader_download = l_reader_download,
-  .reader_chunk = l_reader_chunk,
-  .reader_free = l_reader_free,
+    .name = "local",
+    .close = l_close,
+    .snapshots = l_snapshots,
+    .backup_start = l_backup_start,
+    .previous_time = l_previous_time,
+    .download_previous = l_download_previous,
+    .fixed_index = l_fixed_index,
+    .fixed_chunk = l_fixed_chunk,
+    .fixed_append = l_fixed_append,
+    .fixed_close = l_fixed_close,
+    .blob = l_blob,
+    .finish = l_finish,
+    .backup_free = l_backup_free,
+    .reader_start = l_reader_start,
+    .reader_download = l_reader_download,
+    .reader_chunk = l_reader_chunk,
+    .reader_free = l_reader_free,
 };

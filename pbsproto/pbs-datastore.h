@@ -25,16 +25,24 @@
 struct pbs_datastore; /* opaque */
 
 /* Open the datastore at PATH.  CREATE: make PATH, .chunks/0000..ffff and
- * .lock if missing (as PBS does when a datastore is created).  A PATH that
- * is a file, or a directory without .chunks when !CREATE, is an error. */
+ * .lock if missing (as PBS does when a datastore is created; .lock last,
+ * so an interrupted creation resumes).  A PATH that is a file (ENOTDIR),
+ * a directory without .chunks when !CREATE (ENOENT), or a non-empty
+ * directory without .chunks (EEXIST) is an error.
+ * Env QCOW2PBS_DATASTORE_SYNC: how finish makes a snapshot durable before
+ * its manifest appears: "own" (default; fsync the chunks, files and
+ * directories this backup wrote), "filesystem" (syncfs, PBS's default
+ * sync level) or "none". */
 extern struct pbs_datastore *pbs_datastore_open (const char *path,
                                                  bool create);
 extern void pbs_datastore_close (struct pbs_datastore *ds);
 extern const char *pbs_datastore_path (const struct pbs_datastore *ds);
 
-/* Insert an encoded chunk as PBS's insert_chunk (§6.3): temp file, fsync,
- * rename; an existing chunk of the same size is kept (and touched).
- * *DUPLICATE tells which happened.  Thread-safe. */
+/* Insert an encoded chunk as PBS's insert_chunk (§6.3): temp file in the
+ * chunk's directory, rename (no fsync here: see the sync level above); an
+ * existing chunk of the same size is kept (and its atime touched).
+ * *DUPLICATE tells which happened.  Thread-safe.  ENOSPC: "No space left
+ * on device", the temp file removed. */
 extern int pbs_datastore_insert_chunk (struct pbs_datastore *ds,
                                        const uint8_t digest[32],
                                        const uint8_t *blob, size_t len,

@@ -263,7 +263,8 @@ extern int pbs_backup_download_previous (struct pbs_backup *b,
 extern int pbs_backup_fixed_index (struct pbs_backup *b, const char *name,
                                    uint64_t size, const char *reuse_csum);
 /* Is DIGEST usable by reference in this session (uploaded or registered
- * through a downloaded previous index)? */
+ * through a downloaded previous index)?  Thread-safe (may be called from
+ * hashing threads while another thread uploads). */
 extern bool pbs_backup_known (struct pbs_backup *b,
                               const uint8_t digest[PBS_DIGEST_LEN]);
 /* Upload one chunk (§3.4): BLOB is the encoded DataBlob of SIZE raw bytes.

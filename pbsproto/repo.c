@@ -38,7 +38,7 @@ einval (const char *what)
 struct pbs_repo *
 pbs_repo_open (const char *spec, const struct pbs_repo_opts *opts)
 {
-  struct pbs_repo_opts none = { 0 };
+  struct pbs_repo_opts none = {0};
   struct pbs_repo *r;
 
   if (!spec || !*spec) {
@@ -55,8 +55,8 @@ pbs_repo_open (const char *spec, const struct pbs_repo_opts *opts)
   /* §2.3 never contains '/', so any '/' means a directory. */
   r->local = strchr (spec, '/') != NULL;
   r->ops = r->local ? &pbs__local_ops : &pbs__remote_ops;
-  r->state = r->local ? pbs__local_open (spec, opts)
-                      : pbs__remote_open (spec, opts);
+  r->state =
+      r->local ? pbs__local_open (spec, opts) : pbs__remote_open (spec, opts);
   if (!r->state) {
     free (r);
     return NULL;
@@ -148,11 +148,13 @@ pbs_backup_start (struct pbs_repo *r, const char *ns, const char *type,
   if (!check_group (ns, type, id))
     return NULL;
   if (time < 1) {
-    pbs__set_error (EINVAL, "invalid backup time %lld", (long long) time);
+    pbs__set_error (EINVAL, "invalid backup time %lld", (long long)time);
     return NULL;
   }
   b = calloc (1, sizeof *b);
-  if (!b || !(b->known = pbs__digest_set_new ())) {
+  if (b)
+    b->known = pbs__digest_set_new ();
+  if (!b || !b->known) {
     free (b);
     pbs__set_error (ENOMEM, "out of memory");
     return NULL;
@@ -213,7 +215,7 @@ pbs_backup_download_previous (struct pbs_backup *b, const char *name,
     goto err;
   pthread_mutex_lock (&b->lock);
   for (i = 0; i < idx->count; i++)
-    if (pbs__digest_set_put (b->known, idx->digest[i], 0) == -1)
+    if (pbs__digest_set_put (b->known, idx->digest[i], 1) == -1)
       break;
   pthread_mutex_unlock (&b->lock);
   if (i < idx->count) {
@@ -268,15 +270,16 @@ pbs_backup_fixed_chunk (struct pbs_backup *b, int wid,
     einval ("pbs_backup_fixed_chunk: NULL argument");
     return -1;
   }
-  if (wid < 1 || size < 1 || size > PBS_CHUNK_SIZE || blob_len < 13
-      || blob_len > PBS_BLOB_MAX_ENCODED) {
-    pbs__set_error (EINVAL, "pbs_backup_fixed_chunk: invalid wid %d, size "
+  if (wid < 1 || size < 1 || size > PBS_CHUNK_SIZE || blob_len < 13 ||
+      blob_len > PBS_BLOB_MAX_ENCODED) {
+    pbs__set_error (EINVAL,
+                    "pbs_backup_fixed_chunk: invalid wid %d, size "
                     "%u or encoded size %zu",
                     wid, size, blob_len);
     return -1;
   }
-  if (b->repo->ops->fixed_chunk (b->bb, wid, digest, size, blob, blob_len)
-      == -1)
+  if (b->repo->ops->fixed_chunk (b->bb, wid, digest, size, blob, blob_len) ==
+      -1)
     return -1;
   pthread_mutex_lock (&b->lock);
   r = pbs__digest_set_put (b->known, digest, size);
@@ -330,8 +333,7 @@ pbs_backup_blob (struct pbs_backup *b, const char *name, const uint8_t *blob,
     return -1;
   }
   if (len < 12 || len > PBS_BLOB_MAX_ENCODED) {
-    pbs__set_error (EINVAL, "%s: blob of %zu bytes is out of range", name,
-                    len);
+    pbs__set_error (EINVAL, "%s: blob of %zu bytes is out of range", name, len);
     return -1;
   }
   return b->repo->ops->blob (b->bb, name, blob, len);
@@ -373,7 +375,7 @@ pbs_reader_start (struct pbs_repo *r, const char *ns, const char *type,
   if (!check_group (ns, type, id))
     return NULL;
   if (time < 1) {
-    pbs__set_error (EINVAL, "invalid backup time %lld", (long long) time);
+    pbs__set_error (EINVAL, "invalid backup time %lld", (long long)time);
     return NULL;
   }
   rd = calloc (1, sizeof *rd);

@@ -63,6 +63,40 @@ check_entry (struct qcow__layer *l, const struct qcow__bitmap *b,
   return 0;
 }
 
+/* Read and check the bitmap table of B (QBM bitmap_table_load,
+ * check_table_entry).  Returns a malloc'd table of B->table_size
+ * big-endian entries, or NULL. */
+static uint8_t *
+load_table (struct qcow__layer *l, const struct qcow__bitmap *b)
+{
+  uint8_t *table = malloc ((size_t) b->table_size * 8);
+  uint32_t t;
+
+  if (!table) {
+    qcow__set_error (ENOMEM, "%s: out of memory", l->path);
+    return NULL;
+  }
+  if (qcow__io_pread_strict (&l->io, l->path, "bitmap table", table,
+                             (size_t) b->table_size * 8,
+                             b->table_offset) == -1)
+    goto err;
+  for (t = 0; t < b->table_size; t++) {
+    uint64_t ent = load_be64 (table + (size_t) t * 8);
+    uint64_t off = ent & QCOW2_BME_TABLE_OFFSET_MASK;
+    if ((ent & QCOW2_BME_TABLE_RESERVED) ||
+        (off && ((ent & 1) || (off & (l->cluster_size - 1))))) {
+      qcow__set_error (EBADMSG,
+                       "%s: bitmap '%s': invalid table entry %u: 0x%016" PRIx64,
+                       l->path, b->info.name, t, ent);
+      goto err;
+    }
+  }
+  return table;
+err:
+  free (table);
+  return NULL;
+}
+
 int
 qcow__parse_bitmaps (struct qcow__layer *l, uint32_t nb, uint64_t dir_size,
                      uint64_t dir_offset)
@@ -179,8 +213,17 @@ qcow__parse_bitmaps (struct qcow__layer *l, uint32_t nb, uint64_t dir_size,
                        sorted[i]->info.name);
       goto out;
     }
-  for (i = 0; i < n; i++)
+  /* QEMU loads every consistent bitmap at open, and a bad table makes
+   * the whole image fail to open; in_use ones are only marked stale. */
+  for (i = 0; i < n; i++) {
+    if (!l->bitmaps[i].info.in_use) {
+      uint8_t *table = load_table (l, &l->bitmaps[i]);
+      if (!table)
+        goto out;
+      free (table);
+    }
     l->bitmap_info[i] = l->bitmaps[i].info;
+  }
   ret = 0;
 out:
   free (sorted);
@@ -268,16 +311,14 @@ qcow_bitmap_ranges (struct qcow_chain *c, size_t depth, const char *name,
   }
   nbits = (l->size >> b->gran_bits) +
           ((l->size & ((1ull << b->gran_bits) - 1)) != 0);
-  table = malloc ((size_t) b->table_size * 8);
+  table = load_table (l, b);
+  if (!table)
+    goto out;
   data = malloc (l->cluster_size);
-  if (!table || !data) {
+  if (!data) {
     qcow__set_error (ENOMEM, "%s: out of memory", l->path);
     goto out;
   }
-  if (qcow__io_pread_strict (&l->io, l->path, "bitmap table", table,
-                             (size_t) b->table_size * 8,
-                             b->table_offset) == -1)
-    goto out;
   s.l = l;
   s.b = b;
   s.fn = fn;
@@ -287,13 +328,6 @@ qcow_bitmap_ranges (struct qcow_chain *c, size_t depth, const char *name,
     uint64_t off = ent & QCOW2_BME_TABLE_OFFSET_MASK;
     uint64_t nbytes = l->cluster_size, j;
 
-    if ((ent & QCOW2_BME_TABLE_RESERVED) ||
-        (off && ((ent & 1) || (off & (l->cluster_size - 1))))) {
-      qcow__set_error (EBADMSG,
-                       "%s: bitmap '%s': invalid table entry %u: 0x%016" PRIx64,
-                       l->path, name, t, ent);
-      goto out;
-    }
     if (off == 0) {
       /* A whole cluster of zeros (bit 0 clear) or ones (bit 0 set). */
       bool ones = ent & 1;

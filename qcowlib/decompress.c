@@ -51,6 +51,10 @@ zstd_cluster (const uint8_t *in, size_t inlen, uint8_t *out, size_t outlen,
     if (!d)
       return -1;
     *zctx = d;
+    /* QEMU compresses one cluster (<= 2 MiB) in one call, so zstd sizes
+     * the window to it; a crafted frame asking for more than 16 MiB must
+     * not make us allocate it (the default limit is 128 MiB). */
+    ZSTD_DCtx_setParameter (d, ZSTD_d_windowLogMax, 24);
   }
   else
     ZSTD_DCtx_reset (d, ZSTD_reset_session_only);

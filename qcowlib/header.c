@@ -516,7 +516,8 @@ qcow__parse_qcow2 (struct qcow__layer *l)
     BAD (l, "%s: too many snapshots (%u)", l->path, nb_snap);
     goto out;
   }
-  if (nb_snap && check_snapshots (l, nb_snap, snap_off) == -1)
+  /* QEMU validates the table's offset even when there are no snapshots. */
+  if (check_snapshots (l, nb_snap, snap_off) == -1)
     goto out;
 
   l1_size = load_be32 (h + QCOW2_HDR_L1_SIZE);

@@ -1,9 +1,12 @@
+# shellcheck shell=bash
 # qcow-lib.sh -- sourced by tests/test-qcow-*.sh after functions.sh.
-# Fixture builders (qemu-img / qemu-io only) and the two oracle checks every
+# Fixture builders (qemu-img / qemu-io only) and the three oracle checks every
 # layer goes through:
 #   export  byte-identical to `qemu-img convert -O raw` of the same image
 #   map     agrees with `qemu-img map --output=json` (tests/qcowtest.py
 #           mapcmp: depth, present, data; zero where qemu's data is false)
+#   info    agrees with `qemu-img info --backing-chain --output=json`
+#           (qcowtest.py infocmp: sizes, compat, features, names, bitmaps)
 requires qemu-img
 requires qemu-io
 requires python3
@@ -46,6 +49,17 @@ check_image () {
     fi
   else
     fail "$d: map failed: $(cat "$TMP/err")"
+  fi
+  (cd "$dir" && qemu-img info --backing-chain --output=json "$base") >"$TMP/qemu.json"
+  if timeout 60 "$TOOL" info --output-format json "$@" "$img" \
+       >"$TMP/ours.json" 2>"$TMP/err"; then
+    if python3 "$QT" infocmp "$TMP/ours.json" "$TMP/qemu.json" >"$TMP/cmp"; then
+      pass "$d: info = qemu-img info"
+    else
+      fail "$d: info differs: $(head -5 "$TMP/cmp")"
+    fi
+  else
+    fail "$d: info failed: $(cat "$TMP/err")"
   fi
   rm -f "$TMP/ref.raw" "$TMP/ours.raw"
 }

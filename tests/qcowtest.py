@@ -172,6 +172,7 @@ def infocmp(ours_path, qemu_path):
                  "auto" in b["flags"]) for b in spec.get("bitmaps", [])),
         }
         got = dict((k, o.get(k)) for k in want)
+        got["extended_l2"] = bool(got["extended_l2"])
         got["bitmaps"] = sorted((b["name"], b["granularity"], b["in_use"],
                                  b["auto"]) for b in o.get("bitmaps", []))
         for k in want:

@@ -13,7 +13,8 @@ server=on,wait=off monitor works too; QMP(path) connects to one.)
 
 The backup workflow is the one incremental-backup tools use:
 
-  source disk    -blockdev qcow2 node-name=drive0, discard=unmap
+  source disk    -blockdev qcow2 node-name=drive0, discard=unmap (on
+                 the command line; add_disk() adds more disks later)
   full backup    transaction [block-dirty-bitmap-add persistent=true,
                               blockdev-backup sync=full] into full.qcow2
   guest writes   human-monitor-command "qemu-io drive0 \\"write ...\\""
@@ -144,6 +145,19 @@ class QMP:
             self.sock.close()
 
 
+def blockdev_options(path, node, fmt="qcow2", discard="unmap",
+                     read_only=False, **extra):
+    """The blockdev-add / -blockdev options for image PATH as node NODE.
+    discard=unmap on both the format and the file node, so guest discards
+    and `write -z -u` really unmap."""
+    opts = {"driver": fmt, "node-name": node, "discard": discard,
+            "read-only": read_only,
+            "file": {"driver": "file", "filename": os.path.abspath(path),
+                     "discard": discard}}
+    opts.update(extra)
+    return opts
+
+
 class VM:
     """qemu-system-x86_64 without a guest: only the block layer and QMP.
     Use as a context manager, or call start() and quit()."""
@@ -197,13 +211,8 @@ class VM:
                  read_only=False, **extra):
         """blockdev-add PATH as node NODE (its backing chain, if any, is
         opened by QEMU from the image's own backing name)."""
-        opts = {"driver": fmt, "node-name": node, "discard": discard,
-                "read-only": read_only,
-                "file": {"driver": "file",
-                         "filename": os.path.abspath(path),
-                         "discard": discard}}
-        opts.update(extra)
-        self.cmd("blockdev-add", **opts)
+        self.cmd("blockdev-add", **blockdev_options(
+            path, node, fmt, discard, read_only, **extra))
 
     def del_disk(self, node):
         self.cmd("blockdev-del", **{"node-name": node})
@@ -412,8 +421,9 @@ def cmd_chain(a):
             lines = f.read().splitlines()
     else:
         lines = default_script(size, a.incrementals, a.seed)
-    with VM(a.dir) as vm:
-        vm.add_disk(src, "drive0")
+    # The source disk on the command line, as a VM would have it.
+    with VM(a.dir, extra_args=["-blockdev", json.dumps(
+            blockdev_options(src, "drive0"))]) as vm:
         chain = BackupChain(vm, "drive0", a.dir, bitmap=a.bitmap,
                             granularity=a.granularity,
                             target_opts=a.target_opts)
@@ -428,7 +438,7 @@ def cmd_chain(a):
                     chain.full()
             else:
                 vm.qemu_io("drive0", line)
-        vm.del_disk("drive0")
+    # quit closed drive0 cleanly: its persistent bitmap is now stored
     print(",".join(chain.layers))
 
 

@@ -53,11 +53,12 @@ setup_remote () {
   printf 'root@pam %s\n' "$USER_PASSWORD" >"$TMP/users"
 }
 
-# wait_line FILE TEXT: block until a line containing TEXT appears in FILE
-# (at most 60 s).  Returns 1 if it never did.
+# wait_line FILE TEXT [FROM]: block until a line containing TEXT appears in
+# FILE at line FROM (default 1) or later (at most 60 s).  Returns 1 if it
+# never did.
 wait_line () {
   local fd pid line
-  exec {fd}< <(exec timeout 60 tail -n +1 -f "$1")
+  exec {fd}< <(exec timeout 60 tail -n +"${3:-1}" -f "$1")
   pid=$!
   while read -r -u "$fd" line; do
     case "$line" in *"$2"*) kill "$pid" 2>/dev/null; exec {fd}<&-; return 0 ;; esac

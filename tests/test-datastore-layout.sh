@@ -9,7 +9,7 @@ requires zstd
 HELPER=$B/tests/helpers/ds-write-sample
 [ -x "$HELPER" ] || skip "$HELPER not built"
 
-ds=$TMP/store
+ds=$DS_TMP/store
 check "first backup writes a snapshot" "$HELPER" "$ds" "$TMP/img.raw"
 check "second backup (time + 1) into the same group" "$HELPER" "$ds" "$TMP/img.raw"
 check "backup into namespace a/b" "$HELPER" "$ds" "$TMP/img.raw" a/b

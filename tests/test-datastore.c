@@ -62,7 +62,7 @@ mkchunk (struct chunk *c, size_t len, unsigned seed)
   c->data = malloc (len);
   c->len = len;
   for (i = 0; i < len; i++)
-    c->data[i] = (uint8_t) ((i * 31 + seed) ^ (i >> 9));
+    c->data[i] = (uint8_t)((i * 31 + seed) ^ (i >> 9));
   pbs_chunk_digest (NULL, c->data, len, c->d);
   pbs_digest_hex (c->d, c->hex);
   if (pbs_blob_encode (c->data, len, NULL, true, &c->blob, &c->blen) == -1)
@@ -79,16 +79,17 @@ freechunk (struct chunk *c)
 static struct chunk big, tail, tail2, huge;
 
 static uint8_t *
-manifest_blob (const char *id, int64_t t, const uint8_t csum[32],
-               uint64_t size, size_t *len)
+manifest_blob (const char *id, int64_t t, const uint8_t csum[32], uint64_t size,
+               size_t *len)
 {
   struct pbs_manifest *m = pbs_manifest_new ("vm", id, t);
   char *json;
   uint8_t *blob;
-  if (!m || pbs_manifest_add_file (m, "drive-scsi0.img.fidx", "none", size,
-                                   csum) == -1
-      || pbs_manifest_to_json (m, NULL, &json) == -1
-      || pbs_blob_encode (json, strlen (json), NULL, true, &blob, len) == -1)
+  if (!m ||
+      pbs_manifest_add_file (m, "drive-scsi0.img.fidx", "none", size, csum) ==
+          -1 ||
+      pbs_manifest_to_json (m, NULL, &json) == -1 ||
+      pbs_blob_encode (json, strlen (json), NULL, true, &blob, len) == -1)
     abort ();
   pbs_manifest_free (m);
   free (json);
@@ -98,8 +99,8 @@ manifest_blob (const char *id, int64_t t, const uint8_t csum[32],
 static void
 csum_of (const uint8_t (*d)[32], size_t n, uint64_t size, uint8_t out[32])
 {
-  struct pbs_fidx idx = { .size = size, .chunk_size = CS, .count = n,
-                          .digest = (uint8_t (*)[32]) d };
+  struct pbs_fidx idx = {
+      .size = size, .chunk_size = CS, .count = n, .digest = (uint8_t (*)[32])d};
   pbs_fidx_csum (&idx, out);
 }
 
@@ -114,8 +115,8 @@ static int
 do_backup (const char *auth, const char *ns, const char *id, int64_t t)
 {
   struct pbs_ds_backup *b = pbs_ds_backup_start (ds, auth, ns, "vm", id, t);
-  const char *hx[2] = { big.hex, tail.hex };
-  uint64_t off[2] = { 0, CS };
+  const char *hx[2] = {big.hex, tail.hex};
+  uint64_t off[2] = {0, CS};
   uint8_t d[2][32], csum[32], *mb;
   char ch[65];
   size_t ml;
@@ -125,19 +126,19 @@ do_backup (const char *auth, const char *ns, const char *id, int64_t t)
     return -1;
   memcpy (d[0], big.d, 32);
   memcpy (d[1], tail.d, 32);
-  csum_of ((const uint8_t (*)[32]) d, 2, IMG_SIZE, csum);
+  csum_of ((const uint8_t (*)[32])d, 2, IMG_SIZE, csum);
   hex32 (csum, ch);
   mb = manifest_blob (id, t, csum, IMG_SIZE, &ml);
   wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE, NULL);
-  if (wid >= 1
-      && pbs_ds_backup_fixed_chunk (b, wid, big.hex, big.len, big.blen,
-                                    big.blob, big.blen) == 0
-      && pbs_ds_backup_fixed_chunk (b, wid, tail.hex, tail.len, tail.blen,
-                                    tail.blob, tail.blen) == 0
-      && pbs_ds_backup_fixed_append (b, wid, 2, hx, off) == 0
-      && pbs_ds_backup_fixed_close (b, wid, 2, IMG_SIZE, ch) == 0
-      && pbs_ds_backup_blob (b, "index.json.blob", ml, mb, ml) == 0
-      && pbs_ds_backup_finish (b) == 0)
+  if (wid >= 1 &&
+      pbs_ds_backup_fixed_chunk (b, wid, big.hex, big.len, big.blen, big.blob,
+                                 big.blen) == 0 &&
+      pbs_ds_backup_fixed_chunk (b, wid, tail.hex, tail.len, tail.blen,
+                                 tail.blob, tail.blen) == 0 &&
+      pbs_ds_backup_fixed_append (b, wid, 2, hx, off) == 0 &&
+      pbs_ds_backup_fixed_close (b, wid, 2, IMG_SIZE, ch) == 0 &&
+      pbs_ds_backup_blob (b, "index.json.blob", ml, mb, ml) == 0 &&
+      pbs_ds_backup_finish (b) == 0)
     r = 0;
   if (r == -1)
     printf ("#   do_backup: %s\n", pbs_errmsg ());
@@ -190,11 +191,11 @@ set_verify_state (const char *id, int64_t t, const char *state,
   fclose (f);
   if (pbs_blob_decode (blob, len, NULL, 1 << 20, &raw, &rlen) == -1)
     abort ();
-  m = pbs_manifest_parse ((char *) raw, rlen, NULL, PBS_MANIFEST_NO_VERIFY);
+  m = pbs_manifest_parse ((char *)raw, rlen, NULL, PBS_MANIFEST_NO_VERIFY);
   snprintf (js, sizeof js, "{\"state\": \"%s\", \"upid\": \"%s\"}", state,
             upid);
-  if (!m || pbs_manifest_set_unprotected (m, "verify_state", js) == -1
-      || pbs_manifest_to_json (m, NULL, &json) == -1)
+  if (!m || pbs_manifest_set_unprotected (m, "verify_state", js) == -1 ||
+      pbs_manifest_to_json (m, NULL, &json) == -1)
     abort ();
   free (blob);
   pbs_blob_encode (json, strlen (json), NULL, true, &blob, &len);
@@ -207,7 +208,8 @@ set_verify_state (const char *id, int64_t t, const char *state,
   pbs_manifest_free (m);
 }
 
-#define UPID "UPID:pbs:000004D2:0000162E:00000001:65536E10:verify:store1:root@pam:"
+#define UPID                                                                   \
+  "UPID:pbs:000004D2:0000162E:00000001:65536E10:verify:store1:root@pam:"
 
 /* ------------------------------------------------------------- tests */
 
@@ -229,6 +231,20 @@ test_open (void)
   ok (!x && pbs_errno () == ENOENT, "open of a missing dir without create");
   x = pbs_datastore_open (top, false);
   ok (!x, "a directory without .chunks is not a datastore");
+  x = pbs_datastore_open (top, true);
+  ok (!x && pbs_errno () == EEXIST && err_has ("not empty"),
+      "create refuses a non-empty directory that is no datastore");
+  snprintf (p, sizeof p, "%s/.chunks/0000", top);
+  ok (!exists (p), "... and wrote nothing there");
+  snprintf (p, sizeof p, "%s/half", top);
+  mkdir (p, 0755);
+  snprintf (p, sizeof p, "%s/half/.chunks", top);
+  mkdir (p, 0755);
+  snprintf (p, sizeof p, "%s/half", top);
+  x = pbs_datastore_open (p, true);
+  snprintf (p, sizeof p, "%s/half/.chunks/beef", top);
+  ok (x && exists (p), "an interrupted creation (.chunks, no .lock) resumes");
+  pbs_datastore_close (x);
   ds = pbs_datastore_open (dspath, true);
   ok (ds != NULL, "create datastore %s", dspath);
   if (!ds)
@@ -266,14 +282,16 @@ test_happy (void)
     }
     ok (strcmp (buf, "root@pam\n") == 0, "owner file is root@pam\\n");
   }
-  ok (pbs_datastore_has_chunk (ds, big.d) && pbs_datastore_has_chunk (ds, tail.d),
+  ok (pbs_datastore_has_chunk (ds, big.d) &&
+          pbs_datastore_has_chunk (ds, tail.d),
       "both chunks stored");
 
   b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 1001);
   ok (b && pbs_ds_backup_previous_time (b, &prev) == 0 && prev == 1000,
       "previous_time is the last snapshot");
   pbs_ds_backup_end (b);
-  ok (!exists (snapdir ("100", 1001)), "ended unfinished session removed its dir");
+  ok (!exists (snapdir ("100", 1001)),
+      "ended unfinished session removed its dir");
   snprintf (p, sizeof p, "%s/vm/100/owner", dspath);
   ok (exists (p), "group and owner kept after abort (PBS 3.2.4)");
 }
@@ -285,23 +303,23 @@ test_start_rules (void)
   int64_t prev;
 
   b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 1000);
-  ok (!b && err_is ("backup timestamp is older than last backup.")
-          && pbs_http_status () == 400,
+  ok (!b && err_is ("backup timestamp is older than last backup.") &&
+          pbs_http_status () == 400,
       "same time as base: refused with PBS's text, 400");
   b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 999);
   ok (!b && err_is ("backup timestamp is older than last backup."),
       "older than base: refused");
   mkdir (snapdir ("100", 5000), 0755);
   b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 5000);
-  ok (!b && err_is ("backup directory already exists.")
-          && pbs_errno () == EEXIST,
+  ok (!b && err_is ("backup directory already exists.") &&
+          pbs_errno () == EEXIST,
       "existing (unfinished) snapshot dir: 'backup directory already exists.'");
   ok (exists (snapdir ("100", 5000)), "... and that dir was not removed");
   rmdir (snapdir ("100", 5000));
 
   b = pbs_ds_backup_start (ds, "other@pbs", "", "vm", "100", 2000);
-  ok (!b && err_is ("backup owner check failed (other@pbs != root@pam)")
-          && pbs_http_status () == 400,
+  ok (!b && err_is ("backup owner check failed (other@pbs != root@pam)") &&
+          pbs_http_status () == 400,
       "foreign user: owner check failed");
   ok (do_backup ("user@pbs!tok", "", "tokgroup", 1000) == 0,
       "token creates group");
@@ -321,13 +339,16 @@ test_start_rules (void)
   ok (!b, "bad backup id rejected");
   b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 0);
   ok (!b, "backup-time 0 rejected");
+  b = pbs_ds_backup_start (ds, "root@pam", "", "host", "benchmark", 3000);
+  ok (!b && err_is ("unable to run benchmark without --benchmark flags"),
+      "host/benchmark needs the benchmark flag");
 
   /* One backup per group: in process (flock is per open file). */
   a = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 3000);
   ok (a != NULL, "first session on vm/100");
   b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 3001);
-  ok (!b && err_has ("another backup is already running")
-          && pbs_errno () == EBUSY,
+  ok (!b && err_has ("another backup is already running") &&
+          pbs_errno () == EBUSY,
       "second session on the same group: EBUSY, PBS's text");
   ok (!exists (snapdir ("100", 3001)), "the refused session made no dir");
   b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "101", 3000);
@@ -351,8 +372,8 @@ test_lock_fork (void)
     abort ();
   pid = fork ();
   if (pid == 0) {
-    struct pbs_ds_backup *cb
-        = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 4000);
+    struct pbs_ds_backup *cb =
+        pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 4000);
     c = cb ? 'y' : 'n';
     if (write (p1[1], &c, 1) != 1 || read (p2[0], &c, 1) != 1)
       _exit (3);
@@ -361,8 +382,8 @@ test_lock_fork (void)
   }
   ok (read (p1[0], &c, 1) == 1 && c == 'y', "child process holds a backup");
   b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 4001);
-  ok (!b && pbs_errno () == EBUSY
-          && err_has ("another backup is already running"),
+  ok (!b && pbs_errno () == EBUSY &&
+          err_has ("another backup is already running"),
       "parent's backup of the same group: EBUSY");
   pbs_ds_backup_end (b);
   c = 'x';
@@ -383,8 +404,8 @@ test_lock_fork (void)
 static struct pbs_ds_backup *
 session (const char *id, int64_t t)
 {
-  struct pbs_ds_backup *b = pbs_ds_backup_start (ds, "root@pam", "", "vm", id,
-                                                 t);
+  struct pbs_ds_backup *b =
+      pbs_ds_backup_start (ds, "root@pam", "", "vm", id, t);
   if (!b) {
     printf ("#   session: %s\n", pbs_errmsg ());
     exit (1);
@@ -401,9 +422,9 @@ test_fixed_index_rules (void)
   size_t i;
   int wid;
 
-  ok (pbs_ds_backup_fixed_index (b, "disk.img.blob", 10, NULL) == -1
-          && err_is ("wrong archive extension: 'disk.img.blob'")
-          && pbs_http_status () == 400,
+  ok (pbs_ds_backup_fixed_index (b, "disk.img.blob", 10, NULL) == -1 &&
+          err_is ("wrong archive extension: 'disk.img.blob'") &&
+          pbs_http_status () == 400,
       "fixed_index: wrong archive extension");
   ok (pbs_ds_backup_fixed_index (b, "a/b.fidx", 10, NULL) == -1,
       "fixed_index: name not a safe id");
@@ -411,14 +432,15 @@ test_fixed_index_rules (void)
       "fixed_index: size 0 rejected");
   memcpy (d[0], big.d, 32);
   memcpy (d[1], tail.d, 32);
-  csum_of ((const uint8_t (*)[32]) d, 2, IMG_SIZE, csum);
+  csum_of ((const uint8_t (*)[32])d, 2, IMG_SIZE, csum);
   hex32 (csum, ch);
   for (i = 0; i < 64; i++)
-    up[i] = (char) (ch[i] >= 'a' ? ch[i] - 32 : ch[i]);
+    up[i] = (char)(ch[i] >= 'a' ? ch[i] - 32 : ch[i]);
   up[64] = 0;
-  ok (pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE, up) == -1
-          && err_has ("doesn't match last backup's")
-          && err_has ("cannot do incremental backup"),
+  ok (pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE, up) ==
+              -1 &&
+          err_has ("doesn't match last backup's") &&
+          err_has ("cannot do incremental backup"),
       "reuse-csum in upper case never matches (string compare)");
   {
     char msg[400];
@@ -428,26 +450,24 @@ test_fixed_index_rules (void)
               0, ch);
     ok (pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE,
                                    "0000000000000000000000000000000000000000"
-                                   "000000000000000000000000")
-                == -1
-            && err_is (msg),
+                                   "000000000000000000000000") == -1 &&
+            err_is (msg),
         "wrong reuse-csum: PBS's exact text");
   }
-  ok (pbs_ds_backup_fixed_index (b, "other.img.fidx", IMG_SIZE, ch) == -1
-          && err_is ("cannot reuse index - no previous backup exists for "
-                     "archive"),
+  ok (pbs_ds_backup_fixed_index (b, "other.img.fidx", IMG_SIZE, ch) == -1 &&
+          err_is ("cannot reuse index - no previous backup exists for "
+                  "archive"),
       "reuse-csum for an archive the base lacks");
-  ok (pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", 3 * CS, ch) == -1
-          && err_is ("clone_data_from failed - index sizes not equal"),
+  ok (pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", 3 * CS, ch) == -1 &&
+          err_is ("clone_data_from failed - index sizes not equal"),
       "reuse-csum with another chunk count");
   wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE, ch);
   ok (wid == 1, "reuse-csum matching: wid 1");
   {
-    const char *hx[1] = { big.hex };
-    uint64_t off[1] = { 0 };
-    ok (pbs_ds_backup_fixed_append (b, wid, 1, hx, off) == -1
-            && err_has ("no such chunk ")
-            && err_has (big.hex),
+    const char *hx[1] = {big.hex};
+    uint64_t off[1] = {0};
+    ok (pbs_ds_backup_fixed_append (b, wid, 1, hx, off) == -1 &&
+            err_has ("no such chunk ") && err_has (big.hex),
         "reuse-csum does not make the base's chunks known");
   }
   /* Incremental close: count and size are informational. */
@@ -459,8 +479,9 @@ test_fixed_index_rules (void)
   ok (!exists (snapdir ("100", 6000)), "not finished: removed at end");
 
   b = session ("nobase", 1000);
-  ok (pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE, ch) == -1
-          && err_is ("cannot reuse index - no valid previous backup exists"),
+  ok (pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE, ch) ==
+              -1 &&
+          err_is ("cannot reuse index - no valid previous backup exists"),
       "reuse-csum without a base");
   pbs_ds_backup_end (b);
 }
@@ -473,31 +494,30 @@ test_chunk_rules (void)
   char upper[65], path[700];
   uint8_t *bad;
   size_t i;
-  int wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", 3 * CS,
-                                       NULL);
+  int wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", 3 * CS, NULL);
   ok (wid == 1, "writer 1 (3 chunks)");
 
   ok (pbs_ds_backup_fixed_chunk (b, 0, big.hex, big.len, big.blen, big.blob,
-                                 big.blen) == -1
-          && pbs_http_status () == 400,
+                                 big.blen) == -1 &&
+          pbs_http_status () == 400,
       "wid 0 rejected");
   ok (pbs_ds_backup_fixed_chunk (b, 257, big.hex, big.len, big.blen, big.blob,
                                  big.blen) == -1,
       "wid 257 rejected");
   mkchunk (&c, 5000, 77);
-  ok (pbs_ds_backup_fixed_chunk (b, 5, c.hex, c.len, c.blen, c.blob, c.blen)
-              == -1
-          && err_is ("fixed writer '5' not registered"),
+  ok (pbs_ds_backup_fixed_chunk (b, 5, c.hex, c.len, c.blen, c.blob, c.blen) ==
+              -1 &&
+          err_is ("fixed writer '5' not registered"),
       "unregistered wid: PBS's text");
   ok (pbs_datastore_has_chunk (ds, c.d),
       "... but the chunk was stored first, as PBS does");
   for (i = 0; i < 65; i++)
-    upper[i] = (char) (c.hex[i] >= 'a' ? c.hex[i] - 32 : c.hex[i]);
-  ok (pbs_ds_backup_fixed_chunk (b, wid, upper, c.len, c.blen, c.blob, c.blen)
-          == -1,
+    upper[i] = (char)(c.hex[i] >= 'a' ? c.hex[i] - 32 : c.hex[i]);
+  ok (pbs_ds_backup_fixed_chunk (b, wid, upper, c.len, c.blen, c.blob,
+                                 c.blen) == -1,
       "upper-case digest rejected (^[a-f0-9]{64}$)");
-  ok (pbs_ds_backup_fixed_chunk (b, wid, c.hex, 0, c.blen, c.blob, c.blen)
-          == -1,
+  ok (pbs_ds_backup_fixed_chunk (b, wid, c.hex, 0, c.blen, c.blob, c.blen) ==
+          -1,
       "size 0 rejected");
   ok (pbs_ds_backup_fixed_chunk (b, wid, c.hex, 16 * 1024 * 1024 + 1, c.blen,
                                  c.blob, c.blen) == -1,
@@ -505,27 +525,27 @@ test_chunk_rules (void)
   ok (pbs_ds_backup_fixed_chunk (b, wid, c.hex, c.len, 12, c.blob, 12) == -1,
       "encoded-size 12 rejected (minimum 13)");
   ok (pbs_ds_backup_fixed_chunk (b, wid, c.hex, c.len, c.blen - 1, c.blob,
-                                 c.blen) == -1
-          && err_is ("uploaded chunk is larger than announced."),
+                                 c.blen) == -1 &&
+          err_is ("uploaded chunk is larger than announced."),
       "body longer than encoded-size");
   ok (pbs_ds_backup_fixed_chunk (b, wid, c.hex, c.len, c.blen + 1, c.blob,
-                                 c.blen) == -1
-          && err_is ("uploaded chunk has unexpected size."),
+                                 c.blen) == -1 &&
+          err_is ("uploaded chunk has unexpected size."),
       "body shorter than encoded-size");
   bad = malloc (c.blen);
   memcpy (bad, c.blob, c.blen);
   bad[0] ^= 0xff;
-  ok (pbs_ds_backup_fixed_chunk (b, wid, c.hex, c.len, c.blen, bad, c.blen)
-              == -1
-          && err_has ("wrong magic"),
+  ok (pbs_ds_backup_fixed_chunk (b, wid, c.hex, c.len, c.blen, bad, c.blen) ==
+              -1 &&
+          err_has ("wrong magic"),
       "bad magic rejected");
   ok (pbs_ds_backup_fixed_chunk (b, wid, tail.hex, c.len, c.blen, c.blob,
-                                 c.blen) == -1
-          && err_is ("detected chunk with wrong digest."),
+                                 c.blen) == -1 &&
+          err_is ("detected chunk with wrong digest."),
       "digest of other data: 'detected chunk with wrong digest.'");
-  ok (pbs_ds_backup_fixed_chunk (b, wid, c.hex, 4999, c.blen, c.blob, c.blen)
-              == -1
-          && err_is ("detected chunk with wrong length (4999 != 5000)"),
+  ok (pbs_ds_backup_fixed_chunk (b, wid, c.hex, 4999, c.blen, c.blob, c.blen) ==
+              -1 &&
+          err_is ("detected chunk with wrong length (4999 != 5000)"),
       "wrong size: 'detected chunk with wrong length (4999 != 5000)'");
   /* Trap 7: a wrong CRC is rewritten, not rejected. */
   memcpy (bad, c.blob, c.blen);
@@ -538,34 +558,33 @@ test_chunk_rules (void)
   }
   unlink (path);
   ok (pbs_ds_backup_fixed_chunk (
-          b, pbs_ds_backup_fixed_index (b, "crc.img.fidx", c.len, NULL),
-          c.hex, c.len, c.blen, bad, c.blen)
-          == 0,
+          b, pbs_ds_backup_fixed_index (b, "crc.img.fidx", c.len, NULL), c.hex,
+          c.len, c.blen, bad, c.blen) == 0,
       "wrong chunk CRC accepted (server recomputes it)");
   {
     uint8_t *st = NULL;
     size_t sl = 0;
-    ok (pbs_datastore_load_chunk (ds, c.d, &st, &sl) == 0 && sl == c.blen
-            && pbs_blob_check_crc (st, sl) == 0
-            && (uint32_t) crc32 (0, st + 12, (uInt) (sl - 12))
-                   == (uint32_t) (st[8] | st[9] << 8 | st[10] << 16
-                                  | (uint32_t) st[11] << 24),
+    ok (pbs_datastore_load_chunk (ds, c.d, &st, &sl) == 0 && sl == c.blen &&
+            pbs_blob_check_crc (st, sl) == 0 &&
+            (uint32_t)crc32 (0, st + 12, (uInt)(sl - 12)) ==
+                (uint32_t)(st[8] | st[9] << 8 | st[10] << 16 |
+                           (uint32_t)st[11] << 24),
         "stored chunk carries the correct CRC");
     free (st);
   }
   free (bad);
   ok (pbs_ds_backup_fixed_chunk (b, wid, huge.hex, huge.len, huge.blen,
-                                 huge.blob, huge.blen) == -1
-          && err_is ("fixed writer 'drive-scsi0.img.fidx' - got large chunk "
-                     "(4194305 > 4194304"),
+                                 huge.blob, huge.blen) == -1 &&
+          err_is ("fixed writer 'drive-scsi0.img.fidx' - got large chunk "
+                  "(4194305 > 4194304"),
       "chunk > 4 MiB: 'got large chunk' (PBS's text, sic)");
   ok (pbs_ds_backup_fixed_chunk (b, wid, tail.hex, tail.len, tail.blen,
                                  tail.blob, tail.blen) == 0,
       "first short chunk ok");
   ok (pbs_ds_backup_fixed_chunk (b, wid, tail2.hex, tail2.len, tail2.blen,
-                                 tail2.blob, tail2.blen) == -1
-          && err_is ("fixed writer '1' - detected multiple end chunks (chunk "
-                     "size too small)"),
+                                 tail2.blob, tail2.blen) == -1 &&
+          err_is ("fixed writer '1' - detected multiple end chunks (chunk "
+                  "size too small)"),
       "second short chunk: 'detected multiple end chunks'");
   ok (pbs_ds_backup_fixed_chunk (b, wid, big.hex, big.len, big.blen, big.blob,
                                  big.blen) == 0,
@@ -588,32 +607,32 @@ test_append_close_rules (void)
   ok (wid == 1, "writer for 2 MiB*4 + 1000");
   hx[0] = big.hex;
   off[0] = 0;
-  ok (pbs_ds_backup_fixed_append (b, wid, 1, hx, off) == -1
-          && err_has ("no such chunk ") && err_has (big.hex),
+  ok (pbs_ds_backup_fixed_append (b, wid, 1, hx, off) == -1 &&
+          err_has ("no such chunk ") && err_has (big.hex),
       "unknown digest: 'no such chunk <hex>'");
   pbs_ds_backup_fixed_chunk (b, wid, big.hex, big.len, big.blen, big.blob,
                              big.blen);
   pbs_ds_backup_fixed_chunk (b, wid, tail.hex, tail.len, tail.blen, tail.blob,
                              tail.blen);
   off[0] = 1;
-  ok (pbs_ds_backup_fixed_append (b, wid, 1, hx, off) == -1
-          && err_is ("got unaligned chunk (pos = 1)"),
+  ok (pbs_ds_backup_fixed_append (b, wid, 1, hx, off) == -1 &&
+          err_is ("got unaligned chunk (pos = 1)"),
       "unaligned offset: 'got unaligned chunk'");
   off[0] = 2 * CS;
-  ok (pbs_ds_backup_fixed_append (b, wid, 1, hx, off) == -1
-          && err_has ("chunk data exceeds size"),
+  ok (pbs_ds_backup_fixed_append (b, wid, 1, hx, off) == -1 &&
+          err_has ("chunk data exceeds size"),
       "4 MiB chunk past the end: 'chunk data exceeds size'");
   hx[0] = tail.hex;
   off[0] = 0;
-  ok (pbs_ds_backup_fixed_append (b, wid, 1, hx, off) == -1
-          && err_has ("chunk with unexpected length"),
+  ok (pbs_ds_backup_fixed_append (b, wid, 1, hx, off) == -1 &&
+          err_has ("chunk with unexpected length"),
       "short chunk not at the end: 'chunk with unexpected length'");
   hx[0] = big.hex;
   hx[1] = big.hex;
   off[0] = 0;
   off[1] = CS;
-  ok (pbs_ds_backup_fixed_append_lists (b, wid, 2, hx, 1, off) == -1
-          && err_is ("offset list has wrong length (1 != 2)"),
+  ok (pbs_ds_backup_fixed_append_lists (b, wid, 2, hx, 1, off) == -1 &&
+          err_is ("offset list has wrong length (1 != 2)"),
       "lists of unequal length: 'offset list has wrong length (1 != 2)'");
   hx[1] = tail.hex;
   off[1] = 5;
@@ -623,12 +642,12 @@ test_append_close_rules (void)
       "close: csum not 32 bytes rejected");
   memset (csum, 0, 32);
   hex32 (csum, ch);
-  ok (pbs_ds_backup_fixed_close (b, wid, 0, size, ch) == -1
-          && err_is ("fixed writer 'drive-scsi0.img.fidx' close failed - "
-                     "received wrong number of chunk (1 != 0)"),
+  ok (pbs_ds_backup_fixed_close (b, wid, 0, size, ch) == -1 &&
+          err_is ("fixed writer 'drive-scsi0.img.fidx' close failed - "
+                  "received wrong number of chunk (1 != 0)"),
       "pairs applied one by one: the first counted (1 != 0)");
-  ok (pbs_ds_backup_fixed_close (b, wid, 1, size, ch) == -1
-          && err_is ("fixed writer '1' not registered"),
+  ok (pbs_ds_backup_fixed_close (b, wid, 1, size, ch) == -1 &&
+          err_is ("fixed writer '1' not registered"),
       "a failed close loses the writer");
   snprintf (path, sizeof path, "%s/drive-scsi0.img.tmp_fidx",
             snapdir ("100", 8000));
@@ -643,23 +662,23 @@ test_append_close_rules (void)
   off[2] = 2 * CS;
   ok (wid == 2 && pbs_ds_backup_fixed_append (b, wid, 3, hx, off) == 0,
       "wid 2 (per-session counter); 3 pairs appended");
-  ok (pbs_ds_backup_finish (b) == -1
-          && err_is ("found open index writer - unable to finish backup"),
+  ok (pbs_ds_backup_finish (b) == -1 &&
+          err_is ("found open index writer - unable to finish backup"),
       "finish with an open writer");
   memcpy (d[0], big.d, 32);
   memcpy (d[1], big.d, 32);
   memcpy (d[2], tail.d, 32);
-  csum_of ((const uint8_t (*)[32]) d, 3, size, csum);
+  csum_of ((const uint8_t (*)[32])d, 3, size, csum);
   hex32 (csum, ch);
-  ok (pbs_ds_backup_fixed_close (b, wid, 3, size + 1, ch) == -1
-          && err_is ("fixed writer 'drive-scsi0.img.fidx' close failed - "
-                     "unexpected file size (8389608 != 8389609)"),
+  ok (pbs_ds_backup_fixed_close (b, wid, 3, size + 1, ch) == -1 &&
+          err_is ("fixed writer 'drive-scsi0.img.fidx' close failed - "
+                  "unexpected file size (8389608 != 8389609)"),
       "close with wrong size");
   wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", size, NULL);
   pbs_ds_backup_fixed_append (b, wid, 2, hx, off);
-  ok (pbs_ds_backup_fixed_close (b, wid, 2, size, ch) == -1
-          && err_is ("fixed writer 'drive-scsi0.img.fidx' close failed - "
-                     "unexpected chunk count (3 != 2)"),
+  ok (pbs_ds_backup_fixed_close (b, wid, 2, size, ch) == -1 &&
+          err_is ("fixed writer 'drive-scsi0.img.fidx' close failed - "
+                  "unexpected chunk count (3 != 2)"),
       "close with fewer chunks than the index has");
   wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", size, NULL);
   pbs_ds_backup_fixed_append (b, wid, 3, hx, off);
@@ -667,11 +686,11 @@ test_append_close_rules (void)
     char upper[65];
     size_t i;
     for (i = 0; i < 65; i++)
-      upper[i] = (char) (ch[i] >= 'a' ? ch[i] - 32 : ch[i]);
+      upper[i] = (char)(ch[i] >= 'a' ? ch[i] - 32 : ch[i]);
     ch[0] = ch[0] == '0' ? '1' : '0';
-    ok (pbs_ds_backup_fixed_close (b, wid, 3, size, ch) == -1
-            && err_is ("fixed writer 'drive-scsi0.img.fidx' close failed - "
-                       "got unexpected checksum"),
+    ok (pbs_ds_backup_fixed_close (b, wid, 3, size, ch) == -1 &&
+            err_is ("fixed writer 'drive-scsi0.img.fidx' close failed - "
+                    "got unexpected checksum"),
         "close with a wrong csum");
     ok (exists2 (snapdir ("100", 8000), "drive-scsi0.img.fidx"),
         "... the final .fidx is on disk anyway (trap 12)");
@@ -680,8 +699,8 @@ test_append_close_rules (void)
     ok (pbs_ds_backup_fixed_close (b, wid, 3, size, upper) == 0,
         "close with the right csum in upper case");
   }
-  ok (pbs_ds_backup_finish (b) == -1
-          && err_has ("unable to update manifest blob - "),
+  ok (pbs_ds_backup_finish (b) == -1 &&
+          err_has ("unable to update manifest blob - "),
       "finish without index.json.blob: 'unable to update manifest blob - ...'");
   pbs_ds_backup_end (b);
   ok (!exists (snapdir ("100", 8000)), "unfinished session removed");
@@ -694,25 +713,25 @@ test_blob_finish_rules (void)
   uint8_t *blob, *bad, csum[32], d[2][32];
   size_t len;
   char ch[65];
-  const char *hx[2] = { big.hex, tail.hex };
-  uint64_t off[2] = { 0, CS };
+  const char *hx[2] = {big.hex, tail.hex};
+  uint64_t off[2] = {0, CS};
   int wid;
 
-  ok (pbs_ds_backup_finish (b) == -1
-          && err_is ("backup does not contain valid files (file count == 0)"),
+  ok (pbs_ds_backup_finish (b) == -1 &&
+          err_is ("backup does not contain valid files (file count == 0)"),
       "finish with no files");
   pbs_blob_encode ("hello", 5, NULL, false, &blob, &len);
-  ok (pbs_ds_backup_blob (b, "notes.txt", len, blob, len) == -1
-          && err_is ("wrong blob file extension: 'notes.txt'"),
+  ok (pbs_ds_backup_blob (b, "notes.txt", len, blob, len) == -1 &&
+          err_is ("wrong blob file extension: 'notes.txt'"),
       "blob: wrong extension");
-  ok (pbs_ds_backup_blob (b, "x.blob", len + 1, blob, len) == -1
-          && err_is ("got blob with unexpected length (18 != 17)"),
+  ok (pbs_ds_backup_blob (b, "x.blob", len + 1, blob, len) == -1 &&
+          err_is ("got blob with unexpected length (18 != 17)"),
       "blob: encoded-size != body length");
   bad = malloc (len);
   memcpy (bad, blob, len);
   bad[8] ^= 1;
-  ok (pbs_ds_backup_blob (b, "x.blob", len, bad, len) == -1
-          && err_is ("Data blob has wrong CRC checksum."),
+  ok (pbs_ds_backup_blob (b, "x.blob", len, bad, len) == -1 &&
+          err_is ("Data blob has wrong CRC checksum."),
       "blob: wrong CRC");
   free (bad);
   ok (pbs_ds_backup_blob (b, "qemu-server.conf.blob", len, blob, len) == 0,
@@ -724,8 +743,8 @@ test_blob_finish_rules (void)
   pbs_blob_encode ("[1,2]", 5, NULL, false, &blob, &len);
   pbs_ds_backup_blob (b, "index.json.blob", len, blob, len);
   free (blob);
-  ok (pbs_ds_backup_finish (b) == -1
-          && err_has ("unable to update manifest blob - "),
+  ok (pbs_ds_backup_finish (b) == -1 &&
+          err_has ("unable to update manifest blob - "),
       "finish with an invalid manifest");
   ok (!exists2 (snapdir ("100", 9000), "index.json.blob"),
       "no manifest appears before finish succeeds");
@@ -738,18 +757,18 @@ test_blob_finish_rules (void)
   pbs_ds_backup_fixed_append (b, wid, 2, hx, off);
   memcpy (d[0], big.d, 32);
   memcpy (d[1], tail.d, 32);
-  csum_of ((const uint8_t (*)[32]) d, 2, IMG_SIZE, csum);
+  csum_of ((const uint8_t (*)[32])d, 2, IMG_SIZE, csum);
   hex32 (csum, ch);
   ok (pbs_ds_backup_fixed_close (b, wid, 2, IMG_SIZE, ch) == 0, "close ok");
   blob = manifest_blob ("100", 9000, csum, IMG_SIZE, &len);
   pbs_ds_backup_blob (b, "index.json.blob", len, blob, len);
   free (blob);
   ok (pbs_ds_backup_finish (b) == 0, "finish ok");
-  ok (pbs_ds_backup_finish (b) == -1
-          && err_is ("backup already marked as finished."),
+  ok (pbs_ds_backup_finish (b) == -1 &&
+          err_is ("backup already marked as finished."),
       "finish twice: 'backup already marked as finished.'");
-  ok (pbs_ds_backup_fixed_index (b, "y.fidx", 10, NULL) == -1
-          && err_is ("backup already marked as finished."),
+  ok (pbs_ds_backup_fixed_index (b, "y.fidx", 10, NULL) == -1 &&
+          err_is ("backup already marked as finished."),
       "no new writer after finish");
   pbs_ds_backup_end (b);
   ok (exists2 (snapdir ("100", 9000), "index.json.blob"),
@@ -767,13 +786,14 @@ test_blob_finish_rules (void)
     raw = malloc (1 << 16);
     rl = fread (raw, 1, 1 << 16, f);
     fclose (f);
-    ok (pbs_blob_kind (raw, rl) == PBS_BLOB_ZSTD, "manifest stored as zstd blob");
+    ok (pbs_blob_kind (raw, rl) == PBS_BLOB_ZSTD,
+        "manifest stored as zstd blob");
     pbs_blob_decode (raw, rl, NULL, 1 << 20, &json, &jl);
-    m = pbs_manifest_parse ((char *) json, jl, NULL, PBS_MANIFEST_NO_VERIFY);
+    m = pbs_manifest_parse ((char *)json, jl, NULL, PBS_MANIFEST_NO_VERIFY);
     stats = m ? pbs_manifest_get_unprotected (m, "chunk_upload_stats") : NULL;
-    ok (stats && strstr (stats, "\"count\"") && strstr (stats, "\"duplicates\"")
-            && strstr (stats, "\"compressed_size\"")
-            && strstr (stats, "\"size\""),
+    ok (stats && strstr (stats, "\"count\"") &&
+            strstr (stats, "\"duplicates\"") &&
+            strstr (stats, "\"compressed_size\"") && strstr (stats, "\"size\""),
         "chunk_upload_stats {count,size,compressed_size,duplicates}: %s",
         stats ? stats : "(none)");
     free (stats);
@@ -790,29 +810,29 @@ test_previous (void)
   uint8_t *data;
   size_t len;
   int64_t prev;
-  const char *hx[2] = { big.hex, tail.hex };
-  uint64_t off[2] = { 0, CS };
+  const char *hx[2] = {big.hex, tail.hex};
+  uint64_t off[2] = {0, CS};
   int wid;
 
   b = session ("fresh", 1000);
-  ok (pbs_ds_backup_previous (b, "drive-scsi0.img.fidx", &data, &len) == -1
-          && err_is ("no valid previous backup"),
+  ok (pbs_ds_backup_previous (b, "drive-scsi0.img.fidx", &data, &len) == -1 &&
+          err_is ("no valid previous backup"),
       "previous without base: 'no valid previous backup'");
   pbs_ds_backup_end (b);
 
   b = session ("100", 9500);
-  ok (pbs_ds_backup_previous (b, "missing.blob", &data, &len) == -1
-          && pbs_http_status () == 404,
+  ok (pbs_ds_backup_previous (b, "missing.blob", &data, &len) == -1 &&
+          pbs_http_status () == 404,
       "previous: missing blob is 404");
-  ok (pbs_ds_backup_previous (b, "index.json.blob", &data, &len) == 0
-          && pbs_blob_kind (data, len) >= 0,
+  ok (pbs_ds_backup_previous (b, "index.json.blob", &data, &len) == 0 &&
+          pbs_blob_kind (data, len) >= 0,
       "previous: manifest blob downloaded");
   free (data);
   wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE, NULL);
   ok (pbs_ds_backup_fixed_append (b, wid, 2, hx, off) == -1,
       "before previous .fidx: digests unknown");
-  ok (pbs_ds_backup_previous (b, "drive-scsi0.img.fidx", &data, &len) == 0
-          && len == 4096 + 64,
+  ok (pbs_ds_backup_previous (b, "drive-scsi0.img.fidx", &data, &len) == 0 &&
+          len == 4096 + 64,
       "previous .fidx downloaded");
   free (data);
   ok (pbs_ds_backup_fixed_append (b, wid, 2, hx, off) == 0,
@@ -820,15 +840,15 @@ test_previous (void)
   pbs_ds_backup_end (b);
 
   /* Trap 14: a failed verify of the last snapshot means no base at all. */
-  ok (do_backup ("root@pam", "", "ver", 1000) == 0
-          && do_backup ("root@pam", "", "ver", 2000) == 0,
+  ok (do_backup ("root@pam", "", "ver", 1000) == 0 &&
+          do_backup ("root@pam", "", "ver", 2000) == 0,
       "two snapshots of vm/ver");
   set_verify_state ("ver", 2000, "failed", UPID);
   b = session ("ver", 1500);
   ok (b && pbs_ds_backup_previous_time (b, &prev) == 0 && prev == -1,
       "last snapshot failed verify: no base, even the older one is not used");
-  ok (pbs_ds_backup_previous (b, "drive-scsi0.img.fidx", &data, &len) == -1
-          && err_is ("no valid previous backup"),
+  ok (pbs_ds_backup_previous (b, "drive-scsi0.img.fidx", &data, &len) == -1 &&
+          err_is ("no valid previous backup"),
       "... previous fails");
   pbs_ds_backup_end (b);
   set_verify_state ("ver", 2000, "failed", "not-a-upid");
@@ -885,8 +905,8 @@ test_threads (void)
     uint8_t *s, *data;
     size_t sl, dl;
     uint8_t d[32];
-    if (pbs_datastore_load_chunk (ds, c[i].d, &s, &sl) == 0
-        && pbs_blob_decode (s, sl, NULL, 1 << 20, &data, &dl) == 0) {
+    if (pbs_datastore_load_chunk (ds, c[i].d, &s, &sl) == 0 &&
+        pbs_blob_decode (s, sl, NULL, 1 << 20, &data, &dl) == 0) {
       pbs_chunk_digest (NULL, data, dl, d);
       good += memcmp (d, c[i].d, 32) == 0;
       free (data);
@@ -928,12 +948,12 @@ test_reader (void)
       "reader: missing snapshot is 404");
   r = pbs_ds_reader_start (ds, "root@pam", "", "vm", "100", 1000);
   ok (r != NULL, "reader on vm/100/1000");
-  ok (pbs_ds_reader_chunk (r, big.hex, &data, &len) == -1
-          && pbs_http_status () == 401
-          && err_has ("download chunk ") && err_has (" not allowed"),
+  ok (pbs_ds_reader_chunk (r, big.hex, &data, &len) == -1 &&
+          pbs_http_status () == 401 && err_has ("download chunk ") &&
+          err_has (" not allowed"),
       "chunk before its index: 401 'download chunk <hex> not allowed'");
-  ok (pbs_ds_reader_download (r, "nope.fidx", &data, &len) == -1
-          && pbs_http_status () == 404,
+  ok (pbs_ds_reader_download (r, "nope.fidx", &data, &len) == -1 &&
+          pbs_http_status () == 404,
       "missing file: 404");
   ok (pbs_ds_reader_download (r, "drive-scsi0.img.fidx", &data, &len) == 0,
       "download index");
@@ -967,16 +987,16 @@ test_listing (void)
   for (i = 1; i < n; i++)
     sorted &= s[i - 1].time < s[i].time;
   ok (sorted, "sorted by time");
-  ok (s[0].time == 1000 && s[0].finished && s[0].nfiles == 2
-          && s[0].size > IMG_SIZE && s[0].owner
-          && strcmp (s[0].owner, "root@pam") == 0,
+  ok (s[0].time == 1000 && s[0].finished && s[0].nfiles == 2 &&
+          s[0].size > IMG_SIZE && s[0].owner &&
+          strcmp (s[0].owner, "root@pam") == 0,
       "first: finished, 2 files (.fidx + manifest), size, owner");
   ok (!s[n - 1].finished && s[n - 1].time == 30000,
       "unfinished dir listed as unfinished");
   pbs_snapshots_free (s, n);
   rmdir (snapdir ("100", 30000));
-  ok (pbs_datastore_snapshots (ds, "", "vm", "ver", &s, &n) == 0 && n == 2
-          && s[1].verify_state && strcmp (s[1].verify_state, "ok") == 0,
+  ok (pbs_datastore_snapshots (ds, "", "vm", "ver", &s, &n) == 0 && n == 2 &&
+          s[1].verify_state && strcmp (s[1].verify_state, "ok") == 0,
       "verify state listed");
   pbs_snapshots_free (s, n);
   ok (pbs_datastore_snapshots (ds, "", NULL, NULL, &s, &n) == 0 && n > 5,
@@ -986,8 +1006,8 @@ test_listing (void)
     sorted &= strcmp (s[i - 1].id, s[i].id) <= 0;
   ok (sorted, "sorted by id");
   pbs_snapshots_free (s, n);
-  ok (pbs_datastore_snapshots (ds, "nosuch", NULL, NULL, &s, &n) == -1
-          && pbs_http_status () == 404,
+  ok (pbs_datastore_snapshots (ds, "nosuch", NULL, NULL, &s, &n) == -1 &&
+          pbs_http_status () == 404,
       "listing a missing namespace: 404");
 }
 
@@ -1001,7 +1021,7 @@ test_repo (void)
   uint8_t *data, csum[32], d[2][32];
   size_t len;
   int fd, wid;
-  uint64_t off[2] = { 0, CS };
+  uint64_t off[2] = {0, CS};
 
   snprintf (p, sizeof p, "%s/afile", top);
   fd = open (p, O_WRONLY | O_CREAT, 0644);
@@ -1015,8 +1035,8 @@ test_repo (void)
   b = pbs_backup_start (r, "", "vm", "100", 40000);
   ok (b != NULL, "pbs_backup_start");
   ok (!pbs_backup_known (b, big.d), "nothing known at start");
-  ok (pbs_backup_download_previous (b, "drive-scsi0.img.fidx", &data, &len)
-          == 0,
+  ok (pbs_backup_download_previous (b, "drive-scsi0.img.fidx", &data, &len) ==
+          0,
       "download previous index");
   free (data);
   ok (pbs_backup_known (b, big.d) && pbs_backup_known (b, tail.d),
@@ -1024,15 +1044,14 @@ test_repo (void)
   wid = pbs_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE, NULL);
   memcpy (d[0], big.d, 32);
   memcpy (d[1], tail.d, 32);
-  ok (wid >= 1
-          && pbs_backup_fixed_append (b, wid, 2, (const uint8_t (*)[32]) d,
-                                      off) == 0,
+  ok (wid >= 1 && pbs_backup_fixed_append (b, wid, 2, (const uint8_t (*)[32])d,
+                                           off) == 0,
       "append of known digests without upload");
-  csum_of ((const uint8_t (*)[32]) d, 2, IMG_SIZE, csum);
+  csum_of ((const uint8_t (*)[32])d, 2, IMG_SIZE, csum);
   ok (pbs_backup_fixed_close (b, wid, 2, IMG_SIZE, csum) == 0, "close");
   pbs_backup_free (b);
   ok (!exists (snapdir ("100", 40000)), "pbs_backup_free without finish "
-                                         "removes the snapshot");
+                                        "removes the snapshot");
 
   b = pbs_backup_start (r, "", "vm", "fresh2", 1000);
   {
@@ -1040,13 +1059,13 @@ test_repo (void)
     mkchunk (&c, 777, 9);
     ok (!pbs_backup_known (b, c.d), "new chunk unknown");
     wid = pbs_backup_fixed_index (b, "small.img.fidx", 777, NULL);
-    ok (pbs_backup_fixed_chunk (b, wid, c.d, 777, c.blob, c.blen) == 0
-            && pbs_backup_known (b, c.d),
+    ok (pbs_backup_fixed_chunk (b, wid, c.d, 777, c.blob, c.blen) == 0 &&
+            pbs_backup_known (b, c.d),
         "uploaded chunk known");
-    ok (pbs_backup_fixed_append (b, wid, 1, (const uint8_t (*)[32]) c.d,
-                                 off) == 0,
+    ok (pbs_backup_fixed_append (b, wid, 1, (const uint8_t (*)[32])c.d, off) ==
+            0,
         "append");
-    csum_of ((const uint8_t (*)[32]) c.d, 1, 777, csum);
+    csum_of ((const uint8_t (*)[32])c.d, 1, 777, csum);
     ok (pbs_backup_fixed_close (b, wid, 1, 777, csum) == 0, "close");
     {
       uint8_t *mb;
@@ -1056,8 +1075,8 @@ test_repo (void)
       pbs_manifest_add_file (m, "small.img.fidx", "none", 777, csum);
       pbs_manifest_to_json (m, NULL, &json);
       pbs_blob_encode (json, strlen (json), NULL, true, &mb, &ml);
-      ok (pbs_backup_blob (b, "index.json.blob", mb, ml) == 0
-              && pbs_backup_finish (b) == 0,
+      ok (pbs_backup_blob (b, "index.json.blob", mb, ml) == 0 &&
+              pbs_backup_finish (b) == 0,
           "manifest + finish through the generic layer");
       free (mb);
       free (json);
@@ -1068,8 +1087,8 @@ test_repo (void)
     ok (rd && pbs_reader_download (rd, "small.img.fidx", &data, &len) == 0,
         "reader download");
     free (data);
-    ok (pbs_reader_chunk (rd, c.d, &data, &len) == 0 && len == c.blen
-            && memcmp (data, c.blob, 12) == 0,
+    ok (pbs_reader_chunk (rd, c.d, &data, &len) == 0 && len == c.blen &&
+            memcmp (data, c.blob, 12) == 0,
         "reader chunk: the stored blob");
     free (data);
     pbs_reader_free (rd);
@@ -1078,8 +1097,8 @@ test_repo (void)
   {
     struct pbs_snapshot *s;
     size_t n;
-    ok (pbs_repo_snapshots (r, "", "vm", "fresh2", &s, &n) == 0 && n == 1
-            && s[0].finished && pbs_http_status () == 0,
+    ok (pbs_repo_snapshots (r, "", "vm", "fresh2", &s, &n) == 0 && n == 1 &&
+            s[0].finished && pbs_http_status () == 0,
         "pbs_repo_snapshots");
     pbs_snapshots_free (s, n);
   }
@@ -1089,8 +1108,8 @@ test_repo (void)
   snprintf (p, sizeof p, "%s/ns/x/ns/y/vm/nsgroup/owner", dspath);
   ok (exists (p), "... at ns/x/ns/y");
   b = pbs_backup_start (r, "", "vm", "100", 1);
-  ok (!b && err_is ("backup timestamp is older than last backup.")
-          && pbs_http_status () == 0,
+  ok (!b && err_is ("backup timestamp is older than last backup.") &&
+          pbs_http_status () == 0,
       "local errors carry the server text and no HTTP status");
   pbs_repo_close (r);
 
@@ -1106,6 +1125,10 @@ main (void)
   const char *tmp = getenv ("TMPDIR");
   char cmd[400];
 
+  /* A datastore is 65536 directories: about 1 s on tmpfs, up to a minute
+   * to create and remove on a busy ext4. */
+  if (!tmp && access ("/dev/shm", W_OK) == 0)
+    tmp = "/dev/shm";
   snprintf (top, sizeof top, "%s/test-datastore.XXXXXX", tmp ? tmp : "/tmp");
   if (!mkdtemp (top)) {
     perror ("mkdtemp");

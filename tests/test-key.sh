@@ -65,7 +65,7 @@ key_ok k1.json correct-horse scrypt "default kdf scrypt, password from PBS_ENCRY
 check "text show lists kdf and hint" grep -q '^kdf: *scrypt$' show.txt
 check "text show has the hint" grep -q '^hint: *the horse$' show.txt
 
-"$TOOL" key create --kdf none k2.json </dev/null
+"$TOOL" key create k2.json --kdf none </dev/null  # options after FILE too
 key_ok k2.json "" none "kdf none needs no password"
 
 printf 'from-a-file\nsecond line is ignored\n' >pw.txt
@@ -84,8 +84,9 @@ key_ok k6.json first-wins pbkdf2 "PBS_ENCRYPTION_PASSWORD wins over _FILE"
 
 # The terminal prompt, through a pseudo-terminal: asked twice, no echo.
 cat >ptyprompt.py <<'PY'
-import os, pty, sys
+import os, pty, signal, sys
 tool, out, first, second = sys.argv[1:5]
+signal.alarm(60)  # a lost prompt must fail the test, not hang it
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(tool, [tool, 'key', 'create', '--kdf', 'pbkdf2', out])

@@ -14,7 +14,7 @@
 #include "pbsproto.h"
 #include "tap.h"
 
-static char tmpdir[] = "/tmp/test-pbs-blob.XXXXXX";
+static char tmpdir[512];
 
 static void
 path_of (char *out, size_t n, const char *name)
@@ -25,7 +25,7 @@ path_of (char *out, size_t n, const char *name)
 static int
 write_file (const char *name, const void *p, size_t len)
 {
-  char path[256];
+  char path[1024];
   FILE *f;
   path_of (path, sizeof path, name);
   f = fopen (path, "wb");
@@ -40,7 +40,7 @@ write_file (const char *name, const void *p, size_t len)
 static uint8_t *
 read_file (const char *name, size_t *len)
 {
-  char path[256];
+  char path[1024];
   FILE *f;
   uint8_t *buf;
   long n;
@@ -65,7 +65,7 @@ read_file (const char *name, size_t *len)
 __attribute__ ((format (printf, 1, 2))) static int
 sh (const char *fmt, ...)
 {
-  char cmd[4096], full[4200];
+  char cmd[4096], full[4096 + 600];
   va_list ap;
   va_start (ap, fmt);
   vsnprintf (cmd, sizeof cmd, fmt, ap);
@@ -202,6 +202,8 @@ main (void)
   char hex[65], keyhex[65], fp[96];
   bool oracle, have_crypto;
 
+  snprintf (tmpdir, sizeof tmpdir, "%s/test-pbs-blob.XXXXXX",
+            getenv ("TMPDIR") ? getenv ("TMPDIR") : "/tmp");
   if (!mkdtemp (tmpdir))
     return 99;
   oracle = system ("python3 -c 'import zlib' && zstd --version >/dev/null")

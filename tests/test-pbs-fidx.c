@@ -12,7 +12,7 @@
 #include "pbsproto.h"
 #include "tap.h"
 
-static char tmpdir[] = "/tmp/test-pbs-fidx.XXXXXX";
+static char tmpdir[512];
 
 static const char check_py[] =
   "import hashlib, struct, sys, time\n"
@@ -39,7 +39,7 @@ static const char check_py[] =
 __attribute__ ((format (printf, 1, 2))) static int
 sh (const char *fmt, ...)
 {
-  char cmd[2048], full[2200];
+  char cmd[2048], full[2048 + 600];
   va_list ap;
   va_start (ap, fmt);
   vsnprintf (cmd, sizeof cmd, fmt, ap);
@@ -51,7 +51,7 @@ sh (const char *fmt, ...)
 static void
 save (const char *name, const void *p, size_t n)
 {
-  char path[256];
+  char path[1024];
   FILE *f;
   snprintf (path, sizeof path, "%s/%s", tmpdir, name);
   f = fopen (path, "wb");
@@ -117,11 +117,13 @@ main (void)
   bool oracle;
   FILE *f;
 
+  snprintf (tmpdir, sizeof tmpdir, "%s/test-pbs-fidx.XXXXXX",
+            getenv ("TMPDIR") ? getenv ("TMPDIR") : "/tmp");
   if (!mkdtemp (tmpdir))
     return 99;
   oracle = system ("python3 -c 'import hashlib'") == 0;
   {
-    char path[256];
+    char path[1024];
     snprintf (path, sizeof path, "%s/check.py", tmpdir);
     f = fopen (path, "w");
     fputs (check_py, f);

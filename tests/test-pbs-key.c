@@ -11,13 +11,13 @@
 #include "pbsproto.h"
 #include "tap.h"
 
-static char tmpdir[] = "/tmp/test-pbs-key.XXXXXX";
-static char path[256];
+static char tmpdir[512];
+static char path[1024];
 
 __attribute__ ((format (printf, 1, 2))) static int
 sh (const char *fmt, ...)
 {
-  char cmd[4096], full[4200];
+  char cmd[4096], full[4096 + 600];
   va_list ap;
   va_start (ap, fmt);
   vsnprintf (cmd, sizeof cmd, fmt, ap);
@@ -141,6 +141,8 @@ main (void)
   int r;
   bool oracle;
 
+  snprintf (tmpdir, sizeof tmpdir, "%s/test-pbs-key.XXXXXX",
+            getenv ("TMPDIR") ? getenv ("TMPDIR") : "/tmp");
   if (!mkdtemp (tmpdir))
     return 99;
   oracle = system ("python3 -c 'import hashlib, cryptography.hazmat."

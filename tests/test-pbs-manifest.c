@@ -14,12 +14,12 @@
 #include "pbsproto.h"
 #include "tap.h"
 
-static char tmpdir[] = "/tmp/test-pbs-manifest.XXXXXX";
+static char tmpdir[512];
 
 __attribute__ ((format (printf, 1, 2))) static int
 sh (const char *fmt, ...)
 {
-  char cmd[2048], full[2200];
+  char cmd[2048], full[2048 + 600];
   va_list ap;
   va_start (ap, fmt);
   vsnprintf (cmd, sizeof cmd, fmt, ap);
@@ -31,7 +31,7 @@ sh (const char *fmt, ...)
 static void
 save (const char *name, const char *text)
 {
-  char path[256];
+  char path[1024];
   FILE *f;
   snprintf (path, sizeof path, "%s/%s", tmpdir, name);
   f = fopen (path, "w");
@@ -99,6 +99,8 @@ main (void)
   int r;
   bool oracle;
 
+  snprintf (tmpdir, sizeof tmpdir, "%s/test-pbs-manifest.XXXXXX",
+            getenv ("TMPDIR") ? getenv ("TMPDIR") : "/tmp");
   if (!mkdtemp (tmpdir))
     return 99;
   oracle = system ("python3 -c 'import json'") == 0;

@@ -41,6 +41,14 @@ expect_fail "datastore path that is a file" \
   "$TOOL" push --repository "$TMP/afile/" --backup-id 300 "$d/full.qcow2"
 expect_fail "datastore path under a file" \
   "$TOOL" push --repository "$TMP/afile/ds" --backup-id 300 "$d/full.qcow2"
+# One push per group at a time: hold the group's lock (flock on its
+# directory, as the datastore does) while a second push starts.
+if command -v flock >/dev/null; then
+  expect_fail "second push while the group is locked" \
+    flock "$ds/vm/300" "$TOOL" push --repository "$ds" --backup-id 300 "$d/full.qcow2"
+  check "locked: error names the running backup" \
+    grep -q 'another backup is already running' "$TMP/ef.err"
+fi
 expect_fail "restore of a missing snapshot" \
   "$TOOL" restore --repository "$ds" vm/300/1600000000 drive-scsi0 "$TMP/x.raw"
 expect_fail "restore of a missing archive" \

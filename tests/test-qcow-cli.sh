@@ -47,12 +47,20 @@ check "existing file unchanged" grep -qx "previous contents" "$o/keep.raw"
 check "no temporary left" [ "$(ls -A "$o" | sort | tr '\n' ' ')" = "a.raw keep.raw " ]
 expect_fail "export into a missing directory" "$TOOL" export "$d/a.qcow2" "$TMP/nodir/x.raw"
 expect_fail "export to a directory name" "$TOOL" export "$d/a.qcow2" "$o/"
+mkdir "$o/sub"
+expect_fail "export to an existing directory" "$TOOL" export "$d/a.qcow2" "$o/sub"
+rmdir "$o/sub"
+rm -f "$o"/*
+cp "$d/a.qcow2" "$o/self.qcow2"
+expect_fail "export over its own input image" "$TOOL" export "$o/self.qcow2" "$o/self.qcow2"
+check "input image intact" qemu-img compare -q "$o/self.qcow2" "$d/a.qcow2"
+check "no temporary left" [ "$(ls -A "$o")" = self.qcow2 ]
 rm -f "$o"/*
 
 # SIGTERM / SIGINT while exporting: the temporary goes away.  A watcher
 # (inotify) sends the signal the moment the temporary appears.
 mk "$d/big.qcow2" 1G
-io "$d/big.qcow2" 'write -P 0x33 0 256M'
+io "$d/big.qcow2" 'write -P 0x33 0 96M'
 for sig in TERM INT; do
   python3 - "$TOOL" "$d/big.qcow2" "$o" "$sig" <<'PY' >"$TMP/sig" 2>&1
 import ctypes, os, signal, struct, subprocess, sys

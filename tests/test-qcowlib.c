@@ -598,6 +598,15 @@ test_bitmaps (void)
   store_be32 (m.b + 112 + 8, 1);
   store_be32 (d + 12, 6);
   open_fails (&m, EBADMSG, "bitmap", "reserved bitmap flag refused");
+  /* Bitmap table entry with an offset and bit 0 set: QEMU loads
+   * consistent bitmaps at open and refuses the image. */
+  store_be32 (d + 12, 2);
+  store_be64 (m.b + 6 * 512, 7 * 512 | 1);
+  open_fails (&m, EBADMSG, "table entry", "bad bitmap table entry refused");
+  store_be32 (d + 12, 3);
+  c = img_open (&m);
+  ok (c != NULL, "in_use bitmap's table not loaded at open (as QEMU)");
+  qcow_close (c);
   free (m.b);
 }
 

@@ -193,6 +193,7 @@ POST /finish => ^200  :: token: finish vm/300
 EOF
 session "$TMP/alice-user" $BACKUP_PROTO "/api2/json/backup?$(backup_q vm 301 $T1)" <<EOF
 POST /blob?file-name=index.json.blob&encoded-size=$(cut -d' ' -f1 "$TMP/m301.len") @$TMP/m301.blob => ^200  :: user (ticket): manifest of vm/301
+POST /finish => ^200  :: user (ticket): finish vm/301 (CSRF token not needed over HTTP/2)
 EOF
 check "owner of vm/300 is the token" grep -qx 'alice@pbs!tok' "$DS/vm/300/owner"
 check "owner of vm/301 is the user" grep -qx 'alice@pbs' "$DS/vm/301/owner"
@@ -226,6 +227,52 @@ check "listing of alice (user): its token's group too" python3 -c '
 import json, sys
 d = json.loads(sys.argv[1])["data"]
 assert [x["backup-id"] for x in d] == ["300"], d' "$(cut -d' ' -f3- "$TMP/o")"
+
+# --- reader protocol (§3.10) ----------------------------------------------
+RQ="/api2/json/reader?$(backup_q vm 100 $T1)"
+session "$R" $READER_PROTO "$RQ" <<EOF
+GET /chunk?digest=$d0 => ^401 $CT download chunk $d0 not allowed$ :: chunk before its index was downloaded: 401
+GET /download?file-name=index.json.blob out=$TMP/r.manifest => ^200 application/octet-stream  :: download the manifest
+GET /download?file-name=drive-scsi0.img.fidx&x=1 => ${E}${PV} 'x': schema does not allow :: download: unknown parameter
+GET /download?file-name=missing.img.fidx => ^404  :: download of a missing file: 404
+GET /download?file-name=drive-scsi0.img.fidx out=$TMP/r.fidx => ^200 application/octet-stream <$((4096 + 64)) bytes>$ :: download the index
+GET /chunk?digest=${d0^^} => ${E}${PV} 'digest': value does not match the regex pattern :: reader: upper-case digest
+GET /chunk?digest=$d0 out=$TMP/r.c0 => ^200 application/octet-stream <$e0 bytes>$ :: chunk allowed by the downloaded index
+GET /chunk?digest=$d1 out=$TMP/r.c1 => ^200 application/octet-stream  :: short last chunk
+GET /chunk?digest=$d2 => ^401 $CT download chunk $d2 not allowed$ :: chunk in the store but not in the index: 401
+GET /speedtest out=$TMP/r.speed => ^200 application/octet-stream <1048576 bytes>$ :: reader speedtest
+POST /download?file-name=index.json.blob => ^404 $CT Path '/download' not found\.$ :: reader: wrong method
+EOF
+check "reader: manifest == stored file" cmp -s "$TMP/r.manifest" "$S1/index.json.blob"
+check "reader: index == stored file" cmp -s "$TMP/r.fidx" "$S1/drive-scsi0.img.fidx"
+check "reader: chunk 0 decodes to its digest" quiet pbsdata blob-check "$TMP/r.c0" "$d0"
+check "reader: chunk 1 decodes to its digest" quiet pbsdata blob-check "$TMP/r.c1" "$d1"
+check "reader: speedtest is 1 MiB of A" cmp -s "$TMP/r.speed" <(head -c 1048576 /dev/zero | tr '\0' A)
+raw -A "$TMP/auth-wrong" -u $READER_PROTO "$PORT" GET "$RQ" </dev/null >"$TMP/o"
+expect_line 1 "^401 $CT authentication failed - invalid API token$" "$TMP/o" "reader: wrong token: 401"
+raw -A "$A" -u $READER_PROTO "$PORT" GET "$RQ" </dev/null >"$TMP/o"
+expect_line 1 "^403 $CT backup owner check failed!$" "$TMP/o" "reader: not the owner: 403"
+raw -A "$TMP/alice-user" -u $READER_PROTO "$PORT" GET "/api2/json/reader?$(backup_q vm 300 $T1)" </dev/null >"$TMP/o"
+expect_line 1 '^101 upgraded$' "$TMP/o" "reader: a user may read its token's group"
+
+# --- SIGTERM with a backup open: clean exit, the unfinished one removed ----
+mkfifo "$TMP/hold2"
+raw -A "$R" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$(backup_q vm 100 $((T1 + 600)))" \
+  <"$TMP/hold2" >"$TMP/held2.out" 2>/dev/null &
+held=$!
+exec 7>"$TMP/hold2"
+wait_for "$TMP/held2.out" '^101' >/dev/null
+check "open backup has its snapshot directory" test -d "$(snapdir vm 100 $((T1 + 600)))"
+kill -TERM "$srv_pid"
+rc=0; wait "$srv_pid" || rc=$?
+exec 7>&-
+wait $held || true
+check "SIGTERM: exit status 0" test "$rc" = 0
+check "SIGTERM: the open backup was removed" test ! -e "$(snapdir vm 100 $((T1 + 600)))"
+check "SIGTERM: finished snapshots kept" test -f "$S1/index.json.blob"
+check "server log has no sanitizer report" \
+  sh -c '! grep -q -E "Sanitizer|runtime error" "$1"' _ "$SRVLOG"
+grep -E -A30 "Sanitizer|runtime error" "$SRVLOG" | head -60 || true
 
 cp "$SRVLOG" /tmp/srv-last.log
 done_testing

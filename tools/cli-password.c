@@ -166,14 +166,19 @@ ask (int tty, const char *prompt)
   struct secret_buf b = { NULL, 0 };
   bool restore;
 
-  if (write (tty, prompt, strlen (prompt)) < 0)
-    return NULL;
+  /* Echo off before the prompt appears: whoever answers right after the
+   * prompt must not be flushed away nor echoed. */
   restore = tcgetattr (tty, &old) == 0;
   if (restore) {
     quiet = old;
     quiet.c_lflag &= ~(tcflag_t) ECHO;
     quiet.c_lflag |= ECHONL;
     tcsetattr (tty, TCSAFLUSH, &quiet);
+  }
+  if (write (tty, prompt, strlen (prompt)) < 0) {
+    if (restore)
+      tcsetattr (tty, TCSAFLUSH, &old);
+    return NULL;
   }
   read_first_line (tty, &b);
   if (restore)

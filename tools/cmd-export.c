@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -211,6 +212,24 @@ run_window (struct exporter *x, struct out_file *out, uint64_t *pos)
   return r;
 }
 
+/* Replacing an input image with its own export would destroy it once the
+ * temporary is renamed over it. */
+static bool
+overwrites_layer (struct qcow_chain *c, const char *out_path)
+{
+  struct qcow_layer_info li;
+  struct stat st;
+  size_t d;
+
+  if (strcmp (out_path, "-") == 0 || stat (out_path, &st) == -1)
+    return false;
+  for (d = 0; d < qcow_depth (c); d++)
+    if (qcow_layer_info (c, d, &li) == 0 && li.st.st_dev == st.st_dev
+        && li.st.st_ino == st.st_ino)
+      return true;
+  return false;
+}
+
 int
 cmd_export (int argc, char **argv)
 {
@@ -280,6 +299,10 @@ cmd_export (int argc, char **argv)
       cli_error ("export", "out of memory");
       goto out;
     }
+  }
+  if (overwrites_layer (x.c, out_path)) {
+    cli_error (out_path, "is a layer of the chain being exported");
+    goto out;
   }
   if (out_file_open (&out, out_path) == -1) {
     cli_error (out_path, "%s", strerror (errno));

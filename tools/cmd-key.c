@@ -55,7 +55,7 @@ key_create (int argc, char **argv)
   int c, r;
 
   optind = 1;
-  while ((c = getopt_long (argc, argv, "+h", opts, NULL)) != -1) {
+  while ((c = getopt_long (argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
     case 'k':
       kdf = optarg;
@@ -118,7 +118,7 @@ key_show (int argc, char **argv)
   int c;
 
   optind = 1;
-  while ((c = getopt_long (argc, argv, "+h", opts, NULL)) != -1) {
+  while ((c = getopt_long (argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
     case 'o':
       if (cli_parse_output_format (optarg, &json) == -1)

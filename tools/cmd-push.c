@@ -9,6 +9,7 @@
  * strategy A (every digest appended; reused ones taken from the base). */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,7 @@ struct push {
   /* First failure of this attempt, printed once at the end. */
   char err_ctx[256], err_msg[768];
   bool err_printed, transient;
+  bool retrying; /* a previous attempt failed transiently */
   struct progress prog;
 };
 
@@ -687,7 +689,12 @@ attempt (struct push *p)
     p->b = pbs_backup_start (p->repo, p->ns, p->type, p->id, p->time);
     if (!p->b) {
       char *snap = push_snapshot_name (p->type, p->id, p->time);
+      bool busy = pbs_errno () == EBUSY;
       fail_pbs (p, snap ? snap : p->id);
+      /* After a broken connection the server may still hold our own
+       * session's group lock until it notices: worth another try. */
+      if (busy && p->retrying)
+        p->transient = true;
       free (snap);
       goto out;
     }
@@ -850,6 +857,11 @@ cmd_push (int argc, char **argv)
   size_t i;
   int opt, ret = 1;
 
+  /* Every chunk needs a few 4 MiB buffers (encoded blob, the store's
+   * copy); served by mmap each time they cost page faults on every use.
+   * Keeping them in the heap makes the pipeline noticeably faster. */
+  mallopt (M_MMAP_THRESHOLD, 64 << 20);
+  mallopt (M_TRIM_THRESHOLD, 128 << 20);
   p.type = "vm";
   p.ns = "";
   p.retries = 3;
@@ -946,6 +958,7 @@ cmd_push (int argc, char **argv)
     if (isatty (STDERR_FILENO))
       fprintf (stderr, "push: %s: %s; retrying\n", p.err_ctx, p.err_msg);
     reset_attempt (&p);
+    p.retrying = true;
     sleep (1u << (attempt_no < 5 ? attempt_no : 5));
   }
   print_result (&p);

@@ -58,9 +58,16 @@ register_temp (char *path)
     sigemptyset (&sa.sa_mask);
     for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
       sigaddset (&sa.sa_mask, sigs[i]);
-    for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+    for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+      struct sigaction prev;
+      /* A signal the caller ignores (nohup, background job) stays
+       * ignored. */
+      if (sigaction (sigs[i], NULL, &prev) == 0
+          && prev.sa_handler == SIG_IGN)
+        continue;
       if (sigaction (sigs[i], &sa, NULL) == -1)
         return -1;
+    }
     handler_installed = true;
   }
   for (i = 0; i < MAX_TEMPS; i++)
@@ -124,7 +131,9 @@ out_file_open (struct out_file *f, const char *path)
     }
     return 0;
   }
-  if (!*path || path[strlen (path) - 1] == '/') {
+  /* Found now rather than by the rename after all the work. */
+  if (!*path || path[strlen (path) - 1] == '/'
+      || (stat (path, &st) == 0 && S_ISDIR (st.st_mode))) {
     errno = EISDIR;
     return -1;
   }

@@ -12,24 +12,6 @@
 #include "cli.h"
 #include "push.h"
 
-/* The key password: PBS_ENCRYPTION_PASSWORD, else the shared prompt.
- * cli_read_secret (tools/cli-password.c) reads the variable or asks on
- * the TTY; the result is malloc'd and the caller cleanses it. */
-extern char *cli_read_secret (const char *env, const char *prompt);
-
-/* XXX temporary until tools/cli-password.c lands: environment only. */
-__attribute__ ((weak)) char *
-cli_read_secret (const char *env, const char *prompt)
-{
-  const char *v = getenv (env);
-  (void) prompt;
-  if (!v) {
-    cli_error ("password", "%s is not set", env);
-    return NULL;
-  }
-  return strdup (v);
-}
-
 struct pbs_key *
 push_load_key (const char *path)
 {
@@ -40,7 +22,8 @@ push_load_key (const char *path)
   struct pbs_key *k;
 
   /* pbs_key_show reads the file without decrypting it: ask for a password
-   * only when the key is protected by one. */
+   * (PBS_ENCRYPTION_PASSWORD, its _FD/_FILE/_CMD forms, or the TTY) only
+   * when the key is protected by one. */
   info = pbs_key_show (path);
   if (!info) {
     cli_error (path, "%s", pbs_errmsg ());

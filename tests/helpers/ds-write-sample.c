@@ -56,9 +56,9 @@ main (int argc, char **argv)
   if (!img || !digests)
     return 1;
   for (i = 0; i < PBS_CHUNK_SIZE; i++)
-    img[i] = (uint8_t) (i * 7 + (i >> 12));
+    img[i] = (uint8_t)(i * 7 + (i >> 12));
   for (i = 2u * PBS_CHUNK_SIZE; i < SIZE; i++)
-    img[i] = (uint8_t) (0xa5 ^ i);
+    img[i] = (uint8_t)(0xa5 ^ i);
   if (argc > 5 && strcmp (argv[5], "random") == 0) {
     f = fopen ("/dev/urandom", "rb");
     if (!f || fread (img, 1, 2u * PBS_CHUNK_SIZE, f) != 2u * PBS_CHUNK_SIZE) {
@@ -82,7 +82,8 @@ main (int argc, char **argv)
     struct pbs_snapshot *s;
     size_t ns;
     if (pbs_repo_snapshots (r, argc > 3 ? argv[3] : "", "vm", "sample", &s,
-                            &ns) == -1 || ns == 0)
+                            &ns) == -1 ||
+        ns == 0)
       return die ("backup start");
     t = s[ns - 1].time + 1;
     pbs_snapshots_free (s, ns);
@@ -96,9 +97,9 @@ main (int argc, char **argv)
   if (wid == -1)
     return die ("fixed_index");
   for (i = 0; i < n; i++) {
-    uint64_t off = (uint64_t) i * PBS_CHUNK_SIZE;
-    uint32_t len = SIZE - off > PBS_CHUNK_SIZE ? PBS_CHUNK_SIZE
-                                                : (uint32_t) (SIZE - off);
+    uint64_t off = (uint64_t)i * PBS_CHUNK_SIZE;
+    uint32_t len =
+        SIZE - off > PBS_CHUNK_SIZE ? PBS_CHUNK_SIZE : (uint32_t)(SIZE - off);
     pbs_chunk_digest (NULL, img + off, len, digests[i]);
     offsets[i] = off;
     if (!pbs_backup_known (b, digests[i])) {
@@ -109,21 +110,24 @@ main (int argc, char **argv)
       free (blob);
     }
   }
-  if (pbs_backup_fixed_append (b, wid, n, (const uint8_t (*)[32]) digests,
+  if (pbs_backup_fixed_append (b, wid, n, (const uint8_t (*)[32])digests,
                                offsets) == -1)
     return die ("fixed_append");
   {
-    struct pbs_fidx idx = { .size = SIZE, .chunk_size = PBS_CHUNK_SIZE,
-                            .count = n, .digest = digests };
+    struct pbs_fidx idx = {.size = SIZE,
+                           .chunk_size = PBS_CHUNK_SIZE,
+                           .count = n,
+                           .digest = digests};
     pbs_fidx_csum (&idx, csum);
   }
   if (pbs_backup_fixed_close (b, wid, n, SIZE, csum) == -1)
     return die ("fixed_close");
   m = pbs_manifest_new ("vm", "sample", t);
-  if (!m || pbs_manifest_add_file (m, "drive-scsi0.img.fidx", "none", SIZE,
-                                   csum) == -1
-      || pbs_manifest_to_json (m, NULL, &json) == -1
-      || pbs_blob_encode (json, strlen (json), NULL, true, &blob, &blen) == -1)
+  if (!m ||
+      pbs_manifest_add_file (m, "drive-scsi0.img.fidx", "none", SIZE, csum) ==
+          -1 ||
+      pbs_manifest_to_json (m, NULL, &json) == -1 ||
+      pbs_blob_encode (json, strlen (json), NULL, true, &blob, &blen) == -1)
     return die ("manifest");
   if (pbs_backup_blob (b, "index.json.blob", blob, blen) == -1)
     return die ("blob");
@@ -136,6 +140,6 @@ main (int argc, char **argv)
   free (blob);
   free (img);
   free (digests);
-  printf ("%lld\n", (long long) t);
+  printf ("%lld\n", (long long)t);
   return 0;
 }

@@ -531,7 +531,7 @@ main (int argc, char **argv)
     in.len -= hl;
     if (status == 101) {
       h2_mode ();
-      return 0;
+      goto out;
     }
     /* HTTP/1 body: content-length, chunked, or until the end */
     if (chunked) {
@@ -564,6 +564,15 @@ main (int argc, char **argv)
     print_answer (status, strcmp (ctbuf, "-") ? ctbuf : NULL, &resp, out);
   }
   SSL_shutdown (ssl);
+out:
   close (sock);
+  SSL_free (ssl);
+  SSL_CTX_free (ctx);
+  free (req.p);
+  free (hdrs.p);
+  free (body.p);
+  free (resp.p);
+  free (in.p);
+  free (ans.body.p);
   return 0;
 }

@@ -26,12 +26,18 @@ static SSL_CTX *ssl_ctx;
 static int listen_fd = -1;
 static volatile int stopping;
 
-/* Open connections, so that SIGTERM can end them (their threads then
- * end their sessions, which removes unfinished snapshots). */
+/* Connection threads, so that SIGTERM can end them (their threads then
+ * end their sessions, which removes unfinished snapshots) and join them:
+ * joining, rather than detaching, lets every thread finish its OpenSSL
+ * thread-exit cleanup before the process exits. */
+struct slot {
+  bool used, done;
+  int fd;
+  pthread_t th;
+};
 static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t conns_cond = PTHREAD_COND_INITIALIZER;
-static int conn_fds[1024];
-static size_t nconns;
+static struct slot slots[1024];
 static unsigned next_conn_id;
 
 void
@@ -201,28 +207,27 @@ add_store (const char *arg)
     die ("%s: %s", s->path, pbs_errmsg ());
 }
 
+/* Join the threads that have finished.  Called with conns_lock held. */
 static void
-conn_register (int fd)
-{
-  pthread_mutex_lock (&conns_lock);
-  if (nconns < sizeof conn_fds / sizeof conn_fds[0])
-    conn_fds[nconns++] = fd;
-  pthread_mutex_unlock (&conns_lock);
-}
-
-static void
-conn_unregister (int fd)
+reap (void)
 {
   size_t i;
 
-  pthread_mutex_lock (&conns_lock);
-  for (i = 0; i < nconns; i++)
-    if (conn_fds[i] == fd) {
-      conn_fds[i] = conn_fds[--nconns];
-      break;
+  for (i = 0; i < sizeof slots / sizeof slots[0]; i++)
+    if (slots[i].used && slots[i].done) {
+      pthread_join (slots[i].th, NULL);
+      slots[i].used = false;
     }
-  pthread_cond_broadcast (&conns_cond);
-  pthread_mutex_unlock (&conns_lock);
+}
+
+static size_t
+running (void)
+{
+  size_t i, n = 0;
+
+  for (i = 0; i < sizeof slots / sizeof slots[0]; i++)
+    n += slots[i].used && !slots[i].done;
+  return n;
 }
 
 static void *
@@ -239,8 +244,11 @@ conn_thread (void *arg)
   ERR_clear_error ();
   if (c->ssl)
     SSL_free (c->ssl);
-  conn_unregister (c->fd);
   close (c->fd);
+  pthread_mutex_lock (&conns_lock);
+  slots[c->slot].done = true;
+  pthread_cond_broadcast (&conns_cond);
+  pthread_mutex_unlock (&conns_lock);
   free (c->buf);
   free (c);
   return NULL;
@@ -296,7 +304,6 @@ main (int argc, char **argv)
   socklen_t salen = sizeof sa;
   sigset_t sigs;
   pthread_t sigth;
-  pthread_attr_t attr;
   int c, one = 1;
   char *end;
 
@@ -373,12 +380,9 @@ main (int argc, char **argv)
   printf ("READY %u\n", ntohs (sa.sin_port));
   fflush (stdout);
 
-  pthread_attr_init (&attr);
-  pthread_attr_setdetachstate (&attr, PTHREAD_CREATE_DETACHED);
   while (!stopping) {
     int fd = accept4 (listen_fd, NULL, NULL, SOCK_CLOEXEC);
     struct srv_conn *conn;
-    pthread_t th;
 
     if (fd == -1) {
       if (stopping)
@@ -396,29 +400,42 @@ main (int argc, char **argv)
     }
     conn->fd = fd;
     pthread_mutex_lock (&conns_lock);
+    reap ();
     conn->id = ++next_conn_id;
-    pthread_mutex_unlock (&conns_lock);
-    conn_register (fd);
-    if (pthread_create (&th, &attr, conn_thread, conn) != 0) {
-      conn_unregister (fd);
+    for (conn->slot = 0; conn->slot < sizeof slots / sizeof slots[0];
+         conn->slot++)
+      if (!slots[conn->slot].used)
+        break;
+    if (conn->slot == sizeof slots / sizeof slots[0]
+        || pthread_create (&slots[conn->slot].th, NULL, conn_thread, conn)
+             != 0) {
+      pthread_mutex_unlock (&conns_lock);
+      srv_log ("too many connections");
       close (fd);
       free (conn);
+      continue;
     }
+    slots[conn->slot].used = true;
+    slots[conn->slot].done = false;
+    slots[conn->slot].fd = fd;
+    pthread_mutex_unlock (&conns_lock);
   }
   pthread_join (sigth, NULL);
 
   /* End open connections; each thread ends its session (an unfinished
    * backup is removed) before it unregisters. */
   pthread_mutex_lock (&conns_lock);
-  for (size_t i = 0; i < nconns; i++)
-    shutdown (conn_fds[i], SHUT_RDWR);
-  while (nconns > 0) {
+  for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++)
+    if (slots[i].used && !slots[i].done)
+      shutdown (slots[i].fd, SHUT_RDWR);
+  while (running () > 0) {
     struct timespec ts;
     clock_gettime (CLOCK_REALTIME, &ts);
     ts.tv_sec += 10;
     if (pthread_cond_timedwait (&conns_cond, &conns_lock, &ts) == ETIMEDOUT)
       break;
   }
+  reap ();
   pthread_mutex_unlock (&conns_lock);
   close (listen_fd);
   for (size_t i = 0; i < srv_config.nstores; i++)

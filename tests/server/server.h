@@ -73,6 +73,7 @@ struct srv_conn {
   int fd;
   SSL *ssl;
   unsigned id;     /* for the log */
+  size_t slot;     /* in main.c's thread table */
   /* Bytes read from TLS but not consumed yet (after the header block). */
   uint8_t *buf;
   size_t len, cap;

@@ -88,7 +88,8 @@ session () {
   cat >"$spec"
   while IFS= read -r line; do printf '%s\n' "${line%% => *}"; done \
     <"$spec" >"$TMP/session.req"
-  raw -A "$1" -u "$2" "$PORT" GET "$3" <"$TMP/session.req" >"$out" || true
+  raw -A "$1" -u "$2" "$PORT" GET "$3" <"$TMP/session.req" >"$out" 2>"$TMP/session.err" || echo "session: raw client exit $?: $(head -c 2000 "$TMP/session.err")"
+  [ -s "$out" ] || echo "session: no answer to the upgrade GET $3"
   expect_line 1 '^101 upgraded$' "$out" "upgrade $(echo "$3" | cut -c1-60)"
   while IFS= read -r line; do
     case $line in *' => '*) ;; *) continue ;; esac

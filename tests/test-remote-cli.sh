@@ -1,0 +1,151 @@
+#!/bin/bash
+# test-remote-cli.sh -- qcow2pbs push / restore / verify / snapshots against
+# the HTTPS test server, through the same code path as a local datastore:
+# with an API token and with a ticket login (password from PBS_PASSWORD,
+# PBS_PASSWORD_FD and PBS_PASSWORD_FILE), certificate pinning, auth
+# failures as one-line errors, and a server killed in the middle of a push.
+# Oracles: qemu-img convert -O raw of the same layer, the openssl CLI's
+# certificate fingerprint, python3 json over the listing.
+. "$(dirname "$0")/functions.sh"
+. "$(dirname "$0")/remote-functions.sh"
+requires qemu-img
+requires qemu-io
+requires python3
+[ -x "$TOOL" ] || skip "qcow2pbs not built"
+
+setup_remote
+start_server "$TMP/ds"
+fp_lower=$(echo "$FP" | tr 'A-F' 'a-f')
+# The same fingerprint with its first digit changed.
+case $fp_lower in 0*) fp_wrong=1${fp_lower#?} ;; *) fp_wrong=0${fp_lower#?} ;; esac
+export PBS_REPOSITORY="root@pam!tok@127.0.0.1:$PORT:$STORE"
+export PBS_PASSWORD=$TOKEN_SECRET PBS_FINGERPRINT=$FP
+USR="root@pam@127.0.0.1:$PORT:$STORE"
+
+# A chain: full (data in three places, a zero tail) <- incr0 (one change).
+qemu-img create -q -f qcow2 "$TMP/full.qcow2" 40M
+qemu-io -c 'write -P 0xaa 0 5M' -c 'write -P 0x11 20M 3M' \
+  -c 'write -P 0x33 36M 1M' "$TMP/full.qcow2" >/dev/null
+qemu-img create -q -f qcow2 -b "$TMP/full.qcow2" -F qcow2 "$TMP/incr0.qcow2"
+qemu-io -c 'write -P 0x22 6M 1M' "$TMP/incr0.qcow2" >/dev/null
+qemu-img convert -O raw "$TMP/full.qcow2" "$TMP/full.raw"
+qemu-img convert -O raw "$TMP/incr0.qcow2" "$TMP/incr0.raw"
+
+S1=vm/100/2023-11-14T22:13:20Z S2=vm/100/2023-11-14T22:15:00Z
+A=drive-scsi0.img.fidx
+
+# --- token: full then incremental push, restore, verify, listing
+"$TOOL" push --backup-id 100 --backup-time 1700000000 --output-format json \
+  "$TMP/full.qcow2" >"$TMP/p1.json" 2>"$TMP/p1.err" &&
+  pass "token: push full" || fail "token: push full: $(cat "$TMP/p1.err")"
+"$TOOL" push --backup-id 100 --backup-time 1700000100 --output-format json \
+  "$TMP/incr0.qcow2" >"$TMP/p2.json" 2>"$TMP/p2.err" &&
+  pass "token: push incremental" || fail "token: push incremental: $(cat "$TMP/p2.err")"
+check "token: incremental push reused the base" python3 -c '
+import json, sys
+a = json.load(open(sys.argv[1]))["archives"][0]
+sys.exit(0 if a["incremental"] and a["read_chunks"] == 1 and a["stored_chunks"] == 1 else 1)' "$TMP/p2.json"
+for s in "$S1=full" "$S2=incr0"; do
+  snap=${s%=*} layer=${s#*=}
+  rm -f "$TMP/r.raw"
+  if "$TOOL" restore "$snap" "$A" "$TMP/r.raw" 2>"$TMP/r.err"; then
+    same_bytes "$TMP/r.raw" "$TMP/$layer.raw" "token: restore $snap = qemu-img convert of $layer"
+  else
+    fail "token: restore $snap: $(cat "$TMP/r.err")"
+  fi
+done
+check "token: verify incr0 against its snapshot" "$TOOL" verify "$S2" "$TMP/incr0.qcow2"
+rc=0; "$TOOL" verify "$S2" "$TMP/full.qcow2" >/dev/null 2>&1 || rc=$?
+[ $rc = 1 ] && pass "token: verify full against the incremental snapshot differs" ||
+  fail "token: verify of a different disk exited $rc"
+"$TOOL" snapshots --output-format json >"$TMP/l.json" 2>"$TMP/l.err" || true
+check "token: snapshots lists both, sorted, finished" python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+got = [(s["backup-type"], s["backup-id"], s["backup-time"],
+        "index.json.blob" in [f["filename"] for f in s["files"]]) for s in j]
+print(got)
+sys.exit(0 if got == [("vm", "100", 1700000000, True), ("vm", "100", 1700000100, True)] else 1)' "$TMP/l.json"
+
+# --- ticket login; password sources in the official order
+export -n PBS_PASSWORD
+printf '%s\nsecond line is ignored\n' "$USER_PASSWORD" >"$TMP/pw"
+check "ticket (PBS_PASSWORD_FILE): push" env -u PBS_PASSWORD \
+  PBS_PASSWORD_FILE="$TMP/pw" "$TOOL" push --repository "$USR" --backup-id 200 \
+  --backup-time 1700000000 "$TMP/incr0.qcow2"
+rm -f "$TMP/r.raw"
+check "ticket (PBS_PASSWORD_FD): restore" env -u PBS_PASSWORD PBS_PASSWORD_FD=7 \
+  "$TOOL" restore --repository "$USR" vm/200/2023-11-14T22:13:20Z "$A" "$TMP/r.raw" 7<"$TMP/pw"
+same_bytes "$TMP/r.raw" "$TMP/incr0.raw" "ticket: restore = qemu-img convert of incr0"
+check "ticket (PBS_PASSWORD): verify" env PBS_PASSWORD="$USER_PASSWORD" \
+  "$TOOL" verify --repository "$USR" vm/200/2023-11-14T22:13:20Z "$TMP/incr0.qcow2"
+check "ticket: snapshots" env PBS_PASSWORD="$USER_PASSWORD" "$TOOL" snapshots \
+  --repository "$USR"
+expect_fail "PBS_PASSWORD wins over PBS_PASSWORD_FILE" env PBS_PASSWORD=wrong \
+  PBS_PASSWORD_FILE="$TMP/pw" "$TOOL" snapshots --repository "$USR"
+expect_fail "wrong password" env PBS_PASSWORD=wrong "$TOOL" snapshots --repository "$USR"
+grep -q 'login as root@pam failed' "$TMP/ef.err" &&
+  pass "wrong password: says the login failed" || fail "wrong password: $(cat "$TMP/ef.err")"
+export PBS_PASSWORD=$TOKEN_SECRET
+
+# --- token failures and the certificate, as one-line CLI errors
+expect_fail "wrong token secret" env PBS_PASSWORD=nope "$TOOL" snapshots
+grep -q 'authentication failed' "$TMP/ef.err" && pass "wrong token: server's reason shown" ||
+  fail "wrong token: $(cat "$TMP/ef.err")"
+expect_fail "expired token" "$TOOL" snapshots --repository "root@pam!old@127.0.0.1:$PORT:$STORE"
+grep -q 'expired' "$TMP/ef.err" && pass "expired token: says expired" ||
+  fail "expired token: $(cat "$TMP/ef.err")"
+expect_fail "expired token cannot push" "$TOOL" push \
+  --repository "root@pam!old@127.0.0.1:$PORT:$STORE" --backup-id 300 "$TMP/full.qcow2"
+expect_fail "no pin: refused" env -u PBS_FINGERPRINT "$TOOL" snapshots
+grep -q "$fp_lower" "$TMP/ef.err" && pass "no pin: error prints the openssl fingerprint" ||
+  fail "no pin: fingerprint missing: $(cat "$TMP/ef.err")"
+expect_fail "wrong pin: refused" env PBS_FINGERPRINT="$fp_wrong" \
+  "$TOOL" restore "$S1" "$A" "$TMP/never.raw"
+grep -q "$fp_lower" "$TMP/ef.err" && pass "wrong pin: error prints the real fingerprint" ||
+  fail "wrong pin: $(cat "$TMP/ef.err")"
+[ ! -e "$TMP/never.raw" ] && pass "wrong pin: no output file" || fail "wrong pin: output written"
+if grep -rq -- "$TOKEN_SECRET\|$USER_PASSWORD" "$TMP"/*.err "$TMP/server.log" 2>/dev/null; then
+  fail "a secret appears in an error message or the server log"
+else
+  pass "no secret in errors or logs"
+fi
+
+# --- the server killed in the middle of a push
+head -c 160M /dev/urandom >"$TMP/big.raw"
+qemu-img convert -f raw -O qcow2 "$TMP/big.raw" "$TMP/big.qcow2"
+"$TOOL" push --backup-id 400 --backup-time 1700000000 "$TMP/full.qcow2" >/dev/null
+from=$(($(wc -l <"$TMP/server.log") + 1))
+"$TOOL" push --backup-id 400 --backup-time 1700000100 --retries 0 \
+  "$TMP/big.qcow2" >"$TMP/k.out" 2>"$TMP/k.err" &
+push_pid=$!
+# The server logs every request: kill it after the first chunk arrived.
+wait_line "$TMP/server.log" 'fixed_chunk' "$from" || true
+kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+rc=0; wait $push_pid || rc=$?
+if [ $rc = 1 ] && [ "$(wc -l <"$TMP/k.err")" = 1 ]; then
+  pass "server killed: push fails with one error line: $(cat "$TMP/k.err")"
+else
+  fail "server killed: push exit $rc: $(cat "$TMP/k.err")"
+fi
+start_server "$TMP/ds"
+export PBS_REPOSITORY="root@pam!tok@127.0.0.1:$PORT:$STORE"
+"$TOOL" snapshots --output-format json >"$TMP/l2.json"
+check "server killed: no finished snapshot from the killed push" python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+bad = [s for s in j if s["backup-id"] == "400" and s["backup-time"] == 1700000100
+       and "index.json.blob" in [f["filename"] for f in s["files"]]]
+sys.exit(1 if bad else 0)' "$TMP/l2.json"
+rm -f "$TMP/r.raw"
+check "server killed: previous snapshot still restores" "$TOOL" restore \
+  vm/400/2023-11-14T22:13:20Z "$A" "$TMP/r.raw"
+same_bytes "$TMP/r.raw" "$TMP/full.raw" "server killed: previous restore = qemu-img convert of full"
+check "server killed: the next push succeeds" "$TOOL" push --backup-id 400 \
+  --backup-time 1700000200 "$TMP/incr0.qcow2"
+rm -f "$TMP/r.raw"
+check "server killed: the new snapshot restores" "$TOOL" restore \
+  vm/400/2023-11-14T22:16:40Z "$A" "$TMP/r.raw"
+same_bytes "$TMP/r.raw" "$TMP/incr0.raw" "server killed: new restore = qemu-img convert of incr0"
+
+done_testing
