@@ -733,28 +733,39 @@ pbs_ds_backup_fixed_chunk (struct pbs_ds_backup *b, int wid,
     bad ("encrypted blob too small (%zu bytes).", len);
     return -1;
   }
-  /* Trap 7: the server ignores the uploaded CRC and stores its own. */
-  copy = malloc (len);
-  if (!copy) {
-    oom ();
-    return -1;
-  }
-  memcpy (copy, blob, len);
-  crc = (uint32_t)crc32 (0L, copy + hdr, (uInt)(len - hdr));
-  copy[8] = crc & 0xff;
-  copy[9] = (crc >> 8) & 0xff;
-  copy[10] = (crc >> 16) & 0xff;
-  copy[11] = (crc >> 24) & 0xff;
-
-  if (hdr == 12) {
-    uint8_t *data = NULL, check[32];
-    size_t dlen = 0;
-    if (pbs_blob_decode (copy, len, NULL, 16u * 1024 * 1024, &data, &dlen) ==
-        -1) {
-      bad ("%s", pbs_errmsg ());
-      goto out;
+  /* Trap 7: the server ignores the uploaded CRC and stores its own.  The
+   * blob is copied only when the uploaded CRC is wrong. */
+  crc = (uint32_t)crc32 (0L, blob + hdr, (uInt)(len - hdr));
+  if (crc != ((uint32_t)blob[8] | (uint32_t)blob[9] << 8 |
+              (uint32_t)blob[10] << 16 | (uint32_t)blob[11] << 24)) {
+    copy = malloc (len);
+    if (!copy) {
+      oom ();
+      return -1;
     }
-    pbs_chunk_digest (NULL, data, dlen, check);
+    memcpy (copy, blob, len);
+    copy[8] = crc & 0xff;
+    copy[9] = (crc >> 8) & 0xff;
+    copy[10] = (crc >> 16) & 0xff;
+    copy[11] = (crc >> 24) & 0xff;
+    blob = copy;
+  }
+
+  if (kind == PBS_BLOB_PLAIN || kind == PBS_BLOB_ZSTD) {
+    uint8_t *data = NULL, check[32];
+    const uint8_t *p = blob + hdr;
+    size_t dlen = len - hdr;
+
+    /* A plain payload is the data itself: no decode, no second CRC. */
+    if (kind == PBS_BLOB_ZSTD) {
+      if (pbs_blob_decode (blob, len, NULL, 16u * 1024 * 1024, &data,
+                           &dlen) == -1) {
+        bad ("%s", pbs_errmsg ());
+        goto out;
+      }
+      p = data;
+    }
+    pbs_chunk_digest (NULL, p, dlen, check);
     free (data);
     if (memcmp (check, digest, 32) != 0) {
       bad ("detected chunk with wrong digest.");
@@ -767,7 +778,7 @@ pbs_ds_backup_fixed_chunk (struct pbs_ds_backup *b, int wid,
   }
   /* Stored before the writer is looked up, as PBS does: a bad wid still
    * leaves the chunk in the store. */
-  if (pbs_datastore_insert_chunk (b->ds, digest, copy, len, &dup) == -1) {
+  if (pbs_datastore_insert_chunk (b->ds, digest, blob, len, &dup) == -1) {
     pbs__ds_restate_error (pbs_errno () == ENOSPC ? 500 : 400, NULL);
     goto out;
   }

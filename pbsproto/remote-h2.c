@@ -93,8 +93,8 @@ on_data_chunk (nghttp2_session *s, uint8_t flags, int32_t stream_id,
   size_t max;
   (void) flags;
   (void) user;
-  if (!rq)
-    return 0;
+  if (!rq || (rq->body_max == 0 && rq->status >= 200 && rq->status <= 299))
+    return 0; /* not wanted, or already cancelled as too large */
   /* Error texts are small; keep the start of a long one only. */
   max = rq->status >= 200 && rq->status <= 299 ? rq->body_max
                                                 : ERROR_BODY_MAX;
@@ -248,6 +248,8 @@ pbs__h2_open (struct pbs_remote *r, const char *path_query,
     pbs__set_error (ENOMEM, "out of memory");
     goto err;
   }
+  if (pbs__remote_refresh (r) == -1)
+    goto err;
   auth = pbs__remote_auth_headers (r, true);
   if (!auth)
     goto err;
@@ -506,8 +508,8 @@ int
 pbs__h2_wait (struct pbs_h2 *h, struct pbs_h2_req *rq, const char *what)
 {
   while (!rq->done)
-    if (pbs__h2_step (h, true) == -1)
-      return -1;
+    if (pbs__h2_step (h, true) == -1 && !rq->done)
+      return -1; /* an answer followed by EOF in one read still counts */
   if (rq->status >= 200 && rq->status <= 299 && !rq->reset
       && rq->body_max != 0)
     return 0;

@@ -51,8 +51,14 @@ struct pbs_remote {
   char *ca_file;
   char *ticket;      /* ticket login: PBSAuthCookie value */
   char *csrf;        /* and its CSRFPreventionToken */
+  int64_t ticket_time; /* CLOCK_MONOTONIC seconds of the login */
   bool quiet;
 };
+
+/* Before opening a connection: renew a ticket older than an hour (they
+ * live 2 h, §2.2), so that a session restarted late in a long push can
+ * still authenticate.  0 or -1. */
+int pbs__remote_refresh (struct pbs_remote *r);
 
 /* Authentication headers for one HTTP/1.1 request ("Authorization: ..."
  * or "Cookie: ..." [+ CSRF for non-GET]), CRLF-terminated, malloc'd.

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -307,6 +308,14 @@ pbs__remote_auth_headers (struct pbs_remote *r, bool is_get)
   return out;
 }
 
+static int64_t
+monotonic_s (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec;
+}
+
 /* POST /api2/json/access/ticket (§2.2). */
 static int
 ticket_login (struct pbs_remote *r)
@@ -316,6 +325,17 @@ ticket_login (struct pbs_remote *r)
   char *body;
   int rc = -1;
 
+  /* A renewal logs in afresh with the password: no stale cookie. */
+  if (r->ticket) {
+    explicit_bzero (r->ticket, strlen (r->ticket));
+    free (r->ticket);
+    r->ticket = NULL;
+  }
+  if (r->csrf) {
+    explicit_bzero (r->csrf, strlen (r->csrf));
+    free (r->csrf);
+    r->csrf = NULL;
+  }
   req = json_pack ("{s:s, s:s}", "username", r->spec.auth_id, "password",
                    r->secret);
   body = req ? json_dumps (req, JSON_COMPACT) : NULL;
@@ -356,11 +376,20 @@ ticket_login (struct pbs_remote *r)
     pbs__set_error (ENOMEM, "out of memory");
     goto out;
   }
+  r->ticket_time = monotonic_s ();
   rc = 0;
 out:
   json_decref (root);
   pbs__http_resp_free (&resp);
   return rc;
+}
+
+int
+pbs__remote_refresh (struct pbs_remote *r)
+{
+  if (r->spec.is_token || monotonic_s () - r->ticket_time < 3600)
+    return 0;
+  return ticket_login (r);
 }
 
 /* ------------------------------------------------- open / close */
@@ -546,7 +575,8 @@ remote_snapshots (void *state, const char *ns, const char *type,
     pbs__set_error (ENOMEM, "out of memory");
     goto out;
   }
-  if (pbs__remote_rest (r, "GET", target, NULL, &resp) == -1)
+  if (pbs__remote_refresh (r) == -1
+      || pbs__remote_rest (r, "GET", target, NULL, &resp) == -1)
     goto out;
   root = json_loadb ((const char *) resp.body, resp.body_len, 0, NULL);
   pbs__http_resp_free (&resp);

@@ -578,6 +578,29 @@ test_chunk_rules (void)
           err_is ("fixed writer 'drive-scsi0.img.fidx' - got large chunk "
                   "(4194305 > 4194304"),
       "chunk > 4 MiB: 'got large chunk' (PBS's text, sic)");
+  {
+    /* Encrypted: only magic and length can be checked (§3.4). */
+    uint8_t raw[32], *eb = NULL, ed[32];
+    size_t el = 0;
+    char eh[65];
+    struct pbs_key *k;
+    memset (raw, 7, sizeof raw);
+    k = pbs_key_from_raw (raw);
+    ok (k && pbs_blob_encode (c.data, 4000, k, true, &eb, &el) == 0 &&
+            pbs_blob_kind (eb, el) >= PBS_BLOB_ENCRYPTED,
+        "encrypted chunk encoded");
+    pbs_chunk_digest (k, c.data, 4000, ed);
+    pbs_digest_hex (ed, eh);
+    ok (pbs_ds_backup_fixed_chunk (
+            b, pbs_ds_backup_fixed_index (b, "enc.img.fidx", 4000, NULL), eh,
+            4000, el, eb, el) == 0,
+        "encrypted chunk stored without digest check");
+    ok (pbs_ds_backup_fixed_chunk (b, wid, eh, 4000, 40, eb, 40) == -1 &&
+            pbs_http_status () == 400,
+        "encrypted chunk shorter than its 44-byte header rejected");
+    free (eb);
+    pbs_key_free (k);
+  }
   ok (pbs_ds_backup_fixed_chunk (b, wid, tail.hex, tail.len, tail.blen,
                                  tail.blob, tail.blen) == 0,
       "first short chunk ok");
@@ -1119,11 +1142,19 @@ test_repo (void)
   pbs_repo_close (r);
 }
 
+static void
+remove_top (void)
+{
+  char cmd[400];
+  snprintf (cmd, sizeof cmd, "rm -rf '%s'", top);
+  if (system (cmd) != 0)
+    fprintf (stderr, "test-datastore: could not remove %s\n", top);
+}
+
 int
 main (void)
 {
   const char *tmp = getenv ("TMPDIR");
-  char cmd[400];
 
   /* A datastore is 65536 directories: about 1 s on tmpfs, up to a minute
    * to create and remove on a busy ext4. */
@@ -1134,6 +1165,7 @@ main (void)
     perror ("mkdtemp");
     return 1;
   }
+  atexit (remove_top); /* also after an early exit (1) */
   snprintf (dspath, sizeof dspath, "%s/ds", top);
   mkchunk (&big, CS, 1);
   mkchunk (&tail, 1000, 2);
@@ -1159,8 +1191,5 @@ main (void)
   freechunk (&tail);
   freechunk (&tail2);
   freechunk (&huge);
-  snprintf (cmd, sizeof cmd, "rm -rf '%s'", top);
-  if (system (cmd) != 0)
-    return 1;
   return tap_done ();
 }

@@ -86,10 +86,17 @@ restore_equals "root@pam!tok@127.0.0.1:$PORT:$STORE" vm/100/1700000000 \
   drive-scsi0 "$TMP/full.qcow2" "retried push restores to the image"
 kill $PROXY_PID 2>/dev/null; wait $PROXY_PID 2>/dev/null || true
 
+# New data (nothing known), so that the uploads go through the cut.
+head -c 12582912 /dev/urandom >"$TMP/rand"
+qemu-io -c "write -s $TMP/rand 0 12M" "$TMP/full.qcow2" >/dev/null
+rm "$TMP/rand"
 start_proxy
+from=$(( $(wc -l <"$TMP/server.log") + 1 ))
 expect_fail "--retries 0: the cut connection fails the push" \
   "$TOOL" push --repository "root@pam!tok@127.0.0.1:$PPORT:$STORE" \
   --backup-id 100 --backup-time 1700000100 --retries 0 "$TMP/full.qcow2"
+check "--retries 0: server removed the unfinished snapshot" \
+  wait_line "$TMP/server.log" "removing unfinished backup" "$from"
 check "--retries 0: no snapshot left" \
   test "$(ls "$TMP/ds/vm/100" | grep -c T)" = 1
 done_testing

@@ -86,6 +86,10 @@ expect_fail "PBS_PASSWORD wins over PBS_PASSWORD_FILE" env PBS_PASSWORD=wrong \
 expect_fail "wrong password" env PBS_PASSWORD=wrong "$TOOL" snapshots --repository "$USR"
 grep -q 'login as root@pam failed' "$TMP/ef.err" &&
   pass "wrong password: says the login failed" || fail "wrong password: $(cat "$TMP/ef.err")"
+expect_fail "no password at all (stdin not a terminal)" env -u PBS_PASSWORD \
+  "$TOOL" snapshots --repository "$USR" </dev/null
+check "ticket (PBS_PASSWORD_CMD): snapshots" env -u PBS_PASSWORD \
+  PBS_PASSWORD_CMD="head -n 1 $TMP/pw" "$TOOL" snapshots --repository "$USR"
 export PBS_PASSWORD=$TOKEN_SECRET
 
 # --- token failures and the certificate, as one-line CLI errors

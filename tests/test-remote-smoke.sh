@@ -140,11 +140,19 @@ expect_smoke_fail "older backup-time: server's message, not transient" \
   "backup timestamp is older than last backup.*transient 0" \
   "$SMOKE" backup "$TOK" vm 100 $((T1 + 1)) "$TMP/b.raw"
 
+# --- an asynchronous upload refused: the server's text at a later call
+from=$(($(wc -l <"$TMP/server.log") + 1))
+expect_smoke_fail "chunk under a wrong digest: server's message, not transient" \
+  "detected chunk with wrong digest.*chunk .*http 400, transient 0" \
+  "$SMOKE" --bad-digest 0 backup "$TOK" vm 100 $T3 "$TMP/a.raw"
+wait_line "$TMP/server.log" 'removing unfinished backup' "$from" || true
+
 # --- a connection dropped before finish: the server removes the snapshot
 head -c 30M /dev/urandom >"$TMP/c.raw"
+from=$(($(wc -l <"$TMP/server.log") + 1))
 "$SMOKE" --die-after 3 backup "$TOK" vm 100 $T3 "$TMP/c.raw" >"$TMP/d.out" 2>&1 || true
 # The server logs the removal when it sees the connection end.
-wait_line "$TMP/server.log" 'removing unfinished backup' || true
+wait_line "$TMP/server.log" 'removing unfinished backup' "$from" || true
 if [ -e "$(snapdir 100 $T3)" ]; then
   fail "dropped connection: snapshot directory left behind"
 else

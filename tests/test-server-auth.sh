@@ -115,8 +115,10 @@ raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$(backup
 expect_line 1 "${E400}unable to run benchmark without --benchmark flags$" "$o" "upgrade: host/benchmark needs the flag"
 raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$q&debug=maybe" </dev/null >"$o"
 expect_line 1 "${E400}.*parameter 'debug': Unable to parse boolean option\." "$o" "upgrade: bad boolean"
-raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$q&debug=true&benchmark=false" </dev/null >"$o"
+printf 'GET /previous_backup_time\nSETTINGS\n' |
+  raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$q&debug=true&benchmark=false" >"$o"
 expect_line 1 "^101 upgraded$" "$o" "upgrade with a token (debug=true benchmark=false)"
+expect_line 3 "^initial_window=33554432 max_frame=4194304 connection_window=33554432$" "$o" "server HTTP/2 settings: 32 MiB windows, 4 MiB frames"
 wait_log 'backup session closed'
 # a ticket upgrade (GET: no CSRF token needed)
 raw -A "$TMP/cookie" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$(backup_q vm 200 1700000000)" </dev/null >"$o"
@@ -127,5 +129,10 @@ raw -A "$TMP/auth-root" -u $READER_PROTO "$PORT" GET "/api2/json/reader?$q" </de
 expect_line 1 "^404 " "$o" "reader upgrade: snapshot not found: 404"
 raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/reader?$q" </dev/null >"$o"
 expect_line 1 "${E400}invalid protocol name$" "$o" "reader upgrade: backup protocol name refused"
+
+# --- no secret ever reaches the log ---------------------------------------
+for secret in 0b6a2c1e-4f5d 0b6a2c1e-0000 alicepw 11111111-2222 "$ticket" "${ticket##*::}"; do
+  if grep -qF -- "$secret" "$SRVLOG"; then fail "secret '${secret:0:8}...' in the server log"; else pass "secret '${secret:0:8}...' not in the server log"; fi
+done
 
 done_testing

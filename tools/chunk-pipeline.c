@@ -72,6 +72,7 @@ worker (void *arg)
   struct slot *s;
   size_t i;
 
+  pthread_setname_np (pthread_self (), "qcow2pbs-work");
   pthread_mutex_lock (&p->lock);
   for (;;) {
     s = NULL;

@@ -62,6 +62,7 @@ struct push {
   char err_ctx[256], err_msg[768];
   bool err_printed, transient;
   bool retrying; /* a previous attempt failed transiently */
+  bool zero_stored; /* the zero chunk is known in this attempt */
   struct progress prog;
 };
 
@@ -105,7 +106,8 @@ usage (void)
       "                     PBS_ENCRYPTION_PASSWORD or a prompt)\n"
       CLI_IMAGE_OPTIONS_HELP
       "  --full             read everything, reuse nothing\n"
-      "  --dry-run          report what would be read and stored; write "
+      "  --dry-run          report what would be read and stored (an upper\n"
+      "                     bound: repeats far apart count twice); write "
       "nothing\n"
       "  --retries N        restart a remote session after transient "
       "errors\n"
@@ -209,7 +211,7 @@ load_base_index (struct push *p, struct pbs_reader *rd, struct archive *a)
 {
   struct pbs_manifest_file f;
   uint8_t *data = NULL, csum[32];
-  size_t len, i;
+  size_t len;
   int r;
 
   if (!p->base_m) {
@@ -219,6 +221,13 @@ load_base_index (struct push *p, struct pbs_reader *rd, struct archive *a)
   if (pbs_manifest_find (p->base_m, a->name, &f) == -1) {
     snprintf (a->reason, sizeof a->reason,
               "previous snapshot has no %s", a->name);
+    return 0;
+  }
+  /* A sign-only base with our key has plain chunks: not reusable in an
+   * encrypted index (and the other way round). */
+  if (strcmp (f.crypt_mode, p->key ? "encrypt" : "none") != 0) {
+    snprintf (a->reason, sizeof a->reason,
+              "previous snapshot has crypt-mode %s", f.crypt_mode);
     return 0;
   }
   r = p->b ? pbs_backup_download_previous (p->b, a->name, &data, &len)
@@ -246,8 +255,11 @@ load_base_index (struct push *p, struct pbs_reader *rd, struct archive *a)
     a->base = NULL;
     return 0;
   }
-  for (i = 0; i < a->base->count; i++)
-    digest_set_add (p->known, a->base->digest[i]);
+  if (digest_set_add_base (p->known,
+                           (const uint8_t (*)[PBS_DIGEST_LEN]) a->base->digest,
+                           a->base->count)
+      == -1)
+    return fail (p, a->image, "out of memory");
   return 0;
 }
 
@@ -475,18 +487,19 @@ write_archive (struct push *p, struct archive *a)
     case PLAN_ZERO:
       a->zero_chunks++;
       /* Stored once per session: PBS references only known digests. */
-      if (!is_known (p, p->zero_digest)) {
-        static const uint8_t *zeros;
-        if (!zeros)
-          zeros = calloc (1, PBS_CHUNK_SIZE);
+      if (!p->zero_stored && !is_known (p, p->zero_digest)) {
+        uint8_t *zeros = calloc (1, PBS_CHUNK_SIZE);
+        int rc;
         if (!zeros) {
           fail (p, a->image, "out of memory");
           goto out;
         }
-        if (store (p, w, p->zero_digest, zeros, PBS_CHUNK_SIZE, NULL, 0)
-            == -1)
+        rc = store (p, w, p->zero_digest, zeros, PBS_CHUNK_SIZE, NULL, 0);
+        free (zeros);
+        if (rc == -1)
           goto out;
       }
+      p->zero_stored = true;
       if (append (w, c, p->zero_digest, true) == -1)
         goto out;
       progress_add (&p->prog, PBS_CHUNK_SIZE);
@@ -631,6 +644,7 @@ reset_attempt (struct push *p)
   p->base_why[0] = 0;
   p->err_ctx[0] = p->err_msg[0] = 0;
   p->err_printed = p->transient = false;
+  p->zero_stored = false;
 }
 
 /* For --dry-run: the base the server would pick (§4.2): the group's last

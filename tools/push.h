@@ -54,12 +54,16 @@ char *push_snapshot_name (const char *type, const char *id, int64_t t);
 
 /* ------------------------------------------------ push-known.c */
 
-/* A set of 32-byte digests; thread-safe. */
+/* Digests the pipeline need not encode (a hint, thread-safe): base
+ * indexes plus a ring of recent claims.  4 bytes per base chunk. */
 struct digest_set;
 struct digest_set *digest_set_new (void);
 void digest_set_free (struct digest_set *s);
+/* Add a base index's digests by reference (DIGEST must outlive S). */
+int digest_set_add_base (struct digest_set *s,
+                         const uint8_t (*digest)[PBS_DIGEST_LEN], size_t n);
 bool digest_set_has (struct digest_set *s, const uint8_t d[PBS_DIGEST_LEN]);
-/* Add D; returns true if D was new (the caller "claimed" it). */
+/* Claim D; true if it was neither a base digest nor claimed recently. */
 bool digest_set_add (struct digest_set *s, const uint8_t d[PBS_DIGEST_LEN]);
 
 /* ------------------------------------------------ chunk-pipeline.c */

@@ -25,8 +25,15 @@ read_extent (void *opaque, const struct qcow_extent *e)
   if (++w->n > MAX_EXTENTS)
     return -1;
   /* The head of the extent, and a short piece of its tail: reads that
-   * start inside a cluster and cross cluster boundaries. */
-  qcow_pread (w->c, w->buf, (size_t) len, e->start);
+   * start inside a cluster and cross cluster boundaries.  A one-layer
+   * image's zero and unallocated extents must read as zeros. */
+  if (qcow_pread (w->c, w->buf, (size_t) len, e->start) == 0 &&
+      e->kind != QCOW_KIND_DATA) {
+    uint64_t i;
+    for (i = 0; i < len; i++)
+      if (w->buf[i])
+        abort ();
+  }
   if (e->length > 1000)
     qcow_pread (w->c, w->buf, 1000, e->start + e->length - 999);
   return 0;

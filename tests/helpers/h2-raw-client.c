@@ -20,6 +20,8 @@
  *     METHOD PATH [ct=TYPE|ct=none] [out=FILE] [@BODYFILE | BODY TEXT...]
  *     ECHO TEXT    print TEXT (a marker for the test)
  *     DROP         close the TCP connection at once (no GOAWAY)
+ *     SETTINGS     print the server's HTTP/2 settings and how many bytes
+ *                  the connection window lets us send
  *
  * The default content type is application/x-www-form-urlencoded, as the
  * official client sends it.  End of input sends GOAWAY and closes. */
@@ -369,6 +371,15 @@ h2_mode (void)
       printf ("%s\n", line[4] ? line + 5 : "");
       fflush (stdout);
     }
+    else if (!strcmp (line, "SETTINGS")) {
+      printf ("initial_window=%u max_frame=%u connection_window=%d\n",
+              nghttp2_session_get_remote_settings (
+                s, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE),
+              nghttp2_session_get_remote_settings (
+                s, NGHTTP2_SETTINGS_MAX_FRAME_SIZE),
+              nghttp2_session_get_remote_window_size (s));
+      fflush (stdout);
+    }
     else if (!strcmp (line, "DROP")) {
       close (sock); /* no TLS close_notify, no GOAWAY */
       exit (0);
@@ -462,7 +473,7 @@ main (int argc, char **argv)
   sa.sin_port = htons ((uint16_t) port);
   sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
   if (connect (sock, (struct sockaddr *) &sa, sizeof sa) == -1)
-    die ("connect: %s", strerror (errno));
+    die ("connect to 127.0.0.1:%lu: %s", port, strerror (errno));
   setsockopt (sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   ctx = SSL_CTX_new (TLS_client_method ());
   SSL_CTX_set_verify (ctx, SSL_VERIFY_NONE, NULL); /* test helper */

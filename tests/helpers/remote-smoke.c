@@ -7,7 +7,8 @@
  * OPTS: --ns NS, --ca FILE, --reuse (reuse-csum against the base: append
  * only chunks that differ from the base's index), --die-after N (exit
  * without finish after N uploads), --pause-after N (print "paused" after
- * N uploads and wait for a line on stdin).
+ * N uploads and wait for a line on stdin), --bad-digest N (upload chunk
+ * number N, counting from 0, under a wrong digest).
  *
  * Secret from PBS_PASSWORD, pin from PBS_FINGERPRINT.  The archive is
  * drive-scsi0.img.fidx.  Prints "uploaded=N appended=N" after a backup. */
@@ -32,6 +33,7 @@ static const char *ca_file;
 static bool reuse;
 static long die_after = -1;
 static long pause_after = -1;
+static long bad_digest = -1;
 
 static int
 die (const char *what)
@@ -181,9 +183,11 @@ do_backup (const char *spec, const char *type, const char *id, int64_t time,
         rc = die ("blob encode");
         goto out;
       }
-      if (ops->fixed_chunk (b, wid, idx->digest[i], (uint32_t) len, blob,
-                            blen)
-          == -1) {
+      uint8_t sent[32];
+      memcpy (sent, idx->digest[i], 32);
+      if ((long) uploaded == bad_digest)
+        sent[31] ^= 1; /* the server must refuse it (§3.4) */
+      if (ops->fixed_chunk (b, wid, sent, (uint32_t) len, blob, blen) == -1) {
         free (blob);
         rc = die ("fixed_chunk");
         goto out;
@@ -394,6 +398,8 @@ main (int argc, char **argv)
       ns = argv[i + 1];
     else if (strcmp (argv[i], "--ca") == 0 && i + 1 < argc)
       ca_file = argv[i + 1];
+    else if (strcmp (argv[i], "--bad-digest") == 0 && i + 1 < argc)
+      bad_digest = strtol (argv[i + 1], NULL, 10);
     else if (strcmp (argv[i], "--pause-after") == 0 && i + 1 < argc)
       pause_after = strtol (argv[i + 1], NULL, 10);
     else if (strcmp (argv[i], "--die-after") == 0 && i + 1 < argc)
@@ -417,7 +423,7 @@ main (int argc, char **argv)
   if (argc - i == 2 && strcmp (argv[i], "snapshots") == 0)
     return do_snapshots (argv[i + 1]);
   fprintf (stderr, "usage: remote-smoke [--ns NS] [--ca FILE] [--reuse] "
-                   "[--die-after N] [--pause-after N] backup|restore SPEC TYPE ID TIME FILE\n"
+                   "[--die-after N] [--pause-after N] [--bad-digest N] backup|restore SPEC TYPE ID TIME FILE\n"
                    "       remote-smoke snapshots SPEC\n");
   return 2;
 }

@@ -349,12 +349,13 @@ end (struct srv_env *env)
 {
   struct backup_env *e = (struct backup_env *) env;
 
-  if (!e->finished) {
+  if (!e->finished)
     srv_log ("conn %u: backup ended but finished flag is not set.",
              e->conn_id);
-    srv_log ("conn %u: removing unfinished backup", e->conn_id);
-  }
   pbs_ds_backup_end (e->b);
+  /* Logged once the directory is gone, so that tests can wait for it. */
+  if (!e->finished)
+    srv_log ("conn %u: removing unfinished backup", e->conn_id);
   srv_log ("conn %u: backup session closed", e->conn_id);
   free (e);
 }

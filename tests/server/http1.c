@@ -287,6 +287,13 @@ read_request (struct srv_conn *c, struct srv_request *r,
       return -1;
     }
   }
+  if (clen > c->len) {
+    const char *expect = srv_header (r, "expect");
+    /* libcurl asks before it sends a larger body */
+    if (expect && !strcasecmp (expect, "100-continue")
+        && srv_write_all (c, "HTTP/1.1 100 Continue\r\n\r\n", 25) == -1)
+      return -1;
+  }
   while (c->len < clen)
     if (srv_read_more (c) <= 0)
       return -1;
