@@ -20,7 +20,7 @@ make_cert () {
   FP=$(openssl x509 -in "$1/cert.pem" -noout -fingerprint -sha256 | cut -d= -f2)
 }
 
-# start_server DSDIR: sets PORT and SERVER_PID; killed at exit.
+# start_server DSDIR [PORT]: sets PORT and SERVER_PID; killed at exit.
 _srv_n=0
 start_server () {
   local fifo line fd
@@ -30,7 +30,7 @@ start_server () {
   exec {fd}<>"$fifo"
   "$SERVER" --datastore "$STORE=$1" --tokens "$TMP/tokens" \
     --users "$TMP/users" --cert "$TMP/cert.pem" --key "$TMP/key.pem" \
-    --port 0 >"$fifo" 2>>"$TMP/server.log" &
+    --port "${2:-0}" >"$fifo" 2>>"$TMP/server.log" &
   SERVER_PID=$!
   cleanup_fn "kill $SERVER_PID 2>/dev/null; wait $SERVER_PID 2>/dev/null"
   line=

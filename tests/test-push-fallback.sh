@@ -193,5 +193,21 @@ restore_equals "$ds" "$snap" drive-virtio1 "$d/b.qcow2" "two disks: second (shor
 check "two disks: verify" "$TOOL" verify --repository "$ds" "$snap" "$d/a.qcow2" \
   drive-virtio1="$d/b.qcow2"
 
+# ---- a namespace (created as PBS keeps them: ns/a/ns/b)
+mkdir -p "$ds/ns/a/ns/b"
+d=$TMP/skip
+push nsid "$d/incr0.qcow2" --ns a/b
+check "ns: snapshot under ns/a/ns/b" test -d "$ds/ns/a/ns/b/vm/nsid"
+check "ns: JSON names the namespace" test "$(json_field "$TMP/last.json" 'j["ns"]')" = a/b
+push nsid "$d/incr2.qcow2" --ns a/b
+check "ns: second push incremental" test "$(inc)" = True
+restore_equals "$ds" "$snap" drive-scsi0 "$d/incr2.qcow2" "ns: restore equals chain" --ns a/b
+check "ns: listed in its namespace only" python3 -c '
+import json, subprocess, sys
+tool, ds = sys.argv[1:]
+ls = lambda *a: json.loads(subprocess.check_output([tool, "snapshots", "--repository", ds, "--output-format", "json"] + list(a)))
+assert [e["backup-id"] for e in ls("--ns", "a/b")] == ["nsid", "nsid"]
+assert "nsid" not in [e["backup-id"] for e in ls()]' "$TOOL" "$ds"
+
 check "datastore consistent" ds_consistent "$ds"
 done_testing

@@ -51,7 +51,9 @@ expect_line 1 "^200 " "$o" "ticket cookie auth"
 cat "$TMP/cookie" "$TMP/auth-wrong" >"$TMP/cookie-wrong"
 raw -A "$TMP/cookie-wrong" "$PORT" GET /api2/json/version >"$o"
 expect_line 1 "^200 " "$o" "cookie wins over Authorization"
-printf 'Cookie: PBSAuthCookie=%s\n' "$(echo "$enc" | sed 's/.$/A/')" >"$TMP/cookie-bad"
+# flip the signature's last character (to one it surely is not)
+bad=$(python3 -c 'import sys; t = sys.argv[1]; print(t[:-1] + ("B" if t[-1] == "A" else "A"))' "$enc")
+printf 'Cookie: PBSAuthCookie=%s\n' "$bad" >"$TMP/cookie-bad"
 raw -A "$TMP/cookie-bad" "$PORT" GET /api2/json/version >"$o"
 expect_line 1 "^401 $J authentication failed - " "$o" "forged ticket: 401"
 # renewal: the ticket as password

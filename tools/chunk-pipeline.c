@@ -43,11 +43,49 @@ struct chunk_pipeline {
   bool stop;
 };
 
+/* Decode mode: check and decode the stored blob into the slot buffer. */
+static void
+decode (struct chunk_pipeline *p, struct slot *s)
+{
+  const struct chunk_pipeline_opts *o = &p->o;
+  int kind = pbs_blob_kind (s->job.blob, s->job.blob_len);
+  uint8_t *data = NULL;
+  size_t dlen;
+  char hex[65];
+
+  pbs_digest_hex (s->job.expect, hex);
+  if (kind == -1
+      || (o->encrypted != (kind == PBS_BLOB_ENCRYPTED
+                           || kind == PBS_BLOB_ENCRYPTED_ZSTD)))
+    snprintf (s->err, sizeof s->err, "chunk %s: wrong crypt mode or not a "
+              "blob", hex);
+  else if (pbs_blob_decode (s->job.blob, s->job.blob_len, o->key,
+                            PBS_CHUNK_SIZE, &data, &dlen) == -1)
+    snprintf (s->err, sizeof s->err, "chunk %s: %s", hex, pbs_errmsg ());
+  else {
+    pbs_chunk_digest (o->key, data, dlen, s->digest);
+    if (memcmp (s->digest, s->job.expect, PBS_DIGEST_LEN) != 0)
+      snprintf (s->err, sizeof s->err, "chunk %s: digest mismatch", hex);
+    else if (dlen != s->job.len)
+      snprintf (s->err, sizeof s->err, "chunk %s: %zu bytes, index "
+                "expects %u", hex, dlen, s->job.len);
+    else
+      memcpy (s->buf, data, dlen);
+  }
+  free (data);
+  free (s->job.blob);
+  s->job.blob = NULL;
+}
+
 static void
 process (struct chunk_pipeline *p, struct slot *s)
 {
   const struct chunk_pipeline_opts *o = &p->o;
 
+  if (o->decode) {
+    decode (p, s);
+    return;
+  }
   if (s->job.zero_fill)
     memset (s->buf, 0, s->job.len);
   else if (qcow_pread (o->chain, s->buf, s->job.len, s->job.off) == -1) {
@@ -139,17 +177,25 @@ nomem:
   return NULL;
 }
 
-/* Submit jobs into free slots (consumer thread, lock held). */
-static void
+/* Submit jobs into free slots (consumer thread, lock held; dropped while
+ * the job source runs).  Only the consumer changes submitted/consumed and
+ * only it touches a FREE slot, so that is safe.  Returns -1 if the job
+ * source failed. */
+static int
 fill (struct chunk_pipeline *p)
 {
   struct chunk_job job;
+  bool more, failed = false;
 
   while (!p->no_more && p->submitted - p->consumed < p->nslots) {
     struct slot *s = &p->slot[p->submitted % p->nslots];
-    if (!p->o.next_job (p->o.opaque, &job)) {
+    memset (&job, 0, sizeof job);
+    pthread_mutex_unlock (&p->lock);
+    more = p->o.next_job (p->o.opaque, &job, &failed);
+    pthread_mutex_lock (&p->lock);
+    if (!more) {
       p->no_more = true;
-      break;
+      return failed ? -1 : 0;
     }
     s->job = job;
     s->seq = p->submitted++;
@@ -159,6 +205,7 @@ fill (struct chunk_pipeline *p)
     s->state = SLOT_PENDING;
     pthread_cond_signal (&p->work);
   }
+  return 0;
 }
 
 int
@@ -172,7 +219,10 @@ chunk_pipeline_next (struct chunk_pipeline *p, struct chunk_result *r)
     p->consumed++;
     p->held = false;
   }
-  fill (p);
+  if (fill (p) == -1) {
+    pthread_mutex_unlock (&p->lock);
+    return -1; /* the job source printed why */
+  }
   if (p->consumed == p->submitted) {
     pthread_mutex_unlock (&p->lock);
     return 0;
@@ -210,8 +260,11 @@ chunk_pipeline_free (struct chunk_pipeline *p)
   /* Pending jobs are dropped: nobody will consume them. */
   if (p->slot)
     for (i = 0; i < p->nslots; i++)
-      if (p->slot[i].state == SLOT_PENDING)
+      if (p->slot[i].state == SLOT_PENDING) {
         p->slot[i].state = SLOT_FREE;
+        free (p->slot[i].job.blob);
+        p->slot[i].job.blob = NULL;
+      }
   pthread_cond_broadcast (&p->work);
   pthread_mutex_unlock (&p->lock);
   for (i = 0; i < p->nstarted; i++)

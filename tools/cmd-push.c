@@ -408,11 +408,12 @@ store (struct push *p, struct writer *w, const uint8_t d[PBS_DIGEST_LEN],
 }
 
 static bool
-next_job (void *opaque, struct chunk_job *job)
+next_job (void *opaque, struct chunk_job *job, bool *failed)
 {
   struct writer *w = opaque;
   struct archive *a = w->a;
 
+  (void) failed;
   while (w->next < a->nchunks && a->plan[w->next] != PLAN_READ
          && a->plan[w->next] != PLAN_ZERO_DATA)
     w->next++;

@@ -1,7 +1,9 @@
 /* cmd-restore.c -- qcow2pbs restore: write a snapshot's disk as a sparse raw
  * file, checking everything a PBS client checks (manifest signature, index
  * csum and size against the manifest, every chunk's crypt mode and digest)
- * plus what proxmox-backup-client does not: every chunk's decoded length. */
+ * plus what proxmox-backup-client does not: every chunk's decoded length.
+ * This thread downloads chunks in index order; the chunk pipeline's
+ * workers decode and check them on all cores. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,12 +32,50 @@ usage (void)
           "against its digest; OUT appears only when complete.\n");
 }
 
+/* The job source: every chunk that is not a full zero chunk, fetched here
+ * (the reader session is used by this thread only) and decoded by the
+ * pipeline's workers. */
+struct rjob {
+  struct pbs_reader *rd;
+  const struct pbs_fidx *idx;
+  const uint8_t *zero_digest;
+  const char *snap;
+  uint64_t next;
+};
+
 static bool
-kind_matches (int kind, bool encrypted)
+is_hole (const struct pbs_fidx *idx, uint64_t i, const uint8_t *zero)
 {
-  if (encrypted)
-    return kind == PBS_BLOB_ENCRYPTED || kind == PBS_BLOB_ENCRYPTED_ZSTD;
-  return kind == PBS_BLOB_PLAIN || kind == PBS_BLOB_ZSTD;
+  return (i + 1) * (uint64_t) PBS_CHUNK_SIZE <= idx->size
+         && memcmp (idx->digest[i], zero, PBS_DIGEST_LEN) == 0;
+}
+
+static bool
+next_job (void *opaque, struct chunk_job *job, bool *failed)
+{
+  struct rjob *r = opaque;
+  uint64_t i;
+
+  while (r->next < r->idx->count && is_hole (r->idx, r->next, r->zero_digest))
+    r->next++;
+  if (r->next >= r->idx->count)
+    return false;
+  i = r->next++;
+  job->index = i;
+  job->off = i * (uint64_t) PBS_CHUNK_SIZE;
+  job->len = job->off + PBS_CHUNK_SIZE <= r->idx->size
+                 ? PBS_CHUNK_SIZE
+                 : (uint32_t) (r->idx->size - job->off);
+  memcpy (job->expect, r->idx->digest[i], PBS_DIGEST_LEN);
+  if (pbs_reader_chunk (r->rd, r->idx->digest[i], &job->blob,
+                        &job->blob_len) == -1) {
+    char hex[65];
+    pbs_digest_hex (r->idx->digest[i], hex);
+    cli_error (r->snap, "chunk %s: %s", hex, pbs_errmsg ());
+    *failed = true;
+    return false;
+  }
+  return true;
 }
 
 static int
@@ -47,11 +87,13 @@ restore (struct pbs_reader *rd, const struct pbs_key *key,
   struct pbs_fidx *idx = NULL;
   struct out_file out;
   bool out_open = false, encrypted;
-  const struct pbs_key *dkey;
-  uint8_t zero_digest[PBS_DIGEST_LEN], d[PBS_DIGEST_LEN];
-  uint8_t *blob = NULL, *data = NULL;
-  size_t blen, dlen, i;
+  uint8_t zero_digest[PBS_DIGEST_LEN];
+  struct chunk_pipeline *pl = NULL;
+  struct chunk_pipeline_opts po = { 0 };
+  struct chunk_result res;
+  struct rjob rj = { 0 };
   struct progress prog;
+  uint64_t i;
   int ret = 1;
 
   m = push_read_manifest (rd, key, true, snap);
@@ -70,77 +112,59 @@ restore (struct pbs_reader *rd, const struct pbs_key *key,
   if (!idx)
     goto out;
   /* Encrypted chunks are digested with the id_key, plain ones without. */
-  dkey = encrypted ? key : NULL;
-  pbs_zero_chunk_digest (dkey, zero_digest);
+  po.key = encrypted ? key : NULL;
+  pbs_zero_chunk_digest (po.key, zero_digest);
   if (out_file_open (&out, outpath) == -1)
     goto out; /* out_file_open printed why */
   out_open = true;
+  rj.rd = rd;
+  rj.idx = idx;
+  rj.zero_digest = zero_digest;
+  rj.snap = snap;
+  po.decode = true;
+  po.encrypted = encrypted;
+  po.context = snap;
+  po.next_job = next_job;
+  po.opaque = &rj;
+  pl = chunk_pipeline_start (&po);
+  if (!pl)
+    goto out;
   progress_init (&prog, "restore", idx->size);
 
   for (i = 0; i < idx->count; i++) {
-    uint64_t off = (uint64_t) i * PBS_CHUNK_SIZE;
+    uint64_t off = i * (uint64_t) PBS_CHUNK_SIZE;
     size_t len = off + PBS_CHUNK_SIZE <= idx->size
                      ? PBS_CHUNK_SIZE
                      : (size_t) (idx->size - off);
-    int kind;
 
     /* A full zero chunk becomes a hole without fetching it. */
-    if (len == PBS_CHUNK_SIZE
-        && memcmp (idx->digest[i], zero_digest, PBS_DIGEST_LEN) == 0) {
+    if (is_hole (idx, i, zero_digest)) {
       if (out_file_zeros (&out, len) == -1)
         goto out;
-      progress_add (&prog, len);
-      continue;
     }
-    /* Consecutive equal digests (common for repeated data) decode once. */
-    if (!data || i == 0
-        || memcmp (idx->digest[i], idx->digest[i - 1], PBS_DIGEST_LEN) != 0
-        || dlen != len) {
-      char hex[65];
-      free (data);
-      data = NULL;
-      pbs_digest_hex (idx->digest[i], hex);
-      if (pbs_reader_chunk (rd, idx->digest[i], &blob, &blen) == -1) {
-        cli_error (snap, "chunk %s: %s", hex, pbs_errmsg ());
+    else {
+      int rc = chunk_pipeline_next (pl, &res);
+      if (rc != 1 || res.job.index != i) {
+        if (rc != -1)
+          cli_error (snap, "internal error: chunk order");
         goto out;
       }
-      kind = pbs_blob_kind (blob, blen);
-      if (kind == -1 || !kind_matches (kind, encrypted)) {
-        cli_error (snap, "chunk %s: wrong crypt mode or not a blob", hex);
+      if (out_file_write (&out, res.data, len) == -1)
         goto out;
-      }
-      if (pbs_blob_decode (blob, blen, dkey, PBS_CHUNK_SIZE, &data, &dlen)
-          == -1) {
-        cli_error (snap, "chunk %s: %s", hex, pbs_errmsg ());
-        goto out;
-      }
-      free (blob);
-      blob = NULL;
-      pbs_chunk_digest (dkey, data, dlen, d);
-      if (memcmp (d, idx->digest[i], PBS_DIGEST_LEN) != 0) {
-        cli_error (snap, "chunk %s: digest mismatch", hex);
-        goto out;
-      }
-      if (dlen != len) {
-        cli_error (snap, "chunk %s: %zu bytes, index expects %zu", hex,
-                   dlen, len);
-        goto out;
-      }
     }
-    if (out_file_write (&out, data, len) == -1)
-      goto out;
     progress_add (&prog, len);
   }
+  chunk_pipeline_free (pl);
+  pl = NULL;
   if (out_file_commit (&out) == -1)
     goto out;
   out_open = false;
   progress_end (&prog);
   ret = 0;
 out:
+  chunk_pipeline_free (pl);
   if (out_open)
     out_file_abort (&out);
-  free (blob);
-  free (data);
   pbs_fidx_free (idx);
   pbs_manifest_free (m);
   return ret;

@@ -39,10 +39,11 @@ struct vjob {
 };
 
 static bool
-next_job (void *opaque, struct chunk_job *job)
+next_job (void *opaque, struct chunk_job *job, bool *failed)
 {
   struct vjob *v = opaque;
 
+  (void) failed;
   /* Full chunks without data are zero chunks: digest known, not read. */
   while (v->next < v->n && !v->data[v->next]
          && (v->next + 1) * (uint64_t) PBS_CHUNK_SIZE <= v->size)

@@ -76,6 +76,11 @@ struct chunk_job {
   uint64_t off;
   uint32_t len;
   bool zero_fill;   /* do not read: the chunk is LEN zero bytes */
+  /* Decode mode (restore): the stored blob (malloc'd, the pipeline frees
+   * it) and the digest its data must have. */
+  uint8_t *blob;
+  size_t blob_len;
+  uint8_t expect[PBS_DIGEST_LEN];
 };
 
 struct chunk_result {
@@ -92,11 +97,16 @@ struct chunk_pipeline_opts {
   bool encode;               /* produce blobs for unclaimed digests */
   bool keep_data;            /* keep raw bytes for the consumer */
   struct digest_set *known;  /* claimed digests (with ENCODE) */
+  /* Decode mode: jobs carry blobs instead of disk offsets; each is
+   * checked (crypt mode ENCRYPTED, digest, length LEN) and decoded. */
+  bool decode, encrypted;
   unsigned threads;          /* 0 = number of online CPUs */
   const char *context;       /* for error messages: the image */
-  /* The job source: fills *JOB with the next job, returns false at end.
-   * Called on the consumer's thread. */
-  bool (*next_job) (void *opaque, struct chunk_job *job);
+  /* The job source: fills *JOB with the next job, returns false at end
+   * (or on error, setting *FAILED after printing the message).  Called on
+   * the consumer's thread, without the pipeline's lock, so it may block
+   * (e.g. download a chunk). */
+  bool (*next_job) (void *opaque, struct chunk_job *job, bool *failed);
   void *opaque;
 };
 

@@ -1,13 +1,22 @@
 /* h2.c -- the HTTP/2 server session after the upgrade (pbs-protocol.md
  * §1.4): nghttp2 in memory mode over the blocking TLS connection.
  *
- * Requests are answered one at a time, in the order their last frame
- * arrives; many may be open at once (each chunk upload is a stream).
- * Settings as PBS sets them: initial stream window 32 MiB, connection
- * window 32 MiB, max frame size 4 MiB. */
+ * The connection thread does the I/O; a worker thread runs the handlers,
+ * one request at a time in the order their last frame arrived (the
+ * pbs_ds session is single-threaded), so the next chunk upload is read
+ * and decrypted while the previous one is checked and stored.  Many
+ * streams may be open at once (each chunk upload is one).  Settings as
+ * PBS sets them: initial stream window 32 MiB, connection window 32 MiB,
+ * max frame size 4 MiB. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <nghttp2/nghttp2.h>
 
@@ -17,7 +26,11 @@
 #define MAX_FRAME (4 * 1024 * 1024)
 
 struct h2_stream {
-  struct h2_stream *prev, *next; /* open streams, freed at the end */
+  struct h2_stream *prev, *next; /* every stream we own */
+  struct h2_stream *qnext;       /* in the work or done queue */
+  int32_t id;
+  bool busy;   /* handed to the worker, not answered yet */
+  bool closed; /* nghttp2 closed it while busy: free when done */
   char *method;
   char *target; /* :path */
   char *content_type;
@@ -34,6 +47,14 @@ struct h2_ctx {
   nghttp2_session *s;
   bool failed;
   struct h2_stream *streams;
+  /* the worker */
+  pthread_t worker;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  struct h2_stream *work, **work_tail, *done, **done_tail;
+  bool quit;
+  int efd;     /* eventfd: "a job is done" for the I/O thread */
+  size_t busy; /* jobs handed out and not collected (I/O thread only) */
 };
 
 static void
@@ -102,17 +123,14 @@ respond (struct h2_ctx *h, int32_t id, struct h2_stream *st)
   return nghttp2_submit_response (h->s, id, nv, nnv, &prd);
 }
 
+/* Worker side: answer one request into ST->rep. */
 static void
-process (struct h2_ctx *h, int32_t id, struct h2_stream *st)
+run (struct h2_ctx *h, struct h2_stream *st)
 {
   struct srv_h2_request req = { 0 };
+  struct timespec t0 = { 0, 0 }, t1 = { 0, 0 };
   char *q, *path;
 
-  if (st->method == NULL || st->target == NULL) {
-    nghttp2_submit_rst_stream (h->s, NGHTTP2_FLAG_NONE, id,
-                               NGHTTP2_PROTOCOL_ERROR);
-    return;
-  }
   q = strchr (st->target, '?');
   path = srv_percent_decode (st->target, q ? (size_t) (q - st->target)
                                            : strlen (st->target), false);
@@ -129,17 +147,100 @@ process (struct h2_ctx *h, int32_t id, struct h2_stream *st)
     st->rep.status = 414;
     st->rep.content_type = SRV_CT_JSON;
   }
-  else
+  else {
+    clock_gettime (CLOCK_MONOTONIC, &t0);
     h->env->handle (h->env, &req, &st->rep);
-  srv_log ("conn %u: h2 %s %s -> %d", h->c->id, st->method, req.path,
-           st->rep.status);
+    clock_gettime (CLOCK_MONOTONIC, &t1);
+  }
+  srv_log ("conn %u: h2 %s %s -> %d (%.1f ms)", h->c->id, st->method,
+           req.path, st->rep.status,
+           (double) (t1.tv_sec - t0.tv_sec) * 1e3
+             + (double) (t1.tv_nsec - t0.tv_nsec) / 1e6);
   free (path);
   /* The request body is not needed any more. */
   free (st->body);
   st->body = NULL;
   st->len = st->cap = 0;
-  if (respond (h, id, st) != 0)
+}
+
+static void *
+worker (void *arg)
+{
+  struct h2_ctx *h = arg;
+  struct h2_stream *st;
+  uint64_t one = 1;
+
+  pthread_mutex_lock (&h->lock);
+  for (;;) {
+    while (h->work == NULL && !h->quit)
+      pthread_cond_wait (&h->cond, &h->lock);
+    /* After a disconnect, queued requests are dropped unanswered (as
+     * PBS drops their futures): a queued finish must not run then. */
+    if (h->quit)
+      break;
+    st = h->work;
+    h->work = st->qnext;
+    if (h->work == NULL)
+      h->work_tail = &h->work;
+    pthread_mutex_unlock (&h->lock);
+    run (h, st);
+    pthread_mutex_lock (&h->lock);
+    st->qnext = NULL;
+    *h->done_tail = st;
+    h->done_tail = &st->qnext;
+    if (write (h->efd, &one, sizeof one) != sizeof one)
+      srv_log ("conn %u: eventfd write failed", h->c->id);
+  }
+  pthread_mutex_unlock (&h->lock);
+  return NULL;
+}
+
+/* I/O side: hand a complete request to the worker. */
+static void
+process (struct h2_ctx *h, struct h2_stream *st)
+{
+  if (st->method == NULL || st->target == NULL) {
+    nghttp2_submit_rst_stream (h->s, NGHTTP2_FLAG_NONE, st->id,
+                               NGHTTP2_PROTOCOL_ERROR);
+    return;
+  }
+  st->busy = true;
+  h->busy++;
+  pthread_mutex_lock (&h->lock);
+  st->qnext = NULL;
+  *h->work_tail = st;
+  h->work_tail = &st->qnext;
+  pthread_cond_signal (&h->cond);
+  pthread_mutex_unlock (&h->lock);
+}
+
+static void unlink_stream (struct h2_ctx *h, struct h2_stream *st);
+
+/* I/O side: submit the answers the worker has finished. */
+static void
+collect (struct h2_ctx *h)
+{
+  struct h2_stream *st, *next;
+  uint64_t v;
+
+  if (read (h->efd, &v, sizeof v) == -1 && errno != EAGAIN)
     h->failed = true;
+  pthread_mutex_lock (&h->lock);
+  st = h->done;
+  h->done = NULL;
+  h->done_tail = &h->done;
+  pthread_mutex_unlock (&h->lock);
+  for (; st; st = next) {
+    next = st->qnext;
+    st->busy = false;
+    h->busy--;
+    if (st->closed) {
+      unlink_stream (h, st);
+      stream_free (st);
+    }
+    else if (respond (h, st->id, st) != 0)
+      h->failed = true;
+  }
 }
 
 static void
@@ -165,6 +266,7 @@ on_begin_headers (nghttp2_session *s, const nghttp2_frame *f, void *user)
   st = calloc (1, sizeof *st);
   if (st == NULL)
     return NGHTTP2_ERR_CALLBACK_FAILURE;
+  st->id = f->hd.stream_id;
   st->next = h->streams;
   if (h->streams)
     h->streams->prev = st;
@@ -222,6 +324,18 @@ on_data (nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
                                     path ? path : "");
     st->limit_known = true;
     free (path);
+    /* An upload announces its length: one allocation instead of a
+     * chain of reallocs (and copies) per 4 MiB chunk. */
+    if (q && st->limit > SRV_MAX_PARAM_BODY) {
+      const char *e = strstr (q, "encoded-size=");
+      if (e && (e[-1] == '?' || e[-1] == '&')) {
+        unsigned long long n = strtoull (e + 13, NULL, 10);
+        if (n > 0 && n < st->limit) {
+          st->body = malloc ((size_t) n + 1);
+          st->cap = st->body ? (size_t) n + 1 : 0;
+        }
+      }
+    }
   }
   take = len;
   if (st->len + take > st->limit) {
@@ -258,8 +372,8 @@ on_frame (nghttp2_session *s, const nghttp2_frame *f, void *user)
       || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
     return 0;
   st = nghttp2_session_get_stream_user_data (s, f->hd.stream_id);
-  if (st)
-    process (h, f->hd.stream_id, st);
+  if (st && !st->busy)
+    process (h, st);
   return 0;
 }
 
@@ -271,25 +385,74 @@ on_close (nghttp2_session *s, int32_t id, uint32_t code, void *user)
 
   (void) code;
   if (st) {
-    unlink_stream (h, st);
-    stream_free (st);
     nghttp2_session_set_stream_user_data (s, id, NULL);
+    if (st->busy)
+      st->closed = true; /* the worker has it; collect() frees it */
+    else {
+      unlink_stream (h, st);
+      stream_free (st);
+    }
   }
   return 0;
+}
+
+static int
+flush (struct h2_ctx *h)
+{
+  const uint8_t *data;
+  ssize_t n;
+
+  while ((n = nghttp2_session_mem_send (h->s, &data)) > 0)
+    if (srv_write_all (h->c, data, (size_t) n) == -1)
+      return -1;
+  return n < 0 ? -1 : 0;
+}
+
+/* Wait until the client sent something (if we want to read) or the
+ * worker finished a job.  Returns true when there is input to read. */
+static bool
+wait_input (struct h2_ctx *h, bool want_read)
+{
+  struct pollfd p[2] = { { h->efd, POLLIN, 0 }, { h->c->fd, POLLIN, 0 } };
+
+  /* TLS may hold decrypted bytes that poll() cannot see. */
+  if (want_read && SSL_pending (h->c->ssl) > 0)
+    return true;
+  while (poll (p, want_read ? 2 : 1, -1) == -1)
+    if (errno != EINTR) {
+      h->failed = true;
+      return false;
+    }
+  if (p[0].revents & POLLIN)
+    collect (h);
+  return want_read && (p[1].revents & (POLLIN | POLLHUP | POLLERR));
 }
 
 void
 srv_h2_run (struct srv_conn *c, struct srv_env *env)
 {
   nghttp2_session_callbacks *cb;
-  struct h2_ctx h = { c, env, NULL, false, NULL };
+  struct h2_ctx h;
   nghttp2_settings_entry iv[] = {
     { NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, WINDOW },
     { NGHTTP2_SETTINGS_MAX_FRAME_SIZE, MAX_FRAME },
   };
+  struct h2_stream *st;
 
-  if (nghttp2_session_callbacks_new (&cb) != 0)
+  memset (&h, 0, sizeof h);
+  h.c = c;
+  h.env = env;
+  h.work_tail = &h.work;
+  h.done_tail = &h.done;
+  pthread_mutex_init (&h.lock, NULL);
+  pthread_cond_init (&h.cond, NULL);
+  h.efd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (h.efd == -1)
     return;
+  if (nghttp2_session_callbacks_new (&cb) != 0) {
+    close (h.efd);
+    return;
+  }
   nghttp2_session_callbacks_set_on_begin_headers_callback (cb,
                                                            on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback (cb, on_header);
@@ -298,9 +461,15 @@ srv_h2_run (struct srv_conn *c, struct srv_env *env)
   nghttp2_session_callbacks_set_on_stream_close_callback (cb, on_close);
   if (nghttp2_session_server_new (&h.s, cb, &h) != 0) {
     nghttp2_session_callbacks_del (cb);
+    close (h.efd);
     return;
   }
   nghttp2_session_callbacks_del (cb);
+  if (pthread_create (&h.worker, NULL, worker, &h) != 0) {
+    nghttp2_session_del (h.s);
+    close (h.efd);
+    return;
+  }
   nghttp2_submit_settings (h.s, NGHTTP2_FLAG_NONE, iv,
                            sizeof iv / sizeof iv[0]);
   nghttp2_session_set_local_window_size (h.s, NGHTTP2_FLAG_NONE, 0, WINDOW);
@@ -308,45 +477,48 @@ srv_h2_run (struct srv_conn *c, struct srv_env *env)
   /* Bytes that arrived behind the upgrade request. */
   if (c->len) {
     if (nghttp2_session_mem_recv (h.s, c->buf, c->len) < 0)
-      goto out;
+      h.failed = true;
     c->len = 0;
   }
-  while (!h.failed && (nghttp2_session_want_read (h.s)
-                       || nghttp2_session_want_write (h.s))) {
-    const uint8_t *data;
+  while (!h.failed) {
+    bool want_read;
     ssize_t n;
 
-    for (;;) {
-      n = nghttp2_session_mem_send (h.s, &data);
-      if (n < 0)
-        goto out;
-      if (n == 0)
-        break;
-      if (srv_write_all (c, data, (size_t) n) == -1)
-        goto out;
-    }
-    if (!nghttp2_session_want_read (h.s))
+    if (flush (&h) == -1)
       break;
+    want_read = nghttp2_session_want_read (h.s);
+    if (!want_read && h.busy == 0)
+      break; /* GOAWAY exchanged and every answer sent */
+    if (!wait_input (&h, want_read))
+      continue;
     n = srv_read_more (c);
     if (n <= 0)
-      break;
+      break; /* the client is gone */
     n = nghttp2_session_mem_recv (h.s, c->buf, c->len);
     c->len = 0;
     if (n < 0) {
       srv_log ("conn %u: HTTP/2 error: %s", c->id,
                nghttp2_strerror ((int) n));
-      /* flush the GOAWAY nghttp2 queued */
-      while ((n = nghttp2_session_mem_send (h.s, &data)) > 0)
-        if (srv_write_all (c, data, (size_t) n) == -1)
-          break;
+      flush (&h); /* the GOAWAY nghttp2 queued */
       break;
     }
   }
-out:
+  /* Stop the worker: the running request completes, queued ones are
+   * dropped. */
+  pthread_mutex_lock (&h.lock);
+  h.quit = true;
+  pthread_cond_signal (&h.cond);
+  pthread_mutex_unlock (&h.lock);
+  pthread_join (h.worker, NULL);
+  for (st = h.streams; st; st = st->next)
+    nghttp2_session_set_stream_user_data (h.s, st->id, NULL);
   nghttp2_session_del (h.s);
   while (h.streams) {
-    struct h2_stream *st = h.streams;
+    st = h.streams;
     h.streams = st->next;
     stream_free (st);
   }
+  close (h.efd);
+  pthread_mutex_destroy (&h.lock);
+  pthread_cond_destroy (&h.cond);
 }

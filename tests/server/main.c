@@ -24,7 +24,7 @@ struct srv_config srv_config;
 
 static SSL_CTX *ssl_ctx;
 static int listen_fd = -1;
-static volatile int stopping;
+static _Atomic int stopping; /* set by the signal thread */
 
 /* Connection threads, so that SIGTERM can end them (their threads then
  * end their sessions, which removes unfinished snapshots) and join them:
