@@ -47,7 +47,9 @@ done
 
 step "restore the newest snapshot and compare with qemu-img convert"
 snap=$("$q" snapshots --repository ./datastore --output-format json |
-       python3 -c 'import json,sys; s=json.load(sys.stdin)[-1]; print(s["snapshot"])')
+       python3 -c 'import json,sys,time; s=json.load(sys.stdin)[-1]
+print("%s/%s/%s" % (s["backup-type"], s["backup-id"],
+      time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s["backup-time"]))))')
 "$q" restore --repository ./datastore "$snap" drive-scsi0 restored.raw
 qemu-img convert -O raw incr1.qcow2 expected.raw
 cmp restored.raw expected.raw && echo "restored disk == qemu-img convert of incr1.qcow2"

@@ -57,6 +57,32 @@ maybe_register_stats (void)
     atexit (print_stats);
 }
 
+/* A peer that closed the socket must give EPIPE, not kill the process:
+ * SIGPIPE is blocked around every call that may write to the socket, and
+ * one raised by it is swallowed before the old mask returns. */
+static void
+pipe_block (sigset_t *old)
+{
+  sigset_t set;
+  sigemptyset (&set);
+  sigaddset (&set, SIGPIPE);
+  pthread_sigmask (SIG_BLOCK, &set, old);
+}
+
+static void
+pipe_unblock (const sigset_t *old)
+{
+  sigset_t set;
+  struct timespec zero = { 0, 0 };
+
+  sigemptyset (&set);
+  sigaddset (&set, SIGPIPE);
+  if (!sigismember (old, SIGPIPE))
+    while (sigtimedwait (&set, NULL, &zero) == SIGPIPE)
+      ;
+  pthread_sigmask (SIG_SETMASK, old, NULL);
+}
+
 /* The first OpenSSL error as text, then clears the queue. */
 static const char *
 ssl_error_text (char *buf, size_t len)
@@ -189,10 +215,15 @@ handshake (struct pbs_tls *t, const struct pbs_remote *r)
   char buf[256];
 
   for (;;) {
-    int rc = SSL_connect (t->ssl), e, left;
+    sigset_t old;
+    int rc, e, left;
+
+    pipe_block (&old);
+    rc = SSL_connect (t->ssl);
+    e = SSL_get_error (t->ssl, rc);
+    pipe_unblock (&old);
     if (rc == 1)
       return 0;
-    e = SSL_get_error (t->ssl, rc);
     if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
       pbs__set_error (ECONNRESET, "%s: TLS handshake failed: %s",
                       r->spec.host, ssl_error_text (buf, sizeof buf));
@@ -349,29 +380,29 @@ ssize_t
 pbs__tls_read (struct pbs_tls *t, void *buf, size_t len)
 {
   int n = len > INT32_MAX ? INT32_MAX : (int) len;
+  sigset_t old;
+  ssize_t ret;
   int rc;
 
+  /* SSL_read may write too (alerts, TLS 1.3 key updates). */
+  pipe_block (&old);
   ERR_clear_error ();
   errno = 0;
   rc = SSL_read (t->ssl, buf, n);
-  if (rc > 0)
-    return rc;
-  return io_result (t, rc, "read");
+  ret = rc > 0 ? rc : io_result (t, rc, "read");
+  pipe_unblock (&old);
+  return ret;
 }
 
 ssize_t
 pbs__tls_write (struct pbs_tls *t, const void *buf, size_t len)
 {
   int n = len > INT32_MAX ? INT32_MAX : (int) len;
-  sigset_t pipe_set, old;
+  sigset_t old;
   ssize_t ret;
   int rc;
 
-  /* A server that closed the socket must give EPIPE, not kill the
-   * process: block SIGPIPE for this write and swallow one raised by it. */
-  sigemptyset (&pipe_set);
-  sigaddset (&pipe_set, SIGPIPE);
-  pthread_sigmask (SIG_BLOCK, &pipe_set, &old);
+  pipe_block (&old);
   ERR_clear_error ();
   errno = 0;
   rc = SSL_write (t->ssl, buf, n);
@@ -385,12 +416,8 @@ pbs__tls_write (struct pbs_tls *t, const void *buf, size_t len)
       pbs__set_error (ECONNRESET, "connection closed by the server");
       ret = -1;
     }
-    if (ret == -1 && !sigismember (&old, SIGPIPE)) {
-      struct timespec zero = { 0, 0 };
-      sigtimedwait (&pipe_set, NULL, &zero);
-    }
   }
-  pthread_sigmask (SIG_SETMASK, &old, NULL);
+  pipe_unblock (&old);
   return ret;
 }
 

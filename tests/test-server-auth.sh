@@ -79,6 +79,12 @@ expect_line 1 "${E400}no such datastore 'nostore'" "$o" "snapshots: unknown stor
 raw -A "$TMP/auth-root" "$PORT" GET '/api2/json/admin/datastore/store1/snapshots' >"$o"
 expect_line 1 '^200 .* \{"data":\[\]\}$' "$o" "snapshots: empty store"
 
+raw -A "$TMP/auth-root" -H "X-Big: $(head -c 17000 /dev/zero | tr '\0' a)" "$PORT" GET /api2/json/version >"$o"
+expect_line 1 "^431 " "$o" "header block over 16 KiB: 431"
+raw "$PORT" POST /api2/json/access/ticket -H 'Content-Type: application/x-www-form-urlencoded' \
+  -D <(printf 'username=alice%%40pbs&password=%s' "$(head -c 70000 /dev/zero | tr '\0' a)") >"$o"
+expect_line 1 "${E400}Request body too large$" "$o" "HTTP/1.1 form body over 64 KiB: 400"
+
 # --- upgrade checks, in PBS's order --------------------------------------
 q=$(backup_q vm 100 1700000000)
 raw -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$q" </dev/null >"$o"
@@ -131,6 +137,22 @@ raw -A "$TMP/auth-root" -u $READER_PROTO "$PORT" GET "/api2/json/reader?$q" </de
 expect_line 1 "^404 " "$o" "reader upgrade: snapshot not found: 404"
 raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/reader?$q" </dev/null >"$o"
 expect_line 1 "${E400}invalid protocol name$" "$o" "reader upgrade: backup protocol name refused"
+
+# --- --auth-delay: a second server on the same (existing) datastore --------
+"$SERVER" --cert "$TMP/cert.pem" --key "$TMP/key.pem" --datastore store1="$DS" \
+  --tokens "$TMP/tokens" --auth-delay 1.5 >"$TMP/server2.out" 2>"$TMP/server2.log" &
+srv2=$!
+cleanup_fn "kill $srv2 2>/dev/null; wait $srv2 2>/dev/null"
+PORT2=$(wait_for "$TMP/server2.out" '^READY ' | cut -d' ' -f2)
+t0=$(date +%s%N)
+raw -A "$TMP/auth-wrong" "$PORT2" GET /api2/json/version >"$o"
+t1=$(date +%s%N)
+expect_line 1 "^401 " "$o" "auth-delay server: wrong token still 401"
+check "auth-delay: the 401 came after >= 1.5 s ($(( (t1 - t0) / 1000000 )) ms)" \
+  test $(( (t1 - t0) / 1000000 )) -ge 1500
+kill -TERM "$srv2"
+rc=0; wait "$srv2" || rc=$?
+check "second server: SIGTERM exit 0" test "$rc" = 0
 
 # --- no secret ever reaches the log ---------------------------------------
 for secret in 0b6a2c1e-4f5d 0b6a2c1e-0000 alicepw 11111111-2222 "$ticket" "${ticket##*::}"; do

@@ -228,6 +228,25 @@ import json, sys
 d = json.loads(sys.argv[1])["data"]
 assert [x["backup-id"] for x in d] == ["300"], d' "$(cut -d' ' -f3- "$TMP/o")"
 
+# --- a namespace (made by hand: the server has no namespace API) ---------
+mkdir -p "$DS/ns/dev"
+pbsdata manifest vm 100 $T1 "$TMP/mns.blob" >"$TMP/mns.len"
+session "$R" $BACKUP_PROTO "/api2/json/backup?$(backup_q vm 100 $T1 '&ns=dev')" <<EOF
+GET /previous_backup_time => ^200 $CT \{"data":null\}$ :: namespace: its own groups, no base
+POST /blob?file-name=index.json.blob&encoded-size=$(cut -d' ' -f1 "$TMP/mns.len") @$TMP/mns.blob => ^200  :: namespace: manifest
+POST /finish => ^200  :: namespace: finish
+EOF
+check "namespace snapshot stored under ns/dev" \
+  test -f "$DS/ns/dev/vm/100/$(basename "$S1")/index.json.blob"
+raw -A "$R" "$PORT" GET '/api2/json/admin/datastore/store1/snapshots?ns=dev' >"$TMP/o"
+check "namespace listing: one finished snapshot with its manifest size" python3 -c '
+import json, os, sys
+d = json.loads(sys.argv[1])["data"]
+assert len(d) == 1 and d[0]["backup-time"] == int(sys.argv[2]), d
+f = {x["filename"]: x for x in d[0]["files"]}
+assert f["index.json.blob"]["size"] == os.path.getsize(sys.argv[3]), f' \
+  "$(cut -d' ' -f3- "$TMP/o")" $T1 "$DS/ns/dev/vm/100/$(basename "$S1")/index.json.blob"
+
 # --- reader protocol (§3.10) ----------------------------------------------
 RQ="/api2/json/reader?$(backup_q vm 100 $T1)"
 session "$R" $READER_PROTO "$RQ" <<EOF

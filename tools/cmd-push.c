@@ -743,7 +743,6 @@ attempt (struct push *p)
       goto out;
     total += p->a[i].size;
   }
-  /* The zero chunk counts as known if the base index has it. */
   progress_init (&p->prog, "push", total);
   for (i = 0; i < p->na; i++)
     if (write_archive (p, &p->a[i]) == -1)

@@ -10,7 +10,8 @@
 #    without the disk's write speed; the datastore (65536 directories) is
 #    created before timing;
 #  * full push of an empty 8 GiB disk (zero regions must cost nothing);
-#  * peak RSS of each push against 64 MiB + 40 bytes per chunk.
+#  * peak RSS of each push against 64 MiB + 40 bytes per chunk, also for
+#    a 1 TiB disk (262144 chunks).
 # Prints "bench NAME key=value ..." lines.  Fixtures in $TMP, removed.
 . "$(dirname "$0")/../functions.sh"
 requires qemu-img
@@ -104,3 +105,16 @@ qemu-img create -q -f qcow2 "$d/empty.qcow2" 8G
 read -r t_zero rss_zero rc < <(measure "$TOOL" push --repository "$d/ds" \
   --backup-id z8 --backup-time 1000 "$d/empty.qcow2")
 echo "bench push-zero-8g push_s=$t_zero peak_kib=$rss_zero"
+
+# Memory per chunk: a 1 TiB disk (262144 chunks), full push and then an
+# incremental one (the base index of 8 MiB is held and looked up).
+qemu-img create -q -f qcow2 "$d/t1.qcow2" 1T
+qemu-io -c 'write -P 1 0 1M' "$d/t1.qcow2" >/dev/null
+qemu-img create -q -f qcow2 -b t1.qcow2 -F qcow2 "$d/t1i.qcow2"
+qemu-io -c 'write -P 2 500G 1M' "$d/t1i.qcow2" >/dev/null
+read -r t_t1 rss_t1 rc < <(measure "$TOOL" push --repository "$d/ds" \
+  --backup-id t1 --backup-time 1000 "$d/t1.qcow2")
+read -r t_t1i rss_t1i rc < <(measure "$TOOL" push --repository "$d/ds" \
+  --backup-id t1 --backup-time 2000 "$d/t1i.qcow2")
+echo "bench push-1t-rss full_kib=$rss_t1 incremental_kib=$rss_t1i" \
+     "budget_kib=$(budget_kib 262144) incremental_s=$t_t1i"

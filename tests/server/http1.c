@@ -193,6 +193,21 @@ read_request (struct srv_conn *c, struct srv_request *r,
     if (end)
       break;
     if (c->len > SRV_MAX_HEADER) {
+      /* Drop the rest of the header block (up to 1 MiB) before the
+       * answer, so that closing with unread data cannot reset it. */
+      size_t seen = 0;
+      while (seen < 1024 * 1024) {
+        uint8_t *e = c->len >= 4 ? memmem (c->buf, c->len, "\r\n\r\n", 4)
+                                 : NULL;
+        if (e) {
+          srv_consume (c, (size_t) (e - c->buf) + 4);
+          break;
+        }
+        seen += c->len - 3;
+        srv_consume (c, c->len - 3); /* keep a possible partial marker */
+        if (srv_read_more (c) <= 0)
+          break;
+      }
       srv_reply_error (rep, 431, "request header too large");
       return -1;
     }
@@ -283,6 +298,16 @@ read_request (struct srv_conn *c, struct srv_request *r,
       return -1;
     }
     if (clen >= SRV_MAX_PARAM_BODY) {
+      /* Read and drop a moderate body first, so that closing the socket
+       * with unread data (a TCP reset) cannot destroy our answer. */
+      size_t left = clen;
+      while (left > 0 && clen <= 16 * 1024 * 1024) {
+        size_t n = c->len < left ? c->len : left;
+        srv_consume (c, n);
+        left -= n;
+        if (left > 0 && srv_read_more (c) <= 0)
+          break;
+      }
       srv_reply_error (rep, 400, "Request body too large");
       return -1;
     }
