@@ -109,6 +109,11 @@ expect_fail "wrong pin: refused" env PBS_FINGERPRINT="$fp_wrong" \
 grep -q "$fp_lower" "$TMP/ef.err" && pass "wrong pin: error prints the real fingerprint" ||
   fail "wrong pin: $(cat "$TMP/ef.err")"
 [ ! -e "$TMP/never.raw" ] && pass "wrong pin: no output file" || fail "wrong pin: output written"
+# --fingerprint on the command line pins like PBS_FINGERPRINT, and wins over it.
+check "--fingerprint pins the certificate" \
+  env -u PBS_FINGERPRINT "$TOOL" snapshots --fingerprint "$FP" >/dev/null
+expect_fail "--fingerprint wrong: refused" \
+  "$TOOL" snapshots --fingerprint "$fp_wrong"
 if grep -rq -- "$TOKEN_SECRET\|$USER_PASSWORD" "$TMP"/*.err "$TMP/server.log" 2>/dev/null; then
   fail "a secret appears in an error message or the server log"
 else

@@ -55,6 +55,7 @@ enum {
   CLI_OPT_CHAIN = 0x100,
   CLI_OPT_ALLOW_ABSOLUTE_DATA_FILE,
   CLI_OPT_PROBE_BACKING_FORMAT,
+  CLI_OPT_FINGERPRINT,
   CLI_OPT_FIRST_FREE = 0x180 /* commands number their own options from here */
 };
 #define CLI_IMAGE_OPTIONS                                                     \
@@ -69,6 +70,14 @@ enum {
   "  --allow-absolute-data-file  follow an absolute external data-file name\n" \
   "  --probe-backing-format    probe a backing file without a format name\n"
 int cli_image_option (int opt, const char *arg, struct qcow_open_opts *opts);
+
+/* --fingerprint, taken by every command that opens a repository. */
+#define CLI_REPO_OPTIONS                                                      \
+  { "fingerprint", required_argument, NULL, CLI_OPT_FINGERPRINT }
+#define CLI_REPO_OPTIONS_HELP                                                 \
+  "  --fingerprint FP          accept a server certificate that the system\n" \
+  "                            CAs reject only if its SHA-256 fingerprint\n"  \
+  "                            is FP (aa:bb:...; default $PBS_FINGERPRINT)\n"
 
 /* An output file that appears under its final name only when complete:
  * written to ".NAME.XXXXXX" in the same directory, renamed by

@@ -42,7 +42,7 @@ struct archive {
 };
 
 struct push {
-  const char *repo_spec, *ns, *type, *id;
+  const char *repo_spec, *fingerprint, *ns, *type, *id;
   int64_t time;
   struct pbs_key *key;
   char *key_fp;
@@ -68,6 +68,7 @@ struct push {
 
 static const struct option longopts[] = {
   { "repository", required_argument, NULL, 'r' },
+  CLI_REPO_OPTIONS,
   { "backup-id", required_argument, NULL, 'i' },
   { "backup-type", required_argument, NULL, 't' },
   { "ns", required_argument, NULL, 'n' },
@@ -105,6 +106,7 @@ usage (void)
       "  --keyfile FILE     encrypt with this key (password from\n"
       "                     PBS_ENCRYPTION_PASSWORD or a prompt)\n"
       CLI_IMAGE_OPTIONS_HELP
+      CLI_REPO_OPTIONS_HELP
       "  --full             read everything, reuse nothing\n"
       "  --dry-run          report what would be read and stored (an upper\n"
       "                     bound: repeats far apart count twice); write "
@@ -682,7 +684,7 @@ attempt (struct push *p)
   char why[512];
   int ret = -1;
 
-  p->repo = cli_open_repo (p->repo_spec, NULL);
+  p->repo = cli_open_repo (p->repo_spec, p->fingerprint);
   if (!p->repo)
     return failed_printed (p);
   p->known = digest_set_new ();
@@ -884,6 +886,7 @@ cmd_push (int argc, char **argv)
   while ((opt = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
     switch (opt) {
     case 'r': p.repo_spec = optarg; break;
+    case CLI_OPT_FINGERPRINT: p.fingerprint = optarg; break;
     case 'i': p.id = optarg; break;
     case 't': p.type = optarg; break;
     case 'n': p.ns = optarg; break;

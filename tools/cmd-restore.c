@@ -14,6 +14,7 @@
 
 static const struct option longopts[] = {
   { "repository", required_argument, NULL, 'r' },
+  CLI_REPO_OPTIONS,
   { "ns", required_argument, NULL, 'n' },
   { "keyfile", required_argument, NULL, 'k' },
   { "help", no_argument, NULL, 'h' },
@@ -29,7 +30,8 @@ usage (void)
           "Write ARCHIVE (e.g. drive-scsi0, with or without .img.fidx) of\n"
           "SNAPSHOT (TYPE/ID/TIME, TIME in RFC 3339 or epoch seconds) as a\n"
           "sparse raw file OUT ('-' = stdout).  Every chunk is checked\n"
-          "against its digest; OUT appears only when complete.\n");
+          "against its digest; OUT appears only when complete.\n\n"
+          CLI_REPO_OPTIONS_HELP);
 }
 
 /* The job source: every chunk that is not a full zero chunk, fetched here
@@ -173,6 +175,7 @@ out:
 int
 cmd_restore (int argc, char **argv)
 {
+  const char *fingerprint = NULL;
   const char *repo_spec = NULL, *ns = "", *keyfile = NULL;
   char *type = NULL, *id = NULL, *archive = NULL;
   int64_t t;
@@ -185,6 +188,7 @@ cmd_restore (int argc, char **argv)
   while ((opt = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
     switch (opt) {
     case 'r': repo_spec = optarg; break;
+    case CLI_OPT_FINGERPRINT: fingerprint = optarg; break;
     case 'n': ns = optarg; break;
     case 'k': keyfile = optarg; break;
     case 'h': usage (); return 0;
@@ -206,7 +210,7 @@ cmd_restore (int argc, char **argv)
     if (!key)
       goto out;
   }
-  repo = cli_open_repo (repo_spec, NULL);
+  repo = cli_open_repo (repo_spec, fingerprint);
   if (!repo)
     goto out;
   rd = pbs_reader_start (repo, ns, type, id, t);

@@ -13,6 +13,7 @@
 
 static const struct option longopts[] = {
   { "repository", required_argument, NULL, 'r' },
+  CLI_REPO_OPTIONS,
   { "ns", required_argument, NULL, 'n' },
   { "output-format", required_argument, NULL, 'o' },
   { "help", no_argument, NULL, 'h' },
@@ -24,7 +25,8 @@ usage (void)
 {
   printf ("Usage: qcow2pbs snapshots [--repository REPO] [--ns NS] "
           "[--output-format text|json]\n\n"
-          "List the snapshots of namespace NS (default: the root).\n");
+          "List the snapshots of namespace NS (default: the root).\n\n"
+          CLI_REPO_OPTIONS_HELP);
 }
 
 static void
@@ -105,6 +107,7 @@ print_text (const struct pbs_snapshot *s, size_t n)
 int
 cmd_snapshots (int argc, char **argv)
 {
+  const char *fingerprint = NULL;
   const char *repo_spec = NULL, *ns = "";
   bool json = false;
   struct pbs_repo *repo;
@@ -116,6 +119,7 @@ cmd_snapshots (int argc, char **argv)
   while ((opt = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
     switch (opt) {
     case 'r': repo_spec = optarg; break;
+    case CLI_OPT_FINGERPRINT: fingerprint = optarg; break;
     case 'n': ns = optarg; break;
     case 'o':
       if (cli_parse_output_format (optarg, &json) == -1)
@@ -131,7 +135,7 @@ cmd_snapshots (int argc, char **argv)
                             argv[optind]);
   if (!pbs_valid_ns (ns))
     return cli_usage_error ("snapshots", "invalid namespace '%s'", ns);
-  repo = cli_open_repo (repo_spec, NULL);
+  repo = cli_open_repo (repo_spec, fingerprint);
   if (!repo)
     return 1;
   if (pbs_repo_snapshots (repo, ns, NULL, NULL, &s, &n) == -1) {

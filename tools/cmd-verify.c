@@ -12,6 +12,7 @@
 
 static const struct option longopts[] = {
   { "repository", required_argument, NULL, 'r' },
+  CLI_REPO_OPTIONS,
   { "ns", required_argument, NULL, 'n' },
   { "keyfile", required_argument, NULL, 'k' },
   CLI_IMAGE_OPTIONS,
@@ -25,7 +26,7 @@ usage (void)
   printf ("Usage: qcow2pbs verify [--repository REPO] [--ns NS] "
           "[--keyfile FILE]\n"
           "         [--chain L0,L1,...] SNAPSHOT [NAME=]IMAGE ...\n\n"
-          CLI_IMAGE_OPTIONS_HELP "\n"
+          CLI_IMAGE_OPTIONS_HELP CLI_REPO_OPTIONS_HELP "\n"
           "Compare each archive NAME.img.fidx (default drive-scsi0, "
           "drive-scsi1, ...)\n"
           "of SNAPSHOT with the merged disk of IMAGE's chain.  Prints "
@@ -189,6 +190,7 @@ out:
 int
 cmd_verify (int argc, char **argv)
 {
+  const char *fingerprint = NULL;
   const char *repo_spec = NULL, *ns = "", *keyfile = NULL, *chain;
   char *type = NULL, *id = NULL;
   int64_t t;
@@ -203,6 +205,7 @@ cmd_verify (int argc, char **argv)
   while ((opt = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
     switch (opt) {
     case 'r': repo_spec = optarg; break;
+    case CLI_OPT_FINGERPRINT: fingerprint = optarg; break;
     case 'n': ns = optarg; break;
     case 'k': keyfile = optarg; break;
     case CLI_OPT_CHAIN:
@@ -234,7 +237,7 @@ cmd_verify (int argc, char **argv)
     if (!key)
       goto out;
   }
-  repo = cli_open_repo (repo_spec, NULL);
+  repo = cli_open_repo (repo_spec, fingerprint);
   if (!repo)
     goto out;
   rd = pbs_reader_start (repo, ns, type, id, t);
