@@ -97,6 +97,24 @@ check_group (const char *ns, const char *type, const char *id)
   return true;
 }
 
+/* The arguments every session start takes: a snapshot of one group. */
+static bool
+check_snapshot_args (const char *fn, struct pbs_repo *r, const char *ns,
+                     const char *type, const char *id, int64_t time)
+{
+  if (!r || !type || !id) {
+    pbs__set_error (EINVAL, "%s: NULL argument", fn);
+    return false;
+  }
+  if (!check_group (ns, type, id))
+    return false;
+  if (time < 1) {
+    pbs__set_error (EINVAL, "invalid backup time %lld", (long long) time);
+    return false;
+  }
+  return true;
+}
+
 int
 pbs_repo_snapshots (struct pbs_repo *r, const char *ns, const char *type,
                     const char *id, struct pbs_snapshot **out, size_t *n)
@@ -141,16 +159,8 @@ pbs_backup_start (struct pbs_repo *r, const char *ns, const char *type,
 {
   struct pbs_backup *b;
 
-  if (!r || !type || !id) {
-    einval ("pbs_backup_start: NULL argument");
+  if (!check_snapshot_args ("pbs_backup_start", r, ns, type, id, time))
     return NULL;
-  }
-  if (!check_group (ns, type, id))
-    return NULL;
-  if (time < 1) {
-    pbs__set_error (EINVAL, "invalid backup time %lld", (long long)time);
-    return NULL;
-  }
   b = calloc (1, sizeof *b);
   if (b)
     b->known = pbs__digest_set_new ();
@@ -368,16 +378,8 @@ pbs_reader_start (struct pbs_repo *r, const char *ns, const char *type,
 {
   struct pbs_reader *rd;
 
-  if (!r || !type || !id) {
-    einval ("pbs_reader_start: NULL argument");
+  if (!check_snapshot_args ("pbs_reader_start", r, ns, type, id, time))
     return NULL;
-  }
-  if (!check_group (ns, type, id))
-    return NULL;
-  if (time < 1) {
-    pbs__set_error (EINVAL, "invalid backup time %lld", (long long)time);
-    return NULL;
-  }
   rd = calloc (1, sizeof *rd);
   if (!rd) {
     pbs__set_error (ENOMEM, "out of memory");

@@ -177,11 +177,8 @@ cmd_restore (int argc, char **argv)
 {
   const char *fingerprint = NULL;
   const char *repo_spec = NULL, *ns = "", *keyfile = NULL;
-  char *type = NULL, *id = NULL, *archive = NULL;
-  int64_t t;
-  struct pbs_repo *repo = NULL;
-  struct pbs_reader *rd = NULL;
-  struct pbs_key *key = NULL;
+  char *archive = NULL;
+  struct snapshot_source src = { 0 };
   int opt, ret = 1;
 
   optind = 1;
@@ -203,28 +200,12 @@ cmd_restore (int argc, char **argv)
   if (!archive)
     return cli_usage_error ("restore", "invalid archive name '%s'",
                             argv[optind + 1]);
-  if (push_parse_snapshot (argv[optind], &type, &id, &t) == -1)
+  if (snapshot_source_open (&src, argv[optind], repo_spec, fingerprint, ns,
+                            keyfile) == -1)
     goto out;
-  if (keyfile) {
-    key = push_load_key (keyfile);
-    if (!key)
-      goto out;
-  }
-  repo = cli_open_repo (repo_spec, fingerprint);
-  if (!repo)
-    goto out;
-  rd = pbs_reader_start (repo, ns, type, id, t);
-  if (!rd) {
-    cli_error (argv[optind], "%s", pbs_errmsg ());
-    goto out;
-  }
-  ret = restore (rd, key, argv[optind], archive, argv[optind + 2]);
+  ret = restore (src.rd, src.key, argv[optind], archive, argv[optind + 2]);
 out:
-  pbs_reader_free (rd);
-  pbs_repo_close (repo);
-  pbs_key_free (key);
-  free (type);
-  free (id);
+  snapshot_source_close (&src);
   free (archive);
   return ret;
 }

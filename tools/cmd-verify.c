@@ -192,12 +192,8 @@ cmd_verify (int argc, char **argv)
 {
   const char *fingerprint = NULL;
   const char *repo_spec = NULL, *ns = "", *keyfile = NULL, *chain;
-  char *type = NULL, *id = NULL;
-  int64_t t;
   struct qcow_open_opts oo = { 0 };
-  struct pbs_repo *repo = NULL;
-  struct pbs_reader *rd = NULL;
-  struct pbs_key *key = NULL;
+  struct snapshot_source src = { 0 };
   struct pbs_manifest *m = NULL;
   int opt, ret = 1, i, n, differ = 0;
 
@@ -230,22 +226,10 @@ cmd_verify (int argc, char **argv)
     return cli_usage_error ("verify", "--chain works with one image only");
   if (!pbs_valid_ns (ns))
     return cli_usage_error ("verify", "invalid namespace '%s'", ns);
-  if (push_parse_snapshot (argv[optind], &type, &id, &t) == -1)
+  if (snapshot_source_open (&src, argv[optind], repo_spec, fingerprint, ns,
+                            keyfile) == -1)
     goto out;
-  if (keyfile) {
-    key = push_load_key (keyfile);
-    if (!key)
-      goto out;
-  }
-  repo = cli_open_repo (repo_spec, fingerprint);
-  if (!repo)
-    goto out;
-  rd = pbs_reader_start (repo, ns, type, id, t);
-  if (!rd) {
-    cli_error (argv[optind], "%s", pbs_errmsg ());
-    goto out;
-  }
-  m = push_read_manifest (rd, key, true, argv[optind]);
+  m = push_read_manifest (src.rd, src.key, true, argv[optind]);
   if (!m)
     goto out;
   for (i = 0; i < (n ? n : 1); i++) {
@@ -258,7 +242,7 @@ cmd_verify (int argc, char **argv)
       goto out;
     if (!n)
       name = push_archive_name ("drive-scsi0");
-    r = name ? verify_one (rd, m, key, argv[optind], name, image, &oo) : -1;
+    r = name ? verify_one (src.rd, m, src.key, argv[optind], name, image, &oo) : -1;
     free (name);
     if (r == -1)
       goto out;
@@ -271,11 +255,7 @@ cmd_verify (int argc, char **argv)
   ret = differ ? 1 : 0;
 out:
   pbs_manifest_free (m);
-  pbs_reader_free (rd);
-  pbs_repo_close (repo);
-  pbs_key_free (key);
+  snapshot_source_close (&src);
   cli_free_chain (&oo);
-  free (type);
-  free (id);
   return ret;
 }

@@ -27,6 +27,20 @@ char *push_key_fingerprint (const struct pbs_key *key);
  * malloc'd).  Returns 0 or -1 (message printed). */
 int push_parse_snapshot (const char *spec, char **type, char **id,
                          int64_t *time);
+
+/* What restore and verify read a snapshot through. */
+struct snapshot_source {
+  struct pbs_key *key;   /* NULL without --keyfile */
+  struct pbs_repo *repo;
+  struct pbs_reader *rd;
+};
+/* Load KEYFILE (if not NULL), open the repository and a reader session of
+ * SNAPSHOT ("vm/ID/TIME") in NS.  Returns 0, or -1 with the error printed.
+ * Either way the caller ends with snapshot_source_close. */
+int snapshot_source_open (struct snapshot_source *src, const char *snapshot,
+                          const char *repo_spec, const char *fingerprint,
+                          const char *ns, const char *keyfile);
+void snapshot_source_close (struct snapshot_source *src);
 /* "drive-scsi0" / "drive-scsi0.img" / "drive-scsi0.img.fidx" ->
  * "drive-scsi0.img.fidx" (malloc'd), or NULL if not a safe name. */
 char *push_archive_name (const char *arg);

@@ -231,3 +231,44 @@ push_snapshot_name (const char *type, const char *id, int64_t t)
     return NULL;
   return s;
 }
+
+int
+snapshot_source_open (struct snapshot_source *src, const char *snapshot,
+                      const char *repo_spec, const char *fingerprint,
+                      const char *ns, const char *keyfile)
+{
+  char *type = NULL, *id = NULL;
+  int64_t t;
+  int ret = -1;
+
+  memset (src, 0, sizeof *src);
+  if (push_parse_snapshot (snapshot, &type, &id, &t) == -1)
+    return -1;
+  if (keyfile) {
+    src->key = push_load_key (keyfile);
+    if (!src->key)
+      goto out;
+  }
+  src->repo = cli_open_repo (repo_spec, fingerprint);
+  if (!src->repo)
+    goto out;
+  src->rd = pbs_reader_start (src->repo, ns, type, id, t);
+  if (!src->rd) {
+    cli_error (snapshot, "%s", pbs_errmsg ());
+    goto out;
+  }
+  ret = 0;
+out:
+  free (type);
+  free (id);
+  return ret;
+}
+
+void
+snapshot_source_close (struct snapshot_source *src)
+{
+  pbs_reader_free (src->rd);
+  pbs_repo_close (src->repo);
+  pbs_key_free (src->key);
+  memset (src, 0, sizeof *src);
+}
