@@ -37,7 +37,38 @@ struct pbs_tls {
   int fd;
   SSL_CTX *ctx;
   SSL *ssl;
+  BIO *wbio; /* buffering BIO over the socket (owned by ssl) */
 };
+
+/* Records are at most 16 KiB; written one by one they cost a write()
+ * each, and on loopback each write() also runs the receiver's TCP path.
+ * Buffering them sends a 256 KiB run per syscall. */
+#define TLS_WBUF (256 * 1024)
+
+/* Push buffered records to the socket as far as it takes them. */
+static void
+flush_wbio (struct pbs_tls *t)
+{
+  if (t->wbio && BIO_wpending (t->wbio) > 0)
+    (void) BIO_flush (t->wbio);
+}
+
+static void pipe_block (sigset_t *old);
+static void pipe_unblock (const sigset_t *old);
+
+/* flush_wbio where SIGPIPE is not blocked yet. */
+static void
+flush_wbio_safe (struct pbs_tls *t)
+{
+  sigset_t old;
+
+  if (!t->wbio || BIO_wpending (t->wbio) == 0)
+    return;
+  pipe_block (&old);
+  (void) BIO_flush (t->wbio);
+  ERR_clear_error ();
+  pipe_unblock (&old);
+}
 
 static atomic_ullong bytes_sent;
 static atomic_int stats_registered;
@@ -295,10 +326,13 @@ pbs__tls_connect (const struct pbs_remote *r)
                     ssl_error_text (buf, sizeof buf));
     goto err;
   }
-  /* Our h2 layer keeps its output buffer still across retries anyway;
-   * partial writes let one SSL_write take a large buffer. */
-  SSL_CTX_set_mode (t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE
-                                | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  /* No SSL_MODE_ENABLE_PARTIAL_WRITE: with it every SSL_write returns
+   * after one 16 KiB record, and each call pays the SIGPIPE masking (three
+   * syscalls) besides the write itself -- measured as most of the
+   * client's syscalls on an upload.  Without it one SSL_write sends the
+   * whole buffer; after WANT_WRITE our callers retry with the same
+   * buffer and length, as OpenSSL then requires. */
+  SSL_CTX_set_mode (t->ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   t->ssl = SSL_new (t->ctx);
   if (!t->ssl)
     goto ssl_err;
@@ -314,6 +348,17 @@ pbs__tls_connect (const struct pbs_remote *r)
     goto err;
   if (SSL_set_fd (t->ssl, t->fd) != 1)
     goto ssl_err;
+  {
+    BIO *sock = SSL_get_wbio (t->ssl), *wb = BIO_new (BIO_f_buffer ());
+    if (!wb || BIO_set_write_buffer_size (wb, TLS_WBUF) != 1
+        || !BIO_up_ref (sock)) {
+      BIO_free (wb);
+      goto ssl_err;
+    }
+    BIO_push (wb, sock);
+    SSL_set0_wbio (t->ssl, wb);
+    t->wbio = wb;
+  }
   if (handshake (t, r) == -1 || check_certificate (t, r) == -1)
     goto err;
   return t;
@@ -386,10 +431,12 @@ pbs__tls_read (struct pbs_tls *t, void *buf, size_t len)
 
   /* SSL_read may write too (alerts, TLS 1.3 key updates). */
   pipe_block (&old);
+  flush_wbio (t);
   ERR_clear_error ();
   errno = 0;
   rc = SSL_read (t->ssl, buf, n);
   ret = rc > 0 ? rc : io_result (t, rc, "read");
+  flush_wbio (t);
   pipe_unblock (&old);
   return ret;
 }
@@ -409,6 +456,10 @@ pbs__tls_write (struct pbs_tls *t, const void *buf, size_t len)
   if (rc > 0) {
     atomic_fetch_add (&bytes_sent, (unsigned long long) rc);
     ret = rc;
+    /* What the socket does not take now stays buffered; pbs__tls_wait
+     * then also waits for POLLOUT and flushes it. */
+    ERR_clear_error ();
+    flush_wbio (t);
   }
   else {
     ret = io_result (t, rc, "write");
@@ -431,6 +482,11 @@ pbs__tls_wait (struct pbs_tls *t, bool want_read, bool want_write,
   /* Data already decrypted inside OpenSSL does not show on the fd. */
   if (want_read && SSL_pending (t->ssl) > 0)
     return 0;
+  /* Records still in the write buffer must reach the peer, or it may
+   * never answer what we wait for. */
+  flush_wbio_safe (t);
+  if (t->wbio && BIO_wpending (t->wbio) > 0)
+    want_write = true;
   pfd.fd = t->fd;
   pfd.events = (short) ((want_read ? POLLIN : 0) | (want_write ? POLLOUT : 0));
   do
@@ -445,6 +501,7 @@ pbs__tls_wait (struct pbs_tls *t, bool want_read, bool want_write,
     pbs__set_error (EIO, "poll: %s", strerror (errno));
     return -1;
   }
+  flush_wbio_safe (t);
   return 0;
 }
 

@@ -415,9 +415,18 @@ wait_input (struct h2_ctx *h, bool want_read)
 {
   struct pollfd p[2] = { { h->efd, POLLIN, 0 }, { h->c->fd, POLLIN, 0 } };
 
-  /* TLS may hold decrypted bytes that poll() cannot see. */
-  if (want_read && SSL_pending (h->c->ssl) > 0)
+  /* TLS may hold bytes (decrypted or read ahead) that poll() cannot
+   * see.  Answers the worker finished are still collected here, or they
+   * would wait until the read-ahead buffer runs dry. */
+  if (want_read && SSL_has_pending (h->c->ssl)) {
+    bool done;
+    pthread_mutex_lock (&h->lock);
+    done = h->done != NULL;
+    pthread_mutex_unlock (&h->lock);
+    if (done)
+      collect (h);
     return true;
+  }
   while (poll (p, want_read ? 2 : 1, -1) == -1)
     if (errno != EINTR) {
       h->failed = true;
