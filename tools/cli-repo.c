@@ -43,14 +43,7 @@ cli_open_repo (const char *spec, const char *fingerprint)
     explicit_bzero (secret, strlen (secret));
     free (secret);
   }
-  if (!r) {
-    /* Local-store messages already start with the path; don't say it
-     * twice. */
-    const char *msg = pbs_errmsg ();
-    size_t n = strlen (spec);
-    if (strncmp (msg, spec, n) == 0 && (msg[n] == ':' || msg[n] == ' '))
-      msg += n + 1 + (msg[n] == ':' && msg[n + 1] == ' ');
-    cli_error (spec, "%s", msg);
-  }
+  if (!r)
+    cli_pbs_error (spec);
   return r;
 }

@@ -25,6 +25,10 @@ int cmd_snapshots (int argc, char **argv);
  * `return cli_error (path, "...")` ends a command with exit status 1. */
 __attribute__ ((format (printf, 2, 3))) int cli_error (const char *context,
                                                        const char *fmt, ...);
+/* cli_error (CONTEXT, pbs_errmsg ()), without repeating CONTEXT when the
+ * library's message already starts with it (local-store messages name
+ * their path).  Returns 1. */
+int cli_pbs_error (const char *context);
 /* "qcow2pbs CMD: message" + "Try 'qcow2pbs CMD --help'." Returns 2. */
 __attribute__ ((format (printf, 2, 3))) int cli_usage_error (const char *cmd,
                                                              const char *fmt,

@@ -139,7 +139,7 @@ cmd_snapshots (int argc, char **argv)
   if (!repo)
     return 1;
   if (pbs_repo_snapshots (repo, ns, NULL, NULL, &s, &n) == -1) {
-    cli_error (repo_spec ? repo_spec : "repository", "%s", pbs_errmsg ());
+    cli_pbs_error (repo_spec ? repo_spec : "repository");
     pbs_repo_close (repo);
     return 1;
   }

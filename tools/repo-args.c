@@ -26,7 +26,7 @@ push_load_key (const char *path)
    * when the key is protected by one. */
   info = pbs_key_show (path);
   if (!info) {
-    cli_error (path, "%s", pbs_errmsg ());
+    cli_pbs_error (path);
     return NULL;
   }
   j = json_loads (info, 0, NULL);
@@ -49,7 +49,7 @@ push_load_key (const char *path)
     free (password);
   }
   if (!k)
-    cli_error (path, "%s", pbs_errmsg ());
+    cli_pbs_error (path);
   return k;
 }
 
@@ -254,7 +254,7 @@ snapshot_source_open (struct snapshot_source *src, const char *snapshot,
     goto out;
   src->rd = pbs_reader_start (src->repo, ns, type, id, t);
   if (!src->rd) {
-    cli_error (snapshot, "%s", pbs_errmsg ());
+    cli_pbs_error (snapshot);
     goto out;
   }
   ret = 0;
