@@ -126,7 +126,8 @@ l_fixed_index (struct pbs_backend_backup *bb, const char *name, uint64_t size,
 
 static int
 l_fixed_chunk (struct pbs_backend_backup *bb, int wid, const uint8_t digest[32],
-               uint32_t size, const uint8_t *blob, size_t blob_len)
+               uint32_t size, const uint8_t *blob, size_t blob_len,
+               uint8_t *take)
 {
   char hex[65];
   int r;
@@ -134,6 +135,7 @@ l_fixed_chunk (struct pbs_backend_backup *bb, int wid, const uint8_t digest[32],
   pbs_digest_hex (digest, hex);
   r = pbs_ds_backup_fixed_chunk (DSB (bb), wid, hex, size, blob_len, blob,
                                  blob_len);
+  free (take); /* written synchronously: nothing keeps it */
   if (r == -1)
     drop_status ();
   return r;

@@ -36,9 +36,11 @@ struct pbs_backend_ops {
                             uint8_t **data, size_t *len);
   int (*fixed_index) (struct pbs_backend_backup *b, const char *name,
                       uint64_t size, const char *reuse_csum);
+  /* TAKE is NULL (BLOB is copied if kept) or BLOB itself, malloc'd:
+   * the backend then frees it, on success and on error. */
   int (*fixed_chunk) (struct pbs_backend_backup *b, int wid,
                       const uint8_t digest[32], uint32_t size,
-                      const uint8_t *blob, size_t blob_len);
+                      const uint8_t *blob, size_t blob_len, uint8_t *take);
   int (*fixed_append) (struct pbs_backend_backup *b, int wid, size_t n,
                        const uint8_t (*digests)[32], const uint64_t *offsets);
   int (*fixed_close) (struct pbs_backend_backup *b, int wid,

@@ -274,6 +274,12 @@ extern int pbs_backup_fixed_chunk (struct pbs_backup *b, int wid,
                                    const uint8_t digest[PBS_DIGEST_LEN],
                                    uint32_t size, const uint8_t *blob,
                                    size_t blob_len);
+/* The same, but BLOB (malloc'd) is taken over and freed by the library,
+ * on success and on error: a remote session sends it without a copy. */
+extern int pbs_backup_fixed_chunk_take (struct pbs_backup *b, int wid,
+                                        const uint8_t digest[PBS_DIGEST_LEN],
+                                        uint32_t size, uint8_t *blob,
+                                        size_t blob_len);
 /* Place N known digests at chunk start OFFSETS (§3.5).  May be batched;
  * a remote backend sends it only after the chunks' uploads succeeded. */
 extern int pbs_backup_fixed_append (struct pbs_backup *b, int wid, size_t n,

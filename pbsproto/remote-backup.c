@@ -152,6 +152,7 @@ send_put (struct pbs_backend_backup *b, int wid, const struct append *a,
   json_t *obj, *dl, *ol;
   char *body = NULL;
   struct upload *u;
+  int rc;
 
   obj = json_object ();
   dl = json_array ();
@@ -180,9 +181,10 @@ send_put (struct pbs_backend_backup *b, int wid, const struct append *a,
   u->is_put = true;
   u->rq.on_done = upload_done;
   u->rq.body_max = SMALL_ANSWER;
-  if (pbs__h2_submit (b->h, &u->rq, "PUT", "fixed_index", "application/json",
-                      body, strlen (body), true)
-      == -1) {
+  rc = pbs__h2_submit (b->h, &u->rq, "PUT", "fixed_index", "application/json",
+                       body, strlen (body), PBS_H2_BODY_TAKE);
+  body = NULL; /* taken, even on error */
+  if (rc == -1) {
     free (u);
     goto err;
   }
@@ -191,7 +193,6 @@ send_put (struct pbs_backend_backup *b, int wid, const struct append *a,
     u->next->prev = u;
   b->inflight = u;
   b->nputs++;
-  free (body);
   json_decref (obj);
   json_decref (dl);
   json_decref (ol);
@@ -431,25 +432,30 @@ pbs__remote_fixed_index (struct pbs_backend_backup *b, const char *name,
 int
 pbs__remote_fixed_chunk (struct pbs_backend_backup *b, int wid,
                          const uint8_t digest[32], uint32_t size,
-                         const uint8_t *blob, size_t blob_len)
+                         const uint8_t *blob, size_t blob_len, uint8_t *take)
 {
   char hex[65], path[256];
   struct upload *u;
 
-  if (check_failed (b) == -1)
+  if (check_failed (b) == -1) {
+    free (take);
     return -1;
+  }
   /* Bounded memory: wait while the window is full. */
   while (b->nuploads > 0
          && (b->nuploads >= UPLOAD_STREAMS
              || b->upload_bytes + blob_len > UPLOAD_WINDOW))
-    if (pump (b, true) == -1)
+    if (pump (b, true) == -1) {
+      free (take);
       return -1;
+    }
   hex32 (digest, hex);
   snprintf (path, sizeof path,
             "fixed_chunk?wid=%d&digest=%s&size=%u&encoded-size=%zu", wid, hex,
             size, blob_len);
   u = calloc (1, sizeof *u);
   if (!u) {
+    free (take);
     pbs__set_error (ENOMEM, "out of memory");
     return -1;
   }
@@ -459,7 +465,8 @@ pbs__remote_fixed_chunk (struct pbs_backend_backup *b, int wid,
   u->rq.on_done = upload_done;
   u->rq.body_max = SMALL_ANSWER;
   if (pbs__h2_submit (b->h, &u->rq, "POST", path, "application/octet-stream",
-                      blob, blob_len, true)
+                      blob, blob_len,
+                      take ? PBS_H2_BODY_TAKE : PBS_H2_BODY_COPY)
       == -1) {
     free (u);
     record_failure (b);

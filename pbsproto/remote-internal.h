@@ -135,7 +135,9 @@ struct pbs_h2_req {
   uint8_t *body;         /* answer, malloc'd, NUL-terminated */
   size_t body_len, body_cap, body_max;
   const uint8_t *send;   /* request body (not owned unless send_owned) */
-  size_t send_len, send_off;
+  size_t send_len;
+  size_t send_off;       /* bytes given to DATA frames */
+  size_t send_sent;      /* bytes of those written to TLS */
   uint8_t *send_owned;
   bool done;
   bool reset;            /* stream reset or connection lost */
@@ -151,12 +153,17 @@ struct pbs_h2 *pbs__h2_open (struct pbs_remote *r, const char *path_query,
                              const char *protocol);
 /* Close the connection; requests still open get no callback. */
 void pbs__h2_close (struct pbs_h2 *h);
-/* Start a request.  PATH_QUERY without leading '/'.  BODY is copied only
- * if COPY.  0 or -1. */
+/* What pbs__h2_submit does with a request body. */
+enum pbs_h2_body {
+  PBS_H2_BODY_BORROW, /* caller keeps it alive until RQ is done */
+  PBS_H2_BODY_COPY,   /* copied */
+  PBS_H2_BODY_TAKE,   /* malloc'd; freed by the h2 layer, even on error */
+};
+/* Start a request.  PATH_QUERY without leading '/'.  0 or -1. */
 int pbs__h2_submit (struct pbs_h2 *h, struct pbs_h2_req *rq,
                     const char *method, const char *path_query,
                     const char *content_type, const void *body, size_t len,
-                    bool copy);
+                    enum pbs_h2_body mode);
 /* Move bytes once (send what can be sent, read what is there; if nothing
  * moved and BLOCK, wait up to the request timeout).  0, or -1 if the
  * connection is broken (ECONNRESET / ETIMEDOUT, transient). */
@@ -189,7 +196,8 @@ int pbs__remote_fixed_index (struct pbs_backend_backup *b, const char *name,
                              uint64_t size, const char *reuse_csum);
 int pbs__remote_fixed_chunk (struct pbs_backend_backup *b, int wid,
                              const uint8_t digest[32], uint32_t size,
-                             const uint8_t *blob, size_t blob_len);
+                             const uint8_t *blob, size_t blob_len,
+                             uint8_t *take);
 int pbs__remote_fixed_append (struct pbs_backend_backup *b, int wid, size_t n,
                               const uint8_t (*digests)[32],
                               const uint64_t *offsets);

@@ -269,32 +269,50 @@ pbs_backup_known (struct pbs_backup *b, const uint8_t digest[PBS_DIGEST_LEN])
   return k;
 }
 
-int
-pbs_backup_fixed_chunk (struct pbs_backup *b, int wid,
-                        const uint8_t digest[PBS_DIGEST_LEN], uint32_t size,
-                        const uint8_t *blob, size_t blob_len)
+static int
+fixed_chunk (struct pbs_backup *b, int wid,
+             const uint8_t digest[PBS_DIGEST_LEN], uint32_t size,
+             const uint8_t *blob, size_t blob_len, uint8_t *take)
 {
   int r;
 
   if (!b || !digest || !blob) {
+    free (take);
     einval ("pbs_backup_fixed_chunk: NULL argument");
     return -1;
   }
   if (wid < 1 || size < 1 || size > PBS_CHUNK_SIZE || blob_len < 13 ||
       blob_len > PBS_BLOB_MAX_ENCODED) {
+    free (take);
     pbs__set_error (EINVAL,
                     "pbs_backup_fixed_chunk: invalid wid %d, size "
                     "%u or encoded size %zu",
                     wid, size, blob_len);
     return -1;
   }
-  if (b->repo->ops->fixed_chunk (b->bb, wid, digest, size, blob, blob_len) ==
-      -1)
+  if (b->repo->ops->fixed_chunk (b->bb, wid, digest, size, blob, blob_len,
+                                 take) == -1)
     return -1;
   pthread_mutex_lock (&b->lock);
   r = pbs__digest_set_put (b->known, digest, size);
   pthread_mutex_unlock (&b->lock);
   return r;
+}
+
+int
+pbs_backup_fixed_chunk (struct pbs_backup *b, int wid,
+                        const uint8_t digest[PBS_DIGEST_LEN], uint32_t size,
+                        const uint8_t *blob, size_t blob_len)
+{
+  return fixed_chunk (b, wid, digest, size, blob, blob_len, NULL);
+}
+
+int
+pbs_backup_fixed_chunk_take (struct pbs_backup *b, int wid,
+                             const uint8_t digest[PBS_DIGEST_LEN],
+                             uint32_t size, uint8_t *blob, size_t blob_len)
+{
+  return fixed_chunk (b, wid, digest, size, blob, blob_len, blob);
 }
 
 int

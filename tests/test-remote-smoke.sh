@@ -132,6 +132,25 @@ check "CA file: verified chain, no pin needed (IP SAN)" \
 check "CA file: verified chain, no pin needed (DNS SAN)" \
   env -u PBS_FINGERPRINT "$SMOKE" --ca "$TMP/cert.pem" snapshots \
   "root@pam!tok@localhost:$PORT:$STORE"
+# System CAs as OpenSSL finds them (SSL_CERT_DIR, SSL_CERT_FILE), made by
+# the openssl CLI: a hashed directory is read lazily, a bundle file whole.
+mkdir "$TMP/cadir" "$TMP/emptydir"
+cp "$TMP/cert.pem" "$TMP/cadir/server.pem"
+openssl rehash "$TMP/cadir" 2>/dev/null || c_rehash "$TMP/cadir" >/dev/null
+check "system CAs: hashed SSL_CERT_DIR verifies, no pin needed" \
+  env -u PBS_FINGERPRINT SSL_CERT_DIR="$TMP/cadir" SSL_CERT_FILE=/nonexistent \
+  "$SMOKE" snapshots "$TOK"
+check "system CAs: SSL_CERT_FILE verifies, no pin needed" \
+  env -u PBS_FINGERPRINT SSL_CERT_DIR="$TMP/emptydir" \
+  SSL_CERT_FILE="$TMP/cert.pem" "$SMOKE" snapshots "$TOK"
+expect_smoke_fail "system CAs without this one: refused" "certificate not trusted" \
+  env -u PBS_FINGERPRINT SSL_CERT_DIR="$TMP/emptydir" SSL_CERT_FILE=/nonexistent \
+  "$SMOKE" snapshots "$TOK"
+# CA-verified or pinned (§1.2): a stale pin does not refuse a trusted
+# certificate (the pin is tried first, then the CAs on a new connection).
+check "stale pin, CA-verified certificate: accepted" \
+  env PBS_FINGERPRINT="$fp_wrong" SSL_CERT_DIR="$TMP/emptydir" \
+  SSL_CERT_FILE="$TMP/cert.pem" "$SMOKE" snapshots "$TOK"
 expect_smoke_fail "refused port: transient error" "transient 1" \
   "$SMOKE" snapshots "root@pam!tok@127.0.0.1:1:$STORE"
 

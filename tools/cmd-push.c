@@ -383,8 +383,6 @@ static int
 store (struct push *p, struct writer *w, const uint8_t d[PBS_DIGEST_LEN],
        const uint8_t *data, uint32_t len, uint8_t *blob, size_t blob_len)
 {
-  int ret = 0;
-
   if (p->b ? pbs_backup_known (p->b, d)
            : (!blob && !digest_set_add (p->known, d))) {
     free (blob);
@@ -398,15 +396,14 @@ store (struct push *p, struct writer *w, const uint8_t d[PBS_DIGEST_LEN],
     if (pbs_blob_encode (data, len, p->key, true, &blob, &blob_len) == -1)
       return fail (p, w->a->name, "encoding chunk: %s", pbs_errmsg ());
   }
-  if (p->b
-      && pbs_backup_fixed_chunk (p->b, w->wid, d, len, blob, blob_len) == -1)
-    ret = fail_pbs (p, w->a->name);
-  else {
-    w->a->stored_chunks++;
-    w->a->stored_bytes += blob_len;
-  }
-  free (blob);
-  return ret;
+  if (!p->b)
+    free (blob); /* dry run */
+  else if (pbs_backup_fixed_chunk_take (p->b, w->wid, d, len, blob, blob_len)
+           == -1)
+    return fail_pbs (p, w->a->name);
+  w->a->stored_chunks++;
+  w->a->stored_bytes += blob_len;
+  return 0;
 }
 
 static bool

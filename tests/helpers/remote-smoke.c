@@ -187,12 +187,12 @@ do_backup (const char *spec, const char *type, const char *id, int64_t time,
       memcpy (sent, idx->digest[i], 32);
       if ((long) uploaded == bad_digest)
         sent[31] ^= 1; /* the server must refuse it (§3.4) */
-      if (ops->fixed_chunk (b, wid, sent, (uint32_t) len, blob, blen) == -1) {
-        free (blob);
+      /* Handed over: the backend frees it, on error too. */
+      if (ops->fixed_chunk (b, wid, sent, (uint32_t) len, blob, blen, blob)
+          == -1) {
         rc = die ("fixed_chunk");
         goto out;
       }
-      free (blob);
       known_add (&known, idx->digest[i]);
       uploaded++;
       if (pause_after >= 0 && (long) uploaded == pause_after) {

@@ -415,10 +415,11 @@ wait_input (struct h2_ctx *h, bool want_read)
 {
   struct pollfd p[2] = { { h->efd, POLLIN, 0 }, { h->c->fd, POLLIN, 0 } };
 
-  /* TLS may hold bytes (decrypted or read ahead) that poll() cannot
-   * see.  Answers the worker finished are still collected here, or they
+  /* TLS, or the buffering BIO under it, may hold bytes that poll()
+   * cannot see.  Answers the worker finished are still collected here, or they
    * would wait until the read-ahead buffer runs dry. */
-  if (want_read && SSL_has_pending (h->c->ssl)) {
+  if (want_read && (SSL_has_pending (h->c->ssl)
+                    || BIO_pending (SSL_get_rbio (h->c->ssl)) > 0)) {
     bool done;
     pthread_mutex_lock (&h->lock);
     done = h->done != NULL;
