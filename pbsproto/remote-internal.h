@@ -1,19 +1,20 @@
 /* remote-internal.h -- the remote (PBS server) backend's pieces; not
  * installed.  Layers, bottom up, each behind one library:
  *
- *   remote-tls.c     TCP + OpenSSL: connect, certificate policy (§1.2)
- *   remote-http1.c   HTTP/1.1 over that: REST calls and the Upgrade (§1.3)
+ *   remote-certs.c   the certificate policy (§1.2), for both transports
+ *   remote-rest.c    libcurl: the plain REST calls (login, listing)
+ *   remote-tls.c     TCP + OpenSSL for the protocol upgrades
+ *   remote-http1.c   HTTP/1.1 over that: the Upgrade request (§1.3)
  *   remote-h2.c      nghttp2 client session on the upgraded connection (§1.4)
  *   remote-repo.c    repository strings (§2.3), authentication (§2),
  *                    snapshot listing (§6.4), the backend ops table
  *   remote-backup.c  backup protocol endpoints (§3)
  *   remote-reader.c  reader protocol endpoints (§3.10)
  *
- * The REST calls use our own HTTP/1.1 code over the same TLS layer rather
- * than libcurl: PBS pins the *certificate* SHA-256 only when CA validation
- * fails, which libcurl cannot express without an SSL_CTX callback that
- * re-implements remote-tls.c; one TLS policy in one file is easier to
- * trust.  Facts: ../shared/pbs-protocol.md. */
+ * The upgrades need the raw connection after the 101, which libcurl does
+ * not hand over; so they use our TLS and HTTP/1.1 code, and both
+ * transports share one certificate policy.  Facts:
+ * ../shared/pbs-protocol.md. */
 #ifndef PBS_REMOTE_INTERNAL_H
 #define PBS_REMOTE_INTERNAL_H
 
@@ -74,6 +75,30 @@ int pbs__query_add (char **buf, const char *key, const char *value);
 void pbs__remote_http_error (const char *what, int status, const char *body,
                              size_t len);
 
+/* ------------------------------------------------ remote-certs.c */
+
+/* The state of one connection's certificate check (§1.2); it must live as
+ * long as the SSL_CTX it is applied to. */
+struct pbs_cert_policy {
+  const char *pin;     /* pinned fingerprint, lower-case colon form */
+  const char *ca_file; /* extra trusted CAs (library option) */
+  bool cas_loaded;     /* system CAs read (only when the pin did not match) */
+  bool refused;        /* the handshake failed on the policy */
+  char seen_fp[96];    /* the server's leaf fingerprint */
+  char reason[160];    /* why the chain was not trusted */
+};
+
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+bool pbs__is_ip_literal (const char *host);
+/* Make CTX verify the peer by the policy: CA-validated chain and host
+ * name, or the pinned leaf fingerprint.  0 or -1 (error set). */
+int pbs__cert_policy_apply (struct ssl_ctx_st *ctx, struct pbs_cert_policy *p,
+                            const struct pbs_remote *r);
+/* After a failed handshake: if the policy refused the certificate, set
+ * the error (naming the fingerprint to pin) and return true. */
+bool pbs__cert_policy_error (const struct pbs_cert_policy *p,
+                             const char *host);
+
 /* ------------------------------------------------ remote-tls.c */
 
 struct pbs_tls; /* a connected, verified TLS connection (non-blocking fd) */
@@ -114,8 +139,11 @@ int pbs__http1_request (struct pbs_tls *t, const struct pbs_remote *r,
                         struct pbs_http_resp *resp);
 void pbs__http_resp_free (struct pbs_http_resp *resp);
 
-/* A REST call on a fresh connection, with authentication.  Returns 0 and
- * fills RESP only for a 2xx answer; otherwise -1 with the error set. */
+/* ------------------------------------------------ remote-rest.c */
+
+/* A REST call (libcurl) on a fresh connection, with authentication.
+ * Returns 0 and fills RESP (status, body) only for a 2xx answer;
+ * otherwise -1 with the error set. */
 int pbs__remote_rest (struct pbs_remote *r, const char *method,
                       const char *target, const char *json_body,
                       struct pbs_http_resp *resp);

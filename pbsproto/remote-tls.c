@@ -1,16 +1,11 @@
-/* remote-tls.c -- TCP connection and TLS to a PBS server: the one file that
- * uses OpenSSL's SSL API.
- *
- * Certificate policy as proxmox-backup-client (§1.2): OpenSSL validates the
- * chain against the system CAs (plus an optional CA file) and the host
- * name; only if that fails is the leaf's SHA-256 fingerprint compared with
- * the pinned one.  Nothing is sent before the decision.  There is no
- * insecure mode.
+/* remote-tls.c -- TCP connection and TLS to a PBS server for the protocol
+ * upgrades, which need the raw connection afterwards (libcurl cannot hand
+ * it over).  The certificate is checked during the handshake by
+ * remote-certs.c, so nothing is sent before the decision.
  *
  * QCOW2PBS_STATS=1 prints "bytes_sent=N" (TLS application bytes written)
  * to stderr at exit, for the bandwidth benchmark. */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -40,6 +35,7 @@ struct pbs_tls {
   SSL_CTX *ctx;
   SSL *ssl;
   BIO *wbio; /* buffering BIO over the socket (owned by ssl) */
+  struct pbs_cert_policy policy; /* the certificate check's state */
 };
 
 /* Records are at most 16 KiB; written one by one they cost a write()
@@ -202,45 +198,6 @@ tcp_connect (const struct pbs_remote *r)
   return fd;
 }
 
-static bool
-is_ip_literal (const char *host)
-{
-  struct in6_addr a6;
-  struct in_addr a4;
-  return inet_pton (AF_INET, host, &a4) == 1
-         || inet_pton (AF_INET6, host, &a6) == 1;
-}
-
-/* Leaf certificate's SHA-256 over its DER, "aa:bb:..." (§1.2). */
-static int
-leaf_fingerprint (SSL *ssl, char out[96])
-{
-  X509 *cert = SSL_get1_peer_certificate (ssl);
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int mdlen = 0;
-  int ok;
-
-  if (!cert)
-    return -1;
-  ok = X509_digest (cert, EVP_sha256 (), md, &mdlen);
-  X509_free (cert);
-  if (!ok || mdlen != 32)
-    return -1;
-  for (unsigned i = 0; i < 32; i++)
-    snprintf (out + 3 * i, 4, i == 31 ? "%02x" : "%02x:", md[i]);
-  return 0;
-}
-
-/* Let the handshake finish whatever the chain looks like; the decision is
- * taken afterwards from SSL_get_verify_result and the pin. */
-static int
-accept_for_now (int preverify_ok, X509_STORE_CTX *ctx)
-{
-  (void) preverify_ok;
-  (void) ctx;
-  return 1;
-}
-
 static int
 handshake (struct pbs_tls *t, const struct pbs_remote *r)
 {
@@ -258,8 +215,12 @@ handshake (struct pbs_tls *t, const struct pbs_remote *r)
     if (rc == 1)
       return 0;
     if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
-      pbs__set_error (ECONNRESET, "%s: TLS handshake failed: %s",
-                      r->spec.host, ssl_error_text (buf, sizeof buf));
+      /* A refused certificate is final; anything else may pass. */
+      if (pbs__cert_policy_error (&t->policy, r->spec.host))
+        ERR_clear_error ();
+      else
+        pbs__set_error (ECONNRESET, "%s: TLS handshake failed: %s",
+                        r->spec.host, ssl_error_text (buf, sizeof buf));
       return -1;
     }
     left = (int) (deadline - now_ms ());
@@ -273,88 +234,13 @@ handshake (struct pbs_tls *t, const struct pbs_remote *r)
   }
 }
 
-/* The §1.2 decision. */
-static int
-check_certificate (struct pbs_tls *t, const struct pbs_remote *r)
-{
-  long vr = SSL_get_verify_result (t->ssl);
-  char fp[96];
-
-  if (vr == X509_V_OK)
-    return 0;
-  if (leaf_fingerprint (t->ssl, fp) == -1) {
-    pbs__set_error (EACCES, "%s: server sent no usable certificate",
-                    r->spec.host);
-    return -1;
-  }
-  if (r->fingerprint && strcmp (r->fingerprint, fp) == 0)
-    return 0;
-  if (r->fingerprint)
-    pbs__set_error (EACCES,
-                    "%s: certificate fingerprint %s does not match the "
-                    "pinned fingerprint (%s)",
-                    r->spec.host, fp, X509_verify_cert_error_string (vr));
-  else
-    pbs__set_error (EACCES,
-                    "%s: certificate not trusted (%s); its fingerprint is "
-                    "%s (pin it with --fingerprint or PBS_FINGERPRINT)",
-                    r->spec.host, X509_verify_cert_error_string (vr), fp);
-  return -1;
-}
-
-/* Whether DIR holds OpenSSL's hash links ("1a2b3c4d.0"), as Debian's
- * update-ca-certificates makes them. */
-static bool
-has_hash_links (const char *dir)
-{
-  DIR *d = opendir (dir);
-  struct dirent *e;
-  bool found = false;
-
-  if (!d)
-    return false;
-  while (!found && (e = readdir (d))) {
-    size_t n = strlen (e->d_name);
-    found = n == 10 && strspn (e->d_name, "0123456789abcdef") == 8
-            && strcmp (e->d_name + 8, ".0") == 0;
-  }
-  closedir (d);
-  return found;
-}
-
-/* The system CAs, where SSL_CTX_set_default_verify_paths finds them, but
- * through the hashed directory when there is one: OpenSSL then reads only
- * the issuers a chain names, where parsing the whole bundle file took
- * 17 ms of every connection here.  SSL_CERT_FILE, when set, is still
- * loaded, and without hash links the default bundle is. */
-static int
-load_system_cas (SSL_CTX *ctx)
-{
-  const char *file = getenv (X509_get_default_cert_file_env ());
-  const char *dir = getenv (X509_get_default_cert_dir_env ());
-
-  if (!dir || !*dir)
-    dir = X509_get_default_cert_dir ();
-  if (has_hash_links (dir)) {
-    if (SSL_CTX_load_verify_dir (ctx, dir) != 1)
-      return -1;
-  }
-  else if (!file || !*file)
-    file = X509_get_default_cert_file ();
-  if (file && *file && access (file, R_OK) == 0
-      && SSL_CTX_load_verify_file (ctx, file) != 1)
-    return -1;
-  return 0;
-}
-
-/* One connection.  Without WITH_CAS the system CAs are not loaded, so only
- * the pin can accept the certificate; *PIN_MISMATCH then says so. */
-static struct pbs_tls *
-connect_once (const struct pbs_remote *r, bool with_cas, bool *pin_mismatch)
+struct pbs_tls *
+pbs__tls_connect (const struct pbs_remote *r)
 {
   struct pbs_tls *t;
   char buf[256];
 
+  maybe_register_stats ();
   t = calloc (1, sizeof *t);
   if (!t) {
     pbs__set_error (ENOMEM, "out of memory");
@@ -365,15 +251,8 @@ connect_once (const struct pbs_remote *r, bool with_cas, bool *pin_mismatch)
   if (!t->ctx)
     goto ssl_err;
   SSL_CTX_set_min_proto_version (t->ctx, TLS1_2_VERSION);
-  SSL_CTX_set_verify (t->ctx, SSL_VERIFY_PEER, accept_for_now);
-  if (with_cas && load_system_cas (t->ctx) == -1)
-    goto ssl_err;
-  if (r->ca_file && SSL_CTX_load_verify_locations (t->ctx, r->ca_file, NULL)
-                        != 1) {
-    pbs__set_error (EINVAL, "%s: cannot load CA file: %s", r->ca_file,
-                    ssl_error_text (buf, sizeof buf));
+  if (pbs__cert_policy_apply (t->ctx, &t->policy, r) == -1)
     goto err;
-  }
   /* No SSL_MODE_ENABLE_PARTIAL_WRITE: with it every SSL_write returns
    * after one 16 KiB record, and each call pays the SIGPIPE masking (three
    * syscalls) besides the write itself -- measured as most of the
@@ -384,13 +263,8 @@ connect_once (const struct pbs_remote *r, bool with_cas, bool *pin_mismatch)
   t->ssl = SSL_new (t->ctx);
   if (!t->ssl)
     goto ssl_err;
-  if (is_ip_literal (r->spec.host)) {
-    X509_VERIFY_PARAM_set1_ip_asc (SSL_get0_param (t->ssl), r->spec.host);
-  }
-  else {
+  if (!pbs__is_ip_literal (r->spec.host))
     SSL_set_tlsext_host_name (t->ssl, r->spec.host);
-    SSL_set1_host (t->ssl, r->spec.host);
-  }
   t->fd = tcp_connect (r);
   if (t->fd == -1)
     goto err;
@@ -409,16 +283,6 @@ connect_once (const struct pbs_remote *r, bool with_cas, bool *pin_mismatch)
   }
   if (handshake (t, r) == -1)
     goto err;
-  if (!with_cas) {
-    char fp[96];
-    if (leaf_fingerprint (t->ssl, fp) == 0 && r->fingerprint
-        && strcmp (r->fingerprint, fp) == 0)
-      return t;
-    *pin_mismatch = true;
-    goto err;
-  }
-  if (check_certificate (t, r) == -1)
-    goto err;
   return t;
 
 ssl_err:
@@ -426,26 +290,6 @@ ssl_err:
 err:
   pbs__tls_close (t);
   return NULL;
-}
-
-/* The §1.2 rule is "CA-verified or pinned".  With a pin, a first
- * connection tries the pin alone: when it matches, the CA answer cannot
- * change the outcome, and loading the system CAs (the bundle file named
- * by SSL_CERT_FILE, say) is skipped: an empty push went from 30 to 13 ms.
- * Only a pin that does not match costs a second connection with them. */
-struct pbs_tls *
-pbs__tls_connect (const struct pbs_remote *r)
-{
-  bool mismatch = false;
-  struct pbs_tls *t;
-
-  maybe_register_stats ();
-  if (r->fingerprint && !r->ca_file) {
-    t = connect_once (r, false, &mismatch);
-    if (t || !mismatch)
-      return t;
-  }
-  return connect_once (r, true, &mismatch);
 }
 
 void

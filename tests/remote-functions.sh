@@ -21,6 +21,7 @@ make_cert () {
 }
 
 # start_server DSDIR [PORT]: sets PORT and SERVER_PID; killed at exit.
+# CERT_DIR (default $TMP) holds the cert.pem and key.pem it serves.
 _srv_n=0
 start_server () {
   local fifo line fd
@@ -29,7 +30,8 @@ start_server () {
   mkfifo "$fifo"
   exec {fd}<>"$fifo"
   "$SERVER" --datastore "$STORE=$1" --tokens "$TMP/tokens" \
-    --users "$TMP/users" --cert "$TMP/cert.pem" --key "$TMP/key.pem" \
+    --users "$TMP/users" --cert "${CERT_DIR:-$TMP}/cert.pem" \
+    --key "${CERT_DIR:-$TMP}/key.pem" \
     --port "${2:-0}" >"$fifo" 2>>"$TMP/server.log" &
   SERVER_PID=$!
   cleanup_fn "kill $SERVER_PID 2>/dev/null; wait $SERVER_PID 2>/dev/null"

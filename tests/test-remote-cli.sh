@@ -90,6 +90,35 @@ expect_fail "no password at all (stdin not a terminal)" env -u PBS_PASSWORD \
   "$TOOL" snapshots --repository "$USR" </dev/null
 check "ticket (PBS_PASSWORD_CMD): snapshots" env -u PBS_PASSWORD \
   PBS_PASSWORD_CMD="head -n 1 $TMP/pw" "$TOOL" snapshots --repository "$USR"
+
+# While a secret is in memory the process cannot dump core, and other
+# processes of its user cannot read its memory: checked in /proc while it
+# waits on a FIFO for its password.  A non-dumpable process's /proc files
+# belong to root, so the tool runs as nobody when the test runs as root.
+mkdir -m 0777 "$TMP/pub"
+mkfifo -m 0666 "$TMP/pub/pwfifo"
+chmod 0755 "$TMP"
+as_user=()
+[ "$(id -u)" = 0 ] && command -v setpriv >/dev/null &&
+  as_user=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+env -u PBS_PASSWORD PBS_PASSWORD_FILE="$TMP/pub/pwfifo" "${as_user[@]}" \
+  "$TOOL" snapshots --repository "$USR" >"$TMP/pub/fifo.out" 2>&1 &
+fifo_pid=$!
+exec {pw_fd}>"$TMP/pub/pwfifo" # returns once the tool opened it
+check "secrets: core file size limit 0" \
+  grep -Eq '^Max core file size +0 +0 ' "/proc/$fifo_pid/limits"
+if [ "$(id -u)" = 0 ] && [ ${#as_user[@]} = 0 ]; then
+  echo "# (running as root without setpriv: dumpable flag not observable)"
+else
+  check "secrets: process not dumpable (/proc/PID/mem belongs to root)" \
+    test "$(stat -c %u "/proc/$fifo_pid/mem")" = 0
+fi
+printf '%s\n' "$USER_PASSWORD" >&$pw_fd
+exec {pw_fd}>&-
+rc=0; wait $fifo_pid || rc=$?
+check "secrets: the tool then logs in and lists (exit $rc)" \
+  grep -q 'vm/200/' "$TMP/pub/fifo.out"
+chmod 0700 "$TMP"
 export PBS_PASSWORD=$TOKEN_SECRET
 
 # --- token failures and the certificate, as one-line CLI errors

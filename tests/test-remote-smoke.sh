@@ -207,4 +207,25 @@ check "after restart: base is still the last finished snapshot" grep -qx "previo
 check "after restart: restore the new push" smoke restore "$TOK" vm 100 $T4 "$TMP/r5.raw"
 same_bytes "$TMP/r5.raw" "$TMP/c.raw" "after restart: new push restores"
 
+# --- the host name is part of the CA check, not of the pin (§1.2): a
+# server whose certificate names only other.invalid
+mkdir "$TMP/other"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+  -keyout "$TMP/other/key.pem" -out "$TMP/other/cert.pem" -days 2 \
+  -subj /CN=other.invalid -addext "subjectAltName=DNS:other.invalid" 2>/dev/null
+other_fp=$(openssl x509 -in "$TMP/other/cert.pem" -noout -fingerprint -sha256 |
+           cut -d= -f2 | tr 'A-F' 'a-f')
+CERT_DIR=$TMP/other start_server "$TMP/ds"
+expect_smoke_fail "CA-valid certificate of another name: refused" \
+  "certificate not trusted (IP address mismatch); its fingerprint is $other_fp" \
+  env -u PBS_FINGERPRINT "$SMOKE" --ca "$TMP/other/cert.pem" snapshots \
+  "root@pam!tok@127.0.0.1:$PORT:$STORE"
+expect_smoke_fail "CA-valid certificate of another name (DNS): refused" \
+  "certificate not trusted (hostname mismatch)" \
+  env -u PBS_FINGERPRINT "$SMOKE" --ca "$TMP/other/cert.pem" snapshots \
+  "root@pam!tok@localhost:$PORT:$STORE"
+check "certificate of another name, pinned: accepted" \
+  env PBS_FINGERPRINT="$other_fp" "$SMOKE" snapshots \
+  "root@pam!tok@127.0.0.1:$PORT:$STORE"
+
 done_testing

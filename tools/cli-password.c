@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -259,4 +261,20 @@ char *
 cli_read_new_secret (const char *env_prefix, const char *prompt)
 {
   return read_secret (env_prefix, prompt, true);
+}
+
+/* Our own copies of a secret are wiped after use, but OpenSSL, libcurl
+ * and jansson keep theirs in freed memory (the request that carried a
+ * token, the login body), which a core file would show.  So the process
+ * never writes one, and other processes of the same user cannot read its
+ * memory either (PR_SET_DUMPABLE also guards /proc/PID/mem and ptrace).
+ * Programs started for PBS_PASSWORD_CMD get the defaults back at exec,
+ * except the core size limit, which they should not need. */
+void
+cli_protect_secrets (void)
+{
+  struct rlimit none = { 0, 0 };
+
+  (void) setrlimit (RLIMIT_CORE, &none);
+  (void) prctl (PR_SET_DUMPABLE, 0, 0, 0, 0);
 }

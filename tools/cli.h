@@ -115,6 +115,10 @@ void out_file_abort (struct out_file *f);
 struct pbs_repo;
 struct pbs_repo *cli_open_repo (const char *spec, const char *fingerprint);
 
+/* No core files, no same-user memory access: secrets pass through
+ * libraries that do not wipe them.  Called first in main. */
+void cli_protect_secrets (void);
+
 /* A secret (password or passphrase), never from argv: the environment
  * variable PREFIX, else PREFIX_FD (an fd number), PREFIX_FILE (a path) or
  * PREFIX_CMD (run with /bin/sh -c, its stdout; Proxmox shell-splits it

@@ -38,6 +38,7 @@ main (int argc, char **argv)
 {
   size_t i;
 
+  cli_protect_secrets ();
   if (argc < 2) {
     usage (stderr);
     return 2;
