@@ -59,6 +59,10 @@ struct pbs_backend_ops {
                           uint8_t **data, size_t *len);
   int (*reader_chunk) (struct pbs_backend_reader *r, const uint8_t digest[32],
                        uint8_t **blob, size_t *len);
+  /* Optional (NULL: prefetching does nothing). */
+  int (*reader_prefetch) (struct pbs_backend_reader *r,
+                          const uint8_t digest[32]);
+  size_t (*reader_prefetch_room) (const struct pbs_backend_reader *r);
   void (*reader_free) (struct pbs_backend_reader *r);
 };
 

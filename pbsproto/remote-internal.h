@@ -162,6 +162,7 @@ struct pbs_h2_req {
   int status;            /* :status, 0 if none */
   uint8_t *body;         /* answer, malloc'd, NUL-terminated */
   size_t body_len, body_cap, body_max;
+  uint64_t content_length; /* announced by the answer, 0 if not */
   const uint8_t *send;   /* request body (not owned unless send_owned) */
   size_t send_len;
   size_t send_off;       /* bytes given to DATA frames */
@@ -242,6 +243,9 @@ struct pbs_backend_reader *pbs__remote_reader_start (void *repo,
                                                      const char *type,
                                                      const char *id,
                                                      int64_t time);
+int pbs__remote_reader_prefetch (struct pbs_backend_reader *rd,
+                                 const uint8_t digest[32]);
+size_t pbs__remote_reader_prefetch_room (const struct pbs_backend_reader *rd);
 int pbs__remote_reader_download (struct pbs_backend_reader *rd,
                                  const char *name, uint8_t **data,
                                  size_t *len);

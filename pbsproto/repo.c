@@ -442,6 +442,27 @@ pbs_reader_chunk (struct pbs_reader *rd, const uint8_t digest[PBS_DIGEST_LEN],
   return rd->repo->ops->reader_chunk (rd->br, digest, blob, len);
 }
 
+int
+pbs_reader_prefetch (struct pbs_reader *rd,
+                     const uint8_t digest[PBS_DIGEST_LEN])
+{
+  if (!rd || !digest) {
+    einval ("pbs_reader_prefetch: NULL argument");
+    return -1;
+  }
+  if (!rd->repo->ops->reader_prefetch)
+    return 0;
+  return rd->repo->ops->reader_prefetch (rd->br, digest);
+}
+
+size_t
+pbs_reader_prefetch_room (const struct pbs_reader *rd)
+{
+  if (!rd || !rd->repo->ops->reader_prefetch_room)
+    return 0;
+  return rd->repo->ops->reader_prefetch_room (rd->br);
+}
+
 void
 pbs_reader_free (struct pbs_reader *rd)
 {

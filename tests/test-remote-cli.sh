@@ -253,4 +253,23 @@ rm -f "$TMP/r.raw"
 check "retried push: restore" "$TOOL" restore vm/400/2023-11-14T22:18:20Z "$A" "$TMP/r.raw"
 same_bytes "$TMP/r.raw" "$TMP/big.raw" "retried push: restore = the image"
 
+# --- restore keeps several chunk downloads in flight; one of them missing
+# on the server (its file moved away) fails the restore with its digest
+# and leaves no output file.  The digest comes from python3 hashlib.
+missing=$(python3 -c '
+import hashlib, sys
+data = open(sys.argv[1], "rb").read()
+print(hashlib.sha256(data[30 << 22:31 << 22]).hexdigest())' "$TMP/big.raw")
+mv "$TMP/ds/.chunks/${missing:0:4}/$missing" "$TMP/moved-chunk"
+rm -f "$TMP/m.raw"
+expect_fail "restore: a chunk missing on the server" \
+  "$TOOL" restore vm/400/2023-11-14T22:18:20Z "$A" "$TMP/m.raw"
+check "restore: the error names the missing chunk" grep -q "$missing" "$TMP/ef.err"
+check "restore: no output file" test ! -e "$TMP/m.raw"
+mv "$TMP/moved-chunk" "$TMP/ds/.chunks/${missing:0:4}/$missing"
+rm -f "$TMP/r.raw"
+check "restore: with the chunk back it succeeds" \
+  "$TOOL" restore vm/400/2023-11-14T22:18:20Z "$A" "$TMP/r.raw"
+same_bytes "$TMP/r.raw" "$TMP/big.raw" "restore with downloads in flight = the image"
+
 done_testing

@@ -44,6 +44,7 @@ struct archive {
 struct push {
   const char *repo_spec, *fingerprint, *ns, *type, *id;
   int64_t time;
+  bool time_given; /* --backup-time: kept across retries */
   struct pbs_key *key;
   char *key_fp;
   bool full, dry_run, json;
@@ -113,7 +114,10 @@ usage (void)
       "nothing\n"
       "  --retries N        restart a remote session after transient "
       "errors\n"
-      "                     (default 3)\n");
+      "                     (default 3), with backoff; each new session "
+      "takes\n"
+      "                     the current time unless --backup-time was "
+      "given\n");
 }
 
 /* Record the first failure of this attempt.  Printed once by the caller,
@@ -890,6 +894,7 @@ cmd_push (int argc, char **argv)
     case 'T':
       if (pbs_parse_time (optarg, &p.time) == -1)
         return cli_usage_error ("push", "invalid --backup-time '%s'", optarg);
+      p.time_given = true;
       break;
     case 'k': keyfile = optarg; break;
     case CLI_OPT_CHAIN:
@@ -974,6 +979,14 @@ cmd_push (int argc, char **argv)
     reset_attempt (&p);
     p.retrying = true;
     sleep (1u << (attempt_no < 5 ? attempt_no : 5));
+    /* A new session, a new backup-time (unless one was given), as a new
+     * run of proxmox-backup-client would have: a server that crashed
+     * keeps the old session's unfinished directory, and the same time
+     * again would only get "backup directory already exists". */
+    if (!p.time_given) {
+      int64_t now = (int64_t) time (NULL);
+      p.time = now > p.time ? now : p.time + 1;
+    }
   }
   print_result (&p);
   ret = 0;

@@ -43,6 +43,7 @@ struct rjob {
   const uint8_t *zero_digest;
   const char *snap;
   uint64_t next;
+  uint64_t ahead; /* chunks before this one were announced to prefetch */
 };
 
 static bool
@@ -69,11 +70,25 @@ next_job (void *opaque, struct chunk_job *job, bool *failed)
                  ? PBS_CHUNK_SIZE
                  : (uint32_t) (r->idx->size - job->off);
   memcpy (job->expect, r->idx->digest[i], PBS_DIGEST_LEN);
+  /* Keep the next chunks downloading while this one is awaited. */
+  if (r->ahead <= i)
+    r->ahead = i + 1;
+  for (size_t room = pbs_reader_prefetch_room (r->rd);
+       room > 0 && r->ahead < r->idx->count; r->ahead++) {
+    if (is_hole (r->idx, r->ahead, r->zero_digest))
+      continue;
+    if (pbs_reader_prefetch (r->rd, r->idx->digest[r->ahead]) == -1)
+      break; /* only a hint; the chunk itself is fetched below */
+    room--;
+  }
   if (pbs_reader_chunk (r->rd, r->idx->digest[i], &job->blob,
                         &job->blob_len) == -1) {
     char hex[65];
     pbs_digest_hex (r->idx->digest[i], hex);
-    cli_error (r->snap, "chunk %s: %s", hex, pbs_errmsg ());
+    if (strstr (pbs_errmsg (), hex)) /* the server's text names it */
+      cli_error (r->snap, "%s", pbs_errmsg ());
+    else
+      cli_error (r->snap, "chunk %s: %s", hex, pbs_errmsg ());
     *failed = true;
     return false;
   }

@@ -1,7 +1,8 @@
 #!/bin/bash
 # bench-remote.sh -- incremental push of an 8 GiB chain (64 MiB changed)
 # through the HTTPS test server on loopback versus into a local datastore,
-# in the same run, and the bytes the client sent over TLS for it.
+# in the same run, and the bytes the client sent over TLS for it; then the
+# restore of that snapshot from each (reported only).
 #
 # Targets (issue 4): remote time <= 1.5 x local time; TLS bytes sent <=
 # 1.1 x (compressed size of the touched chunks + their digests).
@@ -77,6 +78,25 @@ for id in 100 101 102; do
 done
 local_s=$(median "${lt[@]}")
 remote_s=$(median "${rt[@]}")
+
+# Restore of the incremental snapshot (its data chunks; the rest are
+# holes) from each, median of three; reported, no target.
+lr=() rr=()
+for id in 100 101 102; do
+  rm -f "$TMP/rl.raw" "$TMP/rr.raw"
+  t0=$(now)
+  "$TOOL" restore --repository "$TMP/lds" vm/$id/1700000100 drive-scsi0 \
+    "$TMP/rl.raw"
+  t1=$(now)
+  "$TOOL" restore --repository "$REPO" vm/$id/1700000100 drive-scsi0 \
+    "$TMP/rr.raw"
+  t2=$(now)
+  lr+=("$(elapsed "$t0" "$t1")") rr+=("$(elapsed "$t1" "$t2")")
+done
+cmp "$TMP/rl.raw" "$TMP/rr.raw" || { echo "bench: restores differ"; exit 1; }
+rm -f "$TMP/rl.raw" "$TMP/rr.raw"
+restore_local_s=$(median "${lr[@]}")
+restore_remote_s=$(median "${rr[@]}")
 sent=$(sed -n 's/^bytes_sent=//p' "$TMP/remote.err" | tail -1)
 
 # Independent size of what had to travel: touched chunks per qemu-img map
@@ -110,6 +130,12 @@ nt=${expected% *}
 exp_bytes=${expected#* }
 rm -f "$TMP/incr0.raw"
 
+python3 - "$restore_local_s" "$restore_remote_s" <<'EOF'
+import sys
+l, r = float(sys.argv[1]), float(sys.argv[2])
+print("bench remote-restore local_s=%.3f remote_s=%.3f ratio=%.2f (reported, no target)"
+      % (l, r, r / l))
+EOF
 python3 - "$local_s" "$remote_s" "$sent" "$exp_bytes" "$nt" "$SIZE" "$CHANGED_MB" <<'EOF'
 import sys
 l, r, sent, exp, nt = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
