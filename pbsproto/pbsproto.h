@@ -298,6 +298,12 @@ extern int pbs_backup_finish (struct pbs_backup *b);
  * the unfinished snapshot.  NULL: no-op. */
 extern void pbs_backup_free (struct pbs_backup *b);
 
+/* A descriptor that, once readable, makes every network wait of the
+ * library give up with ECANCELED ("interrupted", not transient): a signal
+ * handler writes to a pipe whose read end this is.  -1 (the default):
+ * none.  A local datastore has no such waits. */
+extern void pbs_set_cancel_fd (int fd);
+
 /* ------------------------------------------------- reader session (§3.10) */
 
 struct pbs_reader; /* opaque */

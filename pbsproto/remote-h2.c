@@ -45,6 +45,15 @@ set_broken (struct pbs_h2 *h, int errnum, const char *msg)
   snprintf (h->broken_msg, sizeof h->broken_msg, "%s", msg);
 }
 
+/* The errno a failed TLS call left, unless it is a plain I/O failure:
+ * then DFLT (a reset or a timeout, worth a new session).  A cancel
+ * (ECANCELED) must not turn into a retry. */
+static int
+cause (int dflt)
+{
+  return pbs_errno () == ECANCELED ? ECANCELED : dflt;
+}
+
 static int
 broken_error (const struct pbs_h2 *h)
 {
@@ -217,7 +226,7 @@ send_body (nghttp2_session *s, nghttp2_frame *frame, const uint8_t *framehd,
   }
   return 0;
 err:
-  set_broken (h, ECONNRESET, pbs_errmsg ());
+  set_broken (h, cause (ECONNRESET), pbs_errmsg ());
   return NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
@@ -518,7 +527,7 @@ flush_out (struct pbs_h2 *h, bool *progress, bool *want_write,
     *progress = true;
   }
 write_err:
-  set_broken (h, ECONNRESET, pbs_errmsg ());
+  set_broken (h, cause (ECONNRESET), pbs_errmsg ());
   return -1;
 }
 
@@ -534,7 +543,7 @@ read_in (struct pbs_h2 *h, bool *progress)
       return -1;
     }
     if (n < 0) {
-      set_broken (h, ECONNRESET, pbs_errmsg ());
+      set_broken (h, cause (ECONNRESET), pbs_errmsg ());
       return -1;
     }
     *progress = true;
@@ -570,7 +579,7 @@ pbs__h2_step (struct pbs_h2 *h, bool block)
                      want_write || (h->out_off < h->out_len && !want_read),
                      PBS_REMOTE_REQUEST_TIMEOUT_MS)
       == -1) {
-    set_broken (h, ETIMEDOUT, pbs_errmsg ());
+    set_broken (h, cause (ETIMEDOUT), pbs_errmsg ());
     goto broken;
   }
   return 0;

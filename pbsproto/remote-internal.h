@@ -116,6 +116,8 @@ ssize_t pbs__tls_write (struct pbs_tls *t, const void *buf, size_t len);
  * the request timeout.  0 or -1 (ETIMEDOUT). */
 int pbs__tls_wait (struct pbs_tls *t, bool want_read, bool want_write,
                    int timeout_ms);
+/* Whether the cancel descriptor (pbs_set_cancel_fd) is readable. */
+bool pbs__cancelled (void);
 /* Blocking helpers over the above, with the request timeout. */
 int pbs__tls_write_all (struct pbs_tls *t, const void *buf, size_t len);
 

@@ -52,6 +52,19 @@ on_ssl_ctx (CURL *curl, void *ssl_ctx, void *arg)
   return CURLE_OK;
 }
 
+/* curl's progress callback, here only to stop at pbs_set_cancel_fd. */
+static int
+on_progress (void *arg, curl_off_t dltotal, curl_off_t dlnow,
+             curl_off_t ultotal, curl_off_t ulnow)
+{
+  (void) arg;
+  (void) dltotal;
+  (void) dlnow;
+  (void) ultotal;
+  (void) ulnow;
+  return pbs__cancelled () ? 1 : 0;
+}
+
 static size_t
 on_body (char *data, size_t size, size_t n, void *arg)
 {
@@ -118,6 +131,9 @@ transport_error (struct rest_call *c, CURLcode rc, const char *errbuf)
   if (c->setup_failed || pbs__cert_policy_error (&c->policy, host))
     return;
   switch (rc) {
+  case CURLE_ABORTED_BY_CALLBACK:
+    pbs__set_error (ECANCELED, "interrupted");
+    break;
   case CURLE_OUT_OF_MEMORY:
     pbs__set_error (ENOMEM, "out of memory");
     break;
@@ -204,6 +220,9 @@ pbs__remote_rest (struct pbs_remote *r, const char *method,
       || curl_easy_setopt (curl, CURLOPT_HTTPHEADER, headers) != CURLE_OK
       || curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK
       || curl_easy_setopt (curl, CURLOPT_WRITEDATA, &c) != CURLE_OK
+      || curl_easy_setopt (curl, CURLOPT_XFERINFOFUNCTION, on_progress)
+             != CURLE_OK
+      || curl_easy_setopt (curl, CURLOPT_NOPROGRESS, 0L) != CURLE_OK
       || curl_easy_setopt (curl, CURLOPT_ERRORBUFFER, errbuf) != CURLE_OK) {
     pbs__set_error (EIO, "libcurl lacks a needed option (7.85 or later)");
     goto out;

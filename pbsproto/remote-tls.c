@@ -133,6 +133,49 @@ now_ms (void)
   return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The caller's cancel descriptor (pbs_set_cancel_fd), -1 if none. */
+static atomic_int cancel_fd = -1;
+
+void
+pbs_set_cancel_fd (int fd)
+{
+  atomic_store (&cancel_fd, fd);
+}
+
+bool
+pbs__cancelled (void)
+{
+  struct pollfd p = { atomic_load (&cancel_fd), POLLIN, 0 };
+  return p.fd >= 0 && poll (&p, 1, 0) == 1;
+}
+
+/* Wait up to TIMEOUT_MS for EVENTS on FD, or for the cancel descriptor.
+ * 1 ready, 0 timed out, -1 cancelled (ECANCELED) or failed (set). */
+static int
+wait_fd (int fd, short events, int timeout_ms)
+{
+  struct pollfd p[2] = { { fd, events, 0 },
+                         { atomic_load (&cancel_fd), POLLIN, 0 } };
+  int64_t deadline = now_ms () + timeout_ms;
+  nfds_t n = p[1].fd >= 0 ? 2 : 1;
+
+  for (;;) {
+    int left = (int) (deadline - now_ms ()), rc;
+    rc = poll (p, n, left > 0 ? left : 0);
+    if (rc == -1 && errno == EINTR)
+      continue; /* a cancelling signal shows on the descriptor */
+    if (rc == -1) {
+      pbs__set_error (EIO, "poll: %s", strerror (errno));
+      return -1;
+    }
+    if (n == 2 && p[1].revents) {
+      pbs__set_error (ECANCELED, "interrupted");
+      return -1;
+    }
+    return rc > 0 ? 1 : 0;
+  }
+}
+
 /* Non-blocking connect to every address in turn, 10 s overall. */
 static int
 tcp_connect (const struct pbs_remote *r)
@@ -151,7 +194,6 @@ tcp_connect (const struct pbs_remote *r)
     return -1;
   }
   for (ai = res; ai; ai = ai->ai_next) {
-    struct pollfd pfd;
     int one = 1, soerr = 0, n;
     socklen_t sl = sizeof soerr;
 
@@ -174,12 +216,13 @@ tcp_connect (const struct pbs_remote *r)
       fd = -1;
       continue;
     }
-    pfd.fd = fd;
-    pfd.events = POLLOUT;
     n = (int) (deadline - now_ms ());
-    if (n < 0)
-      n = 0;
-    n = poll (&pfd, 1, n);
+    n = wait_fd (fd, POLLOUT, n > 0 ? n : 0);
+    if (n == -1) {
+      close (fd);
+      freeaddrinfo (res);
+      return -1;
+    }
     if (n == 1 && getsockopt (fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0
         && soerr == 0)
       break;
@@ -398,7 +441,6 @@ int
 pbs__tls_wait (struct pbs_tls *t, bool want_read, bool want_write,
                int timeout_ms)
 {
-  struct pollfd pfd;
   int n;
 
   /* Data already decrypted inside OpenSSL does not show on the fd. */
@@ -409,20 +451,16 @@ pbs__tls_wait (struct pbs_tls *t, bool want_read, bool want_write,
   flush_wbio_safe (t);
   if (t->wbio && BIO_wpending (t->wbio) > 0)
     want_write = true;
-  pfd.fd = t->fd;
-  pfd.events = (short) ((want_read ? POLLIN : 0) | (want_write ? POLLOUT : 0));
-  do
-    n = poll (&pfd, 1, timeout_ms);
-  while (n == -1 && errno == EINTR);
+  n = wait_fd (t->fd,
+               (short) ((want_read ? POLLIN : 0) | (want_write ? POLLOUT : 0)),
+               timeout_ms);
   if (n == 0) {
     pbs__set_error (ETIMEDOUT, "no answer from the server for %d s",
                     timeout_ms / 1000);
     return -1;
   }
-  if (n == -1) {
-    pbs__set_error (EIO, "poll: %s", strerror (errno));
+  if (n == -1)
     return -1;
-  }
   flush_wbio_safe (t);
   return 0;
 }

@@ -68,3 +68,64 @@ wait_line () {
   exec {fd}<&-
   return 1
 }
+
+# start_proxy [HOLD_FIFO]: a TCP proxy in python, 127.0.0.1:PPORT to the
+# server at $PORT (sets PPORT, PROXY_PID; log in $TMP/proxy.log).  The
+# first connection that carries more than 2 MiB towards the server is cut
+# (RST) once.  With HOLD_FIFO it says "holding" first and waits until a
+# line can be read from that FIFO (the test acts meanwhile).
+_px=0
+start_proxy () {
+  local fifo=$TMP/proxy.$_px fd line
+  _px=$((_px + 1))
+  mkfifo "$fifo"
+  exec {fd}<>"$fifo"
+  python3 - "$PORT" "${1:-}" >"$fifo" 2>>"$TMP/proxy.log" <<'EOF' &
+import socket, struct, sys, threading
+target = int(sys.argv[1])
+hold = sys.argv[2]
+lst = socket.socket(); lst.bind(("127.0.0.1", 0)); lst.listen(16)
+print("READY %d" % lst.getsockname()[1], flush=True)
+cut = threading.Event()
+def pump(a, b, upstream):
+    n = 0
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            n += len(d)
+            if upstream and n > 2 << 20 and not cut.is_set():
+                cut.set()
+                if hold:
+                    print("holding after %d bytes" % n, file=sys.stderr,
+                          flush=True)
+                    open(hold).readline()
+                print("cut after %d bytes" % n, file=sys.stderr, flush=True)
+                for s in (a, b):   # RST, not FIN: a broken connection
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                 struct.pack("ii", 1, 0))
+                    # SHUT_RD wakes the other pump's recv without a FIN, so
+                    # that close() really releases the socket (and resets).
+                    s.shutdown(socket.SHUT_RD)
+                    s.close()
+                return
+            b.sendall(d)
+    except OSError:
+        pass
+    for s in (a, b):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+while True:
+    c, _ = lst.accept()
+    s = socket.create_connection(("127.0.0.1", target))
+    threading.Thread(target=pump, args=(c, s, True), daemon=True).start()
+    threading.Thread(target=pump, args=(s, c, False), daemon=True).start()
+EOF
+  PROXY_PID=$!
+  cleanup_fn "kill $PROXY_PID 2>/dev/null"
+  read -r -t 60 -u "$fd" line || true
+  PPORT=${line#READY }
+}

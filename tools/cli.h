@@ -115,6 +115,13 @@ void out_file_abort (struct out_file *f);
 struct pbs_repo;
 struct pbs_repo *cli_open_repo (const char *spec, const char *fingerprint);
 
+/* SIGINT, SIGTERM and SIGHUP end a push cleanly (cli-interrupt.c): the
+ * first is noted, wakes pbsproto's network waits (pbs_set_cancel_fd) and
+ * is reported by cli_interrupted (its number, else 0); a second one kills.
+ * 0 or -1 (errno). */
+int cli_catch_interrupts (void);
+int cli_interrupted (void);
+
 /* No core files, no same-user memory access: secrets pass through
  * libraries that do not wipe them.  Called first in main. */
 void cli_protect_secrets (void);

@@ -481,6 +481,10 @@ write_archive (struct push *p, struct archive *a)
     goto out;
   }
   for (c = 0; c < a->nchunks; c++) {
+    if (cli_interrupted ()) {
+      fail (p, "push", "interrupted");
+      goto out;
+    }
     switch (a->plan[c]) {
     case PLAN_REUSE:
       a->reused_chunks++;
@@ -685,6 +689,8 @@ attempt (struct push *p)
   char why[512];
   int ret = -1;
 
+  if (cli_interrupted ()) /* during the backoff before a retry */
+    return fail (p, "push", "interrupted");
   p->repo = cli_open_repo (p->repo_spec, p->fingerprint);
   if (!p->repo)
     return failed_printed (p);
@@ -760,6 +766,10 @@ attempt (struct push *p)
       goto out;
     }
   if (p->b) {
+    if (cli_interrupted ()) { /* the last moment to leave no snapshot */
+      fail (p, "push", "interrupted");
+      goto out;
+    }
     if (write_manifest (p) == -1)
       goto out;
     if (pbs_backup_finish (p->b) == -1) {
@@ -965,9 +975,21 @@ cmd_push (int argc, char **argv)
   if (open_archives (&p, &oo) == -1)
     goto out;
 
+  if (cli_catch_interrupts () == -1) {
+    cli_error ("push", "cannot catch signals: %s", strerror (errno));
+    goto out;
+  }
   for (attempt_no = 0;; attempt_no++) {
     if (attempt (&p) == 0)
       break;
+    if (cli_interrupted ()) {
+      bool printed = p.err_printed; /* e.g. by the repository's open */
+      reset_attempt (&p); /* ends the session: no snapshot stays */
+      if (!printed)
+        cli_error ("push", "interrupted; no snapshot was made");
+      ret = 128 + cli_interrupted ();
+      goto out;
+    }
     if (!p.transient || attempt_no >= p.retries || !p.repo
         || pbs_repo_is_local (p.repo)) {
       if (p.err_msg[0])
@@ -978,7 +1000,7 @@ cmd_push (int argc, char **argv)
       fprintf (stderr, "push: %s: %s; retrying\n", p.err_ctx, p.err_msg);
     reset_attempt (&p);
     p.retrying = true;
-    sleep (1u << (attempt_no < 5 ? attempt_no : 5));
+    sleep (1u << (attempt_no < 5 ? attempt_no : 5)); /* a signal ends it */
     /* A new session, a new backup-time (unless one was given), as a new
      * run of proxmox-backup-client would have: a server that crashed
      * keeps the old session's unfinished directory, and the same time
