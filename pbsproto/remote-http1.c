@@ -1,11 +1,10 @@
-/* remote-http1.c -- the HTTP/1.1 part of talking to PBS: REST calls (ticket
- * login, snapshot listing) and the GET that upgrades a connection to the
- * backup or reader protocol (§1.3).  One request per connection: the
- * official client keeps connections alive, but we make only a handful of
- * REST calls per run.
+/* remote-http1.c -- the GET that upgrades a connection to the backup or
+ * reader protocol (§1.3), on our own TLS connection because the raw
+ * connection must go on as HTTP/2 after the 101 (the plain REST calls go
+ * through libcurl, remote-rest.c).
  *
- * Answers may be chunked (the snapshot listing is streamed, §8b), carry a
- * Content-Length, or end at EOF.  Bodies are capped. */
+ * A refusal's answer may be chunked, carry a Content-Length, or end at
+ * EOF; it is read whole (capped) for the server's message. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

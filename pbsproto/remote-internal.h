@@ -44,6 +44,25 @@ struct pbs_remote_spec {
 int pbs__remote_parse_spec (const char *spec, struct pbs_remote_spec *out);
 void pbs__remote_spec_free (struct pbs_remote_spec *s);
 
+/* ------------------------------------------------ remote-proxy.c */
+
+/* ALL_PROXY, parsed as proxmox-backup-client does. */
+struct pbs_proxy {
+  char *host;   /* NULL: no proxy */
+  unsigned port;
+  char *auth;   /* "USER:PASS" or NULL; cleansed on free */
+};
+
+/* From the environment; no proxy is not an error.  0 or -1 (EINVAL). */
+int pbs__proxy_from_env (struct pbs_proxy *p);
+void pbs__proxy_free (struct pbs_proxy *p);
+/* "http://HOST:PORT" (malloc'd) for libcurl, without the credentials. */
+char *pbs__proxy_url (const struct pbs_proxy *p);
+/* On FD, connected to the proxy: open a tunnel to HOST:PORT.  0 or -1
+ * (error set: 5xx and resets are transient, other refusals not). */
+int pbs__proxy_connect (int fd, const struct pbs_proxy *p, const char *host,
+                        unsigned port, int timeout_ms);
+
 /* The repository state of the remote backend. */
 struct pbs_remote {
   struct pbs_remote_spec spec;
@@ -53,6 +72,7 @@ struct pbs_remote {
   char *ticket;      /* ticket login: PBSAuthCookie value */
   char *csrf;        /* and its CSRFPreventionToken */
   int64_t ticket_time; /* CLOCK_MONOTONIC seconds of the login */
+  struct pbs_proxy proxy;
   bool quiet;
 };
 
@@ -118,6 +138,9 @@ int pbs__tls_wait (struct pbs_tls *t, bool want_read, bool want_write,
                    int timeout_ms);
 /* Whether the cancel descriptor (pbs_set_cancel_fd) is readable. */
 bool pbs__cancelled (void);
+/* Wait until FD is readable (WANT_READ) or writable, or cancelled.
+ * 1 ready, 0 timed out, -1 cancelled (ECANCELED) or failed (set). */
+int pbs__wait_fd (int fd, bool want_read, int timeout_ms);
 /* Blocking helpers over the above, with the request timeout. */
 int pbs__tls_write_all (struct pbs_tls *t, const void *buf, size_t len);
 

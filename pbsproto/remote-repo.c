@@ -411,6 +411,7 @@ remote_close (void *state)
   if (!r)
     return;
   pbs__remote_spec_free (&r->spec);
+  pbs__proxy_free (&r->proxy);
   if (r->secret) {
     explicit_bzero (r->secret, strlen (r->secret));
     free (r->secret);
@@ -441,6 +442,8 @@ pbs__remote_open (const char *spec, const struct pbs_repo_opts *opts)
     free (r);
     return NULL;
   }
+  if (pbs__proxy_from_env (&r->proxy) == -1)
+    goto err;
   if (opts) {
     r->quiet = opts->quiet;
     if ((opts->secret && !(r->secret = strdup (opts->secret)))

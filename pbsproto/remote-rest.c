@@ -6,9 +6,9 @@
  * exactly the same servers.  curl's own checks stay on where they agree
  * with it (the handshake must verify), its host-name check is off because
  * the policy does that itself -- except for a pinned certificate, whose
- * name the official client ignores too.  Proxies are off: the backup
- * connection cannot use one, and half a session through a proxy would
- * only confuse. */
+ * name the official client ignores too.  The only proxy is ALL_PROXY's
+ * (remote-proxy.c), as for the upgrades: curl's own proxy variables and
+ * NO_PROXY would send half a session another way. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -123,13 +123,25 @@ header_list (char *auth, struct curl_slist *nodes, size_t max,
 
 /* The error of a transfer that did not get an answer. */
 static void
-transport_error (struct rest_call *c, CURLcode rc, const char *errbuf)
+transport_error (struct rest_call *c, CURL *curl, CURLcode rc,
+                 const char *errbuf)
 {
   const char *host = c->r->spec.host;
   const char *msg = *errbuf ? errbuf : curl_easy_strerror (rc);
+  long connect_code = 0;
 
   if (c->setup_failed || pbs__cert_policy_error (&c->policy, host))
     return;
+  /* A proxy that refused the tunnel: as remote-proxy.c reports it. */
+  if (c->r->proxy.host
+      && curl_easy_getinfo (curl, CURLINFO_HTTP_CONNECTCODE, &connect_code)
+             == CURLE_OK
+      && connect_code >= 300) {
+    pbs__set_error (connect_code >= 500 ? ECONNRESET : EACCES,
+                    "proxy %s port %u: CONNECT refused: HTTP %ld",
+                    c->r->proxy.host, c->r->proxy.port, connect_code);
+    return;
+  }
   switch (rc) {
   case CURLE_ABORTED_BY_CALLBACK:
     pbs__set_error (ECANCELED, "interrupted");
@@ -163,7 +175,7 @@ pbs__remote_rest (struct pbs_remote *r, const char *method,
 {
   struct rest_call c = { .r = r };
   struct curl_slist nodes[MAX_HEADERS], *headers;
-  char errbuf[CURL_ERROR_SIZE] = "", *auth, *url = NULL;
+  char errbuf[CURL_ERROR_SIZE] = "", *auth, *url = NULL, *proxy = NULL;
   size_t auth_len = 0;
   bool v6 = strchr (r->spec.host, ':') != NULL;
   long status = 0;
@@ -183,6 +195,10 @@ pbs__remote_rest (struct pbs_remote *r, const char *method,
     pbs__set_error (ENOMEM, "out of memory");
     return -1;
   }
+  if (r->proxy.host && !(proxy = pbs__proxy_url (&r->proxy))) {
+    free (url);
+    return -1;
+  }
   auth = pbs__remote_auth_headers (r, strcmp (method, "GET") == 0);
   if (auth)
     auth_len = strlen (auth); /* header_list cuts it into lines */
@@ -197,7 +213,15 @@ pbs__remote_rest (struct pbs_remote *r, const char *method,
   if (curl_easy_setopt (curl, CURLOPT_URL, url) != CURLE_OK
       || curl_easy_setopt (curl, CURLOPT_PROTOCOLS_STR, "https") != CURLE_OK
       || curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
-      || curl_easy_setopt (curl, CURLOPT_PROXY, "") != CURLE_OK
+      /* ALL_PROXY only, as for the upgrades (remote-proxy.c); "" also
+       * keeps curl from reading http(s)_proxy. */
+      || curl_easy_setopt (curl, CURLOPT_PROXY, proxy ? proxy : "")
+             != CURLE_OK
+      || curl_easy_setopt (curl, CURLOPT_NOPROXY, "") != CURLE_OK
+      || (proxy
+          && (curl_easy_setopt (curl, CURLOPT_HTTPPROXYTUNNEL, 1L) != CURLE_OK
+              || curl_easy_setopt (curl, CURLOPT_PROXYUSERPWD,
+                                   r->proxy.auth) != CURLE_OK))
       || curl_easy_setopt (curl, CURLOPT_HTTP_VERSION,
                            (long) CURL_HTTP_VERSION_1_1) != CURLE_OK
       || curl_easy_setopt (curl, CURLOPT_USERAGENT,
@@ -241,7 +265,7 @@ pbs__remote_rest (struct pbs_remote *r, const char *method,
   }
   rc = curl_easy_perform (curl);
   if (rc != CURLE_OK) {
-    transport_error (&c, rc, errbuf);
+    transport_error (&c, curl, rc, errbuf);
     goto out;
   }
   curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &status);
@@ -267,5 +291,6 @@ out:
   }
   free (c.body);
   free (url);
+  free (proxy);
   return ret;
 }

@@ -176,9 +176,15 @@ wait_fd (int fd, short events, int timeout_ms)
   }
 }
 
-/* Non-blocking connect to every address in turn, 10 s overall. */
+int
+pbs__wait_fd (int fd, bool want_read, int timeout_ms)
+{
+  return wait_fd (fd, want_read ? POLLIN : POLLOUT, timeout_ms);
+}
+
+/* Non-blocking connect to every address of HOST in turn, 10 s overall. */
 static int
-tcp_connect (const struct pbs_remote *r)
+tcp_connect (const char *host, unsigned port_no)
 {
   struct addrinfo hints = { 0 }, *res = NULL, *ai;
   char port[16];
@@ -187,10 +193,10 @@ tcp_connect (const struct pbs_remote *r)
 
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  snprintf (port, sizeof port, "%u", r->spec.port);
-  err = getaddrinfo (r->spec.host, port, &hints, &res);
+  snprintf (port, sizeof port, "%u", port_no);
+  err = getaddrinfo (host, port, &hints, &res);
   if (err != 0) {
-    pbs__set_error (ENOENT, "%s: %s", r->spec.host, gai_strerror (err));
+    pbs__set_error (ENOENT, "%s: %s", host, gai_strerror (err));
     return -1;
   }
   for (ai = res; ai; ai = ai->ai_next) {
@@ -234,7 +240,7 @@ tcp_connect (const struct pbs_remote *r)
   if (fd == -1) {
     /* Refused and unreachable are worth a retry as much as a reset. */
     pbs__set_error (last_errno == ETIMEDOUT ? ETIMEDOUT : ECONNRESET,
-                    "connect to %s port %u: %s", r->spec.host, r->spec.port,
+                    "connect to %s port %u: %s", host, port_no,
                     strerror (last_errno));
     return -1;
   }
@@ -308,9 +314,19 @@ pbs__tls_connect (const struct pbs_remote *r)
     goto ssl_err;
   if (!pbs__is_ip_literal (r->spec.host))
     SSL_set_tlsext_host_name (t->ssl, r->spec.host);
-  t->fd = tcp_connect (r);
-  if (t->fd == -1)
-    goto err;
+  if (r->proxy.host) {
+    t->fd = tcp_connect (r->proxy.host, r->proxy.port);
+    if (t->fd == -1
+        || pbs__proxy_connect (t->fd, &r->proxy, r->spec.host, r->spec.port,
+                               PBS_REMOTE_CONNECT_TIMEOUT_MS)
+               == -1)
+      goto err;
+  }
+  else {
+    t->fd = tcp_connect (r->spec.host, r->spec.port);
+    if (t->fd == -1)
+      goto err;
+  }
   if (SSL_set_fd (t->ssl, t->fd) != 1)
     goto ssl_err;
   {

@@ -1,6 +1,7 @@
 /* cli-chain.c -- the image options every qcow2 subcommand shares: --chain,
- * the qcow_open_opts flags, --output-format, and opening the chain with a
- * one-line error. */
+ * the qcow_open_opts flags, --output-format, the "IMAGE or --chain" command
+ * line of info/map/export/bitmap, and opening the chain with a one-line
+ * error. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -161,6 +162,73 @@ cli_open_chain (const char *image, const struct qcow_open_opts *opts)
   if (!c)
     cli_qcow_error (context);
   return c;
+}
+
+/* info, map, export and bitmap differ only in their own options and in
+ * the one argument that may follow IMAGE, so the rest of their command
+ * line is parsed here, with the same messages for all four. */
+int
+cli_parse_image_args (struct cli_image_args *a, int argc, char **argv,
+                      const struct option *longopts)
+{
+  int opt, nargs = a->arg_name ? 2 : 1;
+
+  optind = 1;
+  while ((opt = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
+    switch (opt) {
+    case 'h':
+      fputs (a->usage, stdout);
+      a->status = 0;
+      goto stop;
+    case CLI_OPT_OUTPUT_FORMAT:
+      if (cli_parse_output_format (optarg, &a->json) == -1) {
+        a->status = cli_usage_error (a->cmd, "unknown output format '%s'",
+                                     optarg);
+        goto stop;
+      }
+      break;
+    case CLI_OPT_CHAIN:
+    case CLI_OPT_ALLOW_ABSOLUTE_DATA_FILE:
+    case CLI_OPT_PROBE_BACKING_FORMAT:
+      if (cli_image_option (opt, optarg, &a->opts) == -1)
+        goto usage;
+      break;
+    default:
+      if (opt < CLI_OPT_FIRST_FREE || !a->option) {
+        a->status = cli_usage_error (a->cmd, "bad option");
+        goto stop;
+      }
+      if (a->option (a->opaque, opt, optarg) == -1)
+        goto usage;
+      break;
+    }
+  }
+  /* --chain stands for IMAGE. */
+  if (a->opts.chain)
+    nargs--;
+  if (argc - optind != nargs) {
+    if (!a->arg_name)
+      a->status = cli_usage_error (a->cmd, a->opts.chain
+                                             ? "no IMAGE with --chain"
+                                             : "expected exactly one IMAGE");
+    else if (a->opts.chain)
+      a->status = cli_usage_error (a->cmd, "expected %s after --chain",
+                                   a->arg_name);
+    else
+      a->status = cli_usage_error (a->cmd, "expected IMAGE and %s",
+                                   a->arg_name);
+    goto stop;
+  }
+  a->image = a->opts.chain ? NULL : argv[optind++];
+  a->arg = a->arg_name ? argv[optind] : NULL;
+  a->context = a->image ? a->image : a->opts.chain[a->opts.chain_len - 1];
+  return 0;
+
+usage:
+  a->status = 2;
+stop:
+  cli_free_chain (&a->opts);
+  return -1;
 }
 
 int

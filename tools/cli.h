@@ -60,6 +60,7 @@ enum {
   CLI_OPT_ALLOW_ABSOLUTE_DATA_FILE,
   CLI_OPT_PROBE_BACKING_FORMAT,
   CLI_OPT_FINGERPRINT,
+  CLI_OPT_OUTPUT_FORMAT, /* CLI_OUTPUT_FORMAT_OPTION */
   CLI_OPT_FIRST_FREE = 0x180 /* commands number their own options from here */
 };
 #define CLI_IMAGE_OPTIONS                                                     \
@@ -74,6 +75,42 @@ enum {
   "  --allow-absolute-data-file  follow an absolute external data-file name\n" \
   "  --probe-backing-format    probe a backing file without a format name\n"
 int cli_image_option (int opt, const char *arg, struct qcow_open_opts *opts);
+
+/* --output-format text|json, for cli_parse_image_args. */
+#define CLI_OUTPUT_FORMAT_OPTION                                              \
+  { "output-format", required_argument, NULL, CLI_OPT_OUTPUT_FORMAT }
+
+/* The command line of a command that reads one chain (info, map, export,
+ * bitmap): options, then IMAGE or --chain, then ARG when ARG_NAME is set.
+ * The command fills the first part and hands its getopt_long table, which
+ * holds CLI_IMAGE_OPTIONS, {"help", 'h'}, CLI_OUTPUT_FORMAT_OPTION if the
+ * command has that option, and its own options numbered from
+ * CLI_OPT_FIRST_FREE. */
+struct cli_image_args {
+  const char *cmd;      /* "info": names the command in usage errors */
+  const char *usage;    /* printed by --help */
+  const char *arg_name; /* "OUT.raw": one argument after IMAGE; NULL: none */
+  /* Called for each option numbered from CLI_OPT_FIRST_FREE; returns 0,
+   * or -1 after printing a message (a usage error: exit 2).  NULL when the
+   * command has no options of its own. */
+  int (*option) (void *opaque, int opt, const char *arg);
+  void *opaque;
+
+  /* Filled by cli_parse_image_args. */
+  int status;                 /* exit status when it returned -1 */
+  struct qcow_open_opts opts; /* the caller frees it with cli_free_chain */
+  bool json;                  /* --output-format json */
+  const char *image;          /* IMAGE (borrowed from argv), NULL: --chain */
+  const char *arg;            /* the ARG_NAME argument, or NULL */
+  const char *context;        /* IMAGE, else the top of --chain: names
+                                 errors about the chain */
+};
+/* Parse ARGV (argv[0] = command name) with LONGOPTS.  Returns 0, or -1
+ * when the command ends here with A->status: 0 after --help, 2 after a
+ * usage error (printed).  A->opts is freed already when it returns -1. */
+struct option;
+int cli_parse_image_args (struct cli_image_args *a, int argc, char **argv,
+                          const struct option *longopts);
 
 /* --fingerprint, taken by every command that opens a repository. */
 #define CLI_REPO_OPTIONS                                                      \

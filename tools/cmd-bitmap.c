@@ -56,73 +56,51 @@ on_range (void *opaque, const struct qcow_extent *e)
   return ferror (stdout) ? -1 : 0;
 }
 
+/* --layer N, bitmap's one option of its own. */
+enum { OPT_LAYER = CLI_OPT_FIRST_FREE };
+
+static int
+bitmap_option (void *opaque, int opt, const char *arg)
+{
+  unsigned long long *layer = opaque;
+  char *end;
+
+  (void) opt;
+  errno = 0;
+  *layer = strtoull (arg, &end, 10);
+  if (errno || end == arg || *end || *arg == '-') {
+    cli_usage_error ("bitmap", "bad layer number '%s'", arg);
+    return -1;
+  }
+  return 0;
+}
+
 int
 cmd_bitmap (int argc, char **argv)
 {
-  enum { OPT_OUTPUT_FORMAT = CLI_OPT_FIRST_FREE, OPT_LAYER };
   static const struct option longopts[] = {
     CLI_IMAGE_OPTIONS,
-    { "output-format", required_argument, NULL, OPT_OUTPUT_FORMAT },
+    CLI_OUTPUT_FORMAT_OPTION,
     { "layer", required_argument, NULL, OPT_LAYER },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  struct qcow_open_opts opts = { 0 };
+  unsigned long long layer = 0;
+  struct cli_image_args a = { .cmd = "bitmap", .usage = usage_text,
+                              .arg_name = "NAME",
+                              .option = bitmap_option, .opaque = &layer };
   struct qcow_chain *c = NULL;
   struct bitmap_state s = { 0 };
-  const char *image = NULL, *name, *context;
-  unsigned long long layer = 0;
+  const char *context;
   struct qcow_layer_info li;
-  char *end;
-  int opt, ret = 1;
+  int ret = 1;
 
-  optind = 1;
-  while ((opt = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
-    switch (opt) {
-    case 'h':
-      fputs (usage_text, stdout);
-      ret = 0;
-      goto out;
-    case OPT_OUTPUT_FORMAT:
-      if (cli_parse_output_format (optarg, &s.json) == -1) {
-        ret = cli_usage_error ("bitmap", "unknown output format '%s'",
-                               optarg);
-        goto out;
-      }
-      break;
-    case OPT_LAYER:
-      errno = 0;
-      layer = strtoull (optarg, &end, 10);
-      if (errno || end == optarg || *end || *optarg == '-') {
-        ret = cli_usage_error ("bitmap", "bad layer number '%s'", optarg);
-        goto out;
-      }
-      break;
-    case CLI_OPT_CHAIN:
-    case CLI_OPT_ALLOW_ABSOLUTE_DATA_FILE:
-    case CLI_OPT_PROBE_BACKING_FORMAT:
-      if (cli_image_option (opt, optarg, &opts) == -1) {
-        ret = 2;
-        goto out;
-      }
-      break;
-    default:
-      ret = cli_usage_error ("bitmap", "bad option");
-      goto out;
-    }
-  }
-  if (argc - optind != (opts.chain ? 1 : 2)) {
-    ret = cli_usage_error ("bitmap", opts.chain
-                                       ? "expected NAME after --chain"
-                                       : "expected IMAGE and NAME");
-    goto out;
-  }
-  if (!opts.chain)
-    image = argv[optind++];
-  name = argv[optind];
-  context = image ? image : opts.chain[opts.chain_len - 1];
+  if (cli_parse_image_args (&a, argc, argv, longopts) == -1)
+    return a.status;
+  s.json = a.json;
+  context = a.context;
 
-  c = cli_open_chain (image, &opts);
+  c = cli_open_chain (a.image, &a.opts);
   if (!c)
     goto out;
   if (layer >= qcow_depth (c)) {
@@ -134,7 +112,7 @@ cmd_bitmap (int argc, char **argv)
     context = li.path;
 
   /* "[" comes with the first range, so a refused bitmap prints nothing. */
-  if (qcow_bitmap_ranges (c, (size_t) layer, name, on_range, &s) == -1) {
+  if (qcow_bitmap_ranges (c, (size_t) layer, a.arg, on_range, &s) == -1) {
     if (ferror (stdout))
       cli_error ("stdout", "write error");
     else
@@ -153,6 +131,6 @@ cmd_bitmap (int argc, char **argv)
 
 out:
   qcow_close (c);
-  cli_free_chain (&opts);
+  cli_free_chain (&a.opts);
   return ret;
 }

@@ -230,58 +230,43 @@ overwrites_layer (struct qcow_chain *c, const char *out_path)
   return false;
 }
 
+/* --no-sync, export's one option of its own. */
+enum { OPT_NO_SYNC = CLI_OPT_FIRST_FREE };
+
+static int
+export_option (void *opaque, int opt, const char *arg)
+{
+  bool *no_sync = opaque;
+
+  (void) arg;
+  if (opt == OPT_NO_SYNC)
+    *no_sync = true;
+  return 0;
+}
+
 int
 cmd_export (int argc, char **argv)
 {
-  enum { OPT_NO_SYNC = CLI_OPT_FIRST_FREE };
   static const struct option longopts[] = {
     CLI_IMAGE_OPTIONS,
     { "no-sync", no_argument, NULL, OPT_NO_SYNC },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  struct qcow_open_opts opts = { 0 };
+  bool out_open = false, sync_ok = false, no_sync = false;
+  struct cli_image_args a = { .cmd = "export", .usage = usage_text,
+                              .arg_name = "OUT.raw",
+                              .option = export_option, .opaque = &no_sync };
   struct exporter x = { 0 };
   struct out_file out = { .fd = -1 };
-  bool out_open = false, sync_ok = false, no_sync = false;
-  const char *image = NULL, *out_path, *context;
+  const char *out_path;
   uint64_t size, w, wlen, pos = 0;
-  int opt, ret = 1;
+  int ret = 1;
   size_t i;
 
-  optind = 1;
-  while ((opt = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
-    switch (opt) {
-    case 'h':
-      fputs (usage_text, stdout);
-      ret = 0;
-      goto out;
-    case OPT_NO_SYNC:
-      no_sync = true;
-      break;
-    case CLI_OPT_CHAIN:
-    case CLI_OPT_ALLOW_ABSOLUTE_DATA_FILE:
-    case CLI_OPT_PROBE_BACKING_FORMAT:
-      if (cli_image_option (opt, optarg, &opts) == -1) {
-        ret = 2;
-        goto out;
-      }
-      break;
-    default:
-      ret = cli_usage_error ("export", "bad option");
-      goto out;
-    }
-  }
-  if (argc - optind != (opts.chain ? 1 : 2)) {
-    ret = cli_usage_error ("export", opts.chain
-                                       ? "expected OUT.raw after --chain"
-                                       : "expected IMAGE and OUT.raw");
-    goto out;
-  }
-  if (!opts.chain)
-    image = argv[optind++];
-  out_path = argv[optind];
-  context = image ? image : opts.chain[opts.chain_len - 1];
+  if (cli_parse_image_args (&a, argc, argv, longopts) == -1)
+    return a.status;
+  out_path = a.arg;
 
   if (pthread_mutex_init (&x.lock, NULL) != 0
       || pthread_cond_init (&x.cond, NULL) != 0) {
@@ -290,7 +275,7 @@ cmd_export (int argc, char **argv)
   }
   sync_ok = true;
   /* Open the chain first: a bad image must not leave even a temporary. */
-  x.c = cli_open_chain (image, &opts);
+  x.c = cli_open_chain (a.image, &a.opts);
   if (!x.c)
     goto out;
   for (i = 0; i < NSLOTS; i++) {
@@ -319,12 +304,12 @@ cmd_export (int argc, char **argv)
       if (x.nomem)
         cli_error ("export", "out of memory");
       else
-        cli_qcow_error (context);
+        cli_qcow_error (a.context);
       goto out;
     }
     if (run_window (&x, &out, &pos) == -1) {
       if (x.failed)
-        reader_error (&x, context);
+        reader_error (&x, a.context);
       else
         cli_error (out_path, "%s", strerror (errno));
       goto out;
@@ -350,6 +335,6 @@ out:
     pthread_mutex_destroy (&x.lock);
     pthread_cond_destroy (&x.cond);
   }
-  cli_free_chain (&opts);
+  cli_free_chain (&a.opts);
   return ret;
 }

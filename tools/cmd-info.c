@@ -216,61 +216,26 @@ layer_text (size_t depth, size_t nlayers, const struct qcow_layer_info *li,
 int
 cmd_info (int argc, char **argv)
 {
-  enum { OPT_OUTPUT_FORMAT = CLI_OPT_FIRST_FREE };
   static const struct option longopts[] = {
     CLI_IMAGE_OPTIONS,
-    { "output-format", required_argument, NULL, OPT_OUTPUT_FORMAT },
+    CLI_OUTPUT_FORMAT_OPTION,
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  struct qcow_open_opts opts = { 0 };
+  struct cli_image_args a = { .cmd = "info", .usage = usage_text };
   struct qcow_chain *c = NULL;
-  const char *image = NULL;
   json_t *root = NULL, *layers = NULL;
-  bool json = false;
-  int opt, ret = 1;
+  int ret = 1;
   size_t d, n;
 
-  optind = 1;
-  while ((opt = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
-    switch (opt) {
-    case 'h':
-      fputs (usage_text, stdout);
-      ret = 0;
-      goto out;
-    case OPT_OUTPUT_FORMAT:
-      if (cli_parse_output_format (optarg, &json) == -1) {
-        ret = cli_usage_error ("info", "unknown output format '%s'", optarg);
-        goto out;
-      }
-      break;
-    case CLI_OPT_CHAIN:
-    case CLI_OPT_ALLOW_ABSOLUTE_DATA_FILE:
-    case CLI_OPT_PROBE_BACKING_FORMAT:
-      if (cli_image_option (opt, optarg, &opts) == -1) {
-        ret = 2;
-        goto out;
-      }
-      break;
-    default:
-      ret = cli_usage_error ("info", "bad option");
-      goto out;
-    }
-  }
-  if (argc - optind != (opts.chain ? 0 : 1)) {
-    ret = cli_usage_error ("info", opts.chain
-                                     ? "no IMAGE with --chain"
-                                     : "expected exactly one IMAGE");
-    goto out;
-  }
-  if (!opts.chain)
-    image = argv[optind];
+  if (cli_parse_image_args (&a, argc, argv, longopts) == -1)
+    return a.status;
 
-  c = cli_open_chain (image, &opts);
+  c = cli_open_chain (a.image, &a.opts);
   if (!c)
     goto out;
   n = qcow_depth (c);
-  if (json) {
+  if (a.json) {
     root = json_object ();
     layers = json_array ();
     if (!root || !layers) {
@@ -291,14 +256,14 @@ cmd_info (int argc, char **argv)
     size_t nbms = 0;
 
     if (qcow_layer_info (c, d, &li) == -1) {
-      cli_qcow_error (image ? image : "info");
+      cli_qcow_error (a.image ? a.image : "info");
       goto out;
     }
     if (li.version >= 3 && qcow_bitmap_list (c, d, &bms, &nbms) == -1) {
       cli_qcow_error (li.path ? li.path : "info");
       goto out;
     }
-    if (json) {
+    if (a.json) {
       json_t *o = layer_json (d, &li, bms, nbms);
       if (!o || json_array_append_new (layers, o) == -1) {
         cli_error ("info", "out of memory");
@@ -308,12 +273,13 @@ cmd_info (int argc, char **argv)
     else
       layer_text (d, n, &li, bms, nbms);
   }
-  if (json && json_dumpf (root, stdout, JSON_INDENT (2) | JSON_PRESERVE_ORDER)
-                == -1) {
+  if (a.json
+      && json_dumpf (root, stdout, JSON_INDENT (2) | JSON_PRESERVE_ORDER)
+           == -1) {
     cli_error ("stdout", "cannot write JSON");
     goto out;
   }
-  if (json)
+  if (a.json)
     putchar ('\n');
   if (fflush (stdout) == EOF || ferror (stdout)) {
     cli_error ("stdout", "write error");
@@ -325,6 +291,6 @@ out:
   json_decref (layers);
   json_decref (root);
   qcow_close (c);
-  cli_free_chain (&opts);
+  cli_free_chain (&a.opts);
   return ret;
 }

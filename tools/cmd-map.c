@@ -96,6 +96,9 @@ on_extent (void *opaque, const struct qcow_extent *e)
   return ferror (stdout) ? -1 : 0;
 }
 
+/* cmd_map's own options, after the shared ones. */
+enum { OPT_START = CLI_OPT_FIRST_FREE, OPT_LENGTH };
+
 static int
 parse_u64 (const char *s, uint64_t *out)
 {
@@ -112,84 +115,60 @@ parse_u64 (const char *s, uint64_t *out)
   return 0;
 }
 
+/* --start-offset and --max-length, in guest bytes. */
+struct map_range {
+  uint64_t start, length;
+};
+
+static int
+map_option (void *opaque, int opt, const char *arg)
+{
+  struct map_range *r = opaque;
+
+  if (parse_u64 (arg, opt == OPT_START ? &r->start : &r->length) == -1) {
+    cli_usage_error ("map", "bad number '%s'", arg);
+    return -1;
+  }
+  return 0;
+}
+
 int
 cmd_map (int argc, char **argv)
 {
-  enum {
-    OPT_OUTPUT_FORMAT = CLI_OPT_FIRST_FREE,
-    OPT_START,
-    OPT_LENGTH,
-  };
   static const struct option longopts[] = {
     CLI_IMAGE_OPTIONS,
-    { "output-format", required_argument, NULL, OPT_OUTPUT_FORMAT },
+    CLI_OUTPUT_FORMAT_OPTION,
     { "start-offset", required_argument, NULL, OPT_START },
     { "max-length", required_argument, NULL, OPT_LENGTH },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  struct qcow_open_opts opts = { 0 };
+  struct map_range r = { 0, UINT64_MAX };
+  struct cli_image_args a = { .cmd = "map", .usage = usage_text,
+                              .option = map_option, .opaque = &r };
   struct qcow_chain *c = NULL;
   struct map_state s = { 0 };
-  const char *image = NULL;
-  uint64_t start = 0, length = UINT64_MAX, size;
-  int opt, ret = 1;
+  uint64_t size;
+  int ret = 1;
 
-  optind = 1;
-  while ((opt = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
-    switch (opt) {
-    case 'h':
-      fputs (usage_text, stdout);
-      ret = 0;
-      goto out;
-    case OPT_OUTPUT_FORMAT:
-      if (cli_parse_output_format (optarg, &s.json) == -1) {
-        ret = cli_usage_error ("map", "unknown output format '%s'", optarg);
-        goto out;
-      }
-      break;
-    case OPT_START:
-    case OPT_LENGTH:
-      if (parse_u64 (optarg, opt == OPT_START ? &start : &length) == -1) {
-        ret = cli_usage_error ("map", "bad number '%s'", optarg);
-        goto out;
-      }
-      break;
-    case CLI_OPT_CHAIN:
-    case CLI_OPT_ALLOW_ABSOLUTE_DATA_FILE:
-    case CLI_OPT_PROBE_BACKING_FORMAT:
-      if (cli_image_option (opt, optarg, &opts) == -1) {
-        ret = 2;
-        goto out;
-      }
-      break;
-    default:
-      ret = cli_usage_error ("map", "bad option");
-      goto out;
-    }
-  }
-  if (argc - optind != (opts.chain ? 0 : 1)) {
-    ret = cli_usage_error ("map", opts.chain ? "no IMAGE with --chain"
-                                             : "expected exactly one IMAGE");
-    goto out;
-  }
-  if (!opts.chain)
-    image = argv[optind];
+  if (cli_parse_image_args (&a, argc, argv, longopts) == -1)
+    return a.status;
+  s.json = a.json;
 
-  c = cli_open_chain (image, &opts);
+  c = cli_open_chain (a.image, &a.opts);
   if (!c)
     goto out;
   size = qcow_virtual_size (c);
-  if (start > size)
-    start = size;
-  if (length > size - start)
-    length = size - start;
+  if (r.start > size)
+    r.start = size;
+  if (r.length > size - r.start)
+    r.length = size - r.start;
 
-  if (length > 0 && qcow_map (c, start, length, on_extent, &s) == -1) {
+  if (r.length > 0 && qcow_map (c, r.start, r.length, on_extent, &s) == -1) {
     if (ferror (stdout))
       cli_error ("stdout", "write error");
     else
-      cli_qcow_error (image ? image : opts.chain[opts.chain_len - 1]);
+      cli_qcow_error (a.context);
     goto out;
   }
   if (s.have)
@@ -206,6 +185,6 @@ cmd_map (int argc, char **argv)
 
 out:
   qcow_close (c);
-  cli_free_chain (&opts);
+  cli_free_chain (&a.opts);
   return ret;
 }

@@ -1,0 +1,147 @@
+#!/bin/bash
+# test-remote-proxy.sh -- ALL_PROXY, as proxmox-backup-client reads it
+# ("[http://][USER:PASS@]HOST[:PORT]"): push, restore and snapshots go
+# through CONNECT tunnels of an HTTP proxy (python3, below), the REST calls
+# (libcurl) as well as the protocol upgrades; proxy credentials are sent as
+# Basic authorization and never shown; a refused tunnel, an unsupported
+# scheme and curl's own proxy variables are handled as the official client
+# does.  Oracle for the data: qemu-img convert of the image.
+. "$(dirname "$0")/functions.sh"
+. "$(dirname "$0")/remote-functions.sh"
+. "$(dirname "$0")/push-functions.sh"
+requires qemu-img
+requires qemu-io
+requires python3
+[ -x "$TOOL" ] || skip "qcow2pbs not built"
+
+setup_remote
+start_server "$TMP/ds"
+export PBS_PASSWORD=$TOKEN_SECRET PBS_FINGERPRINT=$FP
+REPO="root@pam!tok@127.0.0.1:$PORT:$STORE"
+USR="root@pam@127.0.0.1:$PORT:$STORE"
+
+# start_connect_proxy LOG [USER:PASS]: an HTTP proxy that only tunnels
+# (CONNECT), logging "CONNECT target auth=ok|none|bad" per request;
+# with USER:PASS it answers 407 unless they come as Basic authorization.
+start_connect_proxy () {
+  local fifo=$TMP/cproxy.$RANDOM fd line
+  mkfifo "$fifo"
+  exec {fd}<>"$fifo"
+  python3 - "${2:-}" >"$fifo" 2>>"$1" <<'EOF' &
+import base64, socket, sys, threading
+need = sys.argv[1]
+lst = socket.socket(); lst.bind(("127.0.0.1", 0)); lst.listen(16)
+print("READY %d" % lst.getsockname()[1], flush=True)
+def pump(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except OSError:
+        pass
+    for s in (a, b):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+def serve(c):
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = c.recv(1)
+        if not d:
+            return c.close()
+        head += d
+    lines = head.decode().split("\r\n")
+    method, target, _ = lines[0].split(" ")
+    auth = "none"
+    for l in lines[1:]:
+        if l.lower().startswith("proxy-authorization: basic "):
+            got = base64.b64decode(l.split(" ", 2)[2]).decode()
+            auth = "ok" if got == need else "bad"
+    print("%s %s auth=%s" % (method, target, auth), file=sys.stderr, flush=True)
+    if method != "CONNECT":
+        c.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+        return c.close()
+    if need and auth != "ok":
+        c.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                  b"Proxy-Authenticate: Basic realm=\"t\"\r\nContent-Length: 0\r\n\r\n")
+        return c.close()
+    host, port = target.rsplit(":", 1)
+    s = socket.create_connection((host.strip("[]"), int(port)))
+    c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    threading.Thread(target=pump, args=(c, s), daemon=True).start()
+    threading.Thread(target=pump, args=(s, c), daemon=True).start()
+while True:
+    c, _ = lst.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+EOF
+  cleanup_fn "kill $! 2>/dev/null"
+  read -r -t 60 -u "$fd" line || true
+  CPORT=${line#READY }
+}
+
+qemu-img create -q -f qcow2 "$TMP/img.qcow2" 24M
+qemu-io -c 'write -P 0x5a 0 5M' -c 'write -P 0xa5 16M 3M' "$TMP/img.qcow2" >/dev/null
+
+# --- an open proxy, with and without the scheme
+start_connect_proxy "$TMP/open.log"
+check "token push through ALL_PROXY" env ALL_PROXY="http://127.0.0.1:$CPORT" \
+  "$TOOL" push --repository "$REPO" --backup-id 100 --backup-time 1700000000 \
+  "$TMP/img.qcow2"
+check "the upgrade went through the proxy" \
+  grep -q "^CONNECT 127.0.0.1:$PORT auth=none" "$TMP/open.log"
+n=$(wc -l <"$TMP/open.log")
+check "snapshots (REST, libcurl) through ALL_PROXY without a scheme" \
+  env ALL_PROXY="127.0.0.1:$CPORT" "$TOOL" snapshots --repository "$REPO"
+check "the REST call went through the proxy" \
+  test "$(wc -l <"$TMP/open.log")" -gt "$n"
+n=$(wc -l <"$TMP/open.log")
+check "ticket login and restore through ALL_PROXY" \
+  env ALL_PROXY="http://127.0.0.1:$CPORT/" PBS_PASSWORD="$USER_PASSWORD" \
+  "$TOOL" restore --repository "$USR" vm/100/1700000000 drive-scsi0 "$TMP/r.raw"
+raw_of "$TMP/img.qcow2" "$TMP/want.raw"
+same_bytes "$TMP/r.raw" "$TMP/want.raw" "restore through the proxy = the image"
+check "login and reader: two more tunnels" \
+  test "$(wc -l <"$TMP/open.log")" -ge $((n + 2))
+n=$(wc -l <"$TMP/open.log")
+check "without ALL_PROXY: direct, curl's https_proxy ignored" \
+  env -u ALL_PROXY https_proxy="http://127.0.0.1:$CPORT" \
+  HTTPS_PROXY="http://127.0.0.1:$CPORT" "$TOOL" snapshots --repository "$REPO"
+check "without ALL_PROXY: the proxy saw nothing" \
+  test "$(wc -l <"$TMP/open.log")" = "$n"
+
+# --- a proxy that wants credentials
+start_connect_proxy "$TMP/auth.log" "alice:s3cr3t"
+check "credentials in ALL_PROXY: push" \
+  env ALL_PROXY="http://alice:s3cr3t@127.0.0.1:$CPORT" "$TOOL" push \
+  --repository "$REPO" --backup-id 100 --backup-time 1700000100 "$TMP/img.qcow2"
+check "credentials: Basic authorization for every tunnel" \
+  test "$(grep -c 'auth=ok' "$TMP/auth.log")" -ge 1 -a \
+  "$(grep -vc 'auth=ok' "$TMP/auth.log")" = 0
+expect_fail "wrong credentials: the push fails" \
+  env ALL_PROXY="http://alice:wrong@127.0.0.1:$CPORT" "$TOOL" push \
+  --repository "$REPO" --backup-id 100 --backup-time 1700000200 --retries 0 \
+  "$TMP/img.qcow2"
+check "wrong credentials: says the proxy refused ($(cat "$TMP/ef.err"))" \
+  grep -q "proxy 127.0.0.1 port $CPORT: CONNECT refused: .*407" "$TMP/ef.err"
+if grep -q 'wrong\|s3cr3t' "$TMP/ef.err"; then
+  fail "wrong credentials: the password is shown"
+else
+  pass "wrong credentials: the password is not shown"
+fi
+expect_fail "no credentials: snapshots (REST) fails" \
+  env ALL_PROXY="http://127.0.0.1:$CPORT" "$TOOL" snapshots --repository "$REPO"
+check "no credentials: REST says the proxy refused ($(cat "$TMP/ef.err"))" \
+  grep -q "CONNECT refused: .*407" "$TMP/ef.err"
+
+# --- what the official client refuses
+expect_fail "socks5 proxy: unsupported" env ALL_PROXY="socks5://127.0.0.1:1080" \
+  "$TOOL" snapshots --repository "$REPO"
+check "socks5: names the scheme ($(cat "$TMP/ef.err"))" \
+  grep -q "unsupported proxy scheme 'socks5'" "$TMP/ef.err"
+expect_fail "proxy port out of range" env ALL_PROXY="http://127.0.0.1:99999" \
+  "$TOOL" snapshots --repository "$REPO"
+
+done_testing
