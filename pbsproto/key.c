@@ -53,10 +53,14 @@ key_config_free (struct key_config *kc)
   free (kc->data);
 }
 
+/* Messages about a file start with its path, once ("PATH: what is
+ * wrong"), as qcowlib's do: callers such as cli_pbs_error print them
+ * without adding the path again.  Messages without a path (a wrong
+ * password) get the caller's context. */
 static int
 not_a_key_file (const char *path, const char *why)
 {
-  pbs__set_error (EINVAL, "not a PBS key file: %s (%s)", path, why);
+  pbs__set_error (EINVAL, "%s: not a PBS key file (%s)", path, why);
   return -1;
 }
 
@@ -69,7 +73,7 @@ read_small_file (const char *path, char **out, size_t *outlen)
   ssize_t n;
 
   if (fd == -1) {
-    pbs__set_error (errno, "cannot open key file '%s': %s", path,
+    pbs__set_error (errno, "%s: cannot open key file: %s", path,
                     strerror (errno));
     return -1;
   }
@@ -84,7 +88,7 @@ read_small_file (const char *path, char **out, size_t *outlen)
     if (n == -1 && errno == EINTR)
       continue;
     if (n == -1) {
-      pbs__set_error (errno, "cannot read key file '%s': %s", path,
+      pbs__set_error (errno, "%s: cannot read key file: %s", path,
                       strerror (errno));
       goto err;
     }
@@ -219,8 +223,8 @@ pbs_key_load (const char *path, const char *password)
     char fp[96];
     pbs_fingerprint_string (k->fingerprint, fp);
     if (strcasecmp (fp, kc.fingerprint) != 0) {
-      pbs__set_error (EBADMSG, "key in '%s' does not match its fingerprint "
-                      "%s", path, kc.fingerprint);
+      pbs__set_error (EBADMSG, "%s: key does not match its fingerprint %s",
+                      path, kc.fingerprint);
       pbs_key_free (k);
       k = NULL;
     }
@@ -263,8 +267,7 @@ write_new_file (const char *path, const char *text)
   }
   fd = mkostemp (tmp, O_CLOEXEC); /* mode 0600 */
   if (fd == -1) {
-    pbs__set_error (errno, "cannot create a file next to '%s': %s", path,
-                    strerror (errno));
+    pbs__set_error (errno, "%s: cannot create: %s", path, strerror (errno));
     goto out;
   }
   while (done < len) {
@@ -272,14 +275,14 @@ write_new_file (const char *path, const char *text)
     if (n == -1 && errno == EINTR)
       continue;
     if (n == -1) {
-      pbs__set_error (errno, "cannot write '%s': %s", tmp, strerror (errno));
+      pbs__set_error (errno, "%s: cannot write: %s", path, strerror (errno));
       goto out_unlink;
     }
     done += (size_t) n;
   }
   if (fsync (fd) == -1 || close (fd) == -1) {
     fd = -1;
-    pbs__set_error (errno, "cannot write '%s': %s", tmp, strerror (errno));
+    pbs__set_error (errno, "%s: cannot write: %s", path, strerror (errno));
     goto out_unlink;
   }
   fd = -1;
@@ -290,13 +293,13 @@ write_new_file (const char *path, const char *text)
     goto out;
   }
   if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) {
-    pbs__set_error (errno, errno == EEXIST ? "'%s' already exists"
-                                           : "cannot create '%s': %m", path);
+    pbs__set_error (errno, errno == EEXIST ? "%s: already exists"
+                                           : "%s: cannot create: %m", path);
     goto out_unlink;
   }
   if (link (tmp, path) == -1) {
-    pbs__set_error (errno, errno == EEXIST ? "'%s' already exists"
-                                           : "cannot create '%s': %m", path);
+    pbs__set_error (errno, errno == EEXIST ? "%s: already exists"
+                                           : "%s: cannot create: %m", path);
     goto out_unlink;
   }
   r = 0;
@@ -334,7 +337,7 @@ pbs_key_create_hint (const char *path, const char *kdf_name,
     return -1;
   }
   if (access (path, F_OK) == 0) {
-    pbs__set_error (EEXIST, "'%s' already exists", path);
+    pbs__set_error (EEXIST, "%s: already exists", path);
     return -1;
   }
   if (pbs__random (raw, 32) == -1)

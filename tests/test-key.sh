@@ -55,6 +55,20 @@ key_ok () {
   fi
 }
 
+# path_once FILE: the last expect_fail line is "qcow2pbs: FILE: ..." and
+# names FILE exactly once.
+path_once () {
+  local line; line=$(cat "$TMP/ef.err")
+  [ "${line#"qcow2pbs: $1: "}" != "$line" ] && [ "$(grep -o -F -- "$1" "$TMP/ef.err" | wc -l)" = 1 ]
+}
+# key_error DESCRIPTION FILE CMD...: expect_fail, then path_once FILE.
+key_error () {
+  local d=$1 f=$2
+  shift 2
+  expect_fail "$d" "$@"
+  check "$d: path once" path_once "$f"
+}
+
 check "key --help" "$TOOL" key --help
 check "key create --help" "$TOOL" key create --help
 check "key show --help" "$TOOL" key show --help
@@ -126,12 +140,16 @@ check "different passwords on the terminal: exit 1, no file" \
   test "$(python3 ptyprompt.py "$TOOL" k12.json tty-secret other-one)" = "exit 1" -a ! -e k12.json
 
 cp k1.json k1.orig
-expect_fail "existing file refused" \
+key_error "existing file refused" k1.json \
   env PBS_ENCRYPTION_PASSWORD=another-one "$TOOL" key create k1.json
 same_bytes k1.json k1.orig "existing key file unchanged"
 expect_fail "no password and no terminal" "$TOOL" key create k7.json </dev/null
-expect_fail "password too short" \
+key_error "password too short" k8.json \
   env PBS_ENCRYPTION_PASSWORD=1234 "$TOOL" key create k8.json
+key_error "create in a missing directory" nodir/k8.json \
+  "$TOOL" key create --kdf none nodir/k8.json
+key_error "hint that is not UTF-8" k8.json \
+  "$TOOL" key create --kdf none --hint $'\xff' k8.json
 expect_fail "failing password command" \
   env PBS_ENCRYPTION_PASSWORD_CMD=false "$TOOL" key create k9.json
 expect_fail "unreadable password file" \
@@ -139,8 +157,28 @@ expect_fail "unreadable password file" \
 check "nothing left behind by failures" \
   test -z "$(ls -A | grep -E '^(k7|k8|k9)\.json|keyfile')"
 echo '{"kdf": "x"}' >bogus.json
-expect_fail "show: not a key file" "$TOOL" key show bogus.json
-expect_fail "show: missing file" "$TOOL" key show missing.json
+key_error "show: not a key file" bogus.json "$TOOL" key show bogus.json
+key_error "show: missing file" missing.json "$TOOL" key show missing.json
+echo '{"kdf": nul' >badjson.json
+key_error "show: bad JSON" badjson.json "$TOOL" key show badjson.json
+python3 -c 'import json, sys
+k = json.load(open("k2.json"))
+k["kdf"] = {"Argon2": {"salt": k["data"]}}
+json.dump(k, open("argon.json", "w"))
+k = json.load(open("k2.json"))
+k["created"] = "yesterday"
+json.dump(k, open("badtime.json", "w"))'
+key_error "show: unsupported kdf" argon.json "$TOOL" key show argon.json
+key_error "show: bad created time" badtime.json "$TOOL" key show badtime.json
+mkdir dir.json
+key_error "show: a directory" dir.json "$TOOL" key show dir.json
+head -c 70000 /dev/zero >big.json
+key_error "show: too large" big.json "$TOOL" key show big.json
+# A newline in the name must not split the error line.
+cp bogus.json $'new\nline.json'
+expect_fail "show: newline in the name" "$TOOL" key show $'new\nline.json'
+check "newline in the name: shown as '?'" \
+  grep -q -F 'qcow2pbs: new?line.json: not a PBS key file' "$TMP/ef.err"
 if grep -rq 'correct-horse' "$TMP"/k*.json show.txt; then
   fail "password leaked into files"
 else

@@ -76,12 +76,41 @@ n = sum(1 for s in os.listdir(ds) for f in os.listdir(os.path.join(ds, s))
            ("7b6785be222d4cf0", "e6591bbf0bbfd80b"))
 sys.exit(0 if n >= 3 else 1)' "$ds"
 
-# Errors: one line, exit 1, nothing left behind.
-PBS_ENCRYPTION_PASSWORD=wrong expect_fail "wrong key password" \
-  "$TOOL" push --repository "$ds" --backup-id 200 --keyfile "$TMP/b.key" "$d/incr1.qcow2"
+# Errors: one line, exit 1, nothing left behind.  Key file errors read
+# "qcow2pbs: FILE: what is wrong" and name FILE once (path_once).
+path_once () {
+  local line; line=$(cat "$TMP/ef.err")
+  [ "${line#"qcow2pbs: $1: "}" != "$line" ] && [ "$(grep -o -F -- "$1" "$TMP/ef.err" | wc -l)" = 1 ]
+}
+push_key_fails () { # push_key_fails DESCRIPTION KEYFILE
+  expect_fail "$1" "$TOOL" push --repository "$ds" --backup-id 200 --keyfile "$2" "$d/incr1.qcow2"
+  check "$1: path once" path_once "$2"
+}
+PBS_ENCRYPTION_PASSWORD=wrong push_key_fails "wrong key password" "$TMP/b.key"
 echo '{"hello": 1}' >"$TMP/notakey"
-expect_fail "keyfile that is not a key" \
-  "$TOOL" push --repository "$ds" --backup-id 200 --keyfile "$TMP/notakey" "$d/incr1.qcow2"
+push_key_fails "keyfile that is not a key" "$TMP/notakey"
+push_key_fails "missing keyfile" "$TMP/nokey"
+echo '{"kdf": null, "data": ' >"$TMP/badjson.key"
+push_key_fails "keyfile with bad JSON" "$TMP/badjson.key"
+python3 - "$TMP" <<'EOF'
+import json, sys
+k = json.load(open(sys.argv[1] + "/a.key"))
+json.dump(dict(k, kdf={"Argon2": {"salt": k["data"]}}), open(sys.argv[1] + "/argon.key", "w"))
+json.dump(dict(k, fingerprint="ff" + k["fingerprint"][2:]), open(sys.argv[1] + "/otherfp.key", "w"))
+EOF
+push_key_fails "keyfile with an unsupported kdf" "$TMP/argon.key"
+push_key_fails "keyfile whose fingerprint is not its key's" "$TMP/otherfp.key"
+PBS_ENCRYPTION_PASSWORD=wrong expect_fail "restore: wrong key password" \
+  "$TOOL" restore --repository "$ds" --keyfile "$TMP/b.key" "$s2" drive-scsi0 "$TMP/wrong.raw"
+check "restore: wrong key password: path once" path_once "$TMP/b.key"
+expect_fail "verify: missing keyfile" \
+  "$TOOL" verify --repository "$ds" --keyfile "$TMP/nokey" "$s2" "$d/incr1.qcow2"
+check "verify: missing keyfile: path once" path_once "$TMP/nokey"
+# A newline in the name must not split the line: it is shown as '?'.
+cp "$TMP/notakey" "$TMP/new"$'\n'"line.key"
+expect_fail "keyfile with a newline in its name: one line" \
+  "$TOOL" push --repository "$ds" --backup-id 200 --keyfile "$TMP/new"$'\n'"line.key" "$d/incr1.qcow2"
+check "newline in the name shown as '?'" path_once "$TMP/new?line.key"
 expect_fail "restore of an encrypted snapshot without a key" \
   "$TOOL" restore --repository "$ds" "$s2" drive-scsi0 "$TMP/nokey.raw"
 check "no output file left" test ! -e "$TMP/nokey.raw"

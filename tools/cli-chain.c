@@ -171,7 +171,7 @@ int
 cli_parse_image_args (struct cli_image_args *a, int argc, char **argv,
                       const struct option *longopts)
 {
-  int opt, nargs = a->arg_name ? 2 : 1;
+  int opt, r, nargs = a->arg_name ? 2 : 1;
 
   optind = 1;
   while ((opt = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
@@ -198,8 +198,11 @@ cli_parse_image_args (struct cli_image_args *a, int argc, char **argv,
         a->status = cli_usage_error (a->cmd, "bad option");
         goto stop;
       }
-      if (a->option (a->opaque, opt, optarg) == -1)
-        goto usage;
+      r = a->option (a->opaque, opt, optarg);
+      if (r != 0) {
+        a->status = r;
+        goto stop;
+      }
       break;
     }
   }

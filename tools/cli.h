@@ -91,8 +91,8 @@ struct cli_image_args {
   const char *usage;    /* printed by --help */
   const char *arg_name; /* "OUT.raw": one argument after IMAGE; NULL: none */
   /* Called for each option numbered from CLI_OPT_FIRST_FREE; returns 0,
-   * or -1 after printing a message (a usage error: exit 2).  NULL when the
-   * command has no options of its own. */
+   * or the exit status after printing a message (cli_usage_error's 2).
+   * NULL when the command has no options of its own. */
   int (*option) (void *opaque, int opt, const char *arg);
   void *opaque;
 

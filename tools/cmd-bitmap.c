@@ -68,10 +68,8 @@ bitmap_option (void *opaque, int opt, const char *arg)
   (void) opt;
   errno = 0;
   *layer = strtoull (arg, &end, 10);
-  if (errno || end == arg || *end || *arg == '-') {
-    cli_usage_error ("bitmap", "bad layer number '%s'", arg);
-    return -1;
-  }
+  if (errno || end == arg || *end || *arg == '-')
+    return cli_usage_error ("bitmap", "bad layer number '%s'", arg);
   return 0;
 }
 

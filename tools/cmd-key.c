@@ -88,9 +88,8 @@ key_create (int argc, char **argv)
     explicit_bzero (password, strlen (password));
     free (password);
   }
-  /* pbsproto's messages name the file already. */
   if (r == -1)
-    return cli_error ("key create", "%s", pbs_errmsg ());
+    return cli_pbs_error (file);
   return 0;
 }
 
@@ -137,7 +136,7 @@ key_show (int argc, char **argv)
   file = argv[optind];
   text = pbs_key_show (file);
   if (!text)
-    return cli_error ("key show", "%s", pbs_errmsg ());
+    return cli_pbs_error (file);
   if (json) {
     printf ("%s\n", text);
     free (text);

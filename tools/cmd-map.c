@@ -125,10 +125,8 @@ map_option (void *opaque, int opt, const char *arg)
 {
   struct map_range *r = opaque;
 
-  if (parse_u64 (arg, opt == OPT_START ? &r->start : &r->length) == -1) {
-    cli_usage_error ("map", "bad number '%s'", arg);
-    return -1;
-  }
+  if (parse_u64 (arg, opt == OPT_START ? &r->start : &r->length) == -1)
+    return cli_usage_error ("map", "bad number '%s'", arg);
   return 0;
 }
 
