@@ -12,6 +12,7 @@
  * finish", so a server crash in between leaves a directory that counts as
  * finished.  Here a snapshot directory holds index.json.blob only when
  * everything it references is on disk. */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -94,12 +95,41 @@ oom (void)
   pbs__set_http_error (500, ENOMEM, "out of memory");
 }
 
-/* -1 (errno) after an OS error, with PBS's "<what> <path> - <strerror>". */
+/* -1 (errno) after an OS error, with PBS's "<what> <path:?> - <io
+ * error>"; Rust prints an io::Error as "<strerror> (os error N)". */
 static void
 os_error (int e, const char *what, const char *path)
 {
-  pbs__set_http_error (e == ENOENT ? 404 : 400, e, "%s \"%s\" - %s", what, path,
-                       strerror (e));
+  pbs__set_http_error (400, e, "%s \"%s\" - %s (os error %d)", what, path,
+                       strerror (e), e);
+}
+
+/* The last N components of PATH ("vm/100" of ".../vm/100"). */
+static const char *
+path_tail (const char *path, int n)
+{
+  const char *p = path + strlen (path);
+
+  while (p > path) {
+    if (p[-1] == '/' && --n == 0)
+      break;
+    p--;
+  }
+  return p;
+}
+
+/* The Rust io::Error text of the failed pbs__ds_read_file: our own
+ * checks (EINVAL, EFBIG) keep their text after "path: ". */
+static void
+read_error_text (char *buf, size_t n)
+{
+  int e = pbs_errno ();
+  const char *m = pbs_errmsg (), *colon = strstr (m, ": ");
+
+  if (e == EINVAL || e == EFBIG || e == ENOMEM)
+    snprintf (buf, n, "%s", colon ? colon + 2 : m);
+  else
+    snprintf (buf, n, "%s (os error %d)", strerror (e), e);
 }
 
 static bool
@@ -113,10 +143,16 @@ static int
 lock_dir (const char *path, int how, const char *what, const char *busy)
 {
   int fd = open (path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  /* proxmox-sys src/fs/read_dir.rs do_lock_dir_noblock; the open error
+   * is a nix Errno, printed "ENOENT: No such file or directory". */
   if (fd == -1) {
     int e = errno;
-    pbs__set_http_error (e == ENOENT ? 404 : 400, e,
-                         "unable to open %s directory \"%s\" - %s", what, path,
+    pbs__set_http_error (400, e,
+                         "unable to open %s directory \"%s\" for locking - "
+                         "%s: %s",
+                         what, path,
+                         strerrorname_np (e) ? strerrorname_np (e)
+                                             : "UnknownErrno",
                          strerror (e));
     return -1;
   }
@@ -129,8 +165,10 @@ lock_dir (const char *path, int how, const char *what, const char *busy)
                            "%s",
                            what, path, busy);
     else
-      pbs__set_http_error (400, e, "unable to lock %s directory \"%s\" - %s",
-                           what, path, strerror (e));
+      pbs__set_http_error (400, e,
+                           "unable to acquire lock on %s directory \"%s\" - "
+                           "%s (os error %d)",
+                           what, path, strerror (e), e);
     return -1;
   }
   return fd;
@@ -175,16 +213,23 @@ read_owner (const char *group_path)
     oom ();
     return NULL;
   }
+  /* get_owner: proxmox-sys file_read_firstline, "unable to read
+   * {path:?} - {err}" */
   if (pbs__ds_read_file (path, 4096, &data, &len) == -1) {
-    bad ("unable to read owner file \"%s\" - %s", path, pbs_errmsg ());
+    char detail[300];
+    read_error_text (detail, sizeof detail);
+    bad ("unable to read \"%s\" - %s", path, detail);
     goto out;
   }
   for (n = 0; n < len && data[n] != '\n' && data[n] != '\r'; n++)
     ;
   while (n > 0 && (data[n - 1] == ' ' || data[n - 1] == '\t'))
     n--;
-  if (n == 0 || memchr (data, 0, n)) {
-    bad ("unable to read owner file \"%s\" - invalid auth id", path);
+  /* Authid::from_str fails without an '@' (proxmox-auth-api
+   * src/types.rs); the group is printed "type/id". */
+  if (n == 0 || memchr (data, 0, n) || !memchr (data, '@', n)) {
+    bad ("parsing owner for %s failed: not a valid user id",
+         path_tail (group_path, 2));
     goto out;
   }
   owner = strndup ((char *)data, n);
@@ -215,7 +260,8 @@ write_owner (const char *group_path, const char *auth_id)
   }
   if (pbs__ds_write_all (fd, (const uint8_t *)auth_id, n, 0) == -1 ||
       pbs__ds_write_all (fd, (const uint8_t *)"\n", 1, n) == -1) {
-    os_error (errno, "unable to write owner file", path);
+    /* sic: two spaces (pbs-datastore src/datastore.rs set_owner) */
+    os_error (errno, "unable to write owner file ", path);
     close (fd);
     unlink (path);
     goto out;
@@ -343,8 +389,10 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
     pbs__set_http_error (404, ENOENT, "namespace not found");
     goto err;
   }
+  /* create_dir_all(...)? passes the bare io::Error on */
   if (mkdir (typedir, 0755) == -1 && errno != EEXIST) {
-    os_error (errno, "unable to create backup type directory", typedir);
+    pbs__set_http_error (400, errno, "%s (os error %d)", strerror (errno),
+                         errno);
     goto err;
   }
   b->group_path = pbs__ds_group_path (ds, ns, type, id);
@@ -386,8 +434,11 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
       oom ();
       goto err;
     }
+    /* load_manifest -> load_blob (pbs-datastore src/backup_info.rs) */
     if (pbs__ds_read_file (mpath, PBS_BLOB_MAX_ENCODED, &blob, &blen) == -1) {
-      bad ("unable to load manifest of last backup - %s", pbs_errmsg ());
+      char detail[300];
+      read_error_text (detail, sizeof detail);
+      bad ("unable to load blob '\"%s\"' - %s", mpath, detail);
       free (mpath);
       goto err;
     }
@@ -429,8 +480,9 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
   if (mkdir (b->snap_path, 0755) == -1) {
     if (errno == EEXIST)
       pbs__set_http_error (400, EEXIST, "backup directory already exists.");
-    else
-      os_error (errno, "unable to create backup directory", b->snap_path);
+    else /* create_locked_backup_dir: the bare io::Error */
+      pbs__set_http_error (400, errno, "%s (os error %d)", strerror (errno),
+                           errno);
     goto err;
   }
   b->created = true;
@@ -496,10 +548,19 @@ pbs_ds_backup_previous (struct pbs_ds_backup *b, const char *name,
     return -1;
   }
   if (ends_with (name, ".blob")) {
+    /* src/api2/helpers.rs create_download_response */
     if (read_base_file (b, name, PBS_BLOB_MAX_ENCODED, data, len) == -1) {
-      pbs__set_http_error (pbs_errno () == ENOENT ? 404 : 400, pbs_errno (),
-                           "open file \"%s/%s\" failed - %s", b->base_path,
-                           name, strerror (pbs_errno ()));
+      char detail[300];
+      if (pbs_errno () == ENOENT)
+        pbs__set_http_error (404, ENOENT,
+                             "open file \"%s/%s\" failed - not found",
+                             b->base_path, name);
+      else {
+        int e = pbs_errno ();
+        read_error_text (detail, sizeof detail);
+        pbs__set_http_error (400, e, "open file \"%s/%s\" failed: %s",
+                             b->base_path, name, detail);
+      }
       return -1;
     }
     return 0;
@@ -509,18 +570,22 @@ pbs_ds_backup_previous (struct pbs_ds_backup *b, const char *name,
     return -1;
   }
   if (!ends_with (name, ".fidx")) {
-    bad ("unknown archive type: %s", name);
+    /* ArchiveType::from_path prints the name with {:?} */
+    bad ("unknown archive type: \"%s\"", name);
     return -1;
   }
+  /* FixedIndexReader::open: one prefix for open and parse errors */
   if (read_base_file (b, name, MAX_INDEX_FILE, data, len) == -1) {
-    pbs__set_http_error (400, pbs_errno (),
-                         "unable to open fixed index \"%s/%s\" - %s",
-                         b->base_path, name, strerror (pbs_errno ()));
+    char detail[300];
+    int e = pbs_errno ();
+    read_error_text (detail, sizeof detail);
+    pbs__set_http_error (400, e, "Unable to open fixed index \"%s/%s\" - %s",
+                         b->base_path, name, detail);
     return -1;
   }
   idx = pbs_fidx_parse (*data, *len);
   if (!idx) {
-    bad ("unable to parse fixed index \"%s/%s\" - %s", b->base_path, name,
+    bad ("Unable to open fixed index \"%s/%s\" - %s", b->base_path, name,
          pbs_errmsg ());
     goto out;
   }
@@ -951,12 +1016,36 @@ pbs_ds_backup_fixed_close (struct pbs_ds_backup *b, int wid,
          chunk_count > INT64_MAX ? "chunk-count" : "size");
     return -1;
   }
-  /* "csum" is any-case hex of exactly 32 bytes (hex::FromHex). */
-  for (i = 0; csum_hex && csum_hex[i]; i++)
+  /* "csum" is any-case hex of exactly 32 bytes: <[u8; 32]>::from_hex,
+   * with the hex crate's FromHexError texts (odd length first, then the
+   * length, then the first bad character). */
+  if (!csum_hex)
+    csum_hex = "";
+  for (i = 0; csum_hex[i]; i++)
     ;
-  if (!csum_hex || i != 64 || pbs_digest_parse (csum_hex, csum) == -1) {
-    bad ("invalid csum '%.80s' - expected 64 hex digits",
-         csum_hex ? csum_hex : "");
+  if (i % 2 != 0) {
+    bad ("Odd number of digits");
+    return -1;
+  }
+  if (i != 64) {
+    bad ("Invalid string length");
+    return -1;
+  }
+  for (i = 0; i < 64; i++)
+    if (!isxdigit ((unsigned char) csum_hex[i])) {
+      unsigned char c = (unsigned char) csum_hex[i];
+      /* {:?} of the byte as a char: printable ASCII as is, a quote and a
+       * backslash escaped, anything else as \u{..} (approximately). */
+      if (c == '\'' || c == '\\')
+        bad ("Invalid character '\\%c' at position %zu", c, i);
+      else if (c >= 0x20 && c < 0x7f)
+        bad ("Invalid character '%c' at position %zu", c, i);
+      else
+        bad ("Invalid character '\\u{%x}' at position %zu", c, i);
+      return -1;
+    }
+  if (pbs_digest_parse (csum_hex, csum) == -1) {
+    bad ("Invalid string length");
     return -1;
   }
 
@@ -1222,9 +1311,10 @@ pbs_ds_backup_finish (struct pbs_ds_backup *b)
     goto out;
   }
   if (b->has_base && access (b->base_path, F_OK) == -1) {
+    /* base.backup_dir.dir(): "type/id/time", without the namespace */
     bad ("base snapshot %s was removed during backup, cannot finish as "
          "chunks might be missing",
-         b->base_path + strlen (b->ds->path) + 1);
+         path_tail (b->base_path, 3));
     goto out;
   }
   /* Durable before the manifest appears, so a snapshot with a manifest

@@ -60,53 +60,65 @@ pbs_ds_reader_start (struct pbs_datastore *ds, const char *auth_id,
   r->allowed = pbs__digest_set_new ();
   if (!r->allowed)
     goto oom;
+  /* src/api2/reader/mod.rs: the owner check (for users without
+   * Datastore.Read; root@pam has every privilege, other privileges are
+   * the HTTP layer's business) comes before the snapshot is looked at. */
+  if (strcmp (auth_id, "root@pam") != 0) {
+    char *opath = NULL;
+    uint8_t *o = NULL;
+    size_t olen = 0, n;
+    bool ok;
+    const char *bang;
+    if (asprintf (&opath, "%s/owner", group) == -1)
+      goto oom;
+    if (pbs__ds_read_file (opath, 4096, &o, &olen) == -1) {
+      /* get_owner: proxmox-sys file_read_firstline */
+      int e = pbs_errno ();
+      pbs__set_http_error (400, e, "unable to read \"%s\" - %s (os error %d)",
+                           opath, strerror (e), e);
+      free (opath);
+      goto err;
+    }
+    free (opath);
+    for (n = 0; n < olen && o[n] != '\n'; n++)
+      ;
+    bang = memchr (o, '!', n);
+    ok = (strlen (auth_id) == n && memcmp (o, auth_id, n) == 0) ||
+         (bang && strlen (auth_id) == (size_t)(bang - (char *)o) &&
+          memcmp (o, auth_id, strlen (auth_id)) == 0);
+    free (o);
+    if (!ok) {
+      /* a plain bail!, i.e. 400 */
+      pbs__set_http_error (400, EACCES, "backup owner check failed!");
+      goto err;
+    }
+  }
   r->snap_fd = open (r->snap_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (r->snap_fd == -1) {
     int e = errno;
     if (e == ENOENT)
-      pbs__set_http_error (404, ENOENT, "snapshot %s/%s/%s not found", type, id,
-                           name);
-    else
+      /* backup_dir.dir() prints "type/id/time" */
+      pbs__set_http_error (400, ENOENT, "snapshot %s/%s/%s does not exist.",
+                           type, id, name);
+    else /* proxmox-sys do_lock_dir_noblock */
       pbs__set_http_error (400, e,
-                           "unable to open snapshot directory "
-                           "\"%s\" - %s",
-                           r->snap_path, strerror (e));
+                           "unable to open snapshot directory \"%s\" for "
+                           "locking - %s: %s",
+                           r->snap_path,
+                           strerrorname_np (e) ? strerrorname_np (e)
+                                               : "UnknownErrno",
+                           strerror (e));
     goto err;
   }
   if (flock (r->snap_fd, LOCK_SH | LOCK_NB) == -1) {
     int e = errno;
     pbs__set_http_error (400, e == EWOULDBLOCK ? EBUSY : e,
-                         "unable to acquire shared lock on snapshot "
-                         "directory \"%s\" - %s",
+                         "unable to acquire lock on snapshot directory "
+                         "\"%s\" - %s",
                          r->snap_path,
                          e == EWOULDBLOCK ? "locked by another operation"
                                           : strerror (e));
     goto err;
-  }
-  /* Owner rule for users without Datastore.Read (§3.10).  root@pam has
-   * every privilege; other privileges are the HTTP layer's business. */
-  if (strcmp (auth_id, "root@pam") != 0) {
-    char *opath = NULL;
-    uint8_t *o = NULL;
-    size_t olen = 0, n;
-    bool ok = false;
-    if (asprintf (&opath, "%s/owner", group) == -1)
-      goto oom;
-    if (pbs__ds_read_file (opath, 4096, &o, &olen) == 0) {
-      const char *bang;
-      for (n = 0; n < olen && o[n] != '\n'; n++)
-        ;
-      bang = memchr (o, '!', n);
-      ok = (strlen (auth_id) == n && memcmp (o, auth_id, n) == 0) ||
-           (bang && strlen (auth_id) == (size_t)(bang - (char *)o) &&
-            memcmp (o, auth_id, strlen (auth_id)) == 0);
-    }
-    free (o);
-    free (opath);
-    if (!ok) {
-      pbs__set_http_error (403, EACCES, "backup owner check failed!");
-      goto err;
-    }
   }
   free (group);
   return r;
@@ -140,27 +152,47 @@ pbs_ds_reader_download (struct pbs_ds_reader *r, const char *name,
                          "pattern");
     return -1;
   }
+  /* download_file (src/api2/reader/mod.rs): archive_type first, then an
+   * index is opened (its digests become downloadable), then the file is
+   * sent (create_download_response). */
   is_fidx = ends_with (name, ".fidx");
+  if (!is_fidx && !ends_with (name, ".blob") && !ends_with (name, ".didx")) {
+    pbs__set_http_error (400, EINVAL, "unknown archive type: \"%s\"", name);
+    return -1;
+  }
   if (asprintf (&path, "%s/%s", r->snap_path, name) == -1) {
     pbs__set_http_error (500, ENOMEM, "out of memory");
     return -1;
   }
   rc = pbs__ds_read_file (
       path, is_fidx ? MAX_INDEX_FILE : PBS_BLOB_MAX_ENCODED * 8, data, len);
-  if (rc == -1)
-    pbs__set_http_error (pbs_errno () == ENOENT ? 404 : 400, pbs_errno (),
-                         "open file \"%s\" failed - %s", path,
-                         pbs_errno () == ENOENT ? "not found"
-                                                : strerror (pbs_errno ()));
-  free (path);
+  if (rc == -1) {
+    int e = pbs_errno ();
+    const char *m = pbs_errmsg (), *colon = strstr (m, ": ");
+    char detail[300];
+    /* io::Error text; our own size/type checks keep their words */
+    if (e == EINVAL || e == EFBIG || e == ENOMEM)
+      snprintf (detail, sizeof detail, "%s", colon ? colon + 2 : m);
+    else
+      snprintf (detail, sizeof detail, "%s (os error %d)", strerror (e), e);
+    if (is_fidx) /* FixedIndexReader::open */
+      pbs__set_http_error (400, e, "Unable to open fixed index \"%s\" - %s",
+                           path, detail);
+    else if (e == ENOENT)
+      pbs__set_http_error (404, e, "open file \"%s\" failed - not found",
+                           path);
+    else
+      pbs__set_http_error (400, e, "open file \"%s\" failed: %s", path,
+                           detail);
+  }
   if (rc == 0 && is_fidx) {
     /* The index's digests become allowed chunk downloads. */
     struct pbs_fidx *idx = pbs_fidx_parse (*data, *len);
     size_t i;
     if (!idx) {
-      char prefix[300];
-      snprintf (prefix, sizeof prefix, "unable to read fixed index '%s' - ",
-                name);
+      char prefix[600];
+      snprintf (prefix, sizeof prefix, "Unable to open fixed index \"%s\" - ",
+                path);
       pbs__ds_restate_error (400, prefix);
       rc = -1;
     }
@@ -173,6 +205,7 @@ pbs_ds_reader_download (struct pbs_ds_reader *r, const char *name,
       *data = NULL;
     }
   }
+  free (path);
   return rc;
 }
 
@@ -195,9 +228,12 @@ pbs_ds_reader_chunk (struct pbs_ds_reader *r, const char *digest_hex,
     return -1;
   }
   if (pbs_datastore_load_chunk (r->ds, d, blob, len) == -1) {
-    pbs__set_http_error (pbs_errno () == ENOENT ? 404 : 400, pbs_errno (),
-                         "reading chunk %s failed - %s", digest_hex,
-                         strerror (pbs_errno ()));
+    /* download_chunk: "reading file {path:?} failed: {io error}", 400 */
+    int e = pbs_errno ();
+    pbs__set_http_error (400, e,
+                         "reading file \"%s/.chunks/%.4s/%s\" failed: %s "
+                         "(os error %d)",
+                         r->ds->path, digest_hex, digest_hex, strerror (e), e);
     return -1;
   }
   return 0;

@@ -360,6 +360,7 @@ pbs__h2_open (struct pbs_remote *r, const char *path_query,
   if (resp.status != 101) {
     pbs__remote_http_error (NULL, resp.status, (char *) resp.body,
                             resp.body_len);
+    pbs__remote_explain_401 (r);
     pbs__http_resp_free (&resp);
     goto err;
   }

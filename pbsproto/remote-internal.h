@@ -94,6 +94,9 @@ int pbs__query_add (char **buf, const char *key, const char *value);
  * its status, transient for 5xx. */
 void pbs__remote_http_error (const char *what, int status, const char *body,
                              size_t len);
+/* After a 401: current servers give no reason ("authentication failed";
+ * only their log says why), so add what the user should check. */
+void pbs__remote_explain_401 (const struct pbs_remote *r);
 
 /* ------------------------------------------------ remote-certs.c */
 

@@ -272,6 +272,22 @@ pbs__remote_http_error (const char *what, int status, const char *body,
                          what ? ": " : "", msg);
 }
 
+void
+pbs__remote_explain_401 (const struct pbs_remote *r)
+{
+  char msg[400];
+
+  if (pbs_http_status () != 401)
+    return;
+  snprintf (msg, sizeof msg, "%s", pbs_errmsg ());
+  pbs__set_http_error (401, EACCES,
+                       "%s; check %s %s and its %s, and whether it has "
+                       "expired or been disabled",
+                       msg, r->spec.is_token ? "the API token" : "the user",
+                       r->spec.auth_id,
+                       r->spec.is_token ? "secret" : "password");
+}
+
 /* ------------------------------------------------- authentication */
 
 char *

@@ -271,6 +271,7 @@ pbs__remote_rest (struct pbs_remote *r, const char *method,
   curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &status);
   if (status < 200 || status > 299) {
     pbs__remote_http_error (target, (int) status, (char *) c.body, c.len);
+    pbs__remote_explain_401 (r);
     goto out;
   }
   if (!c.body && !(c.body = calloc (1, 1))) {

@@ -967,17 +967,31 @@ test_reader (void)
   size_t len;
 
   r = pbs_ds_reader_start (ds, "root@pam", "", "vm", "100", 1234);
-  ok (!r && pbs_http_status () == 404 && pbs_errno () == ENOENT,
-      "reader: missing snapshot is 404");
+  /* src/api2/reader/mod.rs: a plain bail!, so 400 */
+  ok (!r && pbs_http_status () == 400 && pbs_errno () == ENOENT &&
+          err_is ("snapshot vm/100/1970-01-01T00:20:34Z does not exist."),
+      "reader: missing snapshot is 400 'snapshot ... does not exist.'");
   r = pbs_ds_reader_start (ds, "root@pam", "", "vm", "100", 1000);
   ok (r != NULL, "reader on vm/100/1000");
   ok (pbs_ds_reader_chunk (r, big.hex, &data, &len) == -1 &&
           pbs_http_status () == 401 && err_has ("download chunk ") &&
           err_has (" not allowed"),
       "chunk before its index: 401 'download chunk <hex> not allowed'");
+  /* An index is opened first (FixedIndexReader::open, 400); other files
+   * are streamed (create_download_response: 404 when absent). */
   ok (pbs_ds_reader_download (r, "nope.fidx", &data, &len) == -1 &&
-          pbs_http_status () == 404,
-      "missing file: 404");
+          pbs_http_status () == 400 &&
+          err_has ("Unable to open fixed index \"") &&
+          err_has ("/nope.fidx\" - No such file or directory (os error 2)"),
+      "missing index: 400 'Unable to open fixed index ...'");
+  ok (pbs_ds_reader_download (r, "nope.blob", &data, &len) == -1 &&
+          pbs_http_status () == 404 &&
+          err_has ("/nope.blob\" failed - not found"),
+      "missing blob: 404 'open file ... failed - not found'");
+  ok (pbs_ds_reader_download (r, "nope.txt", &data, &len) == -1 &&
+          pbs_http_status () == 400 &&
+          err_is ("unknown archive type: \"nope.txt\""),
+      "unknown archive type: 400");
   ok (pbs_ds_reader_download (r, "drive-scsi0.img.fidx", &data, &len) == 0,
       "download index");
   free (data);

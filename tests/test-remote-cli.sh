@@ -123,13 +123,19 @@ export PBS_PASSWORD=$TOKEN_SECRET
 
 # --- token failures and the certificate, as one-line CLI errors
 expect_fail "wrong token secret" env PBS_PASSWORD=nope "$TOOL" snapshots
-grep -q 'authentication failed' "$TMP/ef.err" && pass "wrong token: server's reason shown" ||
+grep -q 'authentication failed (HTTP 401)' "$TMP/ef.err" && pass "wrong token: server's answer shown" ||
   fail "wrong token: $(cat "$TMP/ef.err")"
+# PBS answers every authentication failure with the same text; the reason
+# (here "user account or token disabled or expired.") is only logged.
 expect_fail "expired token" "$TOOL" snapshots --repository "root@pam!old@127.0.0.1:$PORT:$STORE"
-grep -q 'expired' "$TMP/ef.err" && pass "expired token: says expired" ||
+grep -q 'authentication failed (HTTP 401); check the API token root@pam!old and its secret, and whether it has expired' \
+  "$TMP/ef.err" && pass "expired token: 401 shown with what to check" ||
   fail "expired token: $(cat "$TMP/ef.err")"
 expect_fail "expired token cannot push" "$TOOL" push \
   --repository "root@pam!old@127.0.0.1:$PORT:$STORE" --backup-id 300 "$TMP/full.qcow2"
+grep -q 'check the API token root@pam!old' "$TMP/ef.err" &&
+  pass "expired token, push (upgrade): says what to check" ||
+  fail "expired token, push: $(cat "$TMP/ef.err")"
 expect_fail "no pin: refused" env -u PBS_FINGERPRINT "$TOOL" snapshots
 grep -q "$fp_lower" "$TMP/ef.err" && pass "no pin: error prints the openssl fingerprint" ||
   fail "no pin: fingerprint missing: $(cat "$TMP/ef.err")"

@@ -69,7 +69,8 @@ make_ticket (const char *userid)
   return t;
 }
 
-/* Returns the user id in USERID (size 256) or -1 with ERR. */
+/* Returns the user id in USERID (size 256) or -1 with ERR (the texts of
+ * proxmox-auth-api src/ticket.rs; they only reach the log). */
 static int
 check_ticket (const char *ticket, char *userid, const char **err)
 {
@@ -78,12 +79,12 @@ check_ticket (const char *ticket, char *userid, const char **err)
   long t;
 
   if (strncmp (ticket, "PBS:", 4) != 0) {
-    *err = "invalid ticket - wrong prefix";
+    *err = "ticket with invalid prefix";
     return -1;
   }
   sep = strstr (ticket, "::");
   if (sep == NULL || (size_t) (sep - ticket) >= sizeof data) {
-    *err = "invalid ticket - missing signature";
+    *err = "ticket without signature";
     return -1;
   }
   memcpy (data, ticket, (size_t) (sep - ticket));
@@ -102,7 +103,9 @@ check_ticket (const char *ticket, char *userid, const char **err)
     return -1;
   }
   if (!time_valid (t)) {
-    *err = "ticket expired";
+    *err = (long) time (NULL) - t <= -300
+             ? "invalid ticket - timestamp newer than expected"
+             : "invalid ticket - expired";
     return -1;
   }
   memcpy (userid, u, (size_t) (ts - u));
@@ -208,7 +211,7 @@ srv_authenticate (const struct srv_request *r, struct srv_auth *out,
       return -1;
     }
     if (find_user (out->auth_id) == NULL) {
-      snprintf (err, errlen, "user account or token disabled or expired.");
+      snprintf (err, errlen, "user account disabled or expired.");
       return -1;
     }
     if (strcmp (r->method, "GET") != 0) {
@@ -218,7 +221,7 @@ srv_authenticate (const struct srv_request *r, struct srv_auth *out,
         return -1;
       }
       if (!check_csrf (csrf, out->auth_id)) {
-        snprintf (err, errlen, "invalid CSRF prevention token");
+        snprintf (err, errlen, "invalid csrf token - invalid signature.");
         return -1;
       }
     }
@@ -253,15 +256,14 @@ srv_authenticate (const struct srv_request *r, struct srv_auth *out,
     OPENSSL_cleanse (secret, strlen (secret));
     free (secret);
     if (!good) {
-      snprintf (err, errlen, "invalid API token");
+      /* proxmox-sys crypt.rs verify_crypt_pw */
+      snprintf (err, errlen, "invalid credentials");
       return -1;
     }
     return 0;
   }
-  if (authz) {
-    snprintf (err, errlen, "unsupported authorization header");
-    return -1;
-  }
+  /* Another Authorization scheme counts as no credentials
+   * (extract_auth_data, AuthError::NoData). */
   snprintf (err, errlen, "no authentication credentials provided.");
   return -1;
 }

@@ -13,7 +13,8 @@ const struct srv_param srv_backup_upgrade_schema[] = {
   { "store", SRV_P_STRING, false, 3, 32, srv_fmt_safe_id },
   { "ns", SRV_P_STRING, true, 0, 256, srv_fmt_ns },
   { "backup-type", SRV_P_STRING, false, 0, 0, srv_fmt_backup_type },
-  { "backup-id", SRV_P_STRING, false, 1, 128, srv_fmt_backup_id },
+  /* BACKUP_ID_SCHEMA: the regex only, no length limits */
+  { "backup-id", SRV_P_STRING, false, 0, 0, srv_fmt_backup_id },
   { "backup-time", SRV_P_INT, false, 1, INT64_MAX, NULL },
   { "debug", SRV_P_BOOL, true, 0, 0, NULL },
   { "benchmark", SRV_P_BOOL, true, 0, 0, NULL },
@@ -24,14 +25,15 @@ static const struct srv_param none_schema[] = {
   { NULL, 0, false, 0, 0, NULL },
 };
 
-/* BACKUP_ARCHIVE_NAME_SCHEMA: a safe id, 1..128 characters. */
+/* BACKUP_ARCHIVE_NAME_SCHEMA: a safe id (the regex only, no length
+ * limits; pbs-api-types src/datastore.rs). */
 static const struct srv_param previous_schema[] = {
-  { "archive-name", SRV_P_STRING, false, 1, 128, srv_fmt_safe_id },
+  { "archive-name", SRV_P_STRING, false, 0, 0, srv_fmt_safe_id },
   { NULL, 0, false, 0, 0, NULL },
 };
 
 static const struct srv_param fixed_index_schema[] = {
-  { "archive-name", SRV_P_STRING, false, 1, 128, srv_fmt_safe_id },
+  { "archive-name", SRV_P_STRING, false, 0, 0, srv_fmt_safe_id },
   { "size", SRV_P_INT, false, 1, INT64_MAX, NULL },
   { "reuse-csum", SRV_P_STRING, true, 0, 0, NULL },
   { NULL, 0, false, 0, 0, NULL },
@@ -62,7 +64,7 @@ static const struct srv_param fixed_close_schema[] = {
 };
 
 static const struct srv_param blob_schema[] = {
-  { "file-name", SRV_P_STRING, false, 1, 128, srv_fmt_safe_id },
+  { "file-name", SRV_P_STRING, false, 0, 0, srv_fmt_safe_id },
   { "encoded-size", SRV_P_INT, false, 12, MAX_CHUNK + 44, NULL },
   { NULL, 0, false, 0, 0, NULL },
 };
@@ -225,7 +227,17 @@ blob (struct backup_env *e, json_t *p, const struct srv_h2_request *req,
       struct srv_reply *rep)
 {
   uint64_t enc = (uint64_t) iparam (p, "encoded-size");
+  const char *name = sparam (p, "file-name");
+  size_t nl = strlen (name);
 
+  /* upload_chunk.rs upload_blob checks the extension before it reads the
+   * body (pbs_ds_backup_blob has the text). */
+  if ((nl < 5 || strcmp (name + nl - 5, ".blob") != 0)
+      && pbs_ds_backup_blob (e->b, name, enc, req->body, req->body_len)
+           == -1) {
+    srv_reply_pbs_error (rep);
+    return;
+  }
   if (req->body_len != enc || req->body_too_large) {
     srv_reply_error (rep, 400, "got blob with unexpected length (%llu != %zu)",
                      (unsigned long long) enc, req->body_len);
@@ -314,6 +326,9 @@ handle (struct srv_env *env, const struct srv_h2_request *req,
   if (r->kind == SYNC) {
     if (req->body_too_large) {
       srv_reply_error (rep, 400, "Request body too large");
+      /* Parameter errors leave handle_api_request through '?', and
+       * H2Service answers those without a content type (h2service.rs). */
+      rep->content_type = NULL;
       return;
     }
     p = srv_sync_params (req->content_type, req->body, req->body_len,
@@ -323,6 +338,7 @@ handle (struct srv_env *env, const struct srv_h2_request *req,
     p = srv_query_params (req->query, r->schema, &errtext);
   if (p == NULL) {
     srv_reply_error (rep, 400, "%s", errtext ? errtext : "out of memory");
+    rep->content_type = NULL; /* as above */
     free (errtext);
     return;
   }

@@ -110,8 +110,8 @@ respond (struct h2_ctx *h, int32_t id, struct h2_stream *st)
 
   snprintf (status, sizeof status, "%d", st->rep.status);
   NV (":status", status);
-  NV ("content-type", st->rep.content_type ? st->rep.content_type
-                                           : SRV_CT_JSON);
+  if (st->rep.content_type)
+    NV ("content-type", st->rep.content_type);
   if (!st->rep.streamed) {
     snprintf (clen, sizeof clen, "%zu", st->rep.len);
     NV ("content-length", clen);
@@ -132,8 +132,8 @@ run (struct h2_ctx *h, struct h2_stream *st)
   char *q, *path;
 
   q = strchr (st->target, '?');
-  path = srv_percent_decode (st->target, q ? (size_t) (q - st->target)
-                                           : strlen (st->target), false);
+  path = srv_normalize_path (st->target, q ? (size_t) (q - st->target)
+                                           : strlen (st->target));
   req.method = st->method;
   req.path = path ? path : "";
   req.query = q ? q + 1 : NULL;
@@ -141,11 +141,12 @@ run (struct h2_ctx *h, struct h2_stream *st)
   req.body = st->body ? st->body : (const uint8_t *) "";
   req.body_len = st->len;
   req.body_too_large = st->too_large;
-  if (path == NULL)
-    srv_reply_error (&st->rep, 400, "bad path");
-  else if (strlen (st->target) > SRV_MAX_URI) {
-    st->rep.status = 414;
-    st->rep.content_type = SRV_CT_JSON;
+  /* H2Service: an illegal path is an HttpError answered without a
+   * content type; it has no URI length limit (that is only in the HTTP/1
+   * handler, rest.rs MAX_URI_QUERY_LENGTH). */
+  if (path == NULL) {
+    srv_reply_error (&st->rep, 400, "path contains illegal components");
+    st->rep.content_type = NULL;
   }
   else {
     clock_gettime (CLOCK_MONOTONIC, &t0);

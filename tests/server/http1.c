@@ -155,11 +155,12 @@ write_reply (struct srv_conn *c, const struct srv_reply *rep, bool close)
     return srv_write_all (c, "0\r\n\r\n", 5);
   }
   n = snprintf (head, sizeof head,
-                "HTTP/1.1 %d %s\r\ncontent-type: %s\r\n"
-                "content-length: %zu\r\n%s\r\n",
+                "HTTP/1.1 %d %s\r\n%s%s%scontent-length: %zu\r\n%s\r\n",
                 rep->status, reason (rep->status),
-                rep->content_type ? rep->content_type : SRV_CT_JSON,
-                rep->len, close ? "connection: close\r\n" : "");
+                rep->content_type ? "content-type: " : "",
+                rep->content_type ? rep->content_type : "",
+                rep->content_type ? "\r\n" : "", rep->len,
+                close ? "connection: close\r\n" : "");
   if (srv_write_all (c, head, (size_t) n) == -1)
     return -1;
   return rep->len ? srv_write_all (c, rep->body, rep->len) : 0;
@@ -275,14 +276,12 @@ read_request (struct srv_conn *c, struct srv_request *r,
   OPENSSL_cleanse (line, hlen - 4);
   free (line);
   line = NULL;
-  /* Path and query */
+  /* Path and query.  r->path stays NULL for an illegal path, which is
+   * answered after the request is read. */
   p = strchr (r->target, '?');
-  r->path = srv_percent_decode (r->target,
-                                p ? (size_t) (p - r->target)
-                                  : strlen (r->target), false);
+  r->path = srv_normalize_path (r->target, p ? (size_t) (p - r->target)
+                                             : strlen (r->target));
   r->query = p ? strdup (p + 1) : NULL;
-  if (r->path == NULL)
-    goto bad;
   te = srv_header (r, "transfer-encoding");
   if (te) {
     srv_reply_error (rep, 411, "chunked request bodies are not supported");
@@ -339,6 +338,30 @@ bad:
   return -1;
 }
 
+/* BackupNamespace::new of NS (NULL: root); true with REP filled if it
+ * fails. */
+static bool
+ns_error (const char *ns, struct srv_reply *rep)
+{
+  size_t depth = 0, n;
+
+  if (ns == NULL || *ns == 0)
+    return false;
+  for (n = 0; ns[n]; n++)
+    depth += ns[n] == '/';
+  if (depth >= 7) {
+    srv_reply_error (rep, 400, "namespace too deep, 7 >= max 7");
+    return true;
+  }
+  /* push_do: the length with the new component (and its separator) may
+   * not exceed 256, which only a single 256-character component does. */
+  if (depth == 0 && n >= 256) {
+    srv_reply_error (rep, 400, "namespace length exceeded");
+    return true;
+  }
+  return false;
+}
+
 /* GET /api2/json/backup or /api2/json/reader with an Upgrade header
  * (§1.3).  Returns true if the connection now belongs to HTTP/2. */
 static bool
@@ -357,7 +380,10 @@ upgrade (struct srv_conn *c, const struct srv_request *req,
 
   if (srv_authenticate (req, &auth, err, sizeof err) == -1) {
     srv_log ("conn %u: authentication failure: %s", c->id, err);
-    srv_reply_error (rep, 401, "authentication failed - %s", err);
+    /* The reason is only logged (proxmox-rest-server src/rest.rs since
+     * "rest server: unify returned error message for auth failure"). */
+    srv_reply_error (rep, 401, "authentication failed");
+    rep->content_type = NULL; /* an error of handle_request, unformatted */
     return false;
   }
   params = srv_query_params (req->query,
@@ -369,6 +395,11 @@ upgrade (struct srv_conn *c, const struct srv_request *req,
     free (errtext);
     return false;
   }
+  /* optional_ns_param parses the namespace before anything else: the
+   * schema allows 8 levels and 256 characters, BackupNamespace::push
+   * only 7 levels (pbs-api-types src/datastore.rs). */
+  if (ns_error (json_string_value (json_object_get (params, "ns")), rep))
+    goto out;
   /* Every authenticated user has Datastore.Backup on every store (see
    * README), so the privilege check of step 2 always passes. */
   st = srv_find_store (json_string_value (json_object_get (params, "store")));
@@ -431,10 +462,16 @@ srv_serve_connection (struct srv_conn *c)
     conn_hdr = srv_header (&req, "connection");
     close = req.minor_version == 0
             || (conn_hdr && !strcasecmp (conn_hdr, "close"));
-    if (strlen (req.target) > SRV_MAX_URI) {
-      /* MAX_URI_QUERY_LENGTH: 414 with an empty body */
+    if (req.path == NULL) {
+      /* normalize_path failed: a plain error, no content type */
+      srv_reply_error (&rep, 400, "path contains illegal components");
+      rep.content_type = NULL;
+    }
+    else if (strlen (req.path) + (req.query ? strlen (req.query) : 0)
+             > SRV_MAX_URI) {
+      /* MAX_URI_QUERY_LENGTH: 414 with an empty body, no content type */
       rep.status = 414;
-      rep.content_type = SRV_CT_JSON;
+      rep.content_type = NULL;
     }
     else if (!strcmp (req.method, "GET")
              && (!strcmp (req.path, "/api2/json/backup")
@@ -447,8 +484,8 @@ srv_serve_connection (struct srv_conn *c)
     }
     else
       srv_rest (&req, &rep);
-    srv_log ("conn %u: %s %s -> %d", c->id, req.method, req.path,
-             rep.status);
+    srv_log ("conn %u: %s %s -> %d", c->id, req.method,
+             req.path ? req.path : req.target, rep.status);
     rc = write_reply (c, &rep, close);
     srv_reply_free (&rep);
     request_free (&req);

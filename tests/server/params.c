@@ -1,7 +1,9 @@
 /* params.c -- API parameters as proxmox-schema / proxmox-rest-server
  * handle them: form or JSON input, unknown keys rejected, integers as
  * numbers in JSON, ranges and formats, and the ParameterError text
- * ("parameter verification errors\n\nparameter 'x': ...\n"). */
+ * (proxmox-schema src/schema.rs, Display for ParameterError: one error
+ * "parameter verification failed - 'x': ...", several
+ * "parameter verification failed:\n- 'x': ...\n- 'y': ..."). */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -9,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "server.h"
 
@@ -34,30 +37,142 @@ srv_percent_decode (const char *s, size_t len, bool form)
     return NULL;
   for (i = 0; i < len; i++) {
     int c = (unsigned char) s[i];
-    if (c == '%') {
-      int h, l;
-      if (i + 2 >= len)
-        goto bad;
-      h = hexval (s[i + 1]);
-      l = hexval (s[i + 2]);
-      if (h < 0 || l < 0)
-        goto bad;
-      c = h * 16 + l;
+    /* percent-encoding and form_urlencoded keep a '%' that is not
+     * followed by two hex digits as it is. */
+    if (c == '%' && i + 2 < len && hexval (s[i + 1]) >= 0
+        && hexval (s[i + 2]) >= 0) {
+      c = hexval (s[i + 1]) * 16 + hexval (s[i + 2]);
       i += 2;
     }
     else if (form && c == '+')
       c = ' ';
-    if (c == 0)
-      goto bad;
+    if (c == 0) {
+      /* Rust strings may hold NUL, ours can not. */
+      free (out);
+      return NULL;
+    }
     out[o++] = (char) c;
   }
   out[o] = 0;
   return out;
-bad:
-  free (out);
-  return NULL;
 }
 
+char *
+srv_normalize_path (const char *s, size_t len)
+{
+  char *out = malloc (len + 2);
+  size_t i = 0, o = 0;
+
+  if (out == NULL)
+    return NULL;
+  while (i < len) {
+    size_t j = i;
+    while (j < len && s[j] != '/')
+      j++;
+    if (j > i) {
+      if (s[i] == '.') {
+        free (out);
+        return NULL;
+      }
+      out[o++] = '/';
+      memcpy (out + o, s + i, j - i);
+      o += j - i;
+    }
+    i = j + 1;
+  }
+  out[o] = 0;
+  return out;
+}
+
+/* Check S[0..LEN) as Rust's str::from_utf8 does.  True if valid; else
+ * *VALID_UP_TO and *ERROR_LEN (0: incomplete sequence at the end) as in
+ * core::str::Utf8Error. */
+bool
+srv_utf8_check (const uint8_t *s, size_t len, size_t *valid_up_to,
+                size_t *error_len)
+{
+  size_t i = 0;
+
+  while (i < len) {
+    uint8_t c = s[i], lo = 0x80, hi = 0xbf;
+    size_t w, j;
+
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    if (c >= 0xc2 && c <= 0xdf)
+      w = 2;
+    else if (c >= 0xe0 && c <= 0xef)
+      w = 3;
+    else if (c >= 0xf0 && c <= 0xf4)
+      w = 4;
+    else {
+      *valid_up_to = i;
+      *error_len = 1;
+      return false;
+    }
+    /* Only the second byte has a narrower range. */
+    if (c == 0xe0)
+      lo = 0xa0;
+    else if (c == 0xed)
+      hi = 0x9f;
+    else if (c == 0xf0)
+      lo = 0x90;
+    else if (c == 0xf4)
+      hi = 0x8f;
+    for (j = 1; j < w; j++) {
+      if (i + j >= len) {
+        *valid_up_to = i;
+        *error_len = 0;
+        return false;
+      }
+      if (s[i + j] < (j == 1 ? lo : 0x80) || s[i + j] > (j == 1 ? hi : 0xbf)) {
+        *valid_up_to = i;
+        *error_len = j;
+        return false;
+      }
+    }
+    i += w;
+  }
+  return true;
+}
+
+/* String::from_utf8_lossy: each invalid part becomes U+FFFD.  S is
+ * freed; the result is malloc'd (NULL on ENOMEM). */
+static char *
+utf8_lossy (char *s)
+{
+  size_t len = strlen (s), vu, el, o = 0, i = 0;
+  char *out;
+
+  if (srv_utf8_check ((const uint8_t *) s, len, &vu, &el))
+    return s;
+  out = malloc (len * 3 + 1);
+  if (out == NULL) {
+    free (s);
+    return NULL;
+  }
+  while (i < len) {
+    if (srv_utf8_check ((const uint8_t *) s + i, len - i, &vu, &el)) {
+      memcpy (out + o, s + i, len - i);
+      o += len - i;
+      break;
+    }
+    memcpy (out + o, s + i, vu);
+    o += vu;
+    memcpy (out + o, "\xef\xbf\xbd", 3);
+    o += 3;
+    i += vu + (el ? el : len - i - vu);
+  }
+  out[o] = 0;
+  free (s);
+  return out;
+}
+
+/* One ParameterError entry: [NAME, MESSAGE].  A null NAME marks a plain
+ * error that is not a ParameterError (e.g. "Expected object - got
+ * array."), reported alone and without the prefix. */
 static void
 add_error (json_t *errs, const char *name, const char *fmt, ...)
   __attribute__ ((format (printf, 3, 4)));
@@ -71,7 +186,9 @@ add_error (json_t *errs, const char *name, const char *fmt, ...)
   va_start (ap, fmt);
   vsnprintf (msg, sizeof msg, fmt, ap);
   va_end (ap);
-  json_array_append_new (errs, json_pack ("[ss]", name, msg));
+  json_array_append_new (errs, json_pack ("[os]", name ? json_string (name)
+                                                       : json_null (),
+                                          msg));
 }
 
 static const struct srv_param *
@@ -83,114 +200,31 @@ lookup (const struct srv_param *schema, const char *name)
   return NULL;
 }
 
-/* Parse a form value as the schema type wants it (parse_simple_value). */
-static json_t *
-parse_simple (const struct srv_param *p, const char *v, const char *name,
-              json_t *errs)
+/* The schema entry after PREV in name order (the order of proxmox-schema's
+ * sorted property lists), or NULL. */
+static const struct srv_param *
+next_sorted (const struct srv_param *schema, const struct srv_param *prev)
 {
-  char *end;
-  long long n;
+  const struct srv_param *best = NULL;
 
-  switch (p->type) {
-  case SRV_P_INT:
-  case SRV_P_INT_LIST:
-    errno = 0;
-    n = strtoll (v, &end, 10);
-    if (*v == 0 || *end != 0 || errno != 0 || isspace ((unsigned char) *v)) {
-      add_error (errs, name, "invalid integer value '%s'", v);
-      return NULL;
-    }
-    return json_integer (n);
-  case SRV_P_BOOL:
-    if (!strcasecmp (v, "1") || !strcasecmp (v, "true")
-        || !strcasecmp (v, "yes") || !strcasecmp (v, "on"))
-      return json_true ();
-    if (!strcasecmp (v, "0") || !strcasecmp (v, "false")
-        || !strcasecmp (v, "no") || !strcasecmp (v, "off"))
-      return json_false ();
-    add_error (errs, name, "Unable to parse boolean option.");
-    return NULL;
-  default:
-    return json_string (v);
-  }
+  for (; schema->name; schema++)
+    if ((prev == NULL || strcmp (schema->name, prev->name) > 0)
+        && (best == NULL || strcmp (schema->name, best->name) < 0))
+      best = schema;
+  return best;
 }
 
-void
-srv_form_to_json (const char *form, size_t len,
-                  const struct srv_param *schema, json_t *obj, json_t *errs)
+/* StringSchema::check_constraints: length in characters, then format. */
+static bool
+check_string_value (const struct srv_param *p, const char *s,
+                    const char *name, json_t *errs)
 {
-  size_t i = 0;
+  size_t l = 0, i;
 
-  if (form == NULL)
-    return;
-  while (i < len) {
-    size_t j = i, eq;
-    char *k, *v;
-    const struct srv_param *p;
-
-    while (j < len && form[j] != '&')
-      j++;
-    if (j == i) {
-      i = j + 1;
-      continue;
-    }
-    for (eq = i; eq < j && form[eq] != '='; eq++)
-      ;
-    k = srv_percent_decode (form + i, eq - i, true);
-    v = srv_percent_decode (form + eq + 1, eq < j ? j - eq - 1 : 0, true);
-    if (eq == j) {
-      free (v);
-      v = strdup ("");
-    }
-    if (k == NULL || v == NULL) {
-      add_error (errs, k ? k : "?", "invalid percent encoding");
-      goto next;
-    }
-    /* extjs's cache buster, ignored by proxmox-rest-server. */
-    if (strcmp (k, "_dc") == 0)
-      goto next;
-    p = lookup (schema, k);
-    if (p == NULL) {
-      add_error (errs, k, "schema does not allow additional properties.");
-      goto next;
-    }
-    if (p->type == SRV_P_DIGEST_LIST || p->type == SRV_P_INT_LIST) {
-      json_t *arr = json_object_get (obj, k), *item;
-      if (arr == NULL) {
-        arr = json_array ();
-        json_object_set_new (obj, k, arr);
-      }
-      item = parse_simple (p, v, k, errs);
-      if (item)
-        json_array_append_new (arr, item);
-    }
-    else if (json_object_get (obj, k))
-      add_error (errs, k, "duplicate parameter.");
-    else {
-      json_t *val = parse_simple (p, v, k, errs);
-      if (val)
-        json_object_set_new (obj, k, val);
-    }
-  next:
-    free (k);
-    free (v);
-    i = j + 1;
-  }
-}
-
-static void
-check_string (const struct srv_param *p, json_t *v, const char *name,
-              json_t *errs)
-{
-  const char *s;
-  size_t l;
-
-  if (!json_is_string (v)) {
-    add_error (errs, name, "Expected string value.");
-    return;
-  }
-  s = json_string_value (v);
-  l = strlen (s);
+  /* value.chars().count(): continuation bytes do not count */
+  for (i = 0; s[i]; i++)
+    if (((unsigned char) s[i] & 0xc0) != 0x80)
+      l++;
   if (p->min > 0 && l < (size_t) p->min)
     add_error (errs, name, "value must be at least %" PRId64
                " characters long", p->min);
@@ -202,81 +236,305 @@ check_string (const struct srv_param *p, json_t *v, const char *name,
                s);
   else if (p->format && !p->format (s))
     add_error (errs, name, "value does not match the regex pattern");
+  else
+    return true;
+  return false;
+}
+
+/* IntegerSchema::check_constraints */
+static bool
+check_int_value (const struct srv_param *p, int64_t n, const char *name,
+                 json_t *errs)
+{
+  if (n < p->min)
+    add_error (errs, name, "value must have a minimum value of %" PRId64
+               " (got %" PRId64 ")", p->min, n);
+  else if (n > p->max)
+    add_error (errs, name, "value must have a maximum value of %" PRId64
+               " (got %" PRId64 ")", p->max, n);
+  else
+    return true;
+  return false;
+}
+
+/* str::parse::<i64>, with Rust's ParseIntError texts. */
+static const char *
+parse_i64 (const char *v, int64_t *out)
+{
+  const char *d = v;
+  bool neg = false;
+  uint64_t n = 0, limit;
+
+  if (*v == 0)
+    return "cannot parse integer from empty string";
+  if (*d == '+' || *d == '-') {
+    neg = *d == '-';
+    d++;
+  }
+  if (*d == 0)
+    return "invalid digit found in string";
+  limit = neg ? (uint64_t) INT64_MAX + 1 : (uint64_t) INT64_MAX;
+  for (; *d; d++) {
+    if (*d < '0' || *d > '9')
+      return "invalid digit found in string";
+    if (n > (limit - (uint64_t) (*d - '0')) / 10)
+      /* Rust reports the overflow at once, before later bad digits. */
+      return neg ? "number too small to fit in target type"
+                 : "number too large to fit in target type";
+    n = n * 10 + (uint64_t) (*d - '0');
+  }
+  *out = neg ? (int64_t) (0 - n) : (int64_t) n;
+  return NULL;
+}
+
+/* Schema::parse_simple_value of one form value against the type of P
+ * (the item type for lists), constraints included. */
+static json_t *
+parse_simple (const struct srv_param *p, const char *v, const char *name,
+              json_t *errs)
+{
+  const char *e;
+  int64_t n;
+
+  switch (p->type) {
+  case SRV_P_INT:
+  case SRV_P_INT_LIST:
+    e = parse_i64 (v, &n);
+    if (e) {
+      add_error (errs, name, "%s", e);
+      return NULL;
+    }
+    return check_int_value (p, n, name, errs) ? json_integer (n) : NULL;
+  case SRV_P_BOOL:
+    if (!strcasecmp (v, "1") || !strcasecmp (v, "true")
+        || !strcasecmp (v, "yes") || !strcasecmp (v, "on"))
+      return json_true ();
+    if (!strcasecmp (v, "0") || !strcasecmp (v, "false")
+        || !strcasecmp (v, "no") || !strcasecmp (v, "off"))
+      return json_false ();
+    add_error (errs, name, "Unable to parse boolean option.");
+    return NULL;
+  case SRV_P_DIGEST_LIST: {
+    struct srv_param ip = *p;
+    ip.min = ip.max = 0; /* the limits belong to the list */
+    return check_string_value (&ip, v, name, errs) ? json_string (v) : NULL;
+  }
+  default:
+    return check_string_value (p, v, name, errs) ? json_string (v) : NULL;
+  }
+}
+
+/* One key=value of do_parse_parameter_strings (proxmox-schema schema.rs):
+ * errors are kept in the order of the input. */
+static void
+add_form_param (const char *k, const char *v, const struct srv_param *schema,
+                json_t *obj, json_t *errs)
+{
+  const struct srv_param *p = lookup (schema, k);
+
+  if (p == NULL) {
+    add_error (errs, k, "schema does not allow additional properties.");
+    return;
+  }
+  if (p->type == SRV_P_DIGEST_LIST || p->type == SRV_P_INT_LIST) {
+    json_t *arr = json_object_get (obj, k), *item;
+    if (arr == NULL) {
+      arr = json_array ();
+      json_object_set_new (obj, k, arr);
+    }
+    item = parse_simple (p, v, k, errs);
+    if (item)
+      json_array_append_new (arr, item);
+  }
+  else {
+    json_t *val = parse_simple (p, v, k, errs);
+    if (val == NULL)
+      return;
+    if (json_object_get (obj, k)) {
+      add_error (errs, k, "duplicate parameter.");
+      json_decref (val);
+    }
+    else
+      json_object_set_new (obj, k, val);
+  }
 }
 
 static void
-check_int (const struct srv_param *p, json_t *v, const char *name,
-           json_t *errs)
+form_to_json (const char *form, size_t len, const struct srv_param *schema,
+              json_t *obj, json_t *errs, bool is_query)
 {
-  json_int_t n;
+  size_t i = 0;
 
-  if (!json_is_integer (v)) {
-    add_error (errs, name, "Expected integer value.");
+  if (form == NULL)
     return;
+  while (i < len) {
+    size_t j = i, eq;
+    char *k, *v;
+
+    while (j < len && form[j] != '&')
+      j++;
+    if (j == i) {
+      i = j + 1;
+      continue;
+    }
+    for (eq = i; eq < j && form[eq] != '='; eq++)
+      ;
+    k = srv_percent_decode (form + i, eq - i, true);
+    v = eq < j ? srv_percent_decode (form + eq + 1, j - eq - 1, true)
+               : strdup ("");
+    /* form_urlencoded decodes lossily (U+FFFD for invalid UTF-8). */
+    if (k)
+      k = utf8_lossy (k);
+    if (v)
+      v = utf8_lossy (v);
+    if (k == NULL || v == NULL)
+      add_error (errs, k ? k : "?", "NUL byte in a parameter");
+    /* extjs's cache buster, skipped in the query (not in a body) by
+     * parse_query_parameters. */
+    else if (!is_query || strcmp (k, "_dc") != 0)
+      add_form_param (k, v, schema, obj, errs);
+    free (k);
+    free (v);
+    i = j + 1;
   }
-  n = json_integer_value (v);
-  if (n < p->min)
-    add_error (errs, name, "value must have a minimum value of %" PRId64
-               " (got %" PRId64 ")", p->min, (int64_t) n);
-  else if (n > p->max)
-    add_error (errs, name, "value must have a maximum value of %" PRId64
-               " (got %" PRId64 ")", p->max, (int64_t) n);
+}
+
+void
+srv_form_to_json (const char *form, size_t len,
+                  const struct srv_param *schema, json_t *obj, json_t *errs)
+{
+  form_to_json (form, len, schema, obj, errs, true);
+}
+
+/* Schema::verify_json of one property value. */
+static void
+verify_value (const struct srv_param *p, json_t *v, const char *name,
+              json_t *errs)
+{
+  size_t i;
+  json_t *item;
+  struct srv_param ip = *p;
+
+  switch (p->type) {
+  case SRV_P_STRING:
+    if (!json_is_string (v))
+      add_error (errs, name, "Expected string value.");
+    else
+      check_string_value (p, json_string_value (v), name, errs);
+    break;
+  case SRV_P_INT:
+    if (!json_is_integer (v))
+      add_error (errs, name, "Expected integer value.");
+    else
+      check_int_value (p, (int64_t) json_integer_value (v), name, errs);
+    break;
+  case SRV_P_BOOL:
+    if (!json_is_boolean (v))
+      add_error (errs, name, "Expected boolean value.");
+    break;
+  case SRV_P_DIGEST_LIST:
+  case SRV_P_INT_LIST:
+    if (json_is_object (v)) {
+      add_error (errs, name, "Expected array - got object.");
+      break;
+    }
+    if (!json_is_array (v)) {
+      add_error (errs, name, "Expected array - got scalar value.");
+      break;
+    }
+    /* ArraySchema::verify_json stops at the first bad item and names it
+     * "[i]", which ObjectSchema prefixes with the key: "key/[i]". */
+    json_array_foreach (v, i, item) {
+      char iname[160];
+      json_t *one = json_array ();
+      snprintf (iname, sizeof iname, "%s/[%zu]", name, i);
+      if (p->type == SRV_P_INT_LIST) {
+        if (!json_is_integer (item))
+          add_error (one, iname, "Expected integer value.");
+        else
+          check_int_value (&ip, (int64_t) json_integer_value (item), iname,
+                           one);
+      }
+      else {
+        ip.min = ip.max = 0;
+        if (!json_is_string (item))
+          add_error (one, iname, "Expected string value.");
+        else
+          check_string_value (&ip, json_string_value (item), iname, one);
+      }
+      if (json_array_size (one) > 0) {
+        json_array_extend (errs, one);
+        json_decref (one);
+        break;
+      }
+      json_decref (one);
+    }
+    break;
+  }
+}
+
+static int
+cmp_str (const void *a, const void *b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
 }
 
 void
 srv_verify_params (json_t *obj, const struct srv_param *schema, json_t *errs)
 {
-  const char *k;
+  const char *k, **keys;
   json_t *v;
   const struct srv_param *p;
+  size_t n = 0, i;
 
-  if (!json_is_object (obj)) {
-    add_error (errs, "", "Expected object - got scalar value.");
+  /* ObjectSchemaType::verify_json: a plain error, not a ParameterError */
+  if (json_is_array (obj)) {
+    add_error (errs, NULL, "Expected object - got array.");
     return;
   }
-  json_object_foreach (obj, k, v) {
-    p = lookup (schema, k);
-    if (p == NULL) {
-      add_error (errs, k, "schema does not allow additional properties.");
-      continue;
-    }
-    switch (p->type) {
-    case SRV_P_STRING:
-      check_string (p, v, k, errs);
-      break;
-    case SRV_P_INT:
-      check_int (p, v, k, errs);
-      break;
-    case SRV_P_BOOL:
-      if (!json_is_boolean (v))
-        add_error (errs, k, "Expected boolean value.");
-      break;
-    case SRV_P_DIGEST_LIST:
-    case SRV_P_INT_LIST: {
-      size_t i;
-      json_t *item;
-      struct srv_param ip = *p;
-      if (!json_is_array (v)) {
-        add_error (errs, k, "Expected array - got scalar value.");
-        break;
-      }
-      json_array_foreach (v, i, item) {
-        char name[128];
-        snprintf (name, sizeof name, "%s/[%zu]", k, i);
-        if (p->type == SRV_P_INT_LIST)
-          check_int (&ip, item, name, errs);
-        else {
-          ip.min = ip.max = 0;
-          check_string (&ip, item, name, errs);
-        }
-      }
-      break;
-    }
-    }
+  if (!json_is_object (obj)) {
+    add_error (errs, NULL, "Expected object - got scalar value.");
+    return;
   }
-  for (p = schema; p->name; p++)
+  /* serde_json's map (no preserve_order) iterates in key order. */
+  keys = calloc (json_object_size (obj) + 1, sizeof *keys);
+  if (keys == NULL) {
+    add_error (errs, NULL, "out of memory");
+    return;
+  }
+  json_object_foreach (obj, k, v)
+    keys[n++] = k;
+  qsort (keys, n, sizeof *keys, cmp_str);
+  for (i = 0; i < n; i++) {
+    v = json_object_get (obj, keys[i]);
+    p = lookup (schema, keys[i]);
+    if (p == NULL)
+      add_error (errs, keys[i], "schema does not allow additional properties");
+    else
+      verify_value (p, v, keys[i], errs);
+  }
+  free (keys);
+  /* A null value counts as missing (data[name] == Value::Null). */
+  for (p = next_sorted (schema, NULL); p; p = next_sorted (schema, p)) {
+    v = json_object_get (obj, p->name);
+    if (!p->optional && (v == NULL || json_is_null (v)))
+      add_error (errs, p->name, "property is missing and it is not optional");
+  }
+}
+
+/* The form path's required check (test_required), only when the
+ * conversion found no error. */
+static void
+check_required (json_t *obj, const struct srv_param *schema, json_t *errs)
+{
+  const struct srv_param *p;
+
+  if (json_array_size (errs) > 0)
+    return;
+  for (p = next_sorted (schema, NULL); p; p = next_sorted (schema, p))
     if (!p->optional && json_object_get (obj, p->name) == NULL)
-      add_error (errs, p->name, "parameter is missing and it is not optional.");
+      add_error (errs, p->name,
+                 "parameter is missing and it is not optional.");
 }
 
 char *
@@ -288,15 +546,24 @@ srv_param_errors_text (json_t *errs)
 
   if (json_array_size (errs) == 0)
     return NULL;
+  e = json_array_get (errs, 0);
+  if (json_is_null (json_array_get (e, 0)))
+    return strdup (json_string_value (json_array_get (e, 1)));
   json_array_foreach (errs, i, e)
     cap += strlen (json_string_value (json_array_get (e, 0)))
-           + strlen (json_string_value (json_array_get (e, 1))) + 32;
+           + strlen (json_string_value (json_array_get (e, 1))) + 16;
   out = malloc (cap);
   if (out == NULL)
     return NULL;
-  len = (size_t) snprintf (out, cap, "parameter verification errors\n\n");
+  if (json_array_size (errs) == 1) {
+    snprintf (out, cap, "parameter verification failed - '%s': %s",
+              json_string_value (json_array_get (e, 0)),
+              json_string_value (json_array_get (e, 1)));
+    return out;
+  }
+  len = (size_t) snprintf (out, cap, "parameter verification failed:");
   json_array_foreach (errs, i, e)
-    len += (size_t) snprintf (out + len, cap - len, "parameter '%s': %s\n",
+    len += (size_t) snprintf (out + len, cap - len, "\n- '%s': %s",
                               json_string_value (json_array_get (e, 0)),
                               json_string_value (json_array_get (e, 1)));
   return out;
@@ -318,15 +585,8 @@ json_t *
 srv_query_params (const char *query, const struct srv_param *schema,
                   char **errtext)
 {
-  json_t *obj = json_object (), *errs = json_array ();
-
-  if (query)
-    srv_form_to_json (query, strlen (query), schema, obj, errs);
-  /* Conversion errors are reported alone, as parse_parameter_strings
-   * stops before the object check in that case. */
-  if (json_array_size (errs) == 0)
-    srv_verify_params (obj, schema, errs);
-  return finish_params (obj, errs, errtext);
+  return srv_sync_params_uri ("application/x-www-form-urlencoded", NULL, 0,
+                              query, NULL, schema, errtext);
 }
 
 json_t *
@@ -334,10 +594,21 @@ srv_sync_params (const char *content_type, const uint8_t *body, size_t len,
                  const char *query, const struct srv_param *schema,
                  char **errtext)
 {
+  return srv_sync_params_uri (content_type, body, len, query, NULL, schema,
+                              errtext);
+}
+
+json_t *
+srv_sync_params_uri (const char *content_type, const uint8_t *body,
+                     size_t len, const char *query,
+                     const char *const *uri_params,
+                     const struct srv_param *schema, char **errtext)
+{
   bool is_json = false;
   json_t *obj, *errs;
-  size_t i;
+  size_t vu, el;
 
+  /* get_request_parameters (proxmox-rest-server src/rest.rs) */
   if (content_type) {
     size_t l = strcspn (content_type, ";");
     if (l == strlen ("application/x-www-form-urlencoded")
@@ -348,41 +619,78 @@ srv_sync_params (const char *content_type, const uint8_t *body, size_t len,
       is_json = true;
     else {
       char buf[300];
-      /* proxmox-rest-server prints the header with Rust's {:?}. */
+      /* The header value printed with Rust's {:?} of to_str(). */
       snprintf (buf, sizeof buf, "unsupported content type Ok(\"%s\")",
                 content_type);
       *errtext = strdup (buf);
       return NULL;
     }
   }
-  for (i = 0; i < len; i++)
-    if (body[i] == 0) {
-      *errtext = strdup ("Request body not uft8: invalid utf-8 sequence");
-      return NULL;
-    }
+  if (!srv_utf8_check (body, len, &vu, &el)) {
+    char buf[120];
+    /* "uft8" is PBS's spelling; the rest is Rust's Utf8Error. */
+    if (el)
+      snprintf (buf, sizeof buf, "Request body not uft8: invalid utf-8 "
+                "sequence of %zu bytes from index %zu", el, vu);
+    else
+      snprintf (buf, sizeof buf, "Request body not uft8: incomplete utf-8 "
+                "byte sequence from index %zu", vu);
+    *errtext = strdup (buf);
+    return NULL;
+  }
   if (is_json) {
     json_error_t jerr;
-    /* The query is ignored for JSON bodies (get_request_parameters). */
-    obj = json_loadb ((const char *) body, len, JSON_REJECT_DUPLICATES,
-                      &jerr);
+    size_t i;
+    /* The query is ignored for JSON bodies; an empty body is {}; a
+     * repeated key keeps its last value (serde_json). */
+    obj = len == 0 ? json_object ()
+                   : json_loadb ((const char *) body, len, JSON_DECODE_ANY,
+                                 &jerr);
     if (obj == NULL) {
       char buf[300];
+      /* XXX jansson's text, not serde_json's */
       snprintf (buf, sizeof buf, "%s at line %d column %d", jerr.text,
                 jerr.line, jerr.column);
       *errtext = strdup (buf);
       return NULL;
     }
+    /* URI parameters are parsed into the object first; their errors
+     * are plain (parse_simple_value), not ParameterErrors. */
+    for (i = 0; uri_params && uri_params[i]; i += 2) {
+      const struct srv_param *p = lookup (schema, uri_params[i]);
+      json_t *one = json_array (), *val;
+      if (p == NULL) {
+        json_decref (one);
+        continue;
+      }
+      val = parse_simple (p, uri_params[i + 1], uri_params[i], one);
+      if (val == NULL) {
+        *errtext = strdup (json_string_value (
+            json_array_get (json_array_get (one, 0), 1)));
+        json_decref (one);
+        json_decref (obj);
+        return NULL;
+      }
+      json_decref (one);
+      if (json_is_object (obj))
+        json_object_set_new (obj, uri_params[i], val);
+      else
+        json_decref (val);
+    }
     errs = json_array ();
     srv_verify_params (obj, schema, errs);
     return finish_params (obj, errs, errtext);
   }
+  /* parse_query_parameters: the form body, then the query, then the URI
+   * parameters, as one list. */
   obj = json_object ();
   errs = json_array ();
-  srv_form_to_json ((const char *) body, len, schema, obj, errs);
+  form_to_json ((const char *) body, len, schema, obj, errs, false);
   if (query)
-    srv_form_to_json (query, strlen (query), schema, obj, errs);
-  if (json_array_size (errs) == 0)
-    srv_verify_params (obj, schema, errs);
+    form_to_json (query, strlen (query), schema, obj, errs, true);
+  for (size_t i = 0; uri_params && uri_params[i]; i += 2)
+    add_form_param (uri_params[i], uri_params[i + 1], schema, obj, errs);
+  check_required (obj, schema, errs);
   return finish_params (obj, errs, errtext);
 }
 
@@ -434,8 +742,10 @@ srv_fmt_backup_id (const char *s)
   return srv_fmt_safe_id (s);
 }
 
-/* BACKUP_NAMESPACE_SCHEMA: "" or up to 7 safe ids joined by '/', at most
- * 256 characters. */
+/* BACKUP_NAMESPACE_REGEX ^(?:(?:SAFE_ID/){0,7}SAFE_ID)?$: "" or up to
+ * eight safe ids joined by '/' (pbs-api-types src/lib.rs BACKUP_NS_RE).
+ * The length (256) is the schema's max_length; the depth limit of 7 is
+ * BackupNamespace's (checked later, "namespace too deep, ..."). */
 bool
 srv_fmt_ns (const char *s)
 {
@@ -444,14 +754,28 @@ srv_fmt_ns (const char *s)
 
   if (*s == 0)
     return true;
-  if (strlen (s) > 256)
-    return false;
   for (;;) {
     size_t n = strcspn (p, "/");
-    if (!safe_id_n (p, n) || ++depth > 7)
+    if (!safe_id_n (p, n) || ++depth > 8)
       return false;
     if (p[n] == 0)
       return true;
     p += n + 1;
   }
+}
+
+/* PROXMOX_USER_ID_REGEX (proxmox-auth-api src/types.rs):
+ * ^[^\s:/[:cntrl:]]+@SAFE_ID$ -- the name may hold '@', the realm not. */
+bool
+srv_fmt_userid (const char *s)
+{
+  const char *at = strrchr (s, '@'), *p;
+
+  if (at == NULL || at == s || !srv_fmt_safe_id (at + 1))
+    return false;
+  for (p = s; p < at; p++)
+    if (isspace ((unsigned char) *p) || iscntrl ((unsigned char) *p)
+        || *p == ':' || *p == '/')
+      return false;
+  return true;
 }

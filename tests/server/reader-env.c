@@ -10,14 +10,15 @@ const struct srv_param srv_reader_upgrade_schema[] = {
   { "store", SRV_P_STRING, false, 3, 32, srv_fmt_safe_id },
   { "ns", SRV_P_STRING, true, 0, 256, srv_fmt_ns },
   { "backup-type", SRV_P_STRING, false, 0, 0, srv_fmt_backup_type },
-  { "backup-id", SRV_P_STRING, false, 1, 128, srv_fmt_backup_id },
+  { "backup-id", SRV_P_STRING, false, 0, 0, srv_fmt_backup_id },
   { "backup-time", SRV_P_INT, false, 1, INT64_MAX, NULL },
   { "debug", SRV_P_BOOL, true, 0, 0, NULL },
   { NULL, 0, false, 0, 0, NULL },
 };
 
 static const struct srv_param download_schema[] = {
-  { "file-name", SRV_P_STRING, false, 1, 128, srv_fmt_safe_id },
+  /* BACKUP_ARCHIVE_NAME_SCHEMA: the regex only */
+  { "file-name", SRV_P_STRING, false, 0, 0, srv_fmt_safe_id },
   { NULL, 0, false, 0, 0, NULL },
 };
 
@@ -76,6 +77,8 @@ handle (struct srv_env *env, const struct srv_h2_request *req,
   p = srv_query_params (req->query, schema, &errtext);
   if (p == NULL) {
     srv_reply_error (rep, 400, "%s", errtext ? errtext : "out of memory");
+    /* H2Service answers parameter errors without a content type */
+    rep->content_type = NULL;
     free (errtext);
     return;
   }

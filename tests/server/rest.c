@@ -10,12 +10,15 @@
 
 #include "server.h"
 
+/* CreateTicket (proxmox-auth-api src/types.rs): Userid is 3..64
+ * characters of PROXMOX_USER_ID_REGEX; the password is optional (a
+ * ticket may come in a cookie instead); port is a u16. */
 static const struct srv_param ticket_schema[] = {
-  { "username", SRV_P_STRING, false, 3, 64, NULL },
-  { "password", SRV_P_STRING, false, 1, 64 * 1024, NULL },
+  { "username", SRV_P_STRING, false, 3, 64, srv_fmt_userid },
+  { "password", SRV_P_STRING, true, 0, 0, NULL },
   { "path", SRV_P_STRING, true, 0, 0, NULL },
   { "privs", SRV_P_STRING, true, 0, 0, NULL },
-  { "port", SRV_P_INT, true, 1, 65535, NULL },
+  { "port", SRV_P_INT, true, 0, 65535, NULL },
   { "tfa-challenge", SRV_P_STRING, true, 0, 0, NULL },
   { NULL, 0, false, 0, 0, NULL },
 };
@@ -24,20 +27,25 @@ static const struct srv_param no_params[] = {
   { NULL, 0, false, 0, 0, NULL },
 };
 
+/* list_snapshots (src/api2/admin/datastore.rs); "store" comes from the
+ * URI. */
 static const struct srv_param snapshots_schema[] = {
+  { "store", SRV_P_STRING, false, 3, 32, srv_fmt_safe_id },
   { "ns", SRV_P_STRING, true, 0, 256, srv_fmt_ns },
   { "backup-type", SRV_P_STRING, true, 0, 0, srv_fmt_backup_type },
-  { "backup-id", SRV_P_STRING, true, 1, 128, srv_fmt_backup_id },
+  { "backup-id", SRV_P_STRING, true, 0, 0, srv_fmt_backup_id },
   { NULL, 0, false, 0, 0, NULL },
 };
 
 static json_t *
 params_or_reply (const struct srv_request *req,
-                 const struct srv_param *schema, struct srv_reply *rep)
+                 const struct srv_param *schema,
+                 const char *const *uri_params, struct srv_reply *rep)
 {
   char *errtext = NULL;
-  json_t *p = srv_sync_params (srv_header (req, "content-type"), req->body,
-                               req->body_len, req->query, schema, &errtext);
+  json_t *p = srv_sync_params_uri (srv_header (req, "content-type"),
+                                   req->body, req->body_len, req->query,
+                                   uri_params, schema, &errtext);
   if (p == NULL) {
     srv_reply_error (rep, 400, "%s", errtext ? errtext : "out of memory");
     free (errtext);
@@ -48,7 +56,7 @@ params_or_reply (const struct srv_request *req,
 static void
 ticket (const struct srv_request *req, struct srv_reply *rep)
 {
-  json_t *p = params_or_reply (req, ticket_schema, rep);
+  json_t *p = params_or_reply (req, ticket_schema, NULL, rep);
   const char *user, *pass;
   char *t = NULL, *csrf = NULL;
 
@@ -56,7 +64,10 @@ ticket (const struct srv_request *req, struct srv_reply *rep)
     return;
   user = json_string_value (json_object_get (p, "username"));
   pass = json_string_value (json_object_get (p, "password"));
-  if (srv_login (user, pass, &t, &csrf) == -1) {
+  /* handle_ticket_creation (proxmox-auth-api src/api/access.rs) */
+  if (pass == NULL)
+    srv_reply_error (rep, 400, "no password provided");
+  else if (srv_login (user, pass, &t, &csrf) == -1) {
     srv_log ("authentication failure; user=%s", user);
     srv_reply_error (rep, 401, "permission check failed.");
   }
@@ -72,7 +83,7 @@ ticket (const struct srv_request *req, struct srv_reply *rep)
 static void
 version (const struct srv_request *req, struct srv_reply *rep)
 {
-  json_t *p = params_or_reply (req, no_params, rep);
+  json_t *p = params_or_reply (req, no_params, NULL, rep);
 
   if (p == NULL)
     return;
@@ -214,7 +225,8 @@ static void
 snapshots (const struct srv_request *req, struct srv_reply *rep,
            const struct srv_auth *auth, const char *store)
 {
-  json_t *p = params_or_reply (req, snapshots_schema, rep), *list;
+  const char *uri[] = { "store", store, NULL };
+  json_t *p = params_or_reply (req, snapshots_schema, uri, rep), *list;
   struct srv_store *st;
   struct pbs_snapshot *s = NULL;
   size_t n = 0, i;
@@ -255,11 +267,36 @@ srv_rest (const struct srv_request *req, struct srv_reply *rep)
 {
   static const char prefix[] = "/api2/json/admin/datastore/";
   struct srv_auth auth;
-  char err[300], store[64];
+  char err[300], store[256];
   const char *path = req->path, *rest;
   size_t l;
   int route = 0;
 
+  /* ApiConfig::handle_request (proxmox-rest-server src/rest.rs): paths
+   * outside /api2 are static files (none here); errors returned from
+   * there carry no content type. */
+  if (strcmp (path, "/api2") != 0 && strncmp (path, "/api2/", 6) != 0) {
+    if (strcmp (req->method, "GET") != 0)
+      srv_reply_error (rep, 400, "invalid http method for path");
+    else
+      srv_reply_error (rep, 404, "no such file: '%s'", path + (*path == '/'));
+    rep->content_type = NULL;
+    return;
+  }
+  if (strcmp (path, "/api2") == 0) {
+    srv_reply_error (rep, 404, "invalid api path '%s'", path);
+    rep->content_type = NULL;
+    return;
+  }
+  l = strcspn (path + 6, "/");
+  if (!((l == 4 && !strncmp (path + 6, "json", 4))
+        || (l == 5 && !strncmp (path + 6, "extjs", 5)))) {
+    srv_reply_error (rep, 400, "Unsupported output format '%.*s'.", (int) l,
+                     path + 6);
+    rep->content_type = NULL;
+    return;
+  }
+  /* XXX the extjs formatter is answered like json */
   if (!strcmp (path, "/api2/json/access/ticket")
       && !strcmp (req->method, "POST")) {
     ticket (req, rep);
@@ -277,16 +314,19 @@ srv_rest (const struct srv_request *req, struct srv_reply *rep)
       route = 2;
     }
   }
-  if (route == 0) {
-    srv_reply_error (rep, 404, "Path '%s' not found.", path);
-    return;
-  }
+  /* Formatted::handle_request: authentication comes first (only World
+   * methods such as the ticket login skip it), then "not found".  A 401
+   * is returned as an error, i.e. without a content type, and names no
+   * reason (only the log does). */
   if (srv_authenticate (req, &auth, err, sizeof err) == -1) {
     srv_log ("authentication failure: %s", err);
-    srv_reply_error (rep, 401, "authentication failed - %s", err);
+    srv_reply_error (rep, 401, "authentication failed");
+    rep->content_type = NULL;
     return;
   }
-  if (route == 1)
+  if (route == 0)
+    srv_reply_error (rep, 404, "Path '%s' not found.", path);
+  else if (route == 1)
     version (req, rep);
   else
     snapshots (req, rep, &auth, store);

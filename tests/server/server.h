@@ -116,7 +116,8 @@ struct srv_auth {
 
 /* Authenticate a request as PBS does: PBSAuthCookie ticket (+ CSRF token
  * on non-GET) wins over "Authorization: PBSAPIToken".  0 or -1 with the
- * reason (without the "authentication failed - " prefix) in ERR. */
+ * reason in ERR (proxmox-auth-api's text; PBS only logs it and answers
+ * "authentication failed"). */
 int srv_authenticate (const struct srv_request *r, struct srv_auth *out,
                       char *err, size_t errlen);
 /* POST /access/ticket: check USERNAME/PASSWORD (or a valid ticket as the
@@ -147,9 +148,10 @@ struct srv_param {
 
 /* An object schema: PARAMS terminated by a NULL name. */
 
-/* Parse "a=b&c=d" (form encoding: '+' is a space, %XX) into KV, a JSON
- * object of string or string-array values per key (arrays only for list
- * types).  Errors go to ERRS (ParameterError style).  QUERY may be NULL. */
+/* Parse the query "a=b&c=d" (form encoding: '+' is a space, %XX) into
+ * OBJ, converting and checking each value as its schema type wants it
+ * (arrays only for list types), as parse_parameter_strings does.  Errors
+ * go to ERRS in input order (ParameterError style).  FORM may be NULL. */
 void srv_form_to_json (const char *form, size_t len,
                        const struct srv_param *schema, json_t *obj,
                        json_t *errs);
@@ -157,8 +159,9 @@ void srv_form_to_json (const char *form, size_t len,
  * unknown keys, types, ranges, formats, missing required keys. */
 void srv_verify_params (json_t *obj, const struct srv_param *schema,
                         json_t *errs);
-/* "parameter verification errors\n\nparameter 'x': ...\n" or NULL when
- * ERRS is empty.  malloc'd. */
+/* "parameter verification failed - 'x': ..." (one error) or
+ * "parameter verification failed:\n- 'x': ...\n- 'y': ..." (several), or
+ * NULL when ERRS is empty.  malloc'd. */
 char *srv_param_errors_text (json_t *errs);
 /* Query-only parameters (upload/download handlers and the upgrade).
  * Returns a new object, or NULL with *ERRTEXT malloc'd. */
@@ -170,21 +173,42 @@ json_t *srv_sync_params (const char *content_type, const uint8_t *body,
                          size_t len, const char *query,
                          const struct srv_param *schema, char **errtext);
 
+/* Like srv_sync_params, plus URI parameters (NAME, VALUE, ..., NULL)
+ * as the router adds them (the store of .../datastore/{store}/...). */
+json_t *srv_sync_params_uri (const char *content_type, const uint8_t *body,
+                             size_t len, const char *query,
+                             const char *const *uri_params,
+                             const struct srv_param *schema,
+                             char **errtext);
+/* Is S[0..LEN) valid UTF-8 (Rust's str::from_utf8)?  If not,
+ * *VALID_UP_TO and *ERROR_LEN (0 = incomplete at the end) as in Rust's
+ * Utf8Error. */
+bool srv_utf8_check (const uint8_t *s, size_t len, size_t *valid_up_to,
+                     size_t *error_len);
+
 /* Formats used by the schemas. */
 bool srv_fmt_safe_id (const char *s);
 bool srv_fmt_digest (const char *s);
 bool srv_fmt_backup_type (const char *s);
 bool srv_fmt_backup_id (const char *s);
 bool srv_fmt_ns (const char *s);
+bool srv_fmt_userid (const char *s);
 
-/* Percent-decode S[0..LEN) (form: '+' -> ' ').  malloc'd, NUL-terminated;
- * NULL on a bad escape or an embedded NUL. */
+/* Percent-decode S[0..LEN) (form: '+' -> ' '); a '%' without two hex
+ * digits stays as it is (percent-encoding crate).  malloc'd,
+ * NUL-terminated; NULL on an embedded NUL. */
 char *srv_percent_decode (const char *s, size_t len, bool form);
+/* normalize_path (proxmox-rest-server src/lib.rs) of the raw path
+ * S[0..LEN) -- hyper does not percent-decode it: empty components
+ * dropped, "/a/b" or "" (malloc'd); NULL if a component starts with '.'
+ * (answered 400 "path contains illegal components"). */
+char *srv_normalize_path (const char *s, size_t len);
 
 /* ------------------------------------------------------------ responses */
 
 /* A handler's answer: STATUS with BODY of LEN bytes (malloc'd, owned) and
- * CONTENT_TYPE (static). */
+ * CONTENT_TYPE (static; NULL: no content-type header, as PBS's answers
+ * to bad URIs, 414 and HTTP/2 parameter errors). */
 struct srv_reply {
   int status;
   const char *content_type;
