@@ -1,8 +1,9 @@
-# remote-functions.sh -- sourced by tests/test-remote-*.sh after
-# functions.sh: a self-signed certificate made by the openssl CLI, token and
-# user files, and the HTTPS test server (tests/server, see its README)
-# started on a free port.  Readiness is the server's "READY <port>" line,
-# read from a FIFO: no sleeps.
+# remote-functions.sh -- sourced by tests/test-remote-*.sh (and the
+# remote push tests) after functions.sh: a self-signed certificate made by
+# the openssl CLI, token and user files, the HTTPS test server (tests/server,
+# see its README) started on a free port, and TCP proxies
+# (tests/tcp_proxy.py).  Readiness is their "READY <port>" line, read from
+# a FIFO: no sleeps.
 
 [ -x "$SERVER" ] || skip "pbs-test-server not built ($SERVER)"
 requires openssl
@@ -20,27 +21,37 @@ make_cert () {
   FP=$(openssl x509 -in "$1/cert.pem" -noout -fingerprint -sha256 | cut -d= -f2)
 }
 
-# start_server DSDIR [PORT]: sets PORT and SERVER_PID; killed at exit.
-# CERT_DIR (default $TMP) holds the cert.pem and key.pem it serves.
-_srv_n=0
-start_server () {
-  local fifo line fd
-  _srv_n=$((_srv_n + 1))
-  fifo=$TMP/ready.$_srv_n
+# run_ready NAME LOG CMD...: start CMD in the background, its stderr
+# appended to LOG, and wait (at most 120 s) for its "READY <port>" line on
+# stdout, read from a FIFO; sets READY_PID and READY_PORT.  CMD is killed
+# at exit; a CMD that does not get ready ends the test.
+_ready_n=0
+run_ready () {
+  local name=$1 log=$2 fifo fd line
+  shift 2
+  _ready_n=$((_ready_n + 1))
+  fifo=$TMP/ready.$_ready_n
   mkfifo "$fifo"
   exec {fd}<>"$fifo"
-  "$SERVER" --datastore "$STORE=$1" --tokens "$TMP/tokens" \
-    --users "$TMP/users" --cert "${CERT_DIR:-$TMP}/cert.pem" \
-    --key "${CERT_DIR:-$TMP}/key.pem" \
-    --port "${2:-0}" >"$fifo" 2>>"$TMP/server.log" &
-  SERVER_PID=$!
-  cleanup_fn "kill $SERVER_PID 2>/dev/null; wait $SERVER_PID 2>/dev/null"
+  "$@" >"$fifo" 2>>"$log" &
+  READY_PID=$!
+  cleanup_fn "kill $READY_PID 2>/dev/null; wait $READY_PID 2>/dev/null"
   line=
   read -r -t 120 -u "$fd" line || true
   case "$line" in
-    "READY "*) PORT=${line#READY } ;;
-    *) echo "server did not start: '$line'"; tail -5 "$TMP/server.log"; exit 1 ;;
+    "READY "*) READY_PORT=${line#READY } ;;
+    *) echo "$name did not start: '$line'"; tail -5 "$log"; exit 1 ;;
   esac
+}
+
+# start_server DSDIR [PORT]: sets PORT and SERVER_PID; killed at exit.
+# CERT_DIR (default $TMP) holds the cert.pem and key.pem it serves.
+start_server () {
+  run_ready server "$TMP/server.log" "$SERVER" --datastore "$STORE=$1" \
+    --tokens "$TMP/tokens" --users "$TMP/users" \
+    --cert "${CERT_DIR:-$TMP}/cert.pem" --key "${CERT_DIR:-$TMP}/key.pem" \
+    --port "${2:-0}"
+  SERVER_PID=$READY_PID PORT=$READY_PORT
 }
 
 stop_server () {
@@ -69,63 +80,22 @@ wait_line () {
   return 1
 }
 
-# start_proxy [HOLD_FIFO]: a TCP proxy in python, 127.0.0.1:PPORT to the
-# server at $PORT (sets PPORT, PROXY_PID; log in $TMP/proxy.log).  The
-# first connection that carries more than 2 MiB towards the server is cut
-# (RST) once.  With HOLD_FIFO it says "holding" first and waits until a
-# line can be read from that FIFO (the test acts meanwhile).
-_px=0
+# start_tcp_proxy LOG OPTION...: tests/tcp_proxy.py with those options
+# (see its usage), its events appended to LOG; sets PPORT and PROXY_PID,
+# killed at exit.
+start_tcp_proxy () {
+  local log=$1
+  shift
+  run_ready proxy "$log" python3 "$top/tests/tcp_proxy.py" "$@"
+  PROXY_PID=$READY_PID PPORT=$READY_PORT
+}
+
+# start_proxy [HOLD_FIFO]: a TCP proxy to the server at $PORT (log in
+# $TMP/proxy.log).  The first connection that carries more than 2 MiB
+# towards the server is cut (RST) once.  With HOLD_FIFO it says "holding"
+# first and waits until a line can be read from that FIFO (the test acts
+# meanwhile).
 start_proxy () {
-  local fifo=$TMP/proxy.$_px fd line
-  _px=$((_px + 1))
-  mkfifo "$fifo"
-  exec {fd}<>"$fifo"
-  python3 - "$PORT" "${1:-}" >"$fifo" 2>>"$TMP/proxy.log" <<'EOF' &
-import socket, struct, sys, threading
-target = int(sys.argv[1])
-hold = sys.argv[2]
-lst = socket.socket(); lst.bind(("127.0.0.1", 0)); lst.listen(16)
-print("READY %d" % lst.getsockname()[1], flush=True)
-cut = threading.Event()
-def pump(a, b, upstream):
-    n = 0
-    try:
-        while True:
-            d = a.recv(65536)
-            if not d:
-                break
-            n += len(d)
-            if upstream and n > 2 << 20 and not cut.is_set():
-                cut.set()
-                if hold:
-                    print("holding after %d bytes" % n, file=sys.stderr,
-                          flush=True)
-                    open(hold).readline()
-                print("cut after %d bytes" % n, file=sys.stderr, flush=True)
-                for s in (a, b):   # RST, not FIN: a broken connection
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                 struct.pack("ii", 1, 0))
-                    # SHUT_RD wakes the other pump's recv without a FIN, so
-                    # that close() really releases the socket (and resets).
-                    s.shutdown(socket.SHUT_RD)
-                    s.close()
-                return
-            b.sendall(d)
-    except OSError:
-        pass
-    for s in (a, b):
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-while True:
-    c, _ = lst.accept()
-    s = socket.create_connection(("127.0.0.1", target))
-    threading.Thread(target=pump, args=(c, s, True), daemon=True).start()
-    threading.Thread(target=pump, args=(s, c, False), daemon=True).start()
-EOF
-  PROXY_PID=$!
-  cleanup_fn "kill $PROXY_PID 2>/dev/null"
-  read -r -t 60 -u "$fd" line || true
-  PPORT=${line#READY }
+  start_tcp_proxy "$TMP/proxy.log" --target "$PORT" --cut-after $((2 << 20)) \
+    --reset ${1:+--hold "$1"}
 }

@@ -1,11 +1,11 @@
 #!/bin/bash
 # test-remote-proxy.sh -- ALL_PROXY, as proxmox-backup-client reads it
 # ("[http://][USER:PASS@]HOST[:PORT]"): push, restore and snapshots go
-# through CONNECT tunnels of an HTTP proxy (python3, below), the REST calls
-# (libcurl) as well as the protocol upgrades; proxy credentials are sent as
-# Basic authorization and never shown; a refused tunnel, an unsupported
-# scheme and curl's own proxy variables are handled as the official client
-# does.  Oracle for the data: qemu-img convert of the image.
+# through CONNECT tunnels of an HTTP proxy (tests/tcp_proxy.py), the REST
+# calls (libcurl) as well as the protocol upgrades; proxy credentials are
+# sent as Basic authorization and never shown; a refused tunnel, an
+# unsupported scheme and curl's own proxy variables are handled as the
+# official client does.  Oracle for the data: qemu-img convert of the image.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/remote-functions.sh"
 . "$(dirname "$0")/push-functions.sh"
@@ -21,65 +21,12 @@ REPO="root@pam!tok@127.0.0.1:$PORT:$STORE"
 USR="root@pam@127.0.0.1:$PORT:$STORE"
 
 # start_connect_proxy LOG [USER:PASS]: an HTTP proxy that only tunnels
-# (CONNECT), logging "CONNECT target auth=ok|none|bad" per request;
-# with USER:PASS it answers 407 unless they come as Basic authorization.
+# (tcp_proxy.py --connect), logging "CONNECT target auth=ok|none|bad" per
+# request; with USER:PASS it answers 407 unless they come as Basic
+# authorization.  Sets CPORT.
 start_connect_proxy () {
-  local fifo=$TMP/cproxy.$RANDOM fd line
-  mkfifo "$fifo"
-  exec {fd}<>"$fifo"
-  python3 - "${2:-}" >"$fifo" 2>>"$1" <<'EOF' &
-import base64, socket, sys, threading
-need = sys.argv[1]
-lst = socket.socket(); lst.bind(("127.0.0.1", 0)); lst.listen(16)
-print("READY %d" % lst.getsockname()[1], flush=True)
-def pump(a, b):
-    try:
-        while True:
-            d = a.recv(65536)
-            if not d:
-                break
-            b.sendall(d)
-    except OSError:
-        pass
-    for s in (a, b):
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-def serve(c):
-    head = b""
-    while b"\r\n\r\n" not in head:
-        d = c.recv(1)
-        if not d:
-            return c.close()
-        head += d
-    lines = head.decode().split("\r\n")
-    method, target, _ = lines[0].split(" ")
-    auth = "none"
-    for l in lines[1:]:
-        if l.lower().startswith("proxy-authorization: basic "):
-            got = base64.b64decode(l.split(" ", 2)[2]).decode()
-            auth = "ok" if got == need else "bad"
-    print("%s %s auth=%s" % (method, target, auth), file=sys.stderr, flush=True)
-    if method != "CONNECT":
-        c.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
-        return c.close()
-    if need and auth != "ok":
-        c.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
-                  b"Proxy-Authenticate: Basic realm=\"t\"\r\nContent-Length: 0\r\n\r\n")
-        return c.close()
-    host, port = target.rsplit(":", 1)
-    s = socket.create_connection((host.strip("[]"), int(port)))
-    c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-    threading.Thread(target=pump, args=(c, s), daemon=True).start()
-    threading.Thread(target=pump, args=(s, c), daemon=True).start()
-while True:
-    c, _ = lst.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-EOF
-  cleanup_fn "kill $! 2>/dev/null"
-  read -r -t 60 -u "$fd" line || true
-  CPORT=${line#READY }
+  start_tcp_proxy "$1" --connect ${2:+--auth "$2"}
+  CPORT=$PPORT
 }
 
 qemu-img create -q -f qcow2 "$TMP/img.qcow2" 24M
