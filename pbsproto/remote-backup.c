@@ -52,14 +52,6 @@ struct pbs_backend_backup {
   char fail_msg[400];
 };
 
-/* Lower-case hex, as the server demands for digests (§3.4). */
-static void
-hex32 (const uint8_t d[32], char out[65])
-{
-  for (int i = 0; i < 32; i++)
-    snprintf (out + 2 * i, 3, "%02x", d[i]);
-}
-
 static void
 record_failure (struct pbs_backend_backup *b)
 {
@@ -107,7 +99,7 @@ upload_done (struct pbs_h2_req *rq)
   unlink_upload (b, u);
   if (rq->status != 200 || rq->reset) {
     char hex[65];
-    hex32 (u->digest, hex);
+    pbs_digest_hex (u->digest, hex);
     pbs__h2_req_error (rq, u->is_put ? "append to index" : "upload chunk");
     if (!u->is_put) {
       /* Name the chunk: the server's text alone may not. */
@@ -161,7 +153,7 @@ send_put (struct pbs_backend_backup *b, int wid, const struct append *a,
     goto nomem;
   for (size_t i = 0; i < n; i++) {
     char hex[65];
-    hex32 (a[i].digest, hex);
+    pbs_digest_hex (a[i].digest, hex);
     if (json_array_append_new (dl, json_string (hex)) == -1
         || json_array_append_new (ol, json_integer ((json_int_t) a[i].offset))
                == -1)
@@ -449,7 +441,7 @@ pbs__remote_fixed_chunk (struct pbs_backend_backup *b, int wid,
       free (take);
       return -1;
     }
-  hex32 (digest, hex);
+  pbs_digest_hex (digest, hex);
   snprintf (path, sizeof path,
             "fixed_chunk?wid=%d&digest=%s&size=%u&encoded-size=%zu", wid, hex,
             size, blob_len);
@@ -529,7 +521,7 @@ pbs__remote_fixed_close (struct pbs_backend_backup *b, int wid,
 
   if (drain (b) == -1)
     return -1;
-  hex32 (csum, hex);
+  pbs_digest_hex (csum, hex);
   body = json_pack ("{s:i, s:I, s:I, s:s}", "wid", wid, "chunk-count",
                     (json_int_t) chunk_count, "size", (json_int_t) size,
                     "csum", hex);

@@ -90,8 +90,7 @@ chunk_path (const uint8_t digest[32], char path[128])
 {
   char hex[65];
 
-  for (int i = 0; i < 32; i++)
-    snprintf (hex + 2 * i, 3, "%02x", digest[i]);
+  pbs_digest_hex (digest, hex);
   snprintf (path, 128, "chunk?digest=%s", hex);
 }
 
