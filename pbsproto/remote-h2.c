@@ -319,7 +319,6 @@ pbs__h2_open (struct pbs_remote *r, const char *path_query,
   struct pbs_h2 *h;
   struct pbs_http_resp resp;
   char *auth = NULL, *hdrs = NULL;
-  bool v6 = strchr (r->spec.host, ':') != NULL;
   int rc;
 
   h = calloc (1, sizeof *h);
@@ -330,10 +329,7 @@ pbs__h2_open (struct pbs_remote *r, const char *path_query,
   h->out = malloc (OUTBUF_SIZE);
   h->in = malloc (INBUF_SIZE);
   if (!h->out || !h->in
-      || asprintf (&h->authority, "%s%s%s:%u", v6 ? "[" : "", r->spec.host,
-                   v6 ? "]" : "", r->spec.port)
-             == -1) {
-    h->authority = NULL;
+      || !(h->authority = strdup (r->spec.authority))) {
     pbs__set_error (ENOMEM, "out of memory");
     goto err;
   }

@@ -189,18 +189,17 @@ pbs__http1_request (struct pbs_tls *t, const struct pbs_remote *r,
   const uint8_t *hend;
   size_t hlen, start;
   int rc, major, minor, status;
-  bool v6 = strchr (r->spec.host, ':') != NULL;
 
   memset (resp, 0, sizeof *resp);
   if (asprintf (&req,
                 "%s %s HTTP/1.1\r\n"
-                "Host: %s%s%s:%u\r\n"
+                "Host: %s\r\n"
                 "User-Agent: proxmox-backup-client/1.0\r\n"
                 "%s%s%s"
                 "Content-Length: %zu\r\n"
                 "%s\r\n",
-                method, target, v6 ? "[" : "", r->spec.host, v6 ? "]" : "",
-                r->spec.port, content_type ? "Content-Type: " : "",
+                method, target, r->spec.authority,
+                content_type ? "Content-Type: " : "",
                 content_type ? content_type : "", content_type ? "\r\n" : "",
                 body_len, headers ? headers : "")
       == -1) {

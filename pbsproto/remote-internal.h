@@ -36,9 +36,14 @@ struct pbs_remote_spec {
   char *auth_id; /* "user@realm" or "user@realm!token" */
   char *host;    /* without IPv6 brackets */
   unsigned port;
+  char *authority; /* "HOST:PORT", "[V6]:PORT": Host header, URLs */
   char *store;
   bool is_token;
 };
+
+/* HOST:PORT as an HTTP authority (an IPv6 address in brackets),
+ * malloc'd; NULL (ENOMEM set) if out of memory. */
+char *pbs__authority (const char *host, unsigned port);
 
 /* Parse [[USER@REALM[!TOKEN]@]HOST[:PORT]:]DATASTORE.  0 or -1 (EINVAL). */
 int pbs__remote_parse_spec (const char *spec, struct pbs_remote_spec *out);
@@ -50,18 +55,18 @@ void pbs__remote_spec_free (struct pbs_remote_spec *s);
 struct pbs_proxy {
   char *host;   /* NULL: no proxy */
   unsigned port;
+  char *url;    /* "http://HOST:PORT", without the credentials (curl) */
   char *auth;   /* "USER:PASS" or NULL; cleansed on free */
 };
 
 /* From the environment; no proxy is not an error.  0 or -1 (EINVAL). */
 int pbs__proxy_from_env (struct pbs_proxy *p);
 void pbs__proxy_free (struct pbs_proxy *p);
-/* "http://HOST:PORT" (malloc'd) for libcurl, without the credentials. */
-char *pbs__proxy_url (const struct pbs_proxy *p);
-/* On FD, connected to the proxy: open a tunnel to HOST:PORT.  0 or -1
- * (error set: 5xx and resets are transient, other refusals not). */
-int pbs__proxy_connect (int fd, const struct pbs_proxy *p, const char *host,
-                        unsigned port, int timeout_ms);
+/* On FD, connected to the proxy: open a tunnel to AUTHORITY (HOST:PORT).
+ * 0 or -1 (error set: 5xx and resets are transient, other refusals
+ * not). */
+int pbs__proxy_connect (int fd, const struct pbs_proxy *p,
+                        const char *authority, int timeout_ms);
 
 /* The repository state of the remote backend. */
 struct pbs_remote {

@@ -23,6 +23,7 @@ void
 pbs__proxy_free (struct pbs_proxy *p)
 {
   free (p->host);
+  free (p->url);
   if (p->auth) {
     explicit_bzero (p->auth, strlen (p->auth));
     free (p->auth);
@@ -110,22 +111,18 @@ pbs__proxy_from_env (struct pbs_proxy *p)
     pbs__set_error (EINVAL, "ALL_PROXY: not [http://][USER:PASS@]HOST[:PORT]");
     return -1;
   }
-  return 0;
-}
-
-char *
-pbs__proxy_url (const struct pbs_proxy *p)
-{
-  char *url = NULL;
-  bool v6 = strchr (p->host, ':') != NULL;
-
-  if (asprintf (&url, "http://%s%s%s:%u", v6 ? "[" : "", p->host,
-                v6 ? "]" : "", p->port)
-      == -1) {
-    pbs__set_error (ENOMEM, "out of memory");
-    return NULL;
+  {
+    char *a = pbs__authority (p->host, p->port);
+    if (!a || asprintf (&p->url, "http://%s", a) == -1) {
+      p->url = NULL;
+      free (a);
+      pbs__proxy_free (p);
+      pbs__set_error (ENOMEM, "out of memory");
+      return -1;
+    }
+    free (a);
   }
-  return url;
+  return 0;
 }
 
 /* "Proxy-Authorization: Basic ...\r\n" for P, or "" (malloc'd). */
@@ -168,10 +165,9 @@ send_all (int fd, const char *buf, size_t len, int timeout_ms)
 }
 
 int
-pbs__proxy_connect (int fd, const struct pbs_proxy *p, const char *host,
-                    unsigned port, int timeout_ms)
+pbs__proxy_connect (int fd, const struct pbs_proxy *p, const char *authority,
+                    int timeout_ms)
 {
-  bool v6 = strchr (host, ':') != NULL;
   char *hdr = auth_header (p), *req = NULL;
   char ans[PROXY_ANSWER_MAX + 1];
   size_t got = 0;
@@ -181,10 +177,8 @@ pbs__proxy_connect (int fd, const struct pbs_proxy *p, const char *host,
     pbs__set_error (ENOMEM, "out of memory");
     return -1;
   }
-  n = asprintf (&req,
-                "CONNECT %s%s%s:%u HTTP/1.1\r\nHost: %s%s%s:%u\r\n%s\r\n",
-                v6 ? "[" : "", host, v6 ? "]" : "", port, v6 ? "[" : "",
-                host, v6 ? "]" : "", port, hdr);
+  n = asprintf (&req, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n",
+                authority, authority, hdr);
   explicit_bzero (hdr, strlen (hdr));
   free (hdr);
   if (n == -1) {

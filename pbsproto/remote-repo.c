@@ -115,6 +115,20 @@ parse_auth_host (const char *s, size_t len, struct pbs_remote_spec *out)
   return true;
 }
 
+char *
+pbs__authority (const char *host, unsigned port)
+{
+  bool v6 = strchr (host, ':') != NULL;
+  char *a = NULL;
+
+  if (asprintf (&a, "%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "", port)
+      == -1) {
+    pbs__set_error (ENOMEM, "out of memory");
+    return NULL;
+  }
+  return a;
+}
+
 int
 pbs__remote_parse_spec (const char *spec, struct pbs_remote_spec *out)
 {
@@ -159,7 +173,9 @@ pbs__remote_parse_spec (const char *spec, struct pbs_remote_spec *out)
   if (!out->auth_id)
     out->auth_id = strdup ("root@pam");
   out->store = strdup (store);
-  if (!out->host || !out->auth_id || !out->store) {
+  if (out->host)
+    out->authority = pbs__authority (out->host, out->port);
+  if (!out->host || !out->auth_id || !out->store || !out->authority) {
     pbs__remote_spec_free (out);
     pbs__set_error (ENOMEM, "out of memory");
     return -1;
@@ -176,6 +192,7 @@ pbs__remote_spec_free (struct pbs_remote_spec *s)
 {
   free (s->auth_id);
   free (s->host);
+  free (s->authority);
   free (s->store);
   memset (s, 0, sizeof *s);
 }

@@ -175,9 +175,8 @@ pbs__remote_rest (struct pbs_remote *r, const char *method,
 {
   struct rest_call c = { .r = r };
   struct curl_slist nodes[MAX_HEADERS], *headers;
-  char errbuf[CURL_ERROR_SIZE] = "", *auth, *url = NULL, *proxy = NULL;
+  char errbuf[CURL_ERROR_SIZE] = "", *auth, *url = NULL;
   size_t auth_len = 0;
-  bool v6 = strchr (r->spec.host, ':') != NULL;
   long status = 0;
   CURLcode rc;
   CURL *curl;
@@ -189,14 +188,8 @@ pbs__remote_rest (struct pbs_remote *r, const char *method,
     pbs__set_error (EIO, "libcurl: %s", curl_easy_strerror (curl_init_result));
     return -1;
   }
-  if (asprintf (&url, "https://%s%s%s:%u%s", v6 ? "[" : "", r->spec.host,
-                v6 ? "]" : "", r->spec.port, target)
-      == -1) {
+  if (asprintf (&url, "https://%s%s", r->spec.authority, target) == -1) {
     pbs__set_error (ENOMEM, "out of memory");
-    return -1;
-  }
-  if (r->proxy.host && !(proxy = pbs__proxy_url (&r->proxy))) {
-    free (url);
     return -1;
   }
   auth = pbs__remote_auth_headers (r, strcmp (method, "GET") == 0);
@@ -215,10 +208,11 @@ pbs__remote_rest (struct pbs_remote *r, const char *method,
       || curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
       /* ALL_PROXY only, as for the upgrades (remote-proxy.c); "" also
        * keeps curl from reading http(s)_proxy. */
-      || curl_easy_setopt (curl, CURLOPT_PROXY, proxy ? proxy : "")
+      || curl_easy_setopt (curl, CURLOPT_PROXY,
+                           r->proxy.url ? r->proxy.url : "")
              != CURLE_OK
       || curl_easy_setopt (curl, CURLOPT_NOPROXY, "") != CURLE_OK
-      || (proxy
+      || (r->proxy.url
           && (curl_easy_setopt (curl, CURLOPT_HTTPPROXYTUNNEL, 1L) != CURLE_OK
               || curl_easy_setopt (curl, CURLOPT_PROXYUSERPWD,
                                    r->proxy.auth) != CURLE_OK))
@@ -292,6 +286,5 @@ out:
   }
   free (c.body);
   free (url);
-  free (proxy);
   return ret;
 }

@@ -317,7 +317,7 @@ pbs__tls_connect (const struct pbs_remote *r)
   if (r->proxy.host) {
     t->fd = tcp_connect (r->proxy.host, r->proxy.port);
     if (t->fd == -1
-        || pbs__proxy_connect (t->fd, &r->proxy, r->spec.host, r->spec.port,
+        || pbs__proxy_connect (t->fd, &r->proxy, r->spec.authority,
                                PBS_REMOTE_CONNECT_TIMEOUT_MS)
                == -1)
       goto err;

@@ -25,6 +25,19 @@ good (const char *spec, const char *auth, bool token, const char *host,
     pbs__remote_spec_free (&s);
 }
 
+/* The HTTP authority (RFC 3986 3.2.2: an IPv6 address in brackets) used
+ * for the Host header, the URLs and a proxy's CONNECT. */
+static void
+authority (const char *spec, const char *want)
+{
+  struct pbs_remote_spec s;
+  int rc = pbs__remote_parse_spec (spec, &s);
+  ok (rc == 0 && strcmp (s.authority, want) == 0, "'%s' authority %s (%s)",
+      spec, want, rc == 0 ? s.authority : pbs_errmsg ());
+  if (rc == 0)
+    pbs__remote_spec_free (&s);
+}
+
 static void
 bad (const char *spec)
 {
@@ -58,6 +71,9 @@ main (void)
    * group can (a DNS label may be all digits). */
   good ("8007:store", "root@pam", false, "8007", 8007, "store");
   good ("h:1:store", "root@pam", false, "h", 1, "store");
+  authority ("store1", "localhost:8007");
+  authority ("192.168.1.5:1234:store1", "192.168.1.5:1234");
+  authority ("user@pbs!tok@[2001:db8::5]:9000:s_1", "[2001:db8::5]:9000");
 
   bad ("");
   bad ("host:");
