@@ -59,10 +59,9 @@ struct pbs_backend_ops {
                           uint8_t **data, size_t *len);
   int (*reader_chunk) (struct pbs_backend_reader *r, const uint8_t digest[32],
                        uint8_t **blob, size_t *len);
-  /* Optional (NULL: prefetching does nothing). */
+  /* Optional (NULL: prefetching does nothing).  1 started, 0 not. */
   int (*reader_prefetch) (struct pbs_backend_reader *r,
                           const uint8_t digest[32]);
-  size_t (*reader_prefetch_room) (const struct pbs_backend_reader *r);
   void (*reader_free) (struct pbs_backend_reader *r);
 };
 

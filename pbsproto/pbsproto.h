@@ -320,12 +320,12 @@ extern int pbs_reader_chunk (struct pbs_reader *rd,
                              uint8_t **blob, size_t *len);
 /* A hint that pbs_reader_chunk will soon ask for DIGEST: a remote session
  * starts downloading it now, on a stream of its own, so that the round
- * trips of consecutive chunks overlap.  Ignored when enough downloads are
- * in flight (pbs_reader_prefetch_room says how many more fit) and by the
- * local store.  Errors surface at pbs_reader_chunk.  0 or -1. */
+ * trips of consecutive chunks overlap.  1 if the download was started, 0
+ * if not (enough downloads in flight, or the local store, which has no
+ * round trips), -1 on error.  Errors of the download surface at
+ * pbs_reader_chunk. */
 extern int pbs_reader_prefetch (struct pbs_reader *rd,
                                 const uint8_t digest[PBS_DIGEST_LEN]);
-extern size_t pbs_reader_prefetch_room (const struct pbs_reader *rd);
 extern void pbs_reader_free (struct pbs_reader *rd); /* NULL: no-op */
 
 #ifdef __cplusplus

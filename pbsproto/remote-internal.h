@@ -278,7 +278,6 @@ struct pbs_backend_reader *pbs__remote_reader_start (void *repo,
                                                      int64_t time);
 int pbs__remote_reader_prefetch (struct pbs_backend_reader *rd,
                                  const uint8_t digest[32]);
-size_t pbs__remote_reader_prefetch_room (const struct pbs_backend_reader *rd);
 int pbs__remote_reader_download (struct pbs_backend_reader *rd,
                                  const char *name, uint8_t **data,
                                  size_t *len);

@@ -94,12 +94,6 @@ chunk_path (const uint8_t digest[32], char path[128])
   snprintf (path, 128, "chunk?digest=%s", hex);
 }
 
-size_t
-pbs__remote_reader_prefetch_room (const struct pbs_backend_reader *rd)
-{
-  return rd->nfetch < PREFETCH_MAX ? PREFETCH_MAX - rd->nfetch : 0;
-}
-
 int
 pbs__remote_reader_prefetch (struct pbs_backend_reader *rd,
                              const uint8_t digest[32])
@@ -108,7 +102,7 @@ pbs__remote_reader_prefetch (struct pbs_backend_reader *rd,
   char path[128];
 
   if (rd->nfetch >= PREFETCH_MAX)
-    return 0;
+    return 0; /* the window is full */
   f = calloc (1, sizeof *f);
   if (!f) {
     pbs__set_error (ENOMEM, "out of memory");
@@ -129,7 +123,7 @@ pbs__remote_reader_prefetch (struct pbs_backend_reader *rd,
   /* Send the request now, not when the next answer is awaited.  A broken
    * connection shows at pbs__remote_reader_chunk. */
   (void) pbs__h2_step (rd->h, false);
-  return 0;
+  return 1;
 }
 
 /* Take the oldest prefetched download of DIGEST out of the FIFO. */

@@ -698,6 +698,5 @@ const struct pbs_backend_ops pbs__remote_ops = {
   .reader_download = pbs__remote_reader_download,
   .reader_chunk = pbs__remote_reader_chunk,
   .reader_prefetch = pbs__remote_reader_prefetch,
-  .reader_prefetch_room = pbs__remote_reader_prefetch_room,
   .reader_free = pbs__remote_reader_free,
 };

@@ -455,14 +455,6 @@ pbs_reader_prefetch (struct pbs_reader *rd,
   return rd->repo->ops->reader_prefetch (rd->br, digest);
 }
 
-size_t
-pbs_reader_prefetch_room (const struct pbs_reader *rd)
-{
-  if (!rd || !rd->repo->ops->reader_prefetch_room)
-    return 0;
-  return rd->repo->ops->reader_prefetch_room (rd->br);
-}
-
 void
 pbs_reader_free (struct pbs_reader *rd)
 {

@@ -73,14 +73,10 @@ next_job (void *opaque, struct chunk_job *job, bool *failed)
   /* Keep the next chunks downloading while this one is awaited. */
   if (r->ahead <= i)
     r->ahead = i + 1;
-  for (size_t room = pbs_reader_prefetch_room (r->rd);
-       room > 0 && r->ahead < r->idx->count; r->ahead++) {
-    if (is_hole (r->idx, r->ahead, r->zero_digest))
-      continue;
-    if (pbs_reader_prefetch (r->rd, r->idx->digest[r->ahead]) == -1)
-      break; /* only a hint; the chunk itself is fetched below */
-    room--;
-  }
+  for (; r->ahead < r->idx->count; r->ahead++)
+    if (!is_hole (r->idx, r->ahead, r->zero_digest)
+        && pbs_reader_prefetch (r->rd, r->idx->digest[r->ahead]) != 1)
+      break; /* window full, local store, or error: only a hint */
   if (pbs_reader_chunk (r->rd, r->idx->digest[i], &job->blob,
                         &job->blob_len) == -1) {
     char hex[65];
