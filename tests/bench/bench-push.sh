@@ -14,23 +14,12 @@
 #    a 1 TiB disk (262144 chunks).
 # Prints "bench NAME key=value ..." lines.  Fixtures in $TMP, removed.
 . "$(dirname "$0")/../functions.sh"
+. "$(dirname "$0")/measure.sh"
 requires qemu-img
 requires qemu-io
 requires python3
 [ -x "$TOOL" ] || skip "$TOOL not built"
 
-# measure CMD...: "seconds peak-RSS-KiB exit-status" (python getrusage of
-# the only child).
-measure () {
-  python3 - "$@" <<'PY'
-import resource, subprocess, sys, time
-t = time.monotonic()
-p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)
-secs = time.monotonic() - t
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print("%.3f %d %d" % (secs, rss, p.returncode))
-PY
-}
 ratio () { python3 -c 'import sys; print("%.4f" % (float(sys.argv[1]) / float(sys.argv[2])))' "$1" "$2"; }
 budget_kib () { echo $(( (64 * 1048576 + 40 * $1) / 1024 )); }
 

@@ -7,24 +7,12 @@
 #  * peak RSS of both (bounded by chain metadata, not by disk size).
 # Fixtures live in a temporary directory that is removed at the end.
 . "$(dirname "$0")/../functions.sh"
+. "$(dirname "$0")/measure.sh"
 requires qemu-img
 requires qemu-io
 requires python3
 [ -x "$TOOL" ] || skip "$TOOL not built"
 
-# measure CMD...: "seconds peak-RSS-KiB exit-status" of CMD, measured by
-# python (resource.getrusage of its only child), so it works without
-# /usr/bin/time.
-measure () {
-  python3 - "$@" <<'PY'
-import resource, subprocess, sys, time
-t = time.monotonic()
-p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)
-secs = time.monotonic() - t
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print("%.3f %d %d" % (secs, rss, p.returncode))
-PY
-}
 best_of_5 () { # best_of_5 CMD...: "secs rss" of the fastest run
   local i best="" out
   for i in 1 2 3 4 5; do
