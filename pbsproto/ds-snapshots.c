@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "ds-internal.h"
 #include "pbs-internal.h"
 
@@ -60,6 +62,31 @@ read_owner (const char *group)
   return owner;
 }
 
+/* PBS's listing shows the first line of unprotected.notes as "comment"
+ * (list_snapshots in src/api2/admin/datastore.rs).  *OUT stays NULL
+ * without notes; -1 only for out of memory. */
+static int
+first_line_of_notes (const struct pbs_manifest *m, char **out)
+{
+  char *text = pbs_manifest_get_unprotected (m, "notes");
+  json_t *v = text ? json_loads (text, JSON_DECODE_ANY, NULL) : NULL;
+  int r = 0;
+
+  if (json_is_string (v)) {
+    const char *n = json_string_value (v);
+    size_t len = strcspn (n, "\n"); /* Rust's lines(): "\r\n" ends too */
+    if (len > 0 && n[len - 1] == '\r')
+      len--;
+    if (*n) {
+      *out = strndup (n, len);
+      r = *out ? 0 : -1;
+    }
+  }
+  json_decref (v);
+  free (text);
+  return r;
+}
+
 /* Fill S from the snapshot directory DIR.  -1 only for out of memory: an
  * unreadable manifest just leaves the snapshot without details. */
 static int
@@ -100,6 +127,10 @@ describe (struct pbs_snapshot *s, const char *dir)
         goto out;
       }
       s->size += blen;
+      if (first_line_of_notes (m, &s->comment) == -1) {
+        pbs_manifest_free (m);
+        goto out;
+      }
       s->verify_state = vs ? strdup (vs) : NULL;
       s->fingerprint = fp ? strdup (fp) : NULL;
       if ((vs && !s->verify_state) || (fp && !s->fingerprint)) {

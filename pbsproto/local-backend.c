@@ -47,6 +47,16 @@ l_snapshots (void *st, const char *ns, const char *type, const char *id,
   return r;
 }
 
+static int
+l_set_protected (void *st, const char *ns, const char *type, const char *id,
+                 int64_t time, bool protect)
+{
+  int r = pbs_ds_set_protection (st, ns, type, id, time, protect);
+  if (r == -1)
+    drop_status ();
+  return r;
+}
+
 /* mkdir ns/a, ns/a/ns/b, ... below the datastore. */
 static int
 create_ns (struct pbs_datastore *ds, const char *ns)
@@ -253,6 +263,7 @@ const struct pbs_backend_ops pbs__local_ops = {
     .name = "local",
     .close = l_close,
     .snapshots = l_snapshots,
+    .set_protected = l_set_protected,
     .backup_start = l_backup_start,
     .previous_time = l_previous_time,
     .download_previous = l_download_previous,

@@ -117,6 +117,23 @@ extern int pbs_ds_backup_finish (struct pbs_ds_backup *b);
  * unfinished backup"), locks released.  NULL: no-op. */
 extern void pbs_ds_backup_end (struct pbs_ds_backup *b);
 
+/* ------------------------------------ protection and notes (ds-protect.c) */
+
+/* set_protection / update_protection: create or remove the snapshot's
+ * ".protected" under a non-blocking exclusive snapshot lock.  400 "snapshot
+ * T/I/TIME does not exist!", busy while a session holds the snapshot. */
+extern int pbs_ds_set_protection (struct pbs_datastore *ds, const char *ns,
+                                  const char *type, const char *id,
+                                  int64_t time, bool protect);
+/* get_notes: the manifest's unprotected.notes ("" when absent), malloc'd. */
+extern char *pbs_ds_get_notes (struct pbs_datastore *ds, const char *ns,
+                               const char *type, const char *id,
+                               int64_t time);
+/* set_notes: rewrite the manifest with unprotected.notes = NOTES. */
+extern int pbs_ds_set_notes (struct pbs_datastore *ds, const char *ns,
+                             const char *type, const char *id, int64_t time,
+                             const char *notes);
+
 /* ---------------------------------------------- reader environment */
 
 struct pbs_ds_reader; /* opaque */

@@ -26,6 +26,8 @@ struct pbs_backend_ops {
   void (*close) (void *repo_state);
   int (*snapshots) (void *repo_state, const char *ns, const char *type,
                     const char *id, struct pbs_snapshot **out, size_t *n);
+  int (*set_protected) (void *repo_state, const char *ns, const char *type,
+                        const char *id, int64_t time, bool protect);
 
   struct pbs_backend_backup *(*backup_start) (void *repo_state,
                                               const char *ns,

@@ -231,6 +231,7 @@ struct pbs_snapshot {
   char **files;  /* file names */
   char *owner;   /* or NULL */
   char *verify_state; /* "ok", "failed" or NULL */
+  char *comment;      /* first line of the notes, or NULL */
   char *fingerprint;  /* key fingerprint or NULL */
 };
 
@@ -240,6 +241,14 @@ extern int pbs_repo_snapshots (struct pbs_repo *r, const char *ns,
                                const char *type, const char *id,
                                struct pbs_snapshot **out, size_t *n);
 extern void pbs_snapshots_free (struct pbs_snapshot *s, size_t n);
+
+/* Protect (PROTECT true) or unprotect a snapshot, as PBS's
+ * PUT admin/datastore/{store}/protected: a protected snapshot is never
+ * pruned or removed.  The snapshot must exist and no session may hold it
+ * (end the backup session first).  0 or -1. */
+extern int pbs_repo_set_protected (struct pbs_repo *r, const char *ns,
+                                   const char *type, const char *id,
+                                   int64_t time, bool protect);
 
 /* ------------------------------------------------- backup session (§3) */
 

@@ -85,6 +85,9 @@ struct pbs_remote {
  * live 2 h, §2.2), so that a session restarted late in a long push can
  * still authenticate.  0 or -1. */
 int pbs__remote_refresh (struct pbs_remote *r);
+/* remote-admin.c: the set_protected backend op. */
+int pbs__remote_set_protected (void *state, const char *ns, const char *type,
+                               const char *id, int64_t time, bool protect);
 
 /* Authentication headers for one HTTP/1.1 request ("Authorization: ..."
  * or "Cookie: ..." [+ CSRF for non-GET]), CRLF-terminated, malloc'd.

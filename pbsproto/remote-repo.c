@@ -536,6 +536,7 @@ snap_clear (struct pbs_snapshot *s)
   free (s->owner);
   free (s->verify_state);
   free (s->fingerprint);
+  free (s->comment);
   memset (s, 0, sizeof *s);
 }
 
@@ -553,6 +554,7 @@ fill_snapshot (json_t *e, const char *ns, struct pbs_snapshot *s)
   s->time = json_integer_value (t);
   s->owner = json_strdup (e, "owner");
   s->fingerprint = json_strdup (e, "fingerprint");
+  s->comment = json_strdup (e, "comment");
   s->protected_ = json_is_true (json_object_get (e, "protected"));
   v = json_object_get (json_object_get (e, "verification"), "state");
   if (json_is_string (v))
@@ -684,6 +686,7 @@ const struct pbs_backend_ops pbs__remote_ops = {
   .name = "remote",
   .close = remote_close,
   .snapshots = remote_snapshots,
+  .set_protected = pbs__remote_set_protected,
   .backup_start = pbs__remote_backup_start,
   .previous_time = pbs__remote_previous_time,
   .download_previous = pbs__remote_download_previous,

@@ -130,6 +130,20 @@ pbs_repo_snapshots (struct pbs_repo *r, const char *ns, const char *type,
   return r->ops->snapshots (r->state, ns ? ns : "", type, id, out, n);
 }
 
+int
+pbs_repo_set_protected (struct pbs_repo *r, const char *ns, const char *type,
+                        const char *id, int64_t time, bool protect)
+{
+  if (!r || !type || !id) {
+    einval ("pbs_repo_set_protected: NULL argument");
+    return -1;
+  }
+  if (!check_group (ns, type, id))
+    return -1;
+  return r->ops->set_protected (r->state, ns ? ns : "", type, id, time,
+                                protect);
+}
+
 void
 pbs_snapshots_free (struct pbs_snapshot *s, size_t n)
 {
@@ -146,6 +160,7 @@ pbs_snapshots_free (struct pbs_snapshot *s, size_t n)
     free (s[i].files);
     free (s[i].owner);
     free (s[i].verify_state);
+    free (s[i].comment);
     free (s[i].fingerprint);
   }
   free (s);

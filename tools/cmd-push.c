@@ -22,6 +22,7 @@
 
 #include "cli.h"
 #include "push.h"
+#include "pve-push.h"
 
 #define APPEND_BATCH 128 /* pairs per PUT fixed_index, as PVE's QEMU */
 
@@ -65,6 +66,7 @@ struct push {
   bool retrying; /* a previous attempt failed transiently */
   bool zero_stored; /* the zero chunk is known in this attempt */
   struct progress prog;
+  struct pve_push pve; /* Proxmox VE config, notes, protection */
 };
 
 static const struct option longopts[] = {
@@ -80,6 +82,7 @@ static const struct option longopts[] = {
   { "dry-run", no_argument, NULL, 'd' },
   { "retries", required_argument, NULL, 'R' },
   { "output-format", required_argument, NULL, 'o' },
+  PVE_PUSH_OPTIONS,
   { "help", no_argument, NULL, 'h' },
   { NULL, 0, NULL, 0 },
 };
@@ -117,7 +120,8 @@ usage (void)
       "                     (default 3), with backoff; each new session "
       "takes\n"
       "                     the current time unless --backup-time was "
-      "given\n");
+      "given\n"
+      PVE_PUSH_OPTIONS_HELP);
 }
 
 /* Record the first failure of this attempt.  Printed once by the caller,
@@ -604,6 +608,10 @@ write_manifest (struct push *p)
     fail (p, "manifest", "out of memory");
     goto out;
   }
+  if (pve_push_store (&p->pve, p->b, m, p->key) == -1) {
+    fail_pbs (p, "qemu-server.conf.blob");
+    goto out;
+  }
   if (pbs_manifest_set_unprotected (m, "qcow2pbs", text) == -1
       || pbs_manifest_to_json (m, p->key, &json) == -1) {
     fail_pbs (p, "manifest");
@@ -929,6 +937,14 @@ cmd_push (int argc, char **argv)
                                 optarg);
       break;
     case 'h': usage (); return 0;
+    case PVE_OPT_CONFIG: case PVE_OPT_STORAGE: case PVE_OPT_MEMORY:
+    case PVE_OPT_CORES: case PVE_OPT_FW_CONFIG: case PVE_OPT_NOTES:
+    case PVE_OPT_NOTES_FILE: case PVE_OPT_PROTECTED:
+      if (pve_push_option (&p.pve, opt, optarg) != 0) {
+        cli_free_chain (&oo);
+        return 2;
+      }
+      break;
     default:
       cli_free_chain (&oo);
       return cli_usage_error ("push", "invalid option");
@@ -974,6 +990,24 @@ cmd_push (int argc, char **argv)
   pbs_zero_chunk_digest (p.key, p.zero_digest);
   if (open_archives (&p, &oo) == -1)
     goto out;
+  {
+    struct pve_disk *disks = calloc (p.na, sizeof *disks);
+    int st;
+    if (!disks) {
+      cli_error ("push", "out of memory");
+      goto out;
+    }
+    for (i = 0; i < p.na; i++) {
+      disks[i].archive = p.a[i].name;
+      disks[i].size = p.a[i].size;
+    }
+    st = pve_push_prepare (&p.pve, p.type, p.id, disks, p.na);
+    free (disks);
+    if (st != 0) {
+      ret = st;
+      goto out;
+    }
+  }
 
   if (cli_catch_interrupts () == -1) {
     cli_error ("push", "cannot catch signals: %s", strerror (errno));
@@ -1010,9 +1044,16 @@ cmd_push (int argc, char **argv)
       p.time = now > p.time ? now : p.time + 1;
     }
   }
+  /* Protection needs the snapshot lock that the session holds. */
+  pbs_backup_free (p.b);
+  p.b = NULL;
+  if (!p.dry_run
+      && pve_push_protect (&p.pve, p.repo, p.ns, p.type, p.id, p.time) != 0)
+    goto out;
   print_result (&p);
   ret = 0;
 out:
+  pve_push_free (&p.pve);
   reset_attempt (&p);
   for (i = 0; i < p.na; i++) {
     free (p.a[i].name);

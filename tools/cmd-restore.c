@@ -30,7 +30,9 @@ usage (void)
           "Write ARCHIVE (e.g. drive-scsi0, with or without .img.fidx) of\n"
           "SNAPSHOT (TYPE/ID/TIME, TIME in RFC 3339 or epoch seconds) as a\n"
           "sparse raw file OUT ('-' = stdout).  Every chunk is checked\n"
-          "against its digest; OUT appears only when complete.\n\n"
+          "against its digest; OUT appears only when complete.\n"
+          "A blob archive (e.g. qemu-server.conf or fw.conf, with or without\n"
+          ".blob) is written decrypted, checked against the manifest.\n\n"
           CLI_REPO_OPTIONS_HELP);
 }
 
@@ -207,13 +209,21 @@ cmd_restore (int argc, char **argv)
     return cli_usage_error ("restore", "expected SNAPSHOT ARCHIVE OUT");
   if (!pbs_valid_ns (ns))
     return cli_usage_error ("restore", "invalid namespace '%s'", ns);
-  archive = push_archive_name (argv[optind + 1]);
-  if (!archive)
-    return cli_usage_error ("restore", "invalid archive name '%s'",
-                            argv[optind + 1]);
   if (snapshot_source_open (&src, argv[optind], repo_spec, fingerprint, ns,
                             keyfile) == -1)
     goto out;
+  /* A blob archive (qemu-server.conf, fw.conf), else a disk. */
+  ret = restore_blob (src.rd, src.key, argv[optind], argv[optind + 1],
+                      argv[optind + 2]);
+  if (ret != -1)
+    goto out;
+  ret = 1;
+  archive = push_archive_name (argv[optind + 1]);
+  if (!archive) {
+    ret = cli_usage_error ("restore", "invalid archive name '%s'",
+                           argv[optind + 1]);
+    goto out;
+  }
   ret = restore (src.rd, src.key, argv[optind], archive, argv[optind + 2]);
 out:
   snapshot_source_close (&src);

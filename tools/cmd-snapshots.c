@@ -25,7 +25,8 @@ usage (void)
 {
   printf ("Usage: qcow2pbs snapshots [--repository REPO] [--ns NS] "
           "[--output-format text|json]\n\n"
-          "List the snapshots of namespace NS (default: the root).\n\n"
+          "List the snapshots of namespace NS (default: the root), with\n"
+          "their files, protection and the first line of their notes.\n\n"
           CLI_REPO_OPTIONS_HELP);
 }
 
@@ -50,6 +51,8 @@ print_json (const struct pbs_snapshot *s, size_t n)
     if (s[i].owner)
       json_object_set_new (o, "owner", json_string (s[i].owner));
     json_object_set_new (o, "protected", json_boolean (s[i].protected_));
+    if (s[i].comment) /* PBS's name for the first line of the notes */
+      json_object_set_new (o, "comment", json_string (s[i].comment));
     if (s[i].verify_state)
       json_object_set_new (o, "verification",
                            json_pack ("{s:s}", "state", s[i].verify_state));
@@ -99,6 +102,10 @@ print_text (const struct pbs_snapshot *s, size_t n)
     printf ("%-40s %10s ", name ? name : s[i].id, sz);
     for (j = 0; j < s[i].nfiles; j++)
       printf (" %s", s[i].files[j]);
+    if (s[i].protected_)
+      printf ("  [protected]");
+    if (s[i].comment)
+      printf ("  notes: %s", s[i].comment);
     printf ("\n");
     free (name);
   }

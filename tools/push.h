@@ -44,6 +44,13 @@ void snapshot_source_close (struct snapshot_source *src);
 /* "drive-scsi0" / "drive-scsi0.img" / "drive-scsi0.img.fidx" ->
  * "drive-scsi0.img.fidx" (malloc'd), or NULL if not a safe name. */
 char *push_archive_name (const char *arg);
+/* restore-blob.c: restore ARG, a blob archive of the snapshot
+ * ("qemu-server.conf" or "qemu-server.conf.blob"), decrypted, to OUT_PATH
+ * ("-": stdout).  The exit status, or -1 when the snapshot has no such
+ * blob (ARG may name a disk). */
+struct pbs_reader;
+int restore_blob (struct pbs_reader *rd, const struct pbs_key *key,
+                  const char *snap, const char *arg, const char *out_path);
 /* "NAME=IMAGE" or "IMAGE" (-> default name drive-scsiN for argument N):
  * *NAME malloc'd archive name (.img.fidx), *IMAGE borrowed. */
 int push_parse_image_arg (const char *arg, size_t n, char **name,

@@ -1,0 +1,87 @@
+/* restore-blob.c -- restore a blob archive of a snapshot (qemu-server.conf,
+ * fw.conf, ...), decrypted, as `proxmox-backup-client restore SNAPSHOT
+ * qemu-server.conf FILE` does: the name with or without ".blob". */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "cli.h"
+#include "push.h"
+
+#define BLOB_MAX (16u << 20) /* a blob's upload limit, decoded */
+
+static int
+write_out (const char *path, const uint8_t *data, size_t len)
+{
+  struct out_file f;
+
+  if (strcmp (path, "-") == 0) {
+    if (fwrite (data, 1, len, stdout) != len || fflush (stdout) != 0)
+      return cli_error ("-", "write failed: %s", strerror (errno));
+    return 0;
+  }
+  if (out_file_open (&f, path) == -1)
+    return 1;
+  if (out_file_write (&f, data, len) == -1 || out_file_commit (&f) == -1) {
+    out_file_abort (&f);
+    return 1;
+  }
+  return 0;
+}
+
+int
+restore_blob (struct pbs_reader *rd, const struct pbs_key *key,
+              const char *snap, const char *arg, const char *out_path)
+{
+  size_t al = strlen (arg), len = 0, outlen = 0;
+  struct pbs_manifest_file f;
+  struct pbs_manifest *m;
+  uint8_t *data = NULL, *plain = NULL, csum[32];
+  unsigned mdlen = 0;
+  char *name = NULL;
+  int ret = 1;
+
+  if (al >= 5 && strcmp (arg + al - 5, ".blob") == 0)
+    name = strdup (arg);
+  else if (asprintf (&name, "%s.blob", arg) == -1)
+    name = NULL;
+  if (!name)
+    return cli_error (snap, "out of memory");
+  m = push_read_manifest (rd, key, true, snap);
+  if (!m)
+    goto out;
+  if (pbs_manifest_find (m, name, &f) == -1) {
+    ret = -1; /* not a blob of this snapshot: maybe a disk */
+    goto out;
+  }
+  if (strcmp (f.crypt_mode, "encrypt") == 0 && !key) {
+    ret = cli_error (name, "encrypted; give --keyfile");
+    goto out;
+  }
+  if (pbs_reader_download (rd, name, &data, &len) == -1) {
+    ret = cli_pbs_error (name);
+    goto out;
+  }
+  /* The manifest lists the blob file's size and sha256 (upload_blob). */
+  if (len != f.size
+      || EVP_Digest (data, len, csum, &mdlen, EVP_sha256 (), NULL) != 1
+      || memcmp (csum, f.csum, 32) != 0) {
+    ret = cli_error (name, "does not match the manifest's size and "
+                     "checksum: the snapshot is damaged");
+    goto out;
+  }
+  if (pbs_blob_decode (data, len, key, BLOB_MAX, &plain, &outlen) == -1) {
+    ret = cli_error (name, "%s", pbs_errmsg ());
+    goto out;
+  }
+  ret = write_out (out_path, plain, outlen);
+out:
+  pbs_manifest_free (m);
+  free (data);
+  free (plain);
+  free (name);
+  return ret;
+}
