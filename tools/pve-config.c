@@ -91,7 +91,8 @@ pve_valid_storage_id (const char *s)
   return true;
 }
 
-/* PVE::JSONSchema::format_size: the largest unit that divides exactly. */
+/* The exact size in the largest unit that divides it ("32G", else
+ * bytes): a value PVE::JSONSchema::parse_size reads back exactly. */
 static void
 format_size (uint64_t size, char out[32])
 {

@@ -201,8 +201,11 @@ snapshot_item (const struct srv_store *st, const struct pbs_snapshot *s)
       json_t *v = json_loads (notes, JSON_DECODE_ANY, NULL);
       if (json_is_string (v)) {
         const char *n = json_string_value (v);
-        json_object_set_new (item, "comment",
-                             json_stringn (n, strcspn (n, "\n")));
+        size_t len = strcspn (n, "\n"); /* Rust's lines() */
+        if (len > 0 && n[len - 1] == '\r')
+          len--;
+        if (*n) /* "".lines().next() is None */
+          json_object_set_new (item, "comment", json_stringn (n, len));
       }
       json_decref (v);
       free (notes);
@@ -304,14 +307,19 @@ srv_rest (const struct srv_request *req, struct srv_reply *rep)
   }
   if (!strcmp (path, "/api2/json/version") && !strcmp (req->method, "GET"))
     route = 1;
-  else if (!strncmp (path, prefix, strlen (prefix))
-           && !strcmp (req->method, "GET")) {
+  else if (!strncmp (path, prefix, strlen (prefix))) {
+    bool get = !strcmp (req->method, "GET"), put = !strcmp (req->method, "PUT");
     rest = path + strlen (prefix);
     l = strcspn (rest, "/");
-    if (l > 0 && l < sizeof store && !strcmp (rest + l, "/snapshots")) {
+    if (l > 0 && l < sizeof store) {
       memcpy (store, rest, l);
       store[l] = 0;
-      route = 2;
+      if (get && !strcmp (rest + l, "/snapshots"))
+        route = 2;
+      else if ((get || put) && !strcmp (rest + l, "/notes"))
+        route = 3;
+      else if ((get || put) && !strcmp (rest + l, "/protected"))
+        route = 4;
     }
   }
   /* Formatted::handle_request: authentication comes first (only World
@@ -328,6 +336,8 @@ srv_rest (const struct srv_request *req, struct srv_reply *rep)
     srv_reply_error (rep, 404, "Path '%s' not found.", path);
   else if (route == 1)
     version (req, rep);
-  else
+  else if (route == 2)
     snapshots (req, rep, &auth, store);
+  else
+    srv_admin (req, rep, &auth, store, route == 3 ? "notes" : "protected");
 }

@@ -233,6 +233,11 @@ void srv_reply_free (struct srv_reply *r);
 
 /* Handle a plain REST call (not an upgrade). */
 void srv_rest (const struct srv_request *req, struct srv_reply *rep);
+/* admin.c: GET/PUT .../{store}/notes and .../{store}/protected (WHAT). */
+struct srv_auth;
+void srv_admin (const struct srv_request *req, struct srv_reply *rep,
+                const struct srv_auth *auth, const char *store,
+                const char *what);
 
 /* ----------------------------------------------------- HTTP/2 sessions */
 
