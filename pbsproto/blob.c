@@ -1,4 +1,5 @@
-/* blob.c -- DataBlob encode/decode (§5.2), as pbs-datastore's data_blob.rs:
+/* blob.c -- DataBlob encode/decode (docs/pbs-protocol.md §5.2), as
+ * pbs-datastore's data_blob.rs:
  *
  *   plain:      magic[8] | crc32 LE[4] | payload (raw or zstd)
  *   encrypted:  magic[8] | crc32 LE[4] | iv[16] | tag[16] | ciphertext

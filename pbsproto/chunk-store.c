@@ -1,5 +1,5 @@
 /* chunk-store.c -- .chunks/<first 4 hex>/<64 hex>, one DataBlob each,
- * inserted as PBS's ChunkStore::insert_chunk does (§6.3).
+ * inserted as PBS's ChunkStore::insert_chunk does (docs/pbs-protocol.md §6.3).
  *
  * Durability: no fsync per chunk here.  PBS's default datastore sync level
  * is "filesystem" (pbs-api-types DatastoreFSyncLevel, #[default]

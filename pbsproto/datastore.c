@@ -1,5 +1,6 @@
-/* datastore.c -- open a datastore directory in PBS's layout (§6.1) and the
- * small file helpers the ds-*.c files share.
+/* datastore.c -- open a datastore directory in PBS's layout
+ * (docs/pbs-protocol.md §6.1) and the small file helpers the ds-*.c files
+ * share.
  *
  * Creation follows PBS's ChunkStore::create: PATH, PATH/.chunks with its
  * 65536 prefix directories 0000..ffff, and PATH/.lock.  .lock is created

@@ -1,5 +1,6 @@
-/* digest.c -- chunk digests, the id_key and key fingerprints (§5.3), as
- * pbs-tools/src/crypt_config.rs computes them. */
+/* digest.c -- chunk digests, the id_key and key fingerprints
+ * (docs/pbs-protocol.md §5.3), as pbs-tools/src/crypt_config.rs computes
+ * them. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,8 @@
-/* ds-backup.c -- the server side of PBS's backup protocol (§3, §4) over a
- * datastore directory: PBS's BackupEnvironment plus the checks of
- * src/api2/backup/{mod.rs,upload_chunk.rs} for image (fixed index)
- * backups, with PBS's error texts and HTTP status codes.
+/* ds-backup.c -- the server side of PBS's backup protocol
+ * (docs/pbs-protocol.md §3, §4) over a datastore directory: PBS's
+ * BackupEnvironment plus the checks of
+ * src/api2/backup/{mod.rs,upload_chunk.rs} for image (fixed index) backups,
+ * with PBS's error texts and HTTP status codes.
  *
  * Parameter names are the HTTP layer's business; values are checked here,
  * so the local backend and the HTTPS test server enforce the same rules.

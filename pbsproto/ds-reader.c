@@ -1,7 +1,7 @@
-/* ds-reader.c -- the server side of PBS's reader protocol (§3.10): the
- * snapshot must exist, it is share-locked while read (a running backup
- * holds it exclusively), and a chunk may be downloaded only after an index
- * naming it was downloaded in this session. */
+/* ds-reader.c -- the server side of PBS's reader protocol
+ * (docs/pbs-protocol.md §3.10): the snapshot must exist, it is share-locked
+ * while read (a running backup holds it exclusively), and a chunk may be
+ * downloaded only after an index naming it was downloaded in this session. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

@@ -1,8 +1,9 @@
 /* ds-snapshots.c -- list the snapshots of a namespace as PBS's admin API
- * "snapshots" does (§6.4): walk <ns path>/<type>/<id>/<time>/, a snapshot
- * is finished when it has index.json.blob; files, sizes, verify state and
- * key fingerprint come from the manifest, owner from the group.  Sorted by
- * type, id, time (PBS streams them in directory order). */
+ * "snapshots" does (docs/pbs-protocol.md §6.4): walk
+ * <ns path>/<type>/<id>/<time>/, a snapshot is finished when it has
+ * index.json.blob; files, sizes, verify state and key fingerprint come from
+ * the manifest, owner from the group.  Sorted by type, id, time (PBS streams
+ * them in directory order). */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>

@@ -1,4 +1,5 @@
-/* fidx.c -- fixed index files (§5.6), as pbs-datastore's fixed_index.rs:
+/* fidx.c -- fixed index files (docs/pbs-protocol.md §5.6), as pbs-datastore's
+ * fixed_index.rs:
  *
  *   0     magic[8]   2f 7f 41 ed 91 fd 0f cd
  *   8     uuid[16]   random v4

@@ -1,4 +1,5 @@
-/* key.c -- PBS key files (§5.4), as pbs-key-config/src/lib.rs:
+/* key.c -- PBS key files (docs/pbs-protocol.md §5.4), as
+ * pbs-key-config/src/lib.rs:
  *
  *   {"kdf": null | {"Scrypt": {"n","r","p","salt"}} | {"PBKDF2": {"iter",
  *    "salt"}}, "created": RFC 3339, "modified": RFC 3339, "data": base64,

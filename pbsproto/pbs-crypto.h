@@ -12,8 +12,9 @@
 
 #include "pbsproto.h"
 
-/* The key behind struct pbs_key (§5.3): everything is derived once at load
- * time so that the hot paths (digests, blob encryption) never derive. */
+/* The key behind struct pbs_key (docs/pbs-protocol.md §5.3): everything is
+ * derived once at load time so that the hot paths (digests, blob encryption)
+ * never derive. */
 struct pbs_key {
   uint8_t enc_key[32];
   uint8_t id_key[32];      /* PBKDF2-HMAC-SHA256(enc_key, "_id_key", 10) */

@@ -1,5 +1,6 @@
-/* pbs-datastore.h -- a datastore directory in PBS's on-disk layout (§6) and
- * the server-side rules of the backup and reader protocols (§3, §4).
+/* pbs-datastore.h -- a datastore directory in PBS's on-disk layout
+ * (docs/pbs-protocol.md §6) and the server-side rules of the backup and
+ * reader protocols (§3, §4).
  *
  * This is the "server" half.  The local repository backend calls it in
  * process; tests/server (the HTTPS test server) calls it for each request.

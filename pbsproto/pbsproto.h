@@ -8,7 +8,7 @@
  *    (struct pbs_backup, a 1:1 image of PBS's backup protocol) and reader
  *    session (struct pbs_reader), so the tool has one code path above them.
  *
- * Facts: ../shared/pbs-protocol.md (section numbers below refer to it).
+ * Facts: docs/pbs-protocol.md (section numbers below refer to it).
  *
  * Errors: calls return -1 or NULL; pbs_errmsg(), pbs_errno() and
  * pbs_http_status() describe the calling thread's last failure.

@@ -1,5 +1,5 @@
-/* remote-backup.c -- the backup protocol (§3) on an upgraded HTTP/2
- * connection.
+/* remote-backup.c -- the backup protocol (docs/pbs-protocol.md §3) on an
+ * upgraded HTTP/2 connection.
  *
  * Chunk uploads are asynchronous: pbs_backup_fixed_chunk queues a POST on
  * its own stream and returns; at most UPLOAD_WINDOW bytes of bodies and

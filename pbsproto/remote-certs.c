@@ -1,7 +1,7 @@
 /* remote-certs.c -- the server certificate policy of proxmox-backup-client
- * (§1.2), in one place for both transports: our own TLS connection
- * (remote-tls.c, the protocol upgrades) and libcurl's (remote-rest.c, the
- * plain REST calls).
+ * (docs/pbs-protocol.md §1.2), in one place for both transports: our own TLS
+ * connection (remote-tls.c, the protocol upgrades) and libcurl's
+ * (remote-rest.c, the plain REST calls).
  *
  * The rule: accept the certificate if OpenSSL validates the chain against
  * the system CAs (plus an optional CA file) and the host name, or else if

@@ -1,11 +1,11 @@
 /* remote-h2.c -- HTTP/2 on a connection upgraded by the backup or reader
  * protocol: the one file that uses nghttp2.
  *
- * After the 101 both sides speak HTTP/2 directly (§1.4): a plain client
- * session (not nghttp2_session_upgrade2: there is no implicit stream 1),
- * with proxmox-backup-client's settings: stream and connection windows of
- * 2^31-2, frames up to 4 MiB.  The socket is non-blocking; one thread
- * drives the session with pbs__h2_step, so many uploads share the
+ * After the 101 both sides speak HTTP/2 directly (docs/pbs-protocol.md §1.4):
+ * a plain client session (not nghttp2_session_upgrade2: there is no implicit
+ * stream 1), with proxmox-backup-client's settings: stream and connection
+ * windows of 2^31-2, frames up to 4 MiB.  The socket is non-blocking; one
+ * thread drives the session with pbs__h2_step, so many uploads share the
  * connection while the caller keeps producing chunks. */
 #include <errno.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* remote-http1.c -- the GET that upgrades a connection to the backup or
- * reader protocol (§1.3), on our own TLS connection because the raw
- * connection must go on as HTTP/2 after the 101 (the plain REST calls go
- * through libcurl, remote-rest.c).
+ * reader protocol (docs/pbs-protocol.md §1.3), on our own TLS connection
+ * because the raw connection must go on as HTTP/2 after the 101 (the plain
+ * REST calls go through libcurl, remote-rest.c).
  *
  * A refusal's answer may be chunked, carry a Content-Length, or end at
  * EOF; it is read whole (capped) for the server's message. */

@@ -14,7 +14,7 @@
  * The upgrades need the raw connection after the 101, which libcurl does
  * not hand over; so they use our TLS and HTTP/1.1 code, and both
  * transports share one certificate policy.  Facts:
- * ../shared/pbs-protocol.md. */
+ * docs/pbs-protocol.md. */
 #ifndef PBS_REMOTE_INTERNAL_H
 #define PBS_REMOTE_INTERNAL_H
 

@@ -1,5 +1,6 @@
-/* remote-reader.c -- the reader protocol (§3.10): download a snapshot's
- * files and, after its index was downloaded, the index's chunks.
+/* remote-reader.c -- the reader protocol (docs/pbs-protocol.md §3.10):
+ * download a snapshot's files and, after its index was downloaded, the
+ * index's chunks.
  *
  * Chunks the caller announces (prefetch) are requested at once, each on a
  * stream of its own, and wait in a FIFO until asked for: one chunk at a

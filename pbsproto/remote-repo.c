@@ -1,6 +1,7 @@
 /* remote-repo.c -- the remote repository backend: repository strings
- * (§2.3), authentication (§2), the snapshot listing (§6.4) and the ops
- * table that makes a PBS server look like the local datastore to repo.c. */
+ * (docs/pbs-protocol.md §2.3), authentication (§2), the snapshot listing
+ * (§6.4) and the ops table that makes a PBS server look like the local
+ * datastore to repo.c. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>

@@ -209,7 +209,8 @@ tcp_connect (const char *host, unsigned port_no)
       last_errno = errno;
       continue;
     }
-    /* h2 download speed needs NODELAY; keepalive as the client (§1.1). */
+    /* h2 download speed needs NODELAY; keepalive as the client
+     * (docs/pbs-protocol.md §1.1). */
     setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     setsockopt (fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
     n = 120;

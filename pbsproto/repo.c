@@ -1,8 +1,8 @@
 /* repo.c -- the generic repository layer: argument checks, dispatch to the
  * local or remote backend, and the client-side known-chunk set of a backup
- * session (§3.9 seen from the client: what this session uploaded plus the
- * digests of every previous index it downloaded -- nothing else, because
- * that is all the server will accept by reference). */
+ * session (docs/pbs-protocol.md §3.9 seen from the client: what this session
+ * uploaded plus the digests of every previous index it downloaded -- nothing
+ * else, because that is all the server will accept by reference). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>

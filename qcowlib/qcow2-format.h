@@ -1,7 +1,7 @@
 /* qcow2-format.h -- on-disk layout of qcow2 (version 2 and 3).
  *
  * Spec: QEMU docs/interop/qcow2.txt (7.2); facts and traps in
- * ../shared/qcow2-notes.md.  Everything is big-endian.  Offsets are byte
+ * docs/qcow2.md.  Everything is big-endian.  Offsets are byte
  * offsets into the header cluster; we read each field with load_be*()
  * instead of casting a packed struct over file data.
  *

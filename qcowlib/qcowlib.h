@@ -3,7 +3,7 @@
  * A chain is opened once (qcow_open) and then read through the merged view
  * (qcow_pread, qcow_map) or layer by layer (qcow_layer_map,
  * qcow_bitmap_*).  Read results follow QEMU 7.2 exactly (see
- * ../shared/qcow2-notes.md); what QEMU would follow but is unsafe (json: and
+ * docs/qcow2.md); what QEMU would follow but is unsafe (json: and
  * protocol backing names, absolute data-file names, loops) is refused.
  *
  * Threads: all read calls (qcow_pread, qcow_map, qcow_layer_map,

@@ -2,7 +2,7 @@
 """qcowtest.py -- oracle-side helpers for the qcow2 tests (stdlib only).
 
 Nothing here uses qcow2pbs or qcowlib: maps come from qemu-img, images are
-patched at offsets taken from the qcow2 spec (../shared/qcow2-notes.md
+patched at offsets taken from the qcow2 spec (docs/qcow2.md
 §1.1, §2.2, §2.4).
 
   qcowtest.py mapcmp OURS.json QEMU.json
@@ -200,7 +200,7 @@ def patch(path, off, fmt, value):
     return 0
 
 
-HEADER = [  # qcow2-notes §1.1
+HEADER = [  # docs/qcow2.md §1.1
     ("magic", 0, "I"), ("version", 4, "I"), ("backing_file_offset", 8, "Q"),
     ("backing_file_size", 16, "I"), ("cluster_bits", 20, "I"),
     ("size", 24, "Q"), ("crypt_method", 32, "I"), ("l1_size", 36, "I"),

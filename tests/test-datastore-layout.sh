@@ -27,7 +27,7 @@ check "no temp files anywhere" \
              find "$ds/.chunks" -mindepth 2 -name '*tmp*')"
 
 # Every chunk file and every snapshot, checked by python3 with the rules of
-# pbs-protocol.md §5.1, §5.2, §5.6, §5.8 and §6.1.
+# docs/pbs-protocol.md §5.1, §5.2, §5.6, §5.8 and §6.1.
 out=$(python3 - "$ds" "$TMP/img.raw" <<'PY'
 import hashlib, json, os, re, struct, subprocess, sys, zlib
 ds, raw = sys.argv[1], sys.argv[2]

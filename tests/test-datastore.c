@@ -1,5 +1,5 @@
 /* test-datastore.c -- the server rules of pbs-datastore.h (§3, §4 of
- * pbs-protocol.md): for each rule a call that breaks it, checked for the
+ * docs/pbs-protocol.md): for each rule a call that breaks it, checked for the
  * rejection, PBS's exact text and the HTTP status; plus the happy path,
  * locking (threads, fork), abort, the failed-verify base rule, the reader
  * rules, listing, and the generic repository layer over the local

@@ -1,7 +1,7 @@
 #!/bin/bash
 # test-key.sh -- `qcow2pbs key create|show`: key files checked by python3
 # (hashlib.scrypt / pbkdf2_hmac, cryptography's AESGCM with the 16-byte IV,
-# the fingerprint rule of pbs-protocol.md §5.3), the password sources of
+# the fingerprint rule of docs/pbs-protocol.md §5.3), the password sources of
 # proxmox-backup-client, and the CLI error rules.
 source "$(dirname "$0")/functions.sh"
 requires python3

@@ -1,7 +1,7 @@
 /* test-pbs-blob.c -- DataBlobs and digests against independent oracles:
- * python3 (hashlib, zlib.crc32, struct, cryptography's AESGCM) and the
- * zstd CLI check the bytes we write; blobs the zstd CLI made (streamed,
- * no content size) must decode.  Known answers from pbs-protocol.md §5. */
+ * python3 (hashlib, zlib.crc32, struct, cryptography's AESGCM) and the zstd
+ * CLI check the bytes we write; blobs the zstd CLI made (streamed, no content
+ * size) must decode.  Known answers from docs/pbs-protocol.md §5. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
-/* test-pbs-fidx.c -- fixed indexes: what we write is parsed by an
- * independent python3 struct/hashlib reader following §5.6; bad files
- * are rejected. */
+/* test-pbs-fidx.c -- fixed indexes: what we write is parsed by an independent
+ * python3 struct/hashlib reader following docs/pbs-protocol.md §5.6; bad
+ * files are rejected. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

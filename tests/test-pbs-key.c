@@ -1,6 +1,7 @@
-/* test-pbs-key.c -- key files (§5.4) checked by python3 (hashlib.scrypt,
- * hashlib.pbkdf2_hmac, cryptography's AESGCM, base64), a key file written
- * by python3 loaded by us, the error rules; and names/times (§6.1). */
+/* test-pbs-key.c -- key files (docs/pbs-protocol.md §5.4) checked by python3
+ * (hashlib.scrypt, hashlib.pbkdf2_hmac, cryptography's AESGCM, base64), a key
+ * file written by python3 loaded by us, the error rules; and names/times
+ * (§6.1). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* test-pbs-manifest.c -- manifests: PBS's signature test vector
- * (manifest.rs test_manifest_signature, pbs-protocol.md §5.5), the
+ * (manifest.rs test_manifest_signature, docs/pbs-protocol.md §5.5), the
  * verification rules, and our canonical and pretty JSON compared with
  * python3's json module (sorted keys, no ASCII escaping: the same
  * escaping rules as serde_json). */

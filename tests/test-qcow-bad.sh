@@ -1,6 +1,6 @@
 #!/bin/bash
 # test-qcow-bad.sh -- damaged images, made by patching real qemu-img images
-# at the offsets of the qcow2 spec (qcow2-notes §1.1 header, §2.2 L1/L2
+# at the offsets of the qcow2 spec (docs/qcow2.md §1.1 header, §2.2 L1/L2
 # masks, §2.4 compressed descriptors).  Each must fail with exit 1 and one
 # error line naming the file, quickly (timeout), leaving no output file.
 # Where QEMU refuses too, qemu-img convert is asked as a second opinion.

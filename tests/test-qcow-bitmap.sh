@@ -1,7 +1,7 @@
 #!/bin/bash
 # test-qcow-bitmap.sh -- persistent dirty bitmaps: `qcow2pbs bitmap` ranges
 # equal what QEMU exports through NBD (qemu-nbd -B NAME + qemu-img map with
-# x-dirty-bitmap: dirty = "data": false, qcow2-notes §4.5), for bitmaps
+# x-dirty-bitmap: dirty = "data": false, docs/qcow2.md §4.5), for bitmaps
 # filled by a QMP guest workload and by qemu-io, with several
 # granularities, on a layer below the top (--layer), an odd disk size;
 # info lists them as qemu-img info does; stale (in-use) and unknown bitmaps

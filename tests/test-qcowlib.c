@@ -1,9 +1,9 @@
 /* test-qcowlib.c -- qcowlib on images built byte by byte in memory.
  *
- * Each image is laid out here from the qcow2 spec (qcow2-notes.md §1-§4),
+ * Each image is laid out here from the qcow2 spec (docs/qcow2.md §1-§4),
  * not produced by our own code: cluster 0 header, 1 refcount table,
  * 2 L1 table, 3 L2 table, data from cluster 4.  Expected results are the
- * rules of the notes (decision order, zero flag, subclusters, compressed
+ * rules of docs/qcow2.md (decision order, zero flag, subclusters, compressed
  * descriptors, bitmap bit order); compressed payloads come from zlib and
  * libzstd themselves. */
 #include <errno.h>
@@ -145,7 +145,7 @@ test_header (void)
   img_init (&m, 9, 3, 1000, 8, false);
   c = img_open (&m);
   ok (c && qcow_virtual_size (c) == 512,
-      "virtual size 1000 is floored to 512 (notes §0.7)");
+      "virtual size 1000 is floored to 512 (docs/qcow2.md §0.7)");
   qcow_close (c);
 
   store_be32 (m.b, 0x514649fa);
@@ -313,9 +313,9 @@ test_l2_entries (void)
       "data clusters read their host clusters");
   ok (all_bytes (buf + 1024, 512, 0), "zero flag reads zeros");
   ok (all_bytes (buf + 1536, 512, 0),
-      "ZERO_ALLOC reads zeros, not the stale host data (notes §0.2)");
+      "ZERO_ALLOC reads zeros, not the stale host data (docs/qcow2.md §0.2)");
   ok (all_bytes (buf + 2048, 512, 0),
-      "offset 0 with COPIED is unallocated (notes §0.4)");
+      "offset 0 with COPIED is unallocated (docs/qcow2.md §0.4)");
   ok (all_bytes (buf + 2560, 512, 0xdd), "reserved bits ignored on read");
   ok (all_bytes (buf + 3072, 512, 0), "data past EOF reads zeros");
   ok (qcow_pread (c, buf, 100, 16 * 512 - 50) == 0 &&

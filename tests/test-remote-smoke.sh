@@ -118,7 +118,7 @@ else
   pass "no secret in error messages"
 fi
 
-# --- certificate policy (§1.2)
+# --- certificate policy (docs/pbs-protocol.md §1.2)
 expect_smoke_fail "no pin, untrusted: refused, fingerprint printed" \
   "its fingerprint is $fp_lower" env -u PBS_FINGERPRINT "$SMOKE" snapshots "$TOK"
 expect_smoke_fail "wrong pin refused, real fingerprint printed" \

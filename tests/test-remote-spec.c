@@ -1,5 +1,6 @@
 /* test-remote-spec.c -- repository strings as proxmox-backup-client parses
- * them.  Oracle: BACKUP_REPO_URL_REGEX of pbs-api-types (§2.3):
+ * them.  Oracle: BACKUP_REPO_URL_REGEX of pbs-api-types (docs/pbs-protocol.md
+ * §2.3):
  * ^(?:(?:(userid|tokenid)@)?(dnsname|ipv4|\[ipv6\]):)?(?:([0-9]{1,5}):)?(safe-id)$
  * evaluated with leftmost-first semantics (Rust's regex crate), with the
  * defaults root@pam, localhost, 8007. */

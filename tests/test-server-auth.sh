@@ -1,7 +1,7 @@
 #!/bin/bash
 # test-server-auth.sh -- pbs-test-server: authentication, the REST calls and
-# the checks of the backup/reader upgrade (pbs-protocol.md §1.3, §2, §6.4),
-# each bad request sent directly with the raw client.
+# the checks of the backup/reader upgrade (docs/pbs-protocol.md §1.3, §2,
+# §6.4), each bad request sent directly with the raw client.
 . "$(dirname "$0")/functions.sh"
 . "$top/tests/server/test-lib.sh"
 

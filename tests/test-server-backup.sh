@@ -1,6 +1,6 @@
 #!/bin/bash
 # test-server-backup.sh -- pbs-test-server: every backup-protocol rule of
-# pbs-protocol.md §3/§4 that an image backup meets, each bad request sent
+# docs/pbs-protocol.md §3/§4 that an image backup meets, each bad request sent
 # directly over HTTP/2 with the raw client.  Chunks, blobs, csums and
 # manifests come from tests/server/pbs_testdata.py (python hashlib/zlib),
 # and results are checked on disk with the same independent decoder.

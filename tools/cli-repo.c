@@ -1,9 +1,9 @@
 /* cli-repo.c -- open a repository from --repository / PBS_REPOSITORY.
  *
  * For a server the secret (password or API token secret) comes, as in
- * proxmox-backup-client (§2.4), from the first of PBS_PASSWORD,
- * PBS_PASSWORD_FD, PBS_PASSWORD_FILE, PBS_PASSWORD_CMD that is set (first
- * line only), else from a prompt when stdin is a terminal
+ * proxmox-backup-client (docs/pbs-protocol.md §2.4), from the first of
+ * PBS_PASSWORD, PBS_PASSWORD_FD, PBS_PASSWORD_FILE, PBS_PASSWORD_CMD that is
+ * set (first line only), else from a prompt when stdin is a terminal
  * (cli_read_secret).  Secrets never come from argv.  --fingerprint or
  * PBS_FINGERPRINT pins the server certificate. */
 #include <stdlib.h>

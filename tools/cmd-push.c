@@ -3,10 +3,10 @@
  * layers did not touch -- but only with evidence (push-evidence.c) that the
  * previous snapshot was made from exactly the layers below them.
  *
- * Per archive the index is written with strategy B of pbs-protocol.md 7.3
- * (reuse-csum: the server clones the base's digests, we send only touched
- * chunks) when the base is proven and the size is unchanged, else with
- * strategy A (every digest appended; reused ones taken from the base). */
+ * Per archive the index is written with strategy B of docs/pbs-protocol.md
+ * §7.3 (reuse-csum: the server clones the base's digests, we send only
+ * touched chunks) when the base is proven and the size is unchanged, else
+ * with strategy A (every digest appended; reused ones taken from the base). */
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>

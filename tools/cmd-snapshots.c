@@ -1,6 +1,7 @@
 /* cmd-snapshots.c -- qcow2pbs snapshots: list a namespace's snapshots as
- * proxmox-backup-client's "snapshot list" does (snapshot, size, files), or
- * as JSON entries shaped like PBS's admin snapshots API (§6.4). */
+ * proxmox-backup-client's "snapshot list" does (snapshot, size, files), or as
+ * JSON entries shaped like PBS's admin snapshots API (docs/pbs-protocol.md
+ * §6.4). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -337,7 +337,7 @@ h2_mode (void)
   nghttp2_session_callbacks *cb;
   nghttp2_session *s;
   nghttp2_settings_entry iv[] = {
-    /* proxmox-backup-client's settings (§1.4) */
+    /* proxmox-backup-client's settings (docs/pbs-protocol.md §1.4) */
     { NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (1u << 31) - 2 },
     { NGHTTP2_SETTINGS_MAX_FRAME_SIZE, 4 * 1024 * 1024 },
   };

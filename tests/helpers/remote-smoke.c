@@ -186,7 +186,7 @@ do_backup (const char *spec, const char *type, const char *id, int64_t time,
       uint8_t sent[32];
       memcpy (sent, idx->digest[i], 32);
       if ((long) uploaded == bad_digest)
-        sent[31] ^= 1; /* the server must refuse it (§3.4) */
+        sent[31] ^= 1; /* must be refused: docs/pbs-protocol.md §3.4 */
       /* Handed over: the backend frees it, on error too. */
       if (ops->fixed_chunk (b, wid, sent, (uint32_t) len, blob, blen, blob)
           == -1) {

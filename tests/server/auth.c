@@ -1,5 +1,5 @@
 /* auth.c -- API tokens, ticket login and CSRF tokens, shaped like
- * proxmox-auth-api's (pbs-protocol.md §2).
+ * proxmox-auth-api's (docs/pbs-protocol.md §2).
  *
  * Tickets are "PBS:<userid>:<8 upper-case hex time>::<signature>".  Real
  * PBS signs them with its private key; we use HMAC-SHA256 with a key made

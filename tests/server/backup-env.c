@@ -1,5 +1,5 @@
-/* backup-env.c -- the backup protocol's HTTP/2 routes (pbs-protocol.md §3,
- * src/api2/backup/mod.rs): parameter schemas and handler kinds here, the
+/* backup-env.c -- the backup protocol's HTTP/2 routes (docs/pbs-protocol.md
+ * §3, src/api2/backup/mod.rs): parameter schemas and handler kinds here, the
  * value rules in pbs_ds_backup_*. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* h2.c -- the HTTP/2 server session after the upgrade (pbs-protocol.md
+/* h2.c -- the HTTP/2 server session after the upgrade (docs/pbs-protocol.md
  * §1.4): nghttp2 in memory mode over the blocking TLS connection.
  *
  * The connection thread does the I/O; a worker thread runs the handlers,

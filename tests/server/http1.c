@@ -1,6 +1,6 @@
 /* http1.c -- HTTP/1.1 over TLS: read requests with a bounded header block,
  * answer REST calls, and switch to HTTP/2 after a protocol upgrade
- * (pbs-protocol.md §1.3). */
+ * (docs/pbs-protocol.md §1.3). */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>

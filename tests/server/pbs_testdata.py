@@ -2,7 +2,7 @@
 """pbs_testdata.py -- an independent encoder/decoder for the server tests.
 
 Builds PBS DataBlobs, digests, index checksums and manifests from the rules
-in ../shared/pbs-protocol.md (sections 5.2, 5.6, 5.8) with python's hashlib,
+in docs/pbs-protocol.md (sections 5.2, 5.6, 5.8) with python's hashlib,
 zlib and struct only (zstd frames are decoded with the zstd CLI), so the
 tests never check the server with the project's own encoder.
 

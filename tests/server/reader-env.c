@@ -1,4 +1,4 @@
-/* reader-env.c -- the reader protocol's HTTP/2 routes (pbs-protocol.md
+/* reader-env.c -- the reader protocol's HTTP/2 routes (docs/pbs-protocol.md
  * §3.10, src/api2/reader/mod.rs); the rules are in pbs_ds_reader_*. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* reply.c -- the answer formats of proxmox-rest-server (formatter.rs):
  * success {"data": ...} compact, errors as the plain message text but
- * labelled application/json (pbs-protocol.md §1.4, trap 17). */
+ * labelled application/json (docs/pbs-protocol.md §1.4, trap 17). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>

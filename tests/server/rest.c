@@ -1,5 +1,6 @@
 /* rest.c -- the plain HTTP/1.1 API calls a backup client makes
- * (pbs-protocol.md §2.2, §6.4): ticket login, version, snapshot listing. */
+ * (docs/pbs-protocol.md §2.2, §6.4): ticket login, version, snapshot
+ * listing. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * same wire protocol as a Proxmox Backup Server 3.2: HTTP/1.1 REST calls,
  * and the backup/reader protocols reached through an HTTP/1.1 Upgrade and
  * then spoken as HTTP/2 on the same TLS connection
- * (../shared/pbs-protocol.md sections 1-4, 6.4, 8, 8b).
+ * (docs/pbs-protocol.md sections 1-4, 6.4, 8, 8b).
  *
  * One thread per connection.  The value rules (chunk digests, offsets,
  * owners, locks, ...) live in pbs_ds_*; this program adds what needs the
