@@ -43,29 +43,44 @@ snapshots >"$TMP/snaps.before"
 
 # The QEMU that holds images: a coprocess that takes one command a line
 # and answers "ok" or "error DESC".  "add NODE FORMAT PATH" opens PATH for
-# writing (blockdev-add, read-only off, and a writable NBD export of it),
-# "del NODE" closes it.
+# writing (blockdev-add, read-only off, and a writable NBD export of it);
+# "node NODE FORMAT PATH" only adds the node; "mirror JOB SRC TARGET"
+# starts a mirror job at 1 byte/s, so it stays unfinished; "cancel JOB"
+# ends it; "del NODE" closes a node.
 cat >"$TMP/lockvm.py" <<'EOF'
 import os, sys
 sys.path.insert(0, sys.argv[1])
 from qmp import VM, QMPError
 vm = VM(sys.argv[2]).start()
-# A writable NBD export of each node is the user that makes QEMU take the
+# A writable NBD export of a node is the user that makes QEMU take the
 # write permission (a bare raw node has no user; a qcow2 node writes its
 # metadata, so it takes it anyway).
 vm.cmd("nbd-server-start", addr={"type": "unix", "data": {
     "path": os.path.join(sys.argv[3], "nbd.sock")}})
+exports = set()
 print("ready", flush=True)
 for line in sys.stdin:
-    w = line.split(None, 3)
+    w = line.rstrip("\n").split(None, 3)
     try:
-        if w[0] == "add":
-            vm.add_disk(w[3].rstrip("\n"), w[1], fmt=w[2])
-            vm.cmd("block-export-add", type="nbd", id="e" + w[1],
-                   **{"node-name": w[1], "writable": True})
+        if w[0] in ("add", "node"):
+            vm.add_disk(w[3], w[1], fmt=w[2])
+            if w[0] == "add":
+                vm.cmd("block-export-add", type="nbd", id="e" + w[1],
+                       **{"node-name": w[1], "writable": True})
+                exports.add(w[1])
+        elif w[0] == "mirror":
+            vm.cmd("blockdev-mirror", **{"job-id": w[1], "device": w[2],
+                                         "target": w[3], "sync": "full",
+                                         "speed": 1})
+        elif w[0] == "cancel":
+            vm.cmd("block-job-cancel", device=w[1], force=True)
+            vm.qmp.wait_event("BLOCK_JOB_CANCELLED", {"device": w[1]}, 60)
         elif w[0] == "del":
-            vm.cmd("block-export-del", id="e" + w[1])
-            vm.qmp.wait_event("BLOCK_EXPORT_DELETED", {"id": "e" + w[1]}, 60)
+            if w[1] in exports:
+                exports.discard(w[1])
+                vm.cmd("block-export-del", id="e" + w[1])
+                vm.qmp.wait_event("BLOCK_EXPORT_DELETED", {"id": "e" + w[1]},
+                                  60)
             vm.del_disk(w[1])
         else:
             break
@@ -213,6 +228,31 @@ refused "export, data file written" data.raw \
 no_traces "data file written"
 shared_read "data file written" "$d/dtop.qcow2" "$d/dtop.want" -U
 qvm_ok del x0
+
+# ---- The target of an unfinished mirror job: QEMU does not share
+# consistent reads of it, and qemu-img refuses it even with -U.
+qemu-img create -q -f qcow2 "$d/mirror.qcow2" 8M
+qvm_ok node s0 qcow2 "$d/top.qcow2"
+qvm_ok node t0 qcow2 "$d/mirror.qcow2"
+qvm_ok mirror m0 s0 t0
+if qemu-img convert -U -O raw "$d/mirror.qcow2" "$TMP/qi.raw" 2>"$TMP/qi.err"; then
+  fail "mirror target: qemu-img convert -U read it"
+elif grep -q 'Failed to get "consistent read" lock' "$TMP/qi.err"; then
+  pass "mirror target: qemu-img convert -U refuses: $(head -1 "$TMP/qi.err")"
+else fail "mirror target: qemu-img convert -U: $(cat "$TMP/qi.err")"; fi
+rm -f "$TMP/qi.raw"
+for opt in --force-share ""; do
+  expect_fail "export ${opt:-without -U}, mirror target" \
+    "$TOOL" export $opt "$d/mirror.qcow2" "$TMP/out.raw"
+  if grep -q "mirror.qcow2: QEMU does not let others read it consistently" \
+       "$TMP/ef.err"; then
+    pass "export ${opt:-without -U}, mirror target: message names the consistent-read lock"
+  else fail "export ${opt:-without -U}, mirror target: message: $(cat "$TMP/ef.err")"; fi
+done
+no_traces "mirror target"
+qvm_ok cancel m0
+qvm_ok del t0
+qvm_ok del s0
 
 # ---- QEMU closed everything: all reads work again
 for i in top rawtop dtop; do
