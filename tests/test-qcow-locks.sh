@@ -178,6 +178,14 @@ if [ $rc != 0 ] && [ "$(wc -l <"$TMP/v.err")" = 1 ] &&
   pass "verify, top written: refused ($(cat "$TMP/v.err"))"
 else fail "verify, top written (exit $rc): $(cat "$TMP/v.err")"; fi
 
+# The running QEMU has the backing layer open read-only: that one reads
+# without -U, for qemu-img and for us (a base under a live overlay).
+rm -f "$TMP/out.raw"
+qemu-img convert -O raw "$d/base.qcow2" "$TMP/qb.raw"
+if "$TOOL" export "$d/base.qcow2" "$TMP/out.raw" 2>"$TMP/b.err"; then
+  same_bytes "$TMP/qb.raw" "$TMP/out.raw" "backing layer of the written top: export = qemu-img convert"
+else fail "backing layer of the written top: $(cat "$TMP/b.err")"; fi
+rm -f "$TMP/out.raw" "$TMP/qb.raw"
 shared_read "top written" "$d/top.qcow2" "$d/top.want" --force-share
 shared_read "top written" "$d/top.qcow2" "$d/top.want" -U
 quiet () { "$@" >/dev/null; }
