@@ -98,6 +98,8 @@ open_data_file (struct qcow__layer *l, unsigned flags)
                      strerror (e));
     return -1;
   }
+  if (qcow__lock_image (&l->dio, l->data_path, flags) == -1)
+    return -1;
   return 0;
 }
 
@@ -111,6 +113,8 @@ layer_open (const char *path, enum layer_format fmt, unsigned flags)
   if (!l)
     return NULL;
   if (qcow__io_open (&l->io, path, &l->st) == -1)
+    goto err;
+  if (qcow__lock_image (&l->io, path, flags) == -1)
     goto err;
   if (fmt == FMT_PROBE) {
     if (qcow__io_pread (&l->io, path, magic, sizeof magic, 0) == -1)

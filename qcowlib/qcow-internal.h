@@ -101,6 +101,12 @@ int qcow__io_pread_strict (const struct qcow__io *io, const char *path,
                            const char *what, void *buf, size_t len,
                            uint64_t off);
 
+/* lock.c: check and take QEMU's image locks on IO's file (PATH names it
+ * in errors), as qemu-img convert does; QCOW_OPEN_FORCE_SHARE in FLAGS
+ * as its -U.  The locks go with the descriptor. */
+int qcow__lock_image (const struct qcow__io *io, const char *path,
+                      unsigned flags);
+
 /* header.c: parse and check the header, extensions, L1 table, snapshot
  * table and bitmap directory of L (whose io is open). */
 int qcow__parse_qcow2 (struct qcow__layer *l);

@@ -32,6 +32,11 @@ struct qcow_chain; /* opaque */
 #define QCOW_OPEN_ALLOW_ABSOLUTE_DATA_FILE 0x1u /* follow absolute data-file names */
 #define QCOW_OPEN_PROBE_BACKING_FORMAT     0x2u /* no format ext: probe qcow2 magic, else raw */
 #define QCOW_OPEN_NO_BACKING               0x4u /* open the named image alone */
+/* Read files that a running QEMU holds open for writing (qemu-img -U).
+ * Without it every file of the chain is refused while QEMU holds its write
+ * or resize lock, and QEMU's shared read locks are held on each until
+ * qcow_close, so no QEMU can start writing it meanwhile (lock.c). */
+#define QCOW_OPEN_FORCE_SHARE              0x8u
 
 struct qcow_open_opts {
   unsigned flags;
@@ -147,7 +152,8 @@ extern int qcow_bitmap_ranges (struct qcow_chain *c, size_t depth,
 /* The calling thread's last error: a message valid until its next qcow_*
  * call, and an errno value: EINVAL (bad argument), ENOTSUP (feature not
  * supported), EBADMSG (corrupt image), ELOOP (backing loop or too deep),
- * EPERM (refused by a safety rule), ENOENT, EIO, ENOMEM, EBUSY. */
+ * EPERM (refused by a safety rule), ENOENT, EIO, ENOMEM, EBUSY (a bitmap
+ * in use; an image locked by QEMU). */
 extern const char *qcow_errmsg (void);
 extern int qcow_errno (void);
 

@@ -7,10 +7,12 @@
  * descriptors, bitmap bit order); compressed payloads come from zlib and
  * libzstd themselves. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -660,6 +662,106 @@ test_threads (void)
   free (m.b);
 }
 
+/* An OFD lock of TYPE on byte BYTE of FD (F_OFD_SETLK), or F_UNLCK. */
+static int
+ofd_set (int fd, short type, int byte)
+{
+  struct flock fl = { .l_type = type, .l_whence = SEEK_SET,
+                      .l_start = byte, .l_len = 1 };
+  return fcntl (fd, F_OFD_SETLK, &fl);
+}
+
+/* Does another open file description than FD's hold a lock on BYTE? */
+static bool
+ofd_held (int fd, int byte)
+{
+  struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
+                      .l_start = byte, .l_len = 1 };
+  return fcntl (fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+}
+
+/* QEMU's lock protocol (block/file-posix.c): another open file description
+ * of the same file plays the running QEMU. */
+static void
+test_locks (void)
+{
+  char path[] = "/tmp/qcowlib-locks.XXXXXX";
+  struct qcow_open_opts fs = { .flags = QCOW_OPEN_FORCE_SHARE };
+  struct qcow_chain *c;
+  struct img m;
+  int fd, qemu, probe;
+
+  img_init (&m, 9, 3, 64 * 512, 5, false);
+  fd = mkstemp (path);
+  if (fd == -1 || write (fd, m.b, m.len) != (ssize_t) m.len) {
+    ok (false, "locks: temporary image: %s", strerror (errno));
+    free (m.b);
+    return;
+  }
+  close (fd);
+  qemu = open (path, O_RDWR); /* O_RDWR: for the F_WRLCK below */
+  probe = open (path, O_RDONLY);
+
+  c = qcow_open (path, NULL);
+  ok (c && ofd_held (probe, 100) && ofd_held (probe, 201)
+          && ofd_held (probe, 203) && !ofd_held (probe, 101)
+          && !ofd_held (probe, 200),
+      "locks: an open chain holds bytes 100, 201, 203 (consistent read; "
+      "write and resize not shared)");
+  qcow_close (c);
+  ok (!ofd_held (probe, 100) && !ofd_held (probe, 201),
+      "locks: qcow_close drops them");
+
+  ofd_set (qemu, F_RDLCK, 101); /* QEMU holds the write permission */
+  c = qcow_open (path, NULL);
+  ok (!c && qcow_errno () == EBUSY && strstr (qcow_errmsg (), "write lock")
+          && strstr (qcow_errmsg (), "--force-share"),
+      "locks: write permission held: refused (%s)",
+      c ? "opened" : qcow_errmsg ());
+  qcow_close (c);
+  ok (!ofd_held (probe, 100), "locks: a refused open leaves no lock");
+  c = qcow_open (path, &fs);
+  ok (c && ofd_held (probe, 100) && !ofd_held (probe, 201)
+          && !ofd_held (probe, 203),
+      "locks: force-share reads it, holding byte 100 only (%s)",
+      c ? "opened" : qcow_errmsg ());
+  qcow_close (c);
+  ofd_set (qemu, F_UNLCK, 101);
+
+  ofd_set (qemu, F_RDLCK, 103);
+  c = qcow_open (path, NULL);
+  ok (!c && qcow_errno () == EBUSY && strstr (qcow_errmsg (), "resize lock"),
+      "locks: resize permission held: refused (%s)",
+      c ? "opened" : qcow_errmsg ());
+  qcow_close (c);
+  ofd_set (qemu, F_UNLCK, 103);
+
+  ofd_set (qemu, F_RDLCK, 200); /* consistent read not shared */
+  c = qcow_open (path, &fs);
+  ok (!c && qcow_errno () == EBUSY
+          && strstr (qcow_errmsg (), "read it consistently"),
+      "locks: consistent read not shared: refused even with force-share "
+      "(%s)", c ? "opened" : qcow_errmsg ());
+  qcow_close (c);
+  ofd_set (qemu, F_UNLCK, 200);
+
+  ofd_set (qemu, F_WRLCK, 201); /* not QEMU: an exclusive lock */
+  c = qcow_open (path, NULL);
+  ok (!c && qcow_errno () == EBUSY && strstr (qcow_errmsg (), "exclusive"),
+      "locks: an exclusive lock on a lock byte: refused (%s)",
+      c ? "opened" : qcow_errmsg ());
+  qcow_close (c);
+  ofd_set (qemu, F_UNLCK, 201);
+
+  c = qcow_open (path, NULL);
+  ok (c != NULL, "locks: free again: opens (%s)", c ? "ok" : qcow_errmsg ());
+  qcow_close (c);
+  close (qemu);
+  close (probe);
+  unlink (path);
+  free (m.b);
+}
+
 int
 main (void)
 {
@@ -669,5 +771,6 @@ main (void)
   test_extended_l2 ();
   test_bitmaps ();
   test_threads ();
+  test_locks ();
   return tap_done ();
 }

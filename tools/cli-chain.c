@@ -117,6 +117,10 @@ cli_image_option (int opt, const char *arg, struct qcow_open_opts *opts)
   case CLI_OPT_PROBE_BACKING_FORMAT:
     opts->flags |= QCOW_OPEN_PROBE_BACKING_FORMAT;
     return 0;
+  case CLI_OPT_FORCE_SHARE:
+  case 'U':
+    opts->flags |= QCOW_OPEN_FORCE_SHARE;
+    return 0;
   default:
     cli_error ("option", "unknown option code %d", opt);
     return -1;
@@ -174,7 +178,9 @@ cli_parse_image_args (struct cli_image_args *a, int argc, char **argv,
   int opt, r, nargs = a->arg_name ? 2 : 1;
 
   optind = 1;
-  while ((opt = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
+  while ((opt = getopt_long (argc, argv, "h" CLI_IMAGE_SHORTOPTS, longopts,
+                             NULL))
+         != -1) {
     switch (opt) {
     case 'h':
       fputs (a->usage, stdout);
@@ -190,6 +196,8 @@ cli_parse_image_args (struct cli_image_args *a, int argc, char **argv,
     case CLI_OPT_CHAIN:
     case CLI_OPT_ALLOW_ABSOLUTE_DATA_FILE:
     case CLI_OPT_PROBE_BACKING_FORMAT:
+    case CLI_OPT_FORCE_SHARE:
+    case 'U':
       if (cli_image_option (opt, optarg, &a->opts) == -1)
         goto usage;
       break;

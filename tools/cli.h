@@ -52,7 +52,8 @@ int cli_qcow_error (const char *context);
 int cli_parse_output_format (const char *s, bool *json);
 
 /* getopt_long entries shared by every command that opens an image (include
- * <getopt.h>): --chain, --allow-absolute-data-file, --probe-backing-format.
+ * <getopt.h>): --chain, --allow-absolute-data-file, --probe-backing-format,
+ * --force-share (-U).
  * Hand their codes to cli_image_option, which fills OPTS; it returns 0, or
  * -1 after printing a message (a usage error: exit 2). */
 enum {
@@ -61,19 +62,27 @@ enum {
   CLI_OPT_PROBE_BACKING_FORMAT,
   CLI_OPT_FINGERPRINT,
   CLI_OPT_OUTPUT_FORMAT, /* CLI_OUTPUT_FORMAT_OPTION */
+  CLI_OPT_FORCE_SHARE,   /* --force-share, also -U (CLI_IMAGE_SHORTOPTS) */
   CLI_OPT_FIRST_FREE = 0x180 /* commands number their own options from here */
 };
 #define CLI_IMAGE_OPTIONS                                                     \
   { "chain", required_argument, NULL, CLI_OPT_CHAIN },                        \
   { "allow-absolute-data-file", no_argument, NULL,                            \
     CLI_OPT_ALLOW_ABSOLUTE_DATA_FILE },                                       \
-  { "probe-backing-format", no_argument, NULL, CLI_OPT_PROBE_BACKING_FORMAT }
+  { "probe-backing-format", no_argument, NULL, CLI_OPT_PROBE_BACKING_FORMAT }, \
+  { "force-share", no_argument, NULL, CLI_OPT_FORCE_SHARE }
+/* Short options of CLI_IMAGE_OPTIONS, for getopt_long's string: -U
+ * (qemu-img's name for --force-share); hand 'U' to cli_image_option. */
+#define CLI_IMAGE_SHORTOPTS "U"
 /* Help text lines for CLI_IMAGE_OPTIONS. */
 #define CLI_IMAGE_OPTIONS_HELP                                                \
   "  --chain A,B,C             open this chain (oldest first) instead of\n"  \
   "                            IMAGE and its backing names (',,' = ',')\n"    \
   "  --allow-absolute-data-file  follow an absolute external data-file name\n" \
-  "  --probe-backing-format    probe a backing file without a format name\n"
+  "  --probe-backing-format    probe a backing file without a format name\n"  \
+  "  -U, --force-share         read images that a running QEMU holds open\n"   \
+  "                            for writing (qemu-img's -U; the copy may be\n"   \
+  "                            inconsistent); without it they are refused\n"
 int cli_image_option (int opt, const char *arg, struct qcow_open_opts *opts);
 
 /* --output-format text|json, for cli_parse_image_args. */

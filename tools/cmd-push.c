@@ -902,7 +902,9 @@ cmd_push (int argc, char **argv)
   p.retries = 3;
   p.time = (int64_t) time (NULL);
   optind = 1;
-  while ((opt = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
+  while ((opt = getopt_long (argc, argv, "h" CLI_IMAGE_SHORTOPTS, longopts,
+                             NULL))
+         != -1) {
     switch (opt) {
     case 'r': p.repo_spec = optarg; break;
     case CLI_OPT_FINGERPRINT: p.fingerprint = optarg; break;
@@ -918,6 +920,8 @@ cmd_push (int argc, char **argv)
     case CLI_OPT_CHAIN:
     case CLI_OPT_ALLOW_ABSOLUTE_DATA_FILE:
     case CLI_OPT_PROBE_BACKING_FORMAT:
+    case CLI_OPT_FORCE_SHARE:
+    case 'U':
       if (cli_image_option (opt, optarg, &oo) == -1) {
         cli_free_chain (&oo);
         return 2;

@@ -198,7 +198,9 @@ cmd_verify (int argc, char **argv)
   int opt, ret = 1, i, n, differ = 0;
 
   optind = 1;
-  while ((opt = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
+  while ((opt = getopt_long (argc, argv, "h" CLI_IMAGE_SHORTOPTS, longopts,
+                             NULL))
+         != -1) {
     switch (opt) {
     case 'r': repo_spec = optarg; break;
     case CLI_OPT_FINGERPRINT: fingerprint = optarg; break;
@@ -207,6 +209,8 @@ cmd_verify (int argc, char **argv)
     case CLI_OPT_CHAIN:
     case CLI_OPT_ALLOW_ABSOLUTE_DATA_FILE:
     case CLI_OPT_PROBE_BACKING_FORMAT:
+    case CLI_OPT_FORCE_SHARE:
+    case 'U':
       if (cli_image_option (opt, optarg, &oo) == -1) {
         cli_free_chain (&oo);
         return 2;
