@@ -27,7 +27,8 @@ static const char usage_text[] =
   "a temporary name in the same directory and renamed when complete.\n"
   "OUT.raw '-' writes to stdout.\n"
   "\n"
-  "  --output-format text|json  JSON: print {output, size, data_bytes,\n"
+  "  --output-format text|json  JSON: print {output, size, data_bytes (in\n"
+  "                            data extents, as qemu-img map's data:true),\n"
   "                            layers (oldest first)} when done (not with\n"
   "                            OUT.raw '-'); default text: print nothing\n"
   "  --no-sync                 rename without fsync first (faster; after a\n"
@@ -64,6 +65,7 @@ struct exporter {
   bool stop;                /* the writer is done with this window */
   bool nomem;               /* the piece list could not grow */
   char errmsg[512];         /* the failing reader's qcowlib message */
+  uint64_t data_bytes;      /* guest bytes in data extents, for the report */
 };
 
 static int
@@ -109,6 +111,7 @@ on_extent (void *opaque, const struct qcow_extent *e)
 
   if (e->kind != QCOW_KIND_DATA)
     return 0;
+  x->data_bytes += e->length;
   return add_piece (x, e->start, e->length);
 }
 
@@ -288,7 +291,7 @@ cmd_export (int argc, char **argv)
   struct exporter x = { 0 };
   struct out_file out = { .fd = -1 };
   const char *out_path;
-  uint64_t size, w, wlen, pos = 0, data_bytes = 0;
+  uint64_t size, w, wlen, pos = 0;
   int ret = 1;
   size_t i;
 
@@ -341,8 +344,6 @@ cmd_export (int argc, char **argv)
         cli_qcow_error (a.context);
       goto out;
     }
-    for (i = 0; i < x.npieces; i++)
-      data_bytes += x.pieces[i].len;
     if (run_window (&x, &out, &pos) == -1) {
       if (x.failed)
         reader_error (&x, a.context);
@@ -358,7 +359,7 @@ cmd_export (int argc, char **argv)
     goto out;
   }
   out_open = false;
-  ret = a.json ? print_report (x.c, out_path, size, data_bytes) : 0;
+  ret = a.json ? print_report (x.c, out_path, size, x.data_bytes) : 0;
 
 out:
   if (out_open)
