@@ -13,7 +13,7 @@ help_of () { "$TOOL" $1 --help; }
 
 # The section of the man page for COMMAND, as roff.
 man_section () {
-  awk -v h=".SS \"qcow2pbs $1\"" '$0 == h { on = 1; next } on && /^\.S[SH] / { exit } on' "$MAN"
+  awk -v h=".SS \"qcow2pbs $1\"" '$0 == h { on = 1; next } on && /^\.S[SH] / { exit } on' "$MAN" 2>/dev/null || true
 }
 
 tables=$(python3 "$top/tests/getopt-tables.py" "$top")
