@@ -139,37 +139,53 @@ cli_error_line (const char *line)
 
 /* getopt_long with opterr = 0 and a ':' first in its short options reports
  * here: ':' = a missing argument, '?' = an unknown or ambiguous option or
- * an argument given to one that takes none.  The option as written is
- * argv[optind - 1] for a long option; a short one is optopt. */
+ * an argument given to one that takes none.  glibc sets optopt to 0 for an
+ * unknown or ambiguous long option, to the option's value for the other
+ * long-option errors (then argv[optind - 1] is the option as written), and
+ * to the character for a short one (which may sit in a cluster "-qZ"). */
 int
 cli_getopt_error (const char *cmd, int opt, char **argv,
                   const struct option *longopts)
 {
   const char *arg = optind > 0 ? argv[optind - 1] : NULL;
   char name[128];
-  size_t n, i, matches = 0, match = 0;
-  bool is_long = arg && strncmp (arg, "--", 2) == 0 && arg[2];
+  size_t n = 0, i, matches = 0;
+  const struct option *found = NULL;
 
-  if (!is_long) {
-    snprintf (name, sizeof name, "-%c", optopt ? optopt : '?');
+  if (arg && strncmp (arg, "--", 2) == 0 && arg[2]) {
+    n = strcspn (arg + 2, "=");
+    for (i = 0; longopts && longopts[i].name; i++) {
+      if (strncmp (longopts[i].name, arg + 2, n) != 0)
+        continue;
+      if (strlen (longopts[i].name) == n) { /* exact: no ambiguity */
+        found = &longopts[i];
+        matches = 1;
+        break;
+      }
+      found = &longopts[i];
+      matches++;
+    }
+    if (matches != 1)
+      found = NULL;
+  }
+  else
+    arg = NULL;
+  if (!arg || (optopt != 0 && !(found && found->val == optopt))) {
+    snprintf (name, sizeof name, "-%c", optopt > 32 && optopt < 127
+                                            ? optopt : '?');
     if (opt == ':')
       return cli_usage_error (cmd, "option '%s' needs an argument", name);
     return cli_usage_error (cmd, "unknown option '%s'", name);
   }
-  n = strcspn (arg + 2, "=");
-  snprintf (name, sizeof name, "--%.*s", (int) (n < 100 ? n : 100), arg + 2);
+  if (found)
+    snprintf (name, sizeof name, "--%s", found->name);
+  else
+    snprintf (name, sizeof name, "--%.*s", (int) (n < 100 ? n : 100),
+              arg + 2);
   if (opt == ':')
     return cli_usage_error (cmd, "option '%s' needs an argument", name);
-  for (i = 0; longopts && longopts[i].name; i++) {
-    if (strlen (longopts[i].name) == n
-        && strncmp (longopts[i].name, arg + 2, n) == 0)
-      return cli_usage_error (cmd, "option '%s' takes no argument", name);
-    if (strncmp (longopts[i].name, arg + 2, n) == 0)
-      match = i, matches++;
-  }
-  if (matches == 1 && arg[2 + n] == '=')
-    return cli_usage_error (cmd, "option '--%s' takes no argument",
-                            longopts[match].name);
+  if (found && arg[2 + n] == '=')
+    return cli_usage_error (cmd, "option '%s' takes no argument", name);
   if (matches > 1)
     return cli_usage_error (cmd, "ambiguous option '%s'", name);
   return cli_usage_error (cmd, "unknown option '%s'", name);
