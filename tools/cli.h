@@ -65,8 +65,8 @@ bool cli_quiet (void);
   { "quiet", no_argument, NULL, 'q' },                                        \
   { "progress", no_argument, NULL, CLI_OPT_PROGRESS }
 #define CLI_PROGRESS_OPTIONS_HELP                                             \
-  "  -q, --quiet               no progress and no informational lines\n"     \
-  "                            (errors and asked-for results still)\n"     \
+  "  -q, --quiet               print no progress and no informational\n"    \
+  "                            lines (errors and results still)\n"         \
   "  --progress                progress also when stderr is not a terminal:\n" \
   "                            one line every 10 s and at the end\n"
 
