@@ -220,9 +220,12 @@ for e in json.load(sys.stdin): print("%s/%s/%d" % (e["backup-type"], e["backup-i
   push)
     [ $# -ge 4 ] || die "usage: qmp-backup.sh push DIR REPOSITORY BACKUP_ID [options]"
     dir=$2 repo=$3 id=$4; shift 4
-    top=$(ls "$dir"/incr*.qcow2 2>/dev/null | sort -V | tail -1)
-    top=${top:-$dir/full.qcow2}
-    [ -f "$top" ] || die "no backup in $dir"
+    # The newest layer: full.qcow2, then incr0.qcow2, incr1.qcow2, ... as
+    # `full` and `incremental` name them (the same walk as layers() above).
+    top=$dir/full.qcow2
+    [ -f "$top" ] || die "no full backup in $dir (run: qmp-backup.sh full QMP_SOCKET NODE $dir)"
+    i=0
+    while [ -f "$dir/incr$i.qcow2" ]; do top=$dir/incr$i.qcow2; i=$((i + 1)); done
     exec "$Q" push --repository "$repo" --backup-id "$id" "$@" "$top"
     ;;
   *) die "unknown command '$1' (demo, full, incremental, push)" ;;

@@ -136,20 +136,12 @@ int
 cli_qcow_error (const char *context)
 {
   const char *msg = qcow_errmsg ();
-  char buf[1024];
-  size_t i;
 
   if (!msg || !*msg)
     msg = strerror (qcow_errno () ? qcow_errno () : EIO);
-  snprintf (buf, sizeof buf, "%s", msg);
-  for (i = 0; buf[i]; i++)
-    if ((unsigned char) buf[i] < 0x20 || buf[i] == 0x7f)
-      buf[i] = '?';
-  if (!strstr (buf, ": "))
-    return cli_error (context, "%s", buf);
-  fflush (stdout);
-  fprintf (stderr, "qcow2pbs: %s\n", buf);
-  return 1;
+  if (!strstr (msg, ": "))
+    return cli_error (context, "%s", msg);
+  return cli_error_line (msg);
 }
 
 struct qcow_chain *
@@ -178,10 +170,15 @@ cli_parse_image_args (struct cli_image_args *a, int argc, char **argv,
   int opt, r, nargs = a->arg_name ? 2 : 1;
 
   optind = 1;
-  while ((opt = getopt_long (argc, argv, "h" CLI_IMAGE_SHORTOPTS, longopts,
+  opterr = 0;
+  while ((opt = getopt_long (argc, argv, ":h" CLI_IMAGE_SHORTOPTS, longopts,
                              NULL))
          != -1) {
     switch (opt) {
+    case '?':
+    case ':':
+      a->status = cli_getopt_error (a->cmd, opt, argv, longopts);
+      goto stop;
     case 'h':
       fputs (a->usage, stdout);
       a->status = 0;
@@ -247,10 +244,12 @@ cli_parse_output_format (const char *s, bool *json)
 {
   if (strcmp (s, "text") == 0 || strcmp (s, "human") == 0) {
     *json = false;
+    cli_set_json_errors (false);
     return 0;
   }
   if (strcmp (s, "json") == 0) {
     *json = true;
+    cli_set_json_errors (true);
     return 0;
   }
   return -1;

@@ -1,58 +1,206 @@
 /* cli-errors.c -- one-line errors in the "qcow2pbs: CONTEXT: message"
- * form every subcommand uses. */
+ * form every subcommand uses, or, once a command line asks for
+ * --output-format json, the same line as one JSON object on stderr:
+ *   {"error": "CONTEXT: message", "context": "CONTEXT"}
+ * ("error" is the text line without its "qcow2pbs: " prefix; usage errors
+ * add "usage": true).  stderr in both modes: stdout holds only a result
+ * (or the disk, for export/restore to '-'), so it stays empty on error.
+ * Exit statuses are the same in both modes. */
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "cli.h"
 #include "pbsproto.h"
+
+static bool json_errors;
+
+void
+cli_set_json_errors (bool on)
+{
+  json_errors = on;
+}
+
+bool
+cli_json_errors (void)
+{
+  return json_errors;
+}
+
+/* Control characters (a file name may hold a newline) become '?' so the
+ * error stays one line. */
+static void
+scrub (char *s)
+{
+  for (; *s; s++)
+    if ((unsigned char) *s < 0x20 || *s == 0x7f)
+      *s = '?';
+}
+
+/* Print LINE ("CONTEXT: message", or "CMD: message" for usage errors) in
+ * the current mode.  CONTEXT may be NULL: then it is LINE's text up to the
+ * first ": ". */
+static void
+emit (const char *context, const char *line, bool usage)
+{
+  fflush (stdout);
+  if (json_errors) {
+    json_t *o = json_object ();
+    char *ctx = NULL, *text;
+    const char *sep;
+
+    if (!context && (sep = strstr (line, ": ")) != NULL)
+      ctx = strndup (line, (size_t) (sep - line));
+    /* _nocheck: a path need not be UTF-8; its bytes pass unchanged. */
+    json_object_set_new (o, "error", json_string_nocheck (line));
+    if (context || ctx)
+      json_object_set_new (o, "context",
+                           json_string_nocheck (context ? context : ctx));
+    if (usage)
+      json_object_set_new (o, "usage", json_true ());
+    text = json_dumps (o, JSON_COMPACT | JSON_PRESERVE_ORDER
+                              | JSON_ENSURE_ASCII);
+    json_decref (o);
+    free (ctx);
+    if (text) {
+      fprintf (stderr, "%s\n", text);
+      free (text);
+      return;
+    }
+  }
+  fprintf (stderr, "qcow2pbs%s%s\n", usage ? " " : ": ", line);
+}
+
+static int
+vreport (const char *context, bool usage, const char *fmt, va_list ap)
+{
+  char *msg = NULL, *line = NULL;
+
+  if (vasprintf (&msg, fmt, ap) == -1)
+    msg = NULL;
+  if (usage) {
+    if (asprintf (&line, "%s: %s; try 'qcow2pbs %s --help'", context,
+                  msg ? msg : "usage error", context) == -1)
+      line = NULL;
+  }
+  else if (asprintf (&line, "%s: %s", context, msg ? msg : "error") == -1)
+    line = NULL;
+  if (line) {
+    scrub (line);
+    emit (context, line, usage);
+  }
+  else
+    fprintf (stderr, "qcow2pbs: %s: out of memory\n", context);
+  free (line);
+  free (msg);
+  return usage ? 2 : 1;
+}
 
 int
 cli_error (const char *context, const char *fmt, ...)
 {
   va_list ap;
-  fflush (stdout);
-  fprintf (stderr, "qcow2pbs: %s: ", context);
+  int r;
+
   va_start (ap, fmt);
-  vfprintf (stderr, fmt, ap);
+  r = vreport (context, false, fmt, ap);
   va_end (ap);
-  fputc ('\n', stderr);
-  return 1;
+  return r;
 }
 
 int
 cli_usage_error (const char *cmd, const char *fmt, ...)
 {
   va_list ap;
-  fprintf (stderr, "qcow2pbs %s: ", cmd);
+  int r;
+
   va_start (ap, fmt);
-  vfprintf (stderr, fmt, ap);
+  r = vreport (cmd, true, fmt, ap);
   va_end (ap);
-  fprintf (stderr, "\nTry 'qcow2pbs %s --help'.\n", cmd);
-  return 2;
+  return r;
+}
+
+int
+cli_error_line (const char *line)
+{
+  char *copy = strdup (line);
+
+  if (!copy)
+    return cli_error ("qcow2pbs", "out of memory");
+  scrub (copy);
+  emit (NULL, copy, false);
+  free (copy);
+  return 1;
+}
+
+/* getopt_long with opterr = 0 and a ':' first in its short options reports
+ * here: ':' = a missing argument, '?' = an unknown or ambiguous option or
+ * an argument given to one that takes none.  glibc sets optopt to 0 for an
+ * unknown or ambiguous long option, to the option's value for the other
+ * long-option errors (then argv[optind - 1] is the option as written), and
+ * to the character for a short one (which may sit in a cluster "-qZ"). */
+int
+cli_getopt_error (const char *cmd, int opt, char **argv,
+                  const struct option *longopts)
+{
+  const char *arg = optind > 0 ? argv[optind - 1] : NULL;
+  char name[128];
+  size_t n = 0, i, matches = 0;
+  const struct option *found = NULL;
+
+  if (arg && strncmp (arg, "--", 2) == 0 && arg[2]) {
+    n = strcspn (arg + 2, "=");
+    for (i = 0; longopts && longopts[i].name; i++) {
+      if (strncmp (longopts[i].name, arg + 2, n) != 0)
+        continue;
+      if (strlen (longopts[i].name) == n) { /* exact: no ambiguity */
+        found = &longopts[i];
+        matches = 1;
+        break;
+      }
+      found = &longopts[i];
+      matches++;
+    }
+    if (matches != 1)
+      found = NULL;
+  }
+  else
+    arg = NULL;
+  if (!arg || (optopt != 0 && !(found && found->val == optopt))) {
+    snprintf (name, sizeof name, "-%c", optopt > 32 && optopt < 127
+                                            ? optopt : '?');
+    if (opt == ':')
+      return cli_usage_error (cmd, "option '%s' needs an argument", name);
+    return cli_usage_error (cmd, "unknown option '%s'", name);
+  }
+  if (found)
+    snprintf (name, sizeof name, "--%s", found->name);
+  else
+    snprintf (name, sizeof name, "--%.*s", (int) (n < 100 ? n : 100),
+              arg + 2);
+  if (opt == ':')
+    return cli_usage_error (cmd, "option '%s' needs an argument", name);
+  if (found && arg[2 + n] == '=')
+    return cli_usage_error (cmd, "option '%s' takes no argument", name);
+  if (matches > 1)
+    return cli_usage_error (cmd, "ambiguous option '%s'", name);
+  return cli_usage_error (cmd, "unknown option '%s'", name);
 }
 
 /* pbsproto's messages about a file start with its path ("key.json: not a
  * PBS key file (...)"), so the path is dropped from the message when it is
- * CONTEXT too.  Control characters (a file name may hold a newline) become
- * '?' so the error stays one line, as in cli_qcow_error. */
+ * CONTEXT too. */
 int
 cli_pbs_error (const char *context)
 {
   const char *msg = pbs_errmsg ();
-  size_t n = strlen (context), i;
-  char *line;
+  size_t n = strlen (context);
 
   if (strncmp (msg, context, n) == 0 && (msg[n] == ':' || msg[n] == ' '))
     msg += n + 1 + (msg[n] == ':' && msg[n + 1] == ' ');
-  if (asprintf (&line, "%s: %s", context, msg) == -1)
-    return cli_error (context, "%s", msg);
-  for (i = 0; line[i]; i++)
-    if ((unsigned char) line[i] < 0x20 || line[i] == 0x7f)
-      line[i] = '?';
-  fflush (stdout);
-  fprintf (stderr, "qcow2pbs: %s\n", line);
-  free (line);
-  return 1;
+  return cli_error (context, "%s", msg);
 }

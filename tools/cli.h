@@ -25,14 +25,50 @@ int cmd_snapshots (int argc, char **argv);
  * `return cli_error (path, "...")` ends a command with exit status 1. */
 __attribute__ ((format (printf, 2, 3))) int cli_error (const char *context,
                                                        const char *fmt, ...);
+/* A line "CONTEXT: message" already formatted (e.g. a library message
+ * that names its file), printed like cli_error.  Returns 1. */
+int cli_error_line (const char *line);
+/* In JSON mode (set by cli_parse_output_format, or by main when the
+ * command line holds --output-format json) every error above is one JSON
+ * object on stderr instead of a text line (cli-errors.c). */
+void cli_set_json_errors (bool on);
+bool cli_json_errors (void);
 /* cli_error (CONTEXT, pbs_errmsg ()), without repeating CONTEXT when the
  * library's message already starts with it (local-store messages name
  * their path).  Returns 1. */
 int cli_pbs_error (const char *context);
-/* "qcow2pbs CMD: message" + "Try 'qcow2pbs CMD --help'." Returns 2. */
+/* "qcow2pbs CMD: message; try 'qcow2pbs CMD --help'" (one line).
+ * Returns 2. */
 __attribute__ ((format (printf, 2, 3))) int cli_usage_error (const char *cmd,
                                                              const char *fmt,
                                                              ...);
+
+/* Report what getopt_long returned for a bad option (OPT '?' or ':'): one
+ * usage line naming the option as written.  Commands set opterr = 0 and
+ * start their short options with ':' so that getopt prints nothing itself
+ * and a missing argument is told apart.  Returns 2. */
+struct option;
+int cli_getopt_error (const char *cmd, int opt, char **argv,
+                      const struct option *longopts);
+
+/* --quiet (-q) and --progress, for the commands that show progress (push,
+ * restore, verify).  Default: a progress line rewritten in place when
+ * stderr is a terminal, nothing otherwise.  --progress: the same on a
+ * terminal, else one line every 10 s and one at the end (logs,
+ * journald).  --quiet: no progress and no informational output; errors
+ * (and JSON output asked for) are still printed.  (push-progress.c) */
+enum cli_progress_mode { CLI_PROGRESS_AUTO, CLI_PROGRESS_QUIET,
+                         CLI_PROGRESS_LINES };
+void cli_set_progress_mode (enum cli_progress_mode m);
+bool cli_quiet (void);
+#define CLI_PROGRESS_OPTIONS                                                  \
+  { "quiet", no_argument, NULL, 'q' },                                        \
+  { "progress", no_argument, NULL, CLI_OPT_PROGRESS }
+#define CLI_PROGRESS_OPTIONS_HELP                                             \
+  "  -q, --quiet               print no progress and no informational\n"    \
+  "                            lines (errors and results still)\n"         \
+  "  --progress                progress also when stderr is not a terminal:\n" \
+  "                            one line every 10 s and at the end\n"
 
 /* --chain a,b,c: split into a malloc'd NULL-terminated array (oldest
  * first) stored in opts->chain/chain_len.  Returns 0 or -1 (message
@@ -48,7 +84,8 @@ struct qcow_chain *cli_open_chain (const char *image,
  * (CONTEXT stands in when the message names no file).  Returns 1. */
 int cli_qcow_error (const char *context);
 
-/* "text" or "json" -> false/true; anything else is a usage error (-1). */
+/* "text" or "json" -> false/true; anything else is a usage error (-1).
+ * "json" also turns on JSON errors (cli_set_json_errors). */
 int cli_parse_output_format (const char *s, bool *json);
 
 /* getopt_long entries shared by every command that opens an image (include
@@ -63,6 +100,7 @@ enum {
   CLI_OPT_FINGERPRINT,
   CLI_OPT_OUTPUT_FORMAT, /* CLI_OUTPUT_FORMAT_OPTION */
   CLI_OPT_FORCE_SHARE,   /* --force-share, also -U (CLI_IMAGE_SHORTOPTS) */
+  CLI_OPT_PROGRESS,      /* CLI_PROGRESS_OPTIONS */
   CLI_OPT_FIRST_FREE = 0x180 /* commands number their own options from here */
 };
 #define CLI_IMAGE_OPTIONS                                                     \
@@ -117,13 +155,19 @@ struct cli_image_args {
 /* Parse ARGV (argv[0] = command name) with LONGOPTS.  Returns 0, or -1
  * when the command ends here with A->status: 0 after --help, 2 after a
  * usage error (printed).  A->opts is freed already when it returns -1. */
-struct option;
 int cli_parse_image_args (struct cli_image_args *a, int argc, char **argv,
                           const struct option *longopts);
 
 /* --fingerprint, taken by every command that opens a repository. */
 #define CLI_REPO_OPTIONS                                                      \
   { "fingerprint", required_argument, NULL, CLI_OPT_FINGERPRINT }
+/* Help lines for --repository and --ns, which every command that opens a
+ * repository has in its own table. */
+#define CLI_REPO_ARGS_HELP                                                    \
+  "  --repository REPO         a local datastore directory, or\n"            \
+  "                            [USER@REALM@]HOST:STORE\n"                     \
+  "                            (default $PBS_REPOSITORY)\n"                   \
+  "  --ns NS                   namespace, e.g. a/b (default: the root)\n"
 #define CLI_REPO_OPTIONS_HELP                                                 \
   "  --fingerprint FP          accept a server certificate that the system\n" \
   "                            CAs reject only if its SHA-256 fingerprint\n"  \

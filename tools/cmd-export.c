@@ -15,6 +15,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
+
 #include "cli.h"
 
 static const char usage_text[] =
@@ -25,6 +27,10 @@ static const char usage_text[] =
   "a temporary name in the same directory and renamed when complete.\n"
   "OUT.raw '-' writes to stdout.\n"
   "\n"
+  "  --output-format text|json  JSON: print {output, size, data_bytes (in\n"
+  "                            data extents, as qemu-img map's data:true),\n"
+  "                            layers (oldest first)} when done (not with\n"
+  "                            OUT.raw '-'); default text: print nothing\n"
   "  --no-sync                 rename without fsync first (faster; after a\n"
   "                            system crash OUT.raw may be incomplete)\n"
   CLI_IMAGE_OPTIONS_HELP
@@ -59,6 +65,7 @@ struct exporter {
   bool stop;                /* the writer is done with this window */
   bool nomem;               /* the piece list could not grow */
   char errmsg[512];         /* the failing reader's qcowlib message */
+  uint64_t data_bytes;      /* guest bytes in data extents, for the report */
 };
 
 static int
@@ -104,6 +111,7 @@ on_extent (void *opaque, const struct qcow_extent *e)
 
   if (e->kind != QCOW_KIND_DATA)
     return 0;
+  x->data_bytes += e->length;
   return add_piece (x, e->start, e->length);
 }
 
@@ -147,16 +155,9 @@ reader (void *opaque)
 static int
 reader_error (struct exporter *x, const char *context)
 {
-  size_t i;
-
-  for (i = 0; x->errmsg[i]; i++)
-    if ((unsigned char) x->errmsg[i] < 0x20)
-      x->errmsg[i] = '?';
   if (!strstr (x->errmsg, ": "))
     return cli_error (context, "%s", x->errmsg[0] ? x->errmsg : "read error");
-  fflush (stdout);
-  fprintf (stderr, "qcow2pbs: %s\n", x->errmsg);
-  return 1;
+  return cli_error_line (x->errmsg);
 }
 
 /* Read and write the pieces of one window; *POS is the output position.
@@ -230,6 +231,35 @@ overwrites_layer (struct qcow_chain *c, const char *out_path)
   return false;
 }
 
+/* --output-format json: what was written, from which layers (oldest
+ * first), printed once OUT.raw is complete. */
+static int
+print_report (struct qcow_chain *c, const char *out_path, uint64_t size,
+              uint64_t data_bytes)
+{
+  json_t *o = json_object (), *layers = json_array ();
+  struct qcow_layer_info li;
+  size_t d;
+  char *text;
+
+  for (d = qcow_depth (c); layers && d-- > 0;)
+    if (qcow_layer_info (c, d, &li) == 0 && li.path)
+      json_array_append_new (layers, json_string_nocheck (li.path));
+  json_object_set_new (o, "output", json_string_nocheck (out_path));
+  json_object_set_new (o, "size", json_integer ((json_int_t) size));
+  json_object_set_new (o, "data_bytes", json_integer ((json_int_t) data_bytes));
+  json_object_set_new (o, "layers", layers);
+  text = json_dumps (o, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
+  json_decref (o);
+  if (!text)
+    return cli_error ("export", "out of memory");
+  printf ("%s\n", text);
+  free (text);
+  if (fflush (stdout) == EOF || ferror (stdout))
+    return cli_error ("stdout", "write error");
+  return 0;
+}
+
 /* --no-sync, export's one option of its own. */
 enum { OPT_NO_SYNC = CLI_OPT_FIRST_FREE };
 
@@ -250,6 +280,7 @@ cmd_export (int argc, char **argv)
   static const struct option longopts[] = {
     CLI_IMAGE_OPTIONS,
     { "no-sync", no_argument, NULL, OPT_NO_SYNC },
+    CLI_OUTPUT_FORMAT_OPTION,
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
@@ -267,6 +298,12 @@ cmd_export (int argc, char **argv)
   if (cli_parse_image_args (&a, argc, argv, longopts) == -1)
     return a.status;
   out_path = a.arg;
+  if (a.json && strcmp (out_path, "-") == 0) {
+    cli_free_chain (&a.opts);
+    return cli_usage_error ("export", "--output-format json prints its "
+                            "report on stdout: give OUT.raw a file name, "
+                            "not '-'");
+  }
 
   if (pthread_mutex_init (&x.lock, NULL) != 0
       || pthread_cond_init (&x.cond, NULL) != 0) {
@@ -322,7 +359,7 @@ cmd_export (int argc, char **argv)
     goto out;
   }
   out_open = false;
-  ret = 0;
+  ret = a.json ? print_report (x.c, out_path, size, x.data_bytes) : 0;
 
 out:
   if (out_open)

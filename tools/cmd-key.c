@@ -12,8 +12,7 @@
 #include "pbsproto.h"
 
 static const char create_help[]
-    = "Usage: qcow2pbs key create [--kdf none|scrypt|pbkdf2] [--hint TEXT] "
-      "FILE\n"
+    = "Usage: qcow2pbs key create [OPTIONS] FILE\n"
       "\n"
       "Create a new random AES-256 encryption key in FILE (mode 0600; an\n"
       "existing FILE is never replaced).  With a kdf (default scrypt) the key\n"
@@ -22,10 +21,12 @@ static const char create_help[]
       "\n"
       "  --kdf none|scrypt|pbkdf2  key derivation (none: unprotected key)\n"
       "  --hint TEXT               password hint stored in the file\n"
+      "  --output-format text|json  JSON: describe the new key as 'key show'\n"
+      "                            does (default text: print nothing)\n"
       "  -h, --help                this help\n";
 
 static const char show_help[]
-    = "Usage: qcow2pbs key show [--output-format text|json] FILE\n"
+    = "Usage: qcow2pbs key show [OPTIONS] FILE\n"
       "\n"
       "Describe a key file (kdf, times, fingerprint, hint) without\n"
       "decrypting it.\n"
@@ -34,9 +35,8 @@ static const char show_help[]
       "  -h, --help                 this help\n";
 
 static const char key_help[]
-    = "Usage: qcow2pbs key create [--kdf none|scrypt|pbkdf2] [--hint TEXT] "
-      "FILE\n"
-      "       qcow2pbs key show [--output-format text|json] FILE\n"
+    = "Usage: qcow2pbs key create [OPTIONS] FILE\n"
+      "       qcow2pbs key show [OPTIONS] FILE\n"
       "\n"
       "Create or show a Proxmox Backup Server encryption key file.\n"
       "'qcow2pbs key create --help' and 'qcow2pbs key show --help' tell "
@@ -48,14 +48,17 @@ key_create (int argc, char **argv)
   static const struct option opts[]
       = { { "kdf", required_argument, NULL, 'k' },
           { "hint", required_argument, NULL, 'H' },
+          { "output-format", required_argument, NULL, 'o' },
           { "help", no_argument, NULL, 'h' },
           { NULL, 0, NULL, 0 } };
   const char *kdf = "scrypt", *hint = NULL, *file;
-  char *password = NULL;
+  char *password = NULL, *text;
+  bool json = false;
   int c, r;
 
   optind = 1;
-  while ((c = getopt_long (argc, argv, "h", opts, NULL)) != -1) {
+  opterr = 0;
+  while ((c = getopt_long (argc, argv, ":h", opts, NULL)) != -1) {
     switch (c) {
     case 'k':
       kdf = optarg;
@@ -67,11 +70,16 @@ key_create (int argc, char **argv)
     case 'H':
       hint = optarg;
       break;
+    case 'o':
+      if (cli_parse_output_format (optarg, &json) == -1)
+        return cli_usage_error ("key create", "--output-format: text or "
+                                "json, not '%s'", optarg);
+      break;
     case 'h':
       fputs (create_help, stdout);
       return 0;
     default:
-      return cli_usage_error ("key create", "bad option");
+      return cli_getopt_error ("key create", c, argv, opts);
     }
   }
   if (argc - optind != 1)
@@ -90,6 +98,15 @@ key_create (int argc, char **argv)
   }
   if (r == -1)
     return cli_pbs_error (file);
+  if (!json)
+    return 0;
+  text = pbs_key_show (file);
+  if (!text)
+    return cli_pbs_error (file);
+  printf ("%s\n", text);
+  free (text);
+  if (fflush (stdout) == EOF || ferror (stdout))
+    return cli_error ("stdout", "write error");
   return 0;
 }
 
@@ -117,7 +134,8 @@ key_show (int argc, char **argv)
   int c;
 
   optind = 1;
-  while ((c = getopt_long (argc, argv, "h", opts, NULL)) != -1) {
+  opterr = 0;
+  while ((c = getopt_long (argc, argv, ":h", opts, NULL)) != -1) {
     switch (c) {
     case 'o':
       if (cli_parse_output_format (optarg, &json) == -1)
@@ -128,7 +146,7 @@ key_show (int argc, char **argv)
       fputs (show_help, stdout);
       return 0;
     default:
-      return cli_usage_error ("key show", "bad option");
+      return cli_getopt_error ("key show", c, argv, opts);
     }
   }
   if (argc - optind != 1)

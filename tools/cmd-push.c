@@ -82,47 +82,43 @@ static const struct option longopts[] = {
   { "dry-run", no_argument, NULL, 'd' },
   { "retries", required_argument, NULL, 'R' },
   { "output-format", required_argument, NULL, 'o' },
+  CLI_PROGRESS_OPTIONS,
   PVE_PUSH_OPTIONS,
   { "help", no_argument, NULL, 'h' },
   { NULL, 0, NULL, 0 },
 };
 
-static void
-usage (void)
-{
-  printf (
-      "Usage: qcow2pbs push [--repository REPO] --backup-id ID\n"
-      "         [--backup-type vm|host|ct] [--ns NS] [--backup-time "
-      "EPOCH|RFC3339]\n"
-      "         [--keyfile FILE] [--chain L0,L1,...] [--full] [--dry-run]\n"
-      "         [--retries N] [--output-format text|json] [NAME=]IMAGE "
-      "...\n\n"
-      "Store each IMAGE (the newest layer of a qcow2 chain) as the complete\n"
-      "disk NAME.img.fidx of one new snapshot.  NAME defaults to "
-      "drive-scsi0,\n"
-      "drive-scsi1, ... in argument order.  Chunks the new layers did not\n"
-      "touch are taken from the group's previous snapshot when its qcow2pbs\n"
-      "record proves it was made from the layers below them; otherwise the\n"
-      "whole chain is read (still storing only chunks the repository "
-      "lacks).\n\n"
-      "  --repository REPO  local datastore path or [USER@REALM@]HOST:STORE\n"
-      "                     (default $PBS_REPOSITORY)\n"
-      "  --keyfile FILE     encrypt with this key (password from\n"
-      "                     PBS_ENCRYPTION_PASSWORD or a prompt)\n"
-      CLI_IMAGE_OPTIONS_HELP
-      CLI_REPO_OPTIONS_HELP
-      "  --full             read everything, reuse nothing\n"
-      "  --dry-run          report what would be read and stored (an upper\n"
-      "                     bound: repeats far apart count twice); write "
-      "nothing\n"
-      "  --retries N        restart a remote session after transient "
-      "errors\n"
-      "                     (default 3), with backoff; each new session "
-      "takes\n"
-      "                     the current time unless --backup-time was "
-      "given\n"
-      PVE_PUSH_OPTIONS_HELP);
-}
+static const char usage_text[] =
+  "Usage: qcow2pbs push [OPTIONS] --backup-id ID [NAME=]IMAGE ...\n"
+  "       qcow2pbs push [OPTIONS] --backup-id ID --chain FULL,INCR0,...\n"
+  "Store each IMAGE (the newest layer of a qcow2 chain) as the complete\n"
+  "disk NAME.img.fidx of one new snapshot.  NAME defaults to drive-scsi0,\n"
+  "drive-scsi1, ... in argument order.  Chunks the new layers did not\n"
+  "touch are taken from the group's previous snapshot when its qcow2pbs\n"
+  "record proves it was made from the layers below them; otherwise the\n"
+  "whole chain is read (still storing only chunks the repository lacks).\n"
+  "\n"
+  CLI_REPO_ARGS_HELP
+  "  --backup-id ID            the snapshot group's id, e.g. the VM id\n"
+  "  --backup-type vm|host|ct  the group's type (default vm)\n"
+  "  --backup-time TIME        the snapshot's time, epoch seconds or\n"
+  "                            RFC 3339 (default: now)\n"
+  "  --keyfile FILE            encrypt with this key (password from\n"
+  "                            PBS_ENCRYPTION_PASSWORD or a prompt)\n"
+  CLI_IMAGE_OPTIONS_HELP
+  CLI_REPO_OPTIONS_HELP
+  "  --full                    read everything, reuse nothing\n"
+  "  --dry-run                 report what would be read and stored (an\n"
+  "                            upper bound: repeats far apart count twice);\n"
+  "                            write nothing\n"
+  "  --retries N               restart a remote session after transient\n"
+  "                            errors (default 3), with backoff; each new\n"
+  "                            session takes the current time unless\n"
+  "                            --backup-time was given\n"
+  "  --output-format text|json  output format (default text)\n"
+  CLI_PROGRESS_OPTIONS_HELP
+  PVE_PUSH_OPTIONS_HELP
+  "  -h, --help                this help\n";
 
 /* Record the first failure of this attempt.  Printed once by the caller,
  * so that a retried session leaves no stray lines. */
@@ -794,11 +790,24 @@ out:
 
 /* ------------------------------------------------------ output */
 
+/* The layers an archive was made from, oldest first, as given or as
+ * found through backing names. */
+static json_t *
+layers_json (const struct archive *a)
+{
+  json_t *arr = json_array ();
+  size_t i;
+
+  for (i = 0; arr && i < a->ident.n; i++)
+    json_array_append_new (arr, json_string_nocheck (a->ident.layer[i].path));
+  return arr;
+}
+
 static void
 print_result (struct push *p)
 {
   char ts[21];
-  size_t i;
+  size_t i, j;
 
   pbs_time_to_rfc3339 (p->time, ts);
   if (p->json) {
@@ -808,7 +817,7 @@ print_result (struct push *p)
       json_array_append_new (
           arr,
           json_pack ("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, "
-                     "s:o}",
+                     "s:o, s:o}",
                      "name", a->name, "size", (json_int_t) a->size, "chunks",
                      (json_int_t) a->nchunks, "zero_chunks",
                      (json_int_t) a->zero_chunks, "reused_chunks",
@@ -819,11 +828,12 @@ print_result (struct push *p)
                      (json_int_t) a->stored_bytes, "incremental",
                      a->incremental,
                      "reason", a->incremental ? json_null ()
-                                              : json_string (a->reason)));
+                                              : json_string (a->reason),
+                     "layers", layers_json (a)));
     }
-    o = json_pack ("{s:s++++, s:s, s:b, s:o}", "snapshot", p->type, "/",
-                   p->id, "/", ts, "ns", p->ns, "dry_run", p->dry_run,
-                   "archives", arr);
+    o = json_pack ("{s:s++++, s:s, s:b, s:I, s:o}", "snapshot", p->type,
+                   "/", p->id, "/", ts, "ns", p->ns, "dry_run", p->dry_run,
+                   "backup_time", (json_int_t) p->time, "archives", arr);
     if (o) {
       char *s = json_dumps (o, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
       if (s)
@@ -833,6 +843,8 @@ print_result (struct push *p)
     json_decref (o);
     return;
   }
+  if (cli_quiet ())
+    return;
   printf ("%s%s/%s/%s%s%s\n", p->dry_run ? "would create " : "snapshot ",
           p->type, p->id, ts, *p->ns ? " in ns " : "", p->ns);
   for (i = 0; i < p->na; i++) {
@@ -849,6 +861,10 @@ print_result (struct push *p)
             (unsigned long long) a->stored_bytes,
             a->incremental ? "incremental" : "full read: ",
             a->incremental ? "" : a->reason);
+    printf ("    layers (oldest first):");
+    for (j = 0; j < a->ident.n; j++)
+      printf (" %s", a->ident.layer[j].path);
+    printf ("\n");
   }
 }
 
@@ -902,7 +918,8 @@ cmd_push (int argc, char **argv)
   p.retries = 3;
   p.time = (int64_t) time (NULL);
   optind = 1;
-  while ((opt = getopt_long (argc, argv, "h" CLI_IMAGE_SHORTOPTS, longopts,
+  opterr = 0;
+  while ((opt = getopt_long (argc, argv, ":hq" CLI_IMAGE_SHORTOPTS, longopts,
                              NULL))
          != -1) {
     switch (opt) {
@@ -940,18 +957,12 @@ cmd_push (int argc, char **argv)
         return cli_usage_error ("push", "invalid --output-format '%s'",
                                 optarg);
       break;
-    case 'h': usage (); return 0;
-    case PVE_OPT_CONFIG: case PVE_OPT_STORAGE: case PVE_OPT_MEMORY:
-    case PVE_OPT_CORES: case PVE_OPT_FW_CONFIG: case PVE_OPT_NOTES:
-    case PVE_OPT_NOTES_FILE: case PVE_OPT_PROTECTED:
-      if (pve_push_option (&p.pve, opt, optarg) != 0) {
-        cli_free_chain (&oo);
-        return 2;
-      }
-      break;
+    case 'q': cli_set_progress_mode (CLI_PROGRESS_QUIET); break;
+    case CLI_OPT_PROGRESS: cli_set_progress_mode (CLI_PROGRESS_LINES); break;
+    case 'h': fputs (usage_text, stdout); cli_free_chain (&oo); return 0;
     default:
       cli_free_chain (&oo);
-      return cli_usage_error ("push", "invalid option");
+      return cli_getopt_error ("push", opt, argv, longopts);
     }
   }
   chain = oo.chain_len ? oo.chain[oo.chain_len - 1] : NULL;
@@ -1034,7 +1045,7 @@ cmd_push (int argc, char **argv)
         cli_error (p.err_ctx, "%s", p.err_msg);
       goto out;
     }
-    if (isatty (STDERR_FILENO))
+    if (isatty (STDERR_FILENO) && !cli_quiet ())
       fprintf (stderr, "push: %s: %s; retrying\n", p.err_ctx, p.err_msg);
     reset_attempt (&p);
     p.retrying = true;

@@ -17,24 +17,26 @@ static const struct option longopts[] = {
   CLI_REPO_OPTIONS,
   { "ns", required_argument, NULL, 'n' },
   { "keyfile", required_argument, NULL, 'k' },
+  CLI_PROGRESS_OPTIONS,
   { "help", no_argument, NULL, 'h' },
   { NULL, 0, NULL, 0 },
 };
 
-static void
-usage (void)
-{
-  printf ("Usage: qcow2pbs restore [--repository REPO] [--ns NS] "
-          "[--keyfile FILE]\n"
-          "         SNAPSHOT ARCHIVE OUT\n\n"
-          "Write ARCHIVE (e.g. drive-scsi0, with or without .img.fidx) of\n"
-          "SNAPSHOT (TYPE/ID/TIME, TIME in RFC 3339 or epoch seconds) as a\n"
-          "sparse raw file OUT ('-' = stdout).  Every chunk is checked\n"
-          "against its digest; OUT appears only when complete.\n"
-          "A blob archive (e.g. qemu-server.conf or fw.conf, with or without\n"
-          ".blob) is written decrypted, checked against the manifest.\n\n"
-          CLI_REPO_OPTIONS_HELP);
-}
+static const char usage_text[] =
+  "Usage: qcow2pbs restore [OPTIONS] SNAPSHOT ARCHIVE OUT\n"
+  "Write ARCHIVE (e.g. drive-scsi0, with or without .img.fidx) of\n"
+  "SNAPSHOT (TYPE/ID/TIME, TIME in RFC 3339 or epoch seconds) as a\n"
+  "sparse raw file OUT ('-' = stdout).  Every chunk is checked\n"
+  "against its digest; OUT appears only when complete.  A blob archive\n"
+  "(e.g. qemu-server.conf or fw.conf, with or without .blob) is written\n"
+  "decrypted, checked against the manifest.\n"
+  "\n"
+  CLI_REPO_ARGS_HELP
+  "  --keyfile FILE            the key of an encrypted snapshot (password\n"
+  "                            from PBS_ENCRYPTION_PASSWORD or a prompt)\n"
+  CLI_REPO_OPTIONS_HELP
+  CLI_PROGRESS_OPTIONS_HELP
+  "  -h, --help                this help\n";
 
 /* The job source: every chunk that is not a full zero chunk, fetched here
  * (the reader session is used by this thread only) and decoded by the
@@ -195,14 +197,17 @@ cmd_restore (int argc, char **argv)
   int opt, ret = 1;
 
   optind = 1;
-  while ((opt = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
+  opterr = 0;
+  while ((opt = getopt_long (argc, argv, ":hq", longopts, NULL)) != -1) {
     switch (opt) {
     case 'r': repo_spec = optarg; break;
     case CLI_OPT_FINGERPRINT: fingerprint = optarg; break;
     case 'n': ns = optarg; break;
     case 'k': keyfile = optarg; break;
-    case 'h': usage (); return 0;
-    default: return cli_usage_error ("restore", "invalid option");
+    case 'q': cli_set_progress_mode (CLI_PROGRESS_QUIET); break;
+    case CLI_OPT_PROGRESS: cli_set_progress_mode (CLI_PROGRESS_LINES); break;
+    case 'h': fputs (usage_text, stdout); return 0;
+    default: return cli_getopt_error ("restore", opt, argv, longopts);
     }
   }
   if (argc - optind != 3)

@@ -21,15 +21,16 @@ static const struct option longopts[] = {
   { NULL, 0, NULL, 0 },
 };
 
-static void
-usage (void)
-{
-  printf ("Usage: qcow2pbs snapshots [--repository REPO] [--ns NS] "
-          "[--output-format text|json]\n\n"
-          "List the snapshots of namespace NS (default: the root), with\n"
-          "their files, protection and the first line of their notes.\n\n"
-          CLI_REPO_OPTIONS_HELP);
-}
+static const char usage_text[] =
+  "Usage: qcow2pbs snapshots [OPTIONS]\n"
+  "List the snapshots of namespace NS (default: the root), with their\n"
+  "files, protection and the first line of their notes.  JSON is an\n"
+  "array of entries shaped like PBS's snapshot list API.\n"
+  "\n"
+  CLI_REPO_ARGS_HELP
+  CLI_REPO_OPTIONS_HELP
+  "  --output-format text|json  output format (default text)\n"
+  "  -h, --help                this help\n";
 
 static void
 print_json (const struct pbs_snapshot *s, size_t n)
@@ -124,7 +125,8 @@ cmd_snapshots (int argc, char **argv)
   int opt;
 
   optind = 1;
-  while ((opt = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
+  opterr = 0;
+  while ((opt = getopt_long (argc, argv, ":h", longopts, NULL)) != -1) {
     switch (opt) {
     case 'r': repo_spec = optarg; break;
     case CLI_OPT_FINGERPRINT: fingerprint = optarg; break;
@@ -134,8 +136,8 @@ cmd_snapshots (int argc, char **argv)
         return cli_usage_error ("snapshots", "invalid --output-format '%s'",
                                 optarg);
       break;
-    case 'h': usage (); return 0;
-    default: return cli_usage_error ("snapshots", "invalid option");
+    case 'h': fputs (usage_text, stdout); return 0;
+    default: return cli_getopt_error ("snapshots", opt, argv, longopts);
     }
   }
   if (optind != argc)

@@ -16,23 +16,25 @@ static const struct option longopts[] = {
   { "ns", required_argument, NULL, 'n' },
   { "keyfile", required_argument, NULL, 'k' },
   CLI_IMAGE_OPTIONS,
+  CLI_PROGRESS_OPTIONS,
   { "help", no_argument, NULL, 'h' },
   { NULL, 0, NULL, 0 },
 };
 
-static void
-usage (void)
-{
-  printf ("Usage: qcow2pbs verify [--repository REPO] [--ns NS] "
-          "[--keyfile FILE]\n"
-          "         [--chain L0,L1,...] SNAPSHOT [NAME=]IMAGE ...\n\n"
-          CLI_IMAGE_OPTIONS_HELP CLI_REPO_OPTIONS_HELP "\n"
-          "Compare each archive NAME.img.fidx (default drive-scsi0, "
-          "drive-scsi1, ...)\n"
-          "of SNAPSHOT with the merged disk of IMAGE's chain.  Prints "
-          "\"identical\"\n"
-          "and exits 0, or prints the differing ranges and exits 1.\n");
-}
+static const char usage_text[] =
+  "Usage: qcow2pbs verify [OPTIONS] SNAPSHOT [NAME=]IMAGE ...\n"
+  "       qcow2pbs verify [OPTIONS] --chain FULL,INCR0,... SNAPSHOT\n"
+  "Compare each archive NAME.img.fidx (default drive-scsi0, drive-scsi1,\n"
+  "...) of SNAPSHOT with the merged disk of IMAGE's chain.  Prints\n"
+  "\"identical\" and exits 0, or prints the differing ranges and exits 1.\n"
+  "\n"
+  CLI_REPO_ARGS_HELP
+  "  --keyfile FILE            the key of an encrypted snapshot (password\n"
+  "                            from PBS_ENCRYPTION_PASSWORD or a prompt)\n"
+  CLI_IMAGE_OPTIONS_HELP
+  CLI_REPO_OPTIONS_HELP
+  CLI_PROGRESS_OPTIONS_HELP
+  "  -h, --help                this help\n";
 
 struct vjob {
   const uint8_t *data; /* 1 = chunk has DATA */
@@ -198,7 +200,8 @@ cmd_verify (int argc, char **argv)
   int opt, ret = 1, i, n, differ = 0;
 
   optind = 1;
-  while ((opt = getopt_long (argc, argv, "h" CLI_IMAGE_SHORTOPTS, longopts,
+  opterr = 0;
+  while ((opt = getopt_long (argc, argv, ":hq" CLI_IMAGE_SHORTOPTS, longopts,
                              NULL))
          != -1) {
     switch (opt) {
@@ -216,10 +219,12 @@ cmd_verify (int argc, char **argv)
         return 2;
       }
       break;
-    case 'h': usage (); return 0;
+    case 'q': cli_set_progress_mode (CLI_PROGRESS_QUIET); break;
+    case CLI_OPT_PROGRESS: cli_set_progress_mode (CLI_PROGRESS_LINES); break;
+    case 'h': fputs (usage_text, stdout); cli_free_chain (&oo); return 0;
     default:
       cli_free_chain (&oo);
-      return cli_usage_error ("verify", "invalid option");
+      return cli_getopt_error ("verify", opt, argv, longopts);
     }
   }
   chain = oo.chain_len ? oo.chain[oo.chain_len - 1] : NULL;

@@ -1,11 +1,30 @@
-/* push-progress.c -- "bytes done/total, rate, ETA" on stderr, rewritten in
- * place with \r at most a few times a second, and only when stderr is a
- * terminal (logs and pipes stay quiet). */
+/* push-progress.c -- "bytes done/total, rate, ETA" on stderr.  On a
+ * terminal it is rewritten in place with \r at most a few times a second;
+ * elsewhere (logs, journald) it is printed only with --progress, as one
+ * whole line every PROGRESS_LINE_SECS and one at the end, so a log shows
+ * that a long push is alive without filling up.  --quiet shows none. */
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "push.h"
+
+#define PROGRESS_LINE_SECS 10.0
+
+static enum cli_progress_mode mode = CLI_PROGRESS_AUTO;
+
+void
+cli_set_progress_mode (enum cli_progress_mode m)
+{
+  mode = m;
+}
+
+bool
+cli_quiet (void)
+{
+  return mode == CLI_PROGRESS_QUIET;
+}
 
 double
 push_now (void)
@@ -18,7 +37,11 @@ push_now (void)
 void
 progress_init (struct progress *p, const char *what, uint64_t total)
 {
-  p->on = isatty (STDERR_FILENO);
+  bool tty = isatty (STDERR_FILENO);
+
+  p->on = mode != CLI_PROGRESS_QUIET
+          && (tty || mode == CLI_PROGRESS_LINES);
+  p->lines = !tty;
   p->total = total;
   p->done = 0;
   p->start = p->last = push_now ();
@@ -30,10 +53,13 @@ show (struct progress *p, double now)
 {
   double secs = now - p->start, rate = secs > 0 ? (double) p->done / secs : 0;
   double eta = rate > 0 ? (double) (p->total - p->done) / rate : 0;
+  double pct = p->total ? 100.0 * (double) p->done / (double) p->total : 100;
 
-  fprintf (stderr, "\r%s: %llu/%llu MiB, %.1f MiB/s, ETA %.0fs   ",
-           p->what, (unsigned long long) (p->done >> 20),
-           (unsigned long long) (p->total >> 20), rate / (1 << 20), eta);
+  fprintf (stderr, "%s%s: %llu/%llu MiB (%.0f%%), %.1f MiB/s, ETA %.0fs%s",
+           p->lines ? "" : "\r", p->what,
+           (unsigned long long) (p->done >> 20),
+           (unsigned long long) (p->total >> 20), pct, rate / (1 << 20), eta,
+           p->lines ? "\n" : "   ");
 }
 
 void
@@ -45,7 +71,7 @@ progress_add (struct progress *p, uint64_t bytes)
   if (!p->on)
     return;
   now = push_now ();
-  if (now - p->last >= 0.25) {
+  if (now - p->last >= (p->lines ? PROGRESS_LINE_SECS : 0.25)) {
     p->last = now;
     show (p, now);
   }
@@ -57,5 +83,6 @@ progress_end (struct progress *p)
   if (!p->on)
     return;
   show (p, push_now ());
-  fputc ('\n', stderr);
+  if (!p->lines)
+    fputc ('\n', stderr);
 }

@@ -204,7 +204,8 @@ int identity_match (const char *record, const char *archive,
 /* ------------------------------------------------ push-progress.c */
 
 struct progress {
-  bool on;           /* stderr is a TTY */
+  bool on;           /* progress is shown */
+  bool lines;        /* as whole lines every 10 s (stderr not a TTY) */
   uint64_t total, done;
   double start, last;
   const char *what;

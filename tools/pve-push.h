@@ -63,8 +63,9 @@ enum {
   "  --pve-memory MIB   memory of the auto config (default 2048)\n"         \
   "  --pve-cores N      cores of the auto config (default 1)\n"             \
   "  --fw-config FILE   store the VM's firewall rules as fw.conf\n"         \
-  "  --notes TEXT, --notes-file FILE  snapshot notes (the first line is\n"  \
-  "                     the comment in listings)\n"                          \
+  "  --notes TEXT       snapshot notes (the first line is the comment in\n" \
+  "                     listings)\n"                                          \
+  "  --notes-file FILE  the notes from a file\n"                            \
   "  --protected        protect the snapshot from pruning and removal\n"
 
 /* Take option OPT; 0, or 2 after a usage error (printed). */
