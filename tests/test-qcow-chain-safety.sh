@@ -130,10 +130,15 @@ refused "raw layer in the middle of --chain: refused, says raw" 1 \
   "raw only as the first layer of --chain" \
   "$TOOL" info --chain "$QF,$m/middle.raw,$Q1"
 "$TOOL" info --output-format json --chain "$QF,$Q0,$Q1" >"$TMP/info.json" || true
-check "info --chain lists the layers used (top first, as qemu-img info)" python3 -c '
+check "info --chain JSON: chain[] = the layers used, oldest first" python3 -c '
 import json, sys
-l = [x["path"] for x in json.load(open(sys.argv[1]))["layers"]]
-sys.exit(0 if l == sys.argv[2:] else 1)' "$TMP/info.json" "$Q1" "$Q0" "$QF"
+j = json.load(open(sys.argv[1]))
+l = [x["path"] for x in j["layers"]]   # top first, as qemu-img info
+sys.exit(0 if j["chain"] == sys.argv[2:] and l == sys.argv[:1:-1] else 1)' \
+  "$TMP/info.json" "$QF" "$Q0" "$Q1"
+"$TOOL" info --chain "$QF,$Q0,$Q1" >"$TMP/info.txt" || true
+check "info --chain text: the layers used, oldest first" \
+  grep -qxF "layers used, oldest first: $QF <- $Q0 <- $Q1" "$TMP/info.txt"
 
 # 3. A lone incremental: pushed with one warning line pointing to --chain.
 ds=$DS_TMP/ds3
