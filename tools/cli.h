@@ -88,8 +88,10 @@ enum {
   { "allow-backing-dir", required_argument, NULL, CLI_OPT_ALLOW_BACKING_DIR }
 /* Help text lines for CLI_IMAGE_OPTIONS. */
 #define CLI_IMAGE_OPTIONS_HELP                                                \
-  "  --chain A,B,C             open this chain (oldest first) instead of\n"  \
-  "                            IMAGE and its backing names (',,' = ',')\n"    \
+  "  --chain A,B,C             open this chain (oldest first, ',,' = ','):\n" \
+  "                            for layers without backing names; a layer\n"  \
+  "                            that has one must name the layer before it;\n" \
+  "                            an IMAGE given too must be the top\n"          \
   "  --allow-absolute-data-file  follow an absolute external data-file name\n" \
   "  --probe-backing-format    probe a backing file without a format name\n"  \
   "  --allow-backing-dir DIR   also follow backing files in DIR (repeatable;\n" \
