@@ -57,11 +57,12 @@ qmpbackup_level (const char *path, unsigned long long *time)
 }
 
 /* A word of the name (letters between non-letters) that says
- * "incremental": incr0.qcow2, vm-inc-3.qcow2, disk.delta.qcow2. */
+ * "incremental": incr0.qcow2, vm-incr-3.qcow2, disk.delta.qcow2. */
 static bool
 name_says_incremental (const char *path)
 {
-  static const char *const words[] = { "inc", "incr", "incremental", "diff",
+  /* Not "inc" alone: "Acme-Inc-web.qcow2" is a full disk as likely. */
+  static const char *const words[] = { "incr", "incremental", "diff",
                                        "differential", "delta" };
   const char *p = base_name (path);
   size_t i, n;
