@@ -284,7 +284,7 @@ check_chain_link (const struct qcow__layer *prev, const struct qcow__layer *l)
   const char *name = l->backing_name;
   struct stat st;
   char *path;
-  bool same;
+  bool same, missing;
 
   if (!name) {
     if (prev && prev->size != l->size) {
@@ -307,11 +307,25 @@ check_chain_link (const struct qcow__layer *prev, const struct qcow__layer *l)
                      l->path, name);
     return -1;
   }
-  same = false;
+  same = missing = false;
   path = qcow__has_protocol (name) ? NULL : qcow__path_combine (l->path, name);
   if (path && stat (path, &st) == 0)
     same = st.st_dev == prev->st.st_dev && st.st_ino == prev->st.st_ino;
+  else
+    missing = path && (errno == ENOENT || errno == ENOTDIR);
   free (path);
+  if (missing) {
+    /* A moved chain (absolute names) looks like this too, but a gap
+     * whose missing layer was deleted does as well: no guessing. */
+    qcow__set_error (EINVAL,
+                     "%s: its backing file %.200s does not exist, and "
+                     "--chain gives %s before it; if that is the same layer "
+                     "moved, record its name first (qemu-img rebase -u -b "
+                     "%s -F %s %s)",
+                     l->path, name, prev->path, prev->path,
+                     prev->raw ? "raw" : "qcow2", l->path);
+    return -1;
+  }
   if (!same) {
     qcow__set_error (EINVAL,
                      "%s: its backing file is %.200s, but --chain gives %s "

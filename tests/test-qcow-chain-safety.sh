@@ -87,6 +87,18 @@ refused "--chain starting above the base (incr0,incr1): refused" 1 \
 refused "push --chain with a gap: refused" 1 "its backing file is incr0.qcow2" \
   "$TOOL" push --repository "$DS_TMP/ds2" --backup-id a --chain "$F,$I1"
 check "push with a gap: no snapshot" test "$(snapshots "$DS_TMP/ds2")" = 0
+# A pointer to a file that is gone (a moved chain, or a deleted layer):
+# refused, with the command that records the new name.
+cp "$I1" "$d/moved.qcow2"
+qemu-img rebase -u -b /gone/incr0.qcow2 -F qcow2 "$d/moved.qcow2"
+refused "--chain: a backing name that leads nowhere: refused with the fix" 1 \
+  "its backing file /gone/incr0.qcow2 does not exist, and --chain gives $I0 before it; if that is the same layer moved, record its name first (qemu-img rebase -u -b $I0 -F qcow2 $d/moved.qcow2)" \
+  "$TOOL" export --chain "$F,$I0,$d/moved.qcow2" "$TMP/x.raw"
+qemu-img rebase -u -b "$I0" -F qcow2 "$d/moved.qcow2"
+if "$TOOL" export --chain "$F,$I0,$d/moved.qcow2" "$TMP/x.raw"; then
+  same_bytes "$TMP/incr1.raw" "$TMP/x.raw" "after that rebase: export = qemu-img convert"
+else fail "after the suggested rebase: still refused"; fi
+rm -f "$TMP/x.raw"
 cp "$I0" "$d/i0-raw.qcow2"
 qemu-img rebase -u -b full.qcow2 -F raw "$d/i0-raw.qcow2"
 refused "--chain: backing format recorded as raw, layer is qcow2: refused" 1 \
