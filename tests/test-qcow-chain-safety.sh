@@ -11,6 +11,7 @@
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/qcow-lib.sh"
 . "$(dirname "$0")/push-functions.sh"
+requires zstd
 
 # refused DESC STATUS TEXT CMD...: CMD exits STATUS; stderr starts with
 # "qcow2pbs", holds TEXT, and is one line for status 1.
@@ -250,7 +251,6 @@ for _ in 1 2 3; do
 done
 tar -C "$d" -cf "$n/chain.tar" full.qcow2
 gzip -c "$F" >"$n/full.qcow2.gz"
-requires zstd
 zstd -q -c "$F" >"$n/full.qcow2.zst"
 xz -c "$F" >"$n/full.qcow2.xz" 2>/dev/null || true
 while IFS='|' read -r file text; do
