@@ -40,11 +40,11 @@ static const struct signature signatures[] = {
   { 0, "BZh", 3, "bzip2-compressed: decompress it first (bunzip2)" },
 };
 
-/* What to say about a raw file: qcow2pbs takes raw data only as the base
- * of an explicit chain (a raw backing file). */
+/* What to say about a raw file: qcow2pbs takes raw data only below qcow2
+ * layers (a raw backing file, or the base of --chain), never alone. */
 #define RAW_ADVICE                                                            \
-  "qcow2pbs reads qcow2 images (raw only as the first layer of --chain); "    \
-  CONVERT
+  "qcow2pbs reads qcow2 images (raw only as the base below qcow2 layers "     \
+  "in --chain); " CONVERT
 
 void
 qcow__not_qcow2 (struct qcow__layer *l)

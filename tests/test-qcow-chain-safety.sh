@@ -140,7 +140,7 @@ qemu-img convert -O raw "$Q0" "$m/middle.raw"
 check "fixture: middle.raw is raw (qemu-img info)" \
   test "$(qemu-img info --output=json "$m/middle.raw" | python3 -c 'import json,sys; print(json.load(sys.stdin)["format"])')" = raw
 refused "raw layer in the middle of --chain: refused, says raw" 1 \
-  "raw only as the first layer of --chain" \
+  "raw only as the base below qcow2 layers in --chain" \
   "$TOOL" info --chain "$QF,$m/middle.raw,$Q1"
 "$TOOL" info --output-format json --chain "$QF,$Q0,$Q1" >"$TMP/info.json" || true
 check "info --chain JSON: chain[] = the layers used, oldest first" python3 -c '
@@ -261,7 +261,7 @@ while IFS='|' read -r file text; do
   refused "not qcow2: $file says '$text'" 1 "$text" "$TOOL" info "$n/$file"
 done <<EOF
 empty.qcow2|an empty file (0 bytes)
-random.img|raw data or an unknown format; qcow2pbs reads qcow2 images (raw only as the first layer of --chain); convert it
+random.img|raw data or an unknown format; qcow2pbs reads qcow2 images (raw only as the base below qcow2 layers in --chain); convert it
 disk.vmdk|a VMDK image, not qcow2: convert it
 disk.vhdx|a VHDX image
 disk.vdi|a VirtualBox VDI image
