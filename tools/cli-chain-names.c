@@ -90,7 +90,7 @@ cli_check_chain_names (struct qcow_chain *c)
 
   /* Depth n-1 is the base; each layer is checked against the one below.
    * A layer with a backing name was already matched to it by qcowlib. */
-  for (d = n - 1; d-- > 0;) {
+  for (d = n ? n - 1 : 0; d-- > 0;) {
     if (qcow_layer_info (c, d, &li) == -1
         || qcow_layer_info (c, d + 1, &below) == -1)
       return cli_qcow_error ("chain");
