@@ -5,9 +5,16 @@
  * would open them: any host file or URL); a backing file without a
  * recorded format is refused unless the caller allows probing; loops are
  * found by device/inode and the depth is bounded (QEMU recurses without
- * bound on a self-referencing image); data-file names must be relative to
- * the image's own directory and must not climb out of it (QEMU uses the
- * process CWD and follows absolute names). */
+ * bound on a self-referencing image); backing files must resolve inside
+ * the top image's directory or an allowed one (confine.c); data-file names
+ * must be relative to the image's own directory and must not climb out of
+ * it, through ".." or a symlink (QEMU uses the process CWD and follows
+ * absolute names).
+ *
+ * An explicit chain (--chain) is checked against what its layers record:
+ * a layer that names a backing file must name the layer given before it
+ * (same device and inode), so a wrong order or a missing layer is refused
+ * instead of read as a wrong disk. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -56,7 +63,8 @@ has_dotdot (const char *name)
 }
 
 static int
-open_data_file (struct qcow__layer *l, unsigned flags)
+open_data_file (struct qcow__layer *l, unsigned flags,
+                const struct qcow__roots *allowed)
 {
   const char *name = l->data_file_name;
   struct stat st;
@@ -92,6 +100,21 @@ open_data_file (struct qcow__layer *l, unsigned flags)
     qcow__set_error (ENOMEM, "%s: out of memory", l->path);
     return -1;
   }
+  /* A relative name without ".." can still leave the directory through a
+   * symlink ("sub/x" with sub -> /): the real path must stay inside.  An
+   * absolute name the user allowed is followed as it is. */
+  if (name[0] != '/') {
+    struct qcow__roots own = { 0 };
+    size_t i;
+    int r = qcow__roots_add_image (&own, l->path);
+    for (i = 0; r == 0 && allowed && i < allowed->n; i++)
+      r = qcow__roots_add_dir (&own, allowed->dirs[i]);
+    if (r == 0)
+      r = qcow__roots_check (&own, l->path, "data file", name, l->data_path);
+    qcow__roots_free (&own);
+    if (r == -1)
+      return -1;
+  }
   if (qcow__io_open (&l->dio, l->data_path, &st) == -1) {
     int e = qcow_errno ();
     qcow__set_error (e, "%s: data file '%s': %s", l->path, l->data_path,
@@ -105,7 +128,8 @@ open_data_file (struct qcow__layer *l, unsigned flags)
 
 /* Open one layer file.  FMT_PROBE: qcow2 magic means qcow2, else raw. */
 static struct qcow__layer *
-layer_open (const char *path, enum layer_format fmt, unsigned flags)
+layer_open (const char *path, enum layer_format fmt, unsigned flags,
+            const struct qcow__roots *allowed)
 {
   struct qcow__layer *l = layer_new (path);
   uint8_t magic[4];
@@ -137,7 +161,7 @@ layer_open (const char *path, enum layer_format fmt, unsigned flags)
   if (qcow__parse_qcow2 (l) == -1)
     goto err;
   if (l->has_data_file) {
-    if (open_data_file (l, flags) == -1)
+    if (open_data_file (l, flags, allowed) == -1)
       goto err;
   }
   else
@@ -192,7 +216,8 @@ chain_new (size_t max)
 /* Open the backing file named by L (the current bottom of C). */
 static struct qcow__layer *
 open_backing (struct qcow_chain *c, struct qcow__layer *l, unsigned flags,
-              size_t max)
+              size_t max, const struct qcow__roots *roots,
+              const struct qcow__roots *allowed)
 {
   const char *name = l->backing_name;
   enum layer_format fmt;
@@ -235,7 +260,14 @@ open_backing (struct qcow_chain *c, struct qcow__layer *l, unsigned flags,
     qcow__set_error (ENOMEM, "%s: out of memory", l->path);
     return NULL;
   }
-  b = layer_open (path, fmt, flags);
+  /* Checked before the open: a FIFO or device outside is never touched.
+   * (Whoever can swap a symlink between this check and the open can
+   * write the images themselves.) */
+  if (qcow__roots_check (roots, l->path, "backing file", name, path) == -1) {
+    free (path);
+    return NULL;
+  }
+  b = layer_open (path, fmt, flags, allowed);
   if (!b) {
     int e = qcow_errno ();
     if (e == ENOENT)
@@ -246,63 +278,170 @@ open_backing (struct qcow_chain *c, struct qcow__layer *l, unsigned flags,
   return b;
 }
 
+/* Layer L (given with --chain right after PREV, or first when PREV is
+ * NULL) must fit below it: a recorded backing name must lead to PREV
+ * itself; without one (qmpbackup's INC files) PREV must be a layer of the
+ * same disk as far as the headers can tell, i.e. of the same size. */
+static int
+check_chain_link (const struct qcow__layer *prev, const struct qcow__layer *l)
+{
+  const char *name = l->backing_name;
+  struct stat st;
+  char *path;
+  bool same, missing;
+
+  if (!name) {
+    if (prev && prev->size != l->size) {
+      qcow__set_error (EINVAL,
+                       "%s: has no backing file name and a virtual size of "
+                       "%" PRIu64 " bytes, but --chain gives %s (%" PRIu64
+                       " bytes) before it: layers without a backing name "
+                       "must be of one size (if the disk was resized, record "
+                       "the backing file: qemu-img rebase -u -b %s -F %s %s)",
+                       l->path, l->size, prev->path, prev->size, prev->path,
+                       prev->raw ? "raw" : "qcow2", l->path);
+      return -1;
+    }
+    return 0;
+  }
+  if (!prev) {
+    qcow__set_error (EINVAL,
+                     "%s: its backing file is %.200s, but it comes first in "
+                     "--chain: give the layers below it too, oldest first",
+                     l->path, name);
+    return -1;
+  }
+  same = missing = false;
+  path = qcow__has_protocol (name) ? NULL : qcow__path_combine (l->path, name);
+  if (path && stat (path, &st) == 0)
+    same = st.st_dev == prev->st.st_dev && st.st_ino == prev->st.st_ino;
+  else
+    missing = path && (errno == ENOENT || errno == ENOTDIR);
+  free (path);
+  if (missing) {
+    /* A moved chain (absolute names) looks like this too, but a gap
+     * whose missing layer was deleted does as well: no guessing. */
+    qcow__set_error (EINVAL,
+                     "%s: its backing file %.200s does not exist, and "
+                     "--chain gives %s before it; if that is the same layer "
+                     "moved, record its name first (qemu-img rebase -u -b "
+                     "%s -F %s %s)",
+                     l->path, name, prev->path, prev->path,
+                     prev->raw ? "raw" : "qcow2", l->path);
+    return -1;
+  }
+  if (!same) {
+    qcow__set_error (EINVAL,
+                     "%s: its backing file is %.200s, but --chain gives %s "
+                     "before it (give the chain oldest first, with no layer "
+                     "left out)",
+                     l->path, name, prev->path);
+    return -1;
+  }
+  if (l->backing_format
+      && strcmp (l->backing_format, prev->raw ? "raw" : "qcow2") != 0) {
+    qcow__set_error (EINVAL,
+                     "%s: records its backing file %s as format %s, but it "
+                     "is %s",
+                     l->path, prev->path, l->backing_format,
+                     prev->raw ? "raw" : "qcow2");
+    return -1;
+  }
+  return 0;
+}
+
+/* Open an explicit chain, oldest first in OPTS->chain.  Stored backing
+ * names are never followed, only checked (check_chain_link); the top is
+ * not followed further.  Only the base may be raw: a raw file has no
+ * unallocated areas, so nothing below it would ever be read. */
+static struct qcow_chain *
+open_explicit (const struct qcow_open_opts *opts, size_t max,
+               const struct qcow__roots *allowed)
+{
+  unsigned flags = opts->flags;
+  struct qcow_chain *c;
+  struct qcow__layer *l;
+  size_t i;
+
+  if (!opts->chain || opts->chain_len > max) {
+    qcow__set_error (opts->chain ? ELOOP : EINVAL,
+                     "qcow_open: chain of %zu layers (at most %zu)",
+                     opts->chain_len, max);
+    return NULL;
+  }
+  c = chain_new (max);
+  if (!c)
+    return NULL;
+  for (i = opts->chain_len; i-- > 0;) {
+    l = layer_open (opts->chain[i],
+                    i == 0 && opts->chain_len > 1 ? FMT_PROBE : FMT_QCOW2,
+                    flags, allowed);
+    if (!l)
+      goto err;
+    if (c->n == 0) {
+      l->depth = 0;
+      c->layers[c->n++] = l;
+    }
+    else if (chain_add (c, l, max) == -1) {
+      qcow__layer_free (l);
+      goto err;
+    }
+  }
+  /* layers[n-1] is the base (chain[0]). */
+  for (i = c->n; i-- > 0;)
+    if (check_chain_link (i + 1 < c->n ? c->layers[i + 1] : NULL,
+                          c->layers[i])
+        == -1)
+      goto err;
+  return c;
+err:
+  qcow_close (c);
+  return NULL;
+}
+
 struct qcow_chain *
 qcow_open (const char *path, const struct qcow_open_opts *opts)
 {
   unsigned flags = opts ? opts->flags : 0;
   size_t max = opts && opts->max_depth ? opts->max_depth
                                        : QCOW_DEFAULT_MAX_DEPTH;
-  struct qcow_chain *c;
+  struct qcow__roots allowed = { 0 }, roots = { 0 };
+  struct qcow_chain *c = NULL;
   struct qcow__layer *l;
+  size_t i;
 
   qcow__clear_error ();
   /* Each layer holds a descriptor and its L1 table: a caller's larger
    * limit is capped to something a process can actually hold. */
   if (max > QCOW_MAX_DEPTH_LIMIT)
     max = QCOW_MAX_DEPTH_LIMIT;
+  for (i = 0; opts && i < opts->allowed_dirs_len; i++)
+    if (qcow__roots_add_dir (&allowed, opts->allowed_dirs[i]) == -1)
+      goto out;
   if (opts && opts->chain_len) {
-    size_t i;
-    if (!opts->chain || opts->chain_len > max) {
-      qcow__set_error (opts->chain ? ELOOP : EINVAL,
-                       "qcow_open: chain of %zu layers (at most %zu)",
-                       opts->chain_len, max);
-      return NULL;
-    }
-    c = chain_new (max);
-    if (!c)
-      return NULL;
-    /* Top first; only the base may be raw (probed), every other layer
-     * must be qcow2.  Stored backing names are ignored. */
-    for (i = opts->chain_len; i-- > 0;) {
-      l = layer_open (opts->chain[i],
-                      i == 0 && opts->chain_len > 1 ? FMT_PROBE : FMT_QCOW2,
-                      flags);
-      if (!l)
-        goto err;
-      if (c->n == 0) {
-        l->depth = 0;
-        c->layers[c->n++] = l;
-      }
-      else if (chain_add (c, l, max) == -1) {
-        qcow__layer_free (l);
-        goto err;
-      }
-    }
-    return c;
+    c = open_explicit (opts, max, &allowed);
+    goto out;
   }
   if (!path) {
     qcow__set_error (EINVAL, "qcow_open: no image given");
-    return NULL;
+    goto out;
   }
   c = chain_new (max);
   if (!c)
-    return NULL;
-  l = layer_open (path, FMT_QCOW2, flags);
+    goto out;
+  l = layer_open (path, FMT_QCOW2, flags, &allowed);
   if (!l)
     goto err;
   c->layers[c->n++] = l;
+  if (!(flags & QCOW_OPEN_NO_BACKING) && l->backing_name) {
+    if (qcow__roots_add_image (&roots, path) == -1)
+      goto err;
+    for (i = 0; i < allowed.n; i++)
+      if (qcow__roots_add_dir (&roots, allowed.dirs[i]) == -1)
+        goto err;
+  }
   while (!(flags & QCOW_OPEN_NO_BACKING) && l->backing_name) {
-    struct qcow__layer *b = open_backing (c, l, flags, max);
+    struct qcow__layer *b = open_backing (c, l, flags, max, &roots, &allowed);
     if (!b)
       goto err;
     if (chain_add (c, b, max) == -1) {
@@ -311,10 +450,14 @@ qcow_open (const char *path, const struct qcow_open_opts *opts)
     }
     l = b;
   }
-  return c;
+  goto out;
 err:
   qcow_close (c);
-  return NULL;
+  c = NULL;
+out:
+  qcow__roots_free (&allowed);
+  qcow__roots_free (&roots);
+  return c;
 }
 
 struct qcow_chain *
@@ -341,7 +484,7 @@ qcow_open_memory (const void *buf, size_t len, unsigned flags)
   if (qcow__parse_qcow2 (l) == -1)
     goto err;
   if (l->has_data_file) {
-    open_data_file (l, flags);
+    open_data_file (l, flags, NULL);
     goto err;
   }
   l->dio = l->io;

@@ -380,14 +380,14 @@ qcow__parse_qcow2 (struct qcow__layer *l)
   int ret = -1;
 
   if (l->io.size < QCOW2_HDR_V2_LENGTH) {
-    BAD (l, "%s: truncated qcow2 header (%" PRIu64 " bytes)", l->path,
-         l->io.size);
+    qcow__not_qcow2 (l); /* says what it is, even empty */
     return -1;
   }
   if (qcow__io_pread (&l->io, l->path, h, sizeof h, 0) == -1)
     return -1;
-  if (load_be32 (h + QCOW2_HDR_MAGIC) != QCOW2_MAGIC) {
-    BAD (l, "%s: not a qcow2 image (bad magic)", l->path);
+  if (load_be32 (h + QCOW2_HDR_MAGIC) != QCOW2_MAGIC
+      || load_be32 (h + QCOW2_HDR_VERSION) == 1) {
+    qcow__not_qcow2 (l);
     return -1;
   }
   l->version = (int) load_be32 (h + QCOW2_HDR_VERSION);

@@ -31,7 +31,7 @@ qcow__io_open (struct qcow__io *io, const char *path, struct stat *st)
     goto err;
   }
   if (!S_ISREG (st->st_mode) && !S_ISBLK (st->st_mode)) {
-    qcow__set_error (EINVAL, "%s: not a regular file or block device", path);
+    qcow__not_a_file (path, st);
     goto err;
   }
   flags = fcntl (fd, F_GETFL);

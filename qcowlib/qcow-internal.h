@@ -137,6 +137,29 @@ int qcow__decompress (struct qcow__layer *l, uint64_t l2e, uint64_t guest,
                       uint8_t *out, void **zctx);
 void qcow__decompress_end (void *zctx);
 
+/* confine.c: the directories (real paths) that backing and data files
+ * may lie in or below. */
+struct qcow__roots {
+  char **dirs;
+  size_t n, cap;
+};
+void qcow__roots_free (struct qcow__roots *r);
+/* Add the directory of image PATH (as named, and as it really is). */
+int qcow__roots_add_image (struct qcow__roots *r, const char *path);
+/* Add directory DIR (an explicitly allowed one; must exist). */
+int qcow__roots_add_dir (struct qcow__roots *r, const char *dir);
+/* 0 if PATH (the file that NAME, stored in image WHO as its WHAT, leads
+ * to) resolves inside one of R's directories; else -1 with a message
+ * naming the real path and --allow-backing-dir. */
+int qcow__roots_check (const struct qcow__roots *r, const char *who,
+                       const char *what, const char *name, const char *path);
+
+/* probe.c: set the error for image L whose first bytes are not a qcow2
+ * header: what the file is, and what to do with it. */
+void qcow__not_qcow2 (struct qcow__layer *l);
+/* The same for PATH that is not a regular file or block device. */
+void qcow__not_a_file (const char *path, const struct stat *st);
+
 /* paths.c */
 bool qcow__has_protocol (const char *name);
 char *qcow__path_combine (const char *base, const char *name);

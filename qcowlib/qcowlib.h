@@ -46,10 +46,19 @@ struct qcow_open_opts {
   const char *const *chain;
   size_t chain_len;
   size_t max_depth; /* 0 = default (64 layers) */
+  /* Every backing file name (and relative data-file name) is resolved
+   * with realpath and must lead into the directory of the top image
+   * (the image's own, for a data file), or below it, or into one of
+   * these directories (--allow-backing-dir); else EPERM. */
+  const char *const *allowed_dirs;
+  size_t allowed_dirs_len;
 };
 
 /* Open PATH (the top layer) and its backing chain.  OPTS may be NULL.  When
- * OPTS->chain is set, PATH may be NULL (the top is the last chain entry).
+ * OPTS->chain is set, PATH is ignored (the top is the last chain entry),
+ * and each layer that records a backing name must name the layer before it
+ * (same file), a layer without one must have that layer's virtual size,
+ * and only the first may be raw (EINVAL otherwise).
  * Returns NULL on error.  Free with qcow_close. */
 extern struct qcow_chain *qcow_open (const char *path,
                                      const struct qcow_open_opts *opts);

@@ -18,13 +18,17 @@ io "$d/incr1.qcow2" 'write -P 0x31 7M 64k' 'discard 0 64k'
 qemu-img convert -O raw "$d/incr1.qcow2" "$TMP/ref.raw"
 qemu-img map --output=json "$d/incr1.qcow2" >"$TMP/qemu.json"
 
-# The same images without backing pointers (as qmpbackup leaves them), and
-# one with a stale pointer: --chain gives the order.
+# The same images without backing pointers (as qmpbackup leaves them):
+# --chain gives the order.  (A stale pointer, one that does not name the
+# layer before it, is refused: see test-qcow-chain-safety.sh.)
 n=$TMP/nb
 mkdir "$n"
 cp "$d"/*.qcow2 "$n/"
 qemu-img rebase -u -b '' "$n/incr0.qcow2"
 qemu-img rebase -u -b stale.qcow2 -F qcow2 "$n/incr1.qcow2"
+expect_fail "--chain: a stale backing pointer is refused" \
+  "$TOOL" info --chain "$n/full.qcow2,$n/incr0.qcow2,$n/incr1.qcow2"
+qemu-img rebase -u -b '' "$n/incr1.qcow2"
 chain="$n/full.qcow2,$n/incr0.qcow2,$n/incr1.qcow2"
 "$TOOL" export --chain "$chain" "$TMP/out.raw"
 same_bytes "$TMP/ref.raw" "$TMP/out.raw" "--chain without backing pointers: export"
@@ -36,18 +40,23 @@ else fail "--chain map differs: $(head -3 "$TMP/cmp")"; fi
 check "--chain: info has 3 layers" python3 -c '
 import json, sys; i = json.load(open(sys.argv[1]))
 sys.exit(0 if len(i["layers"]) == 3 and i["layers"][2]["path"].endswith("full.qcow2") else 1)' "$TMP/info.json"
+qemu-img rebase -u -b stale.qcow2 -F qcow2 "$n/incr1.qcow2"
 expect_bad_open "stale backing pointer without --chain" "$n/incr1.qcow2"
+qemu-img rebase -u -b '' "$n/incr1.qcow2"
 # A file name with a comma, escaped as ",,".
 cp "$n/full.qcow2" "$n/fu,ll.qcow2"
 "$TOOL" export --chain "$n/fu,,ll.qcow2,$n/incr0.qcow2,$n/incr1.qcow2" "$TMP/out.raw"
 same_bytes "$TMP/ref.raw" "$TMP/out.raw" "--chain: ',,' escapes a comma"
 rc=0; "$TOOL" export --chain "$n/full.qcow2,,$n/incr0.qcow2," "$TMP/o.raw" 2>/dev/null || rc=$?
 check "--chain with an empty name: usage error" [ $rc = 2 ]
-rc=0; "$TOOL" map --chain "$chain" "$n/incr1.qcow2" 2>/dev/null || rc=$?
-check "--chain plus IMAGE: usage error" [ $rc = 2 ]
+rc=0; "$TOOL" map --chain "$chain" "$n/incr0.qcow2" 2>/dev/null || rc=$?
+check "--chain plus an IMAGE that is not its top: usage error" [ $rc = 2 ]
+rc=0; "$TOOL" map --chain "$chain" "$n/incr1.qcow2" >/dev/null || rc=$?
+check "--chain plus its own top as IMAGE: accepted" [ $rc = 0 ]
 rm -f "$TMP/out.raw"
 
-# Raw and absolute backing files are followed.
+# Raw and absolute backing files are followed (one outside the top's
+# directory only when that directory is allowed).
 r=$TMP/raw
 mkdir "$r"
 python3 -c 'import sys; open(sys.argv[1], "wb").write(bytes(range(256)) * 4096 * 4)' "$r/base.raw"
@@ -56,7 +65,9 @@ io "$r/top.qcow2" 'write -P 0x41 64k 64k'
 check_image "raw backing file" "$r/top.qcow2"
 qemu-img create -q -f qcow2 -b "$d/incr0.qcow2" -F qcow2 "$r/abs.qcow2"
 io "$r/abs.qcow2" 'write -P 0x42 3M 4k'
-check_image "absolute backing name" "$r/abs.qcow2"
+expect_bad_open "absolute backing name outside the directory" "$r/abs.qcow2"
+check_image "absolute backing name, --allow-backing-dir" "$r/abs.qcow2" \
+  --allow-backing-dir "$d"
 
 # No backing format stored: refused, unless --probe-backing-format (then
 # the result is what QEMU's probing gives).

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -96,6 +97,10 @@ cli_free_chain (struct qcow_open_opts *opts)
 {
   size_t i;
 
+  /* The allowed directories are borrowed from argv: only the array. */
+  free ((void *) opts->allowed_dirs);
+  opts->allowed_dirs = NULL;
+  opts->allowed_dirs_len = 0;
   if (!opts->chain)
     return;
   for (i = 0; i < opts->chain_len; i++)
@@ -121,6 +126,22 @@ cli_image_option (int opt, const char *arg, struct qcow_open_opts *opts)
   case 'U':
     opts->flags |= QCOW_OPEN_FORCE_SHARE;
     return 0;
+  case CLI_OPT_ALLOW_BACKING_DIR: {
+    const char **dirs;
+    if (!*arg) {
+      cli_error ("--allow-backing-dir", "empty directory name");
+      return -1;
+    }
+    dirs = realloc ((void *) opts->allowed_dirs,
+                    (opts->allowed_dirs_len + 1) * sizeof *dirs);
+    if (!dirs) {
+      cli_error ("--allow-backing-dir", "%s", strerror (ENOMEM));
+      return -1;
+    }
+    dirs[opts->allowed_dirs_len++] = arg;
+    opts->allowed_dirs = dirs;
+    return 0;
+  }
   default:
     cli_error ("option", "unknown option code %d", opt);
     return -1;
@@ -144,6 +165,28 @@ cli_qcow_error (const char *context)
   return cli_error_line (msg);
 }
 
+int
+cli_check_chain_top (const char *cmd, const char *image,
+                     const struct qcow_open_opts *opts)
+{
+  const char *top;
+  struct stat si, st;
+
+  if (!opts->chain_len || !image)
+    return 0;
+  top = opts->chain[opts->chain_len - 1];
+  if (stat (image, &si) == -1)
+    return cli_error (image, "%s", strerror (errno));
+  if (stat (top, &st) == -1)
+    return 0; /* opening the chain reports it */
+  if (si.st_dev == st.st_dev && si.st_ino == st.st_ino)
+    return 0;
+  return cli_usage_error (cmd,
+                          "IMAGE %s is not the top of --chain (%s): give "
+                          "IMAGE alone, or --chain ending with it",
+                          image, top);
+}
+
 struct qcow_chain *
 cli_open_chain (const char *image, const struct qcow_open_opts *opts)
 {
@@ -157,6 +200,10 @@ cli_open_chain (const char *image, const struct qcow_open_opts *opts)
   c = qcow_open (opts && opts->chain_len ? NULL : image, opts);
   if (!c)
     cli_qcow_error (context);
+  else if (cli_check_chain_names (c) != 0) {
+    qcow_close (c);
+    c = NULL;
+  }
   return c;
 }
 
@@ -195,6 +242,7 @@ cli_parse_image_args (struct cli_image_args *a, int argc, char **argv,
     case CLI_OPT_PROBE_BACKING_FORMAT:
     case CLI_OPT_FORCE_SHARE:
     case 'U':
+    case CLI_OPT_ALLOW_BACKING_DIR:
       if (cli_image_option (opt, optarg, &a->opts) == -1)
         goto usage;
       break;
@@ -211,16 +259,22 @@ cli_parse_image_args (struct cli_image_args *a, int argc, char **argv,
       break;
     }
   }
-  /* --chain stands for IMAGE. */
+  /* --chain stands for IMAGE; an IMAGE given too must be its top. */
+  if (a->opts.chain && argc - optind == nargs) {
+    a->status = cli_check_chain_top (a->cmd, argv[optind], &a->opts);
+    if (a->status)
+      goto stop;
+    optind++;
+  }
   if (a->opts.chain)
     nargs--;
   if (argc - optind != nargs) {
     if (!a->arg_name)
       a->status = cli_usage_error (a->cmd, a->opts.chain
-                                             ? "no IMAGE with --chain"
+                                             ? "at most one IMAGE with --chain"
                                              : "expected exactly one IMAGE");
     else if (a->opts.chain)
-      a->status = cli_usage_error (a->cmd, "expected %s after --chain",
+      a->status = cli_usage_error (a->cmd, "expected [IMAGE] %s after --chain",
                                    a->arg_name);
     else
       a->status = cli_usage_error (a->cmd, "expected IMAGE and %s",

@@ -75,10 +75,26 @@ bool cli_quiet (void);
  * printed).  Free with cli_free_chain. */
 int cli_parse_chain (const char *arg, struct qcow_open_opts *opts);
 void cli_free_chain (struct qcow_open_opts *opts);
+/* With --chain, an IMAGE given too must be the top of that chain (the same
+ * file): else the chain would be read and IMAGE silently dropped.  Returns
+ * 0, or the exit status after printing a message (2: not the top, 1: IMAGE
+ * cannot be looked at). */
+int cli_check_chain_top (const char *cmd, const char *image,
+                         const struct qcow_open_opts *opts);
 /* Open IMAGE (or the --chain) and print "qcow2pbs: FILE: error" on
  * failure. */
 struct qcow_chain *cli_open_chain (const char *image,
                                    const struct qcow_open_opts *opts);
+
+/* cli-chain-names.c: what qmpbackup's file names (FULL-, INC-, DIFF-,
+ * COPY-<unixtime>-DISK) say about layers that have no backing name.
+ * cli_check_chain_names refuses a full backup above other layers and
+ * layers out of time order (returns 1 after printing; 0 when fine; run by
+ * cli_open_chain).  cli_warn_lone_incremental prints one warning line when
+ * the chain's base looks like an incremental by its name (qmpbackup's, or
+ * a word like "incr"): a disk of changes only. */
+int cli_check_chain_names (struct qcow_chain *c);
+void cli_warn_lone_incremental (struct qcow_chain *c);
 
 /* Print the calling thread's last qcowlib error as "qcow2pbs: FILE: msg"
  * (CONTEXT stands in when the message names no file).  Returns 1. */
@@ -97,6 +113,7 @@ enum {
   CLI_OPT_CHAIN = 0x100,
   CLI_OPT_ALLOW_ABSOLUTE_DATA_FILE,
   CLI_OPT_PROBE_BACKING_FORMAT,
+  CLI_OPT_ALLOW_BACKING_DIR,
   CLI_OPT_FINGERPRINT,
   CLI_OPT_OUTPUT_FORMAT, /* CLI_OUTPUT_FORMAT_OPTION */
   CLI_OPT_FORCE_SHARE,   /* --force-share, also -U (CLI_IMAGE_SHORTOPTS) */
@@ -108,19 +125,24 @@ enum {
   { "allow-absolute-data-file", no_argument, NULL,                            \
     CLI_OPT_ALLOW_ABSOLUTE_DATA_FILE },                                       \
   { "probe-backing-format", no_argument, NULL, CLI_OPT_PROBE_BACKING_FORMAT }, \
-  { "force-share", no_argument, NULL, CLI_OPT_FORCE_SHARE }
+  { "force-share", no_argument, NULL, CLI_OPT_FORCE_SHARE },                  \
+  { "allow-backing-dir", required_argument, NULL, CLI_OPT_ALLOW_BACKING_DIR }
 /* Short options of CLI_IMAGE_OPTIONS, for getopt_long's string: -U
  * (qemu-img's name for --force-share); hand 'U' to cli_image_option. */
 #define CLI_IMAGE_SHORTOPTS "U"
 /* Help text lines for CLI_IMAGE_OPTIONS. */
 #define CLI_IMAGE_OPTIONS_HELP                                                \
-  "  --chain A,B,C             open this chain (oldest first) instead of\n"  \
-  "                            IMAGE and its backing names (',,' = ',')\n"    \
+  "  --chain A,B,C             open this chain (oldest first, ',,' = ','):\n" \
+  "                            for layers without backing names; a layer\n"  \
+  "                            that has one must name the layer before it;\n" \
+  "                            an IMAGE given too must be the top\n"          \
   "  --allow-absolute-data-file  follow an absolute external data-file name\n" \
   "  --probe-backing-format    probe a backing file without a format name\n"  \
   "  -U, --force-share         read images that a running QEMU holds open\n"   \
   "                            for writing (qemu-img's -U; the copy may be\n"   \
-  "                            inconsistent); without it they are refused\n"
+  "                            inconsistent); without it they are refused\n"   \
+  "  --allow-backing-dir DIR   also follow backing files in DIR (repeatable;\n" \
+  "                            default: only the top image's directory)\n"
 int cli_image_option (int opt, const char *arg, struct qcow_open_opts *opts);
 
 /* --output-format text|json, for cli_parse_image_args. */

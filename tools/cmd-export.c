@@ -315,6 +315,7 @@ cmd_export (int argc, char **argv)
   x.c = cli_open_chain (a.image, &a.opts);
   if (!x.c)
     goto out;
+  cli_warn_lone_incremental (x.c);
   for (i = 0; i < NSLOTS; i++) {
     x.buf[i] = malloc (PIECE_MAX);
     if (!x.buf[i]) {

@@ -1,5 +1,6 @@
 /* cmd-info.c -- `qcow2pbs info`: the chain layer by layer, as text or as
- * JSON (one object: virtual_size and layers[], top first). */
+ * JSON (one object: virtual_size, chain[] = the paths of the layers used,
+ * oldest first, and layers[], top first as in qemu-img info). */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -213,6 +214,34 @@ layer_text (size_t depth, size_t nlayers, const struct qcow_layer_info *li,
             bms[i].in_use ? ", in use: stale" : "");
 }
 
+/* The layers actually read, oldest first: what an explicit --chain was
+ * checked into, or what the backing names led to. */
+static void
+used_text (const struct qcow_chain *c)
+{
+  struct qcow_layer_info li;
+  size_t d = qcow_depth (c);
+
+  printf ("layers used, oldest first:");
+  while (d-- > 0)
+    if (qcow_layer_info (c, d, &li) == 0)
+      printf (" %s%s", li.path, d ? " <-" : "");
+  printf ("\n");
+}
+
+static json_t *
+used_json (const struct qcow_chain *c)
+{
+  struct qcow_layer_info li;
+  size_t d = qcow_depth (c);
+  json_t *a = json_array ();
+
+  while (a && d-- > 0)
+    if (qcow_layer_info (c, d, &li) == 0)
+      json_array_append_new (a, str_or_null (li.path));
+  return a;
+}
+
 int
 cmd_info (int argc, char **argv)
 {
@@ -245,11 +274,14 @@ cmd_info (int argc, char **argv)
     json_object_set_new (root, "virtual_size",
                          json_integer ((json_int_t) qcow_virtual_size (c)));
     json_object_set_new (root, "depth", json_integer ((json_int_t) n));
+    json_object_set_new (root, "chain", used_json (c));
     json_object_set (root, "layers", layers);
   }
-  else
+  else {
     printf ("chain of %zu layer%s, virtual size %" PRIu64 "\n", n,
             n == 1 ? "" : "s", qcow_virtual_size (c));
+    used_text (c);
+  }
   for (d = 0; d < n; d++) {
     struct qcow_layer_info li;
     const struct qcow_bitmap_info *bms = NULL;

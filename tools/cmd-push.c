@@ -883,6 +883,7 @@ open_archives (struct push *p, struct qcow_open_opts *oo)
     a->chain = cli_open_chain (oo->chain_len ? NULL : a->image, oo);
     if (!a->chain)
       return -1;
+    cli_warn_lone_incremental (a->chain);
     a->size = qcow_virtual_size (a->chain);
     if (a->size == 0)
       return cli_error (a->image, "disk has size 0"), -1;
@@ -939,6 +940,7 @@ cmd_push (int argc, char **argv)
     case CLI_OPT_PROBE_BACKING_FORMAT:
     case CLI_OPT_FORCE_SHARE:
     case 'U':
+    case CLI_OPT_ALLOW_BACKING_DIR:
       if (cli_image_option (opt, optarg, &oo) == -1) {
         cli_free_chain (&oo);
         return 2;
@@ -995,6 +997,10 @@ cmd_push (int argc, char **argv)
     else if (push_parse_image_arg (arg, i, &p.a[i].name, &p.a[i].image)
              == -1)
       goto out;
+    else if ((opt = cli_check_chain_top ("push", p.a[i].image, &oo)) != 0) {
+      ret = opt;
+      goto out;
+    }
   }
   if (keyfile) {
     p.key = push_load_key (keyfile);

@@ -214,6 +214,7 @@ cmd_verify (int argc, char **argv)
     case CLI_OPT_PROBE_BACKING_FORMAT:
     case CLI_OPT_FORCE_SHARE:
     case 'U':
+    case CLI_OPT_ALLOW_BACKING_DIR:
       if (cli_image_option (opt, optarg, &oo) == -1) {
         cli_free_chain (&oo);
         return 2;
@@ -249,6 +250,11 @@ cmd_verify (int argc, char **argv)
                                    &image)
                  == -1)
       goto out;
+    if ((r = cli_check_chain_top ("verify", image, &oo)) != 0) {
+      free (name);
+      ret = r;
+      goto out;
+    }
     if (!n)
       name = push_archive_name ("drive-scsi0");
     r = name ? verify_one (src.rd, m, src.key, argv[optind], name, image, &oo) : -1;

@@ -1,0 +1,150 @@
+/* cli-chain-names.c -- what a chain's file names say about its layers,
+ * where the images themselves say nothing.
+ *
+ * qmpbackup (libqmpbackup/image.py, create()) names its targets
+ * LEVEL-UNIXTIME-DISKFILE with LEVEL FULL, INC, DIFF or COPY, and writes
+ * INC and DIFF files without a backing pointer: the name is the only
+ * record of where a layer belongs.  Those names are certain evidence.
+ *
+ * The size of a layer is not: measured on chains made by QEMU through
+ * tests/qmp.py (64 MiB disk, blockdev-backup), the full backup of a mostly
+ * empty disk allocates 5.6 % of its virtual size and each incremental
+ * 1.9 %; the targets carry no bitmap.  Any threshold that catches the
+ * incrementals flags sparse full backups too, so a lone layer is called an
+ * incremental only by its name: a qmpbackup INC/DIFF name, or a name with
+ * a word such as "incr" or "incremental" in it (incr0.qcow2, as
+ * examples/qmp-backup.sh and many scripts write them). */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+enum qmpb_level { QMPB_NONE, QMPB_FULL, QMPB_INC, QMPB_DIFF, QMPB_COPY };
+
+static const char *
+base_name (const char *path)
+{
+  const char *s = strrchr (path, '/');
+  return s ? s + 1 : path;
+}
+
+/* "INC-1700000000-disk.qcow2" -> QMPB_INC, *TIME = 1700000000. */
+static enum qmpb_level
+qmpbackup_level (const char *path, unsigned long long *time)
+{
+  static const struct {
+    const char *prefix;
+    enum qmpb_level level;
+  } levels[] = { { "FULL-", QMPB_FULL }, { "INC-", QMPB_INC },
+                 { "DIFF-", QMPB_DIFF }, { "COPY-", QMPB_COPY } };
+  const char *name = base_name (path), *p;
+  char *end;
+  size_t i, n;
+
+  for (i = 0; i < sizeof levels / sizeof levels[0]; i++) {
+    n = strlen (levels[i].prefix);
+    if (strncmp (name, levels[i].prefix, n) != 0)
+      continue;
+    p = name + n;
+    if (!isdigit ((unsigned char) *p))
+      return QMPB_NONE;
+    *time = strtoull (p, &end, 10);
+    return *end == '-' && end[1] ? levels[i].level : QMPB_NONE;
+  }
+  return QMPB_NONE;
+}
+
+/* A word of the name (letters between non-letters) that says
+ * "incremental": incr0.qcow2, vm-incr-3.qcow2, disk.delta.qcow2. */
+static bool
+name_says_incremental (const char *path)
+{
+  /* Not "inc" alone: "Acme-Inc-web.qcow2" is a full disk as likely. */
+  static const char *const words[] = { "incr", "incremental", "diff",
+                                       "differential", "delta" };
+  const char *p = base_name (path);
+  size_t i, n;
+
+  while (*p) {
+    while (*p && !isalpha ((unsigned char) *p))
+      p++;
+    for (n = 0; isalpha ((unsigned char) p[n]); n++)
+      ;
+    for (i = 0; n && i < sizeof words / sizeof words[0]; i++)
+      if (strlen (words[i]) == n && strncasecmp (p, words[i], n) == 0)
+        return true;
+    p += n;
+  }
+  return false;
+}
+
+int
+cli_check_chain_names (struct qcow_chain *c)
+{
+  struct qcow_layer_info li, below;
+  unsigned long long t, tb;
+  enum qmpb_level lv, lvb;
+  size_t d, n = qcow_depth (c);
+
+  /* Depth n-1 is the base; each layer is checked against the one below.
+   * A layer with a backing name was already matched to it by qcowlib. */
+  for (d = n ? n - 1 : 0; d-- > 0;) {
+    if (qcow_layer_info (c, d, &li) == -1
+        || qcow_layer_info (c, d + 1, &below) == -1)
+      return cli_qcow_error ("chain");
+    if (li.backing_name)
+      continue;
+    lv = qmpbackup_level (li.path, &t);
+    if (lv == QMPB_FULL || lv == QMPB_COPY)
+      return cli_error (li.path,
+                        "a qmpbackup full backup, but --chain gives %s "
+                        "below it: its empty areas would show that older "
+                        "data; start --chain with it",
+                        below.path);
+    lvb = qmpbackup_level (below.path, &tb);
+    if (lv != QMPB_NONE && lvb != QMPB_NONE && t <= tb)
+      return cli_error (li.path,
+                        "made at %llu (its qmpbackup name), not after %s "
+                        "that --chain gives before it: give the layers "
+                        "oldest first",
+                        t, below.path);
+  }
+  return 0;
+}
+
+void
+cli_warn_lone_incremental (struct qcow_chain *c)
+{
+  struct qcow_layer_info li;
+  unsigned long long t;
+  enum qmpb_level lv;
+  size_t n = qcow_depth (c), i;
+  const char *why;
+  char *line;
+
+  if (n == 0 || qcow_layer_info (c, n - 1, &li) == -1 || li.backing_name)
+    return;
+  lv = qmpbackup_level (li.path, &t);
+  if (lv == QMPB_INC || lv == QMPB_DIFF)
+    why = lv == QMPB_INC ? "a qmpbackup incremental (INC) file"
+                         : "a qmpbackup differential (DIFF) file";
+  else if (lv == QMPB_NONE && name_says_incremental (li.path))
+    why = "by its name an incremental backup";
+  else
+    return;
+  if (asprintf (&line,
+                "qcow2pbs: warning: %s is %s with no backing file: the disk "
+                "read holds only its changes, zeros elsewhere; give the "
+                "whole chain with --chain FULL,...,%s",
+                li.path, why, base_name (li.path))
+      == -1)
+    return;
+  for (i = 0; line[i]; i++) /* one line, whatever the file name holds */
+    if ((unsigned char) line[i] < 0x20 || line[i] == 0x7f)
+      line[i] = '?';
+  fflush (stdout);
+  fprintf (stderr, "%s\n", line);
+  free (line);
+}
