@@ -29,6 +29,7 @@
 struct archive {
   char *name;        /* drive-scsi0.img.fidx */
   const char *image; /* as given */
+  const struct qcow_open_opts *oo; /* --disk: this disk's chain, or NULL */
   struct qcow_chain *chain;
   struct chain_identity ident;
   uint64_t size, nchunks;
@@ -82,6 +83,7 @@ static const struct option longopts[] = {
   { "dry-run", no_argument, NULL, 'd' },
   { "retries", required_argument, NULL, 'R' },
   { "output-format", required_argument, NULL, 'o' },
+  { "disk", required_argument, NULL, 'D' },
   PVE_PUSH_OPTIONS,
   { "help", no_argument, NULL, 'h' },
   { NULL, 0, NULL, 0 },
@@ -111,6 +113,10 @@ usage (void)
       "                     PBS_ENCRYPTION_PASSWORD or a prompt)\n"
       CLI_IMAGE_OPTIONS_HELP
       CLI_REPO_OPTIONS_HELP
+      "  --disk NAME=L0,L1,...  instead of IMAGE arguments: the disk archive\n"
+      "                     NAME from this chain, oldest layer first (the\n"
+      "                     --chain syntax; ',,' = ','); repeat it for each\n"
+      "                     disk of the VM\n"
       "  --full             read everything, reuse nothing\n"
       "  --dry-run          report what would be read and stored (an upper\n"
       "                     bound: repeats far apart count twice); write "
@@ -864,7 +870,13 @@ open_archives (struct push *p, struct qcow_open_opts *oo)
     for (j = 0; j < i; j++)
       if (strcmp (p->a[j].name, a->name) == 0)
         return cli_error (a->name, "archive name given twice"), -1;
-    a->chain = cli_open_chain (oo->chain_len ? NULL : a->image, oo);
+    if (a->oo) { /* --disk: its own chain, the command's open flags */
+      struct qcow_open_opts mine = *a->oo;
+      mine.flags |= oo->flags;
+      a->chain = cli_open_chain (NULL, &mine);
+    }
+    else
+      a->chain = cli_open_chain (oo->chain_len ? NULL : a->image, oo);
     if (!a->chain)
       return -1;
     a->size = qcow_virtual_size (a->chain);
@@ -887,6 +899,8 @@ cmd_push (int argc, char **argv)
   struct push p = { 0 };
   struct qcow_open_opts oo = { 0 };
   const char *keyfile = NULL, *chain;
+  struct push_disk *disks = NULL;
+  size_t ndisks = 0;
   unsigned attempt_no;
   char *end;
   size_t i;
@@ -937,6 +951,14 @@ cmd_push (int argc, char **argv)
                                 optarg);
       break;
     case 'h': usage (); return 0;
+    case 'D':
+      if ((ret = push_disk_option (&disks, &ndisks, optarg)) != 0) {
+        push_disks_free (disks, ndisks);
+        cli_free_chain (&oo);
+        return ret;
+      }
+      ret = 1;
+      break;
     case PVE_OPT_CONFIG: case PVE_OPT_STORAGE: case PVE_OPT_MEMORY:
     case PVE_OPT_CORES: case PVE_OPT_FW_CONFIG: case PVE_OPT_NOTES:
     case PVE_OPT_NOTES_FILE: case PVE_OPT_PROTECTED:
@@ -959,16 +981,30 @@ cmd_push (int argc, char **argv)
     return cli_usage_error ("push", "invalid backup type '%s'", p.type);
   if (!pbs_valid_ns (p.ns))
     return cli_usage_error ("push", "invalid namespace '%s'", p.ns);
-  if (optind >= argc && !chain)
+  if (ndisks && (chain || optind < argc)) {
+    push_disks_free (disks, ndisks);
+    cli_free_chain (&oo);
+    return cli_usage_error ("push", "--disk replaces IMAGE arguments and "
+                            "--chain: give the disks one way");
+  }
+  if (optind >= argc && !chain && !ndisks)
     return cli_usage_error ("push", "no image given");
   if (chain && argc - optind > 1)
     return cli_usage_error ("push", "--chain works with one image only");
 
-  p.na = argc - optind > 0 ? (size_t) (argc - optind) : 1;
+  p.na = ndisks ? ndisks : argc - optind > 0 ? (size_t) (argc - optind) : 1;
   p.a = calloc (p.na, sizeof *p.a);
-  if (!p.a)
+  if (!p.a) {
+    push_disks_free (disks, ndisks);
     return cli_error ("push", "out of memory");
-  for (i = 0; i < p.na; i++) {
+  }
+  for (i = 0; i < ndisks; i++) {
+    p.a[i].name = disks[i].name; /* taken */
+    disks[i].name = NULL;
+    p.a[i].oo = &disks[i].oo;
+    p.a[i].image = disks[i].oo.chain[disks[i].oo.chain_len - 1];
+  }
+  for (i = 0; i < p.na && !ndisks; i++) {
     const char *arg = optind + (int) i < argc ? argv[optind + i] : "";
     if (!*arg) { /* --chain alone: the image is the chain's top */
       char *nm = push_archive_name ("drive-scsi0");
@@ -991,18 +1027,18 @@ cmd_push (int argc, char **argv)
   if (open_archives (&p, &oo) == -1)
     goto out;
   {
-    struct pve_disk *disks = calloc (p.na, sizeof *disks);
+    struct pve_disk *pd = calloc (p.na, sizeof *pd);
     int st;
-    if (!disks) {
+    if (!pd) {
       cli_error ("push", "out of memory");
       goto out;
     }
     for (i = 0; i < p.na; i++) {
-      disks[i].archive = p.a[i].name;
-      disks[i].size = p.a[i].size;
+      pd[i].archive = p.a[i].name;
+      pd[i].size = p.a[i].size;
     }
-    st = pve_push_prepare (&p.pve, p.type, p.id, disks, p.na);
-    free (disks);
+    st = pve_push_prepare (&p.pve, p.type, p.id, pd, p.na);
+    free (pd);
     if (st != 0) {
       ret = st;
       goto out;
@@ -1063,6 +1099,7 @@ out:
     free (p.a[i].plan);
   }
   free (p.a);
+  push_disks_free (disks, ndisks);
   cli_free_chain (&oo);
   pbs_key_free (p.key);
   free (p.key_fp);
