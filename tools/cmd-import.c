@@ -450,6 +450,14 @@ cmd_import (int argc, char **argv)
       goto out;
     }
     import_run (&x, g, ng);
+    for (i = 0; i < ng; i++)
+      for (j = 0; j < g[i].np; j++)
+        if (g[i].p[j].status == IMPORT_TODO) {
+          g[i].p[j].status = IMPORT_FAILED;
+          snprintf (g[i].p[j].reason, sizeof g[i].p[j].reason,
+                    "not pushed: the import was interrupted; run it again "
+                    "to resume");
+        }
   }
 
   /* Report. */
@@ -494,12 +502,12 @@ cmd_import (int argc, char **argv)
     printf ("import: %zu points: %zu stored, %zu present, %zu skipped, %zu "
             "failed\n", x.total_points, counts[IMPORT_STORED],
             counts[IMPORT_PRESENT], counts[IMPORT_SKIPPED],
-            counts[IMPORT_FAILED] + counts[IMPORT_TODO]);
+            counts[IMPORT_FAILED]);
   json_decref (rep.points);
   if (x.interrupted || cli_interrupted ())
     ret = 128 + (cli_interrupted () ? cli_interrupted () : 2);
   else
-    ret = counts[IMPORT_FAILED] || (!rep.dry && counts[IMPORT_TODO]) ? 1 : 0;
+    ret = counts[IMPORT_FAILED] ? 1 : 0;
 out:
   import_groups_free (g, ng);
   pbs_repo_close (x.repo);

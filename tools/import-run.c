@@ -438,9 +438,18 @@ import_run (struct import_ctx *x, struct import_group *g, size_t ng)
       int status;
       pid_t pid = waitpid (-1, &status, 0);
       if (pid == -1) {
-        if (errno == EINTR)
-          continue;
-        break;
+        if (errno != EINTR)
+          break;
+        /* Ctrl-C or SIGTERM: stop each running push the same way (it
+         * ends its session, so no snapshot is left half made), start
+         * nothing new. */
+        if (cli_interrupted () && !x->interrupted) {
+          x->interrupted = true;
+          for (i = 0; i < x->jobs; i++)
+            if (jobs[i].g && jobs[i].pid > 0)
+              kill (jobs[i].pid, cli_interrupted ());
+        }
+        continue;
       }
       for (i = 0; i < x->jobs; i++)
         if (jobs[i].g && jobs[i].pid == pid) {

@@ -280,12 +280,14 @@ is_vm_root (const char *dir, int depth)
 }
 
 /* A disk folder of a VM: no sub-folders, and qmpbackup files named after
- * the folder (FULL-<t>-NAME) or plain qcow2 images. */
+ * the folder (FULL-<t>-NAME), or qcow2 images in a folder named like an
+ * image file ("sda.qcow2", as qmpbackup names disk folders).  A plain
+ * folder of images is a VM of its own. */
 static bool
 is_disk_folder (const char *dir, const char *name)
 {
   struct dirent_list l;
-  bool files = false, ok = true;
+  bool files = false, ok = true, qmp = false;
   size_t i;
 
   if (list_dir (dir, &l) == -1)
@@ -301,7 +303,7 @@ is_disk_folder (const char *dir, const char *name)
     }
     if (qmp_name (l.name[i], &k, &t, &f, &partial)) {
       ok = strcmp (f, name) == 0;
-      files = true;
+      files = qmp = true;
     }
     else if ((p = join (dir, l.name[i]))) {
       files |= is_qcow2_file (p);
@@ -310,6 +312,11 @@ is_disk_folder (const char *dir, const char *name)
     free (f);
   }
   free_list (&l);
+  if (ok && files && !qmp) {
+    char *dn = disk_name (name);
+    ok = dn && strcmp (dn, name) != 0; /* it had an image extension */
+    free (dn);
+  }
   return ok && files;
 }
 
