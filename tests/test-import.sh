@@ -79,6 +79,25 @@ check "interrupted: fewer than three snapshots ($n), none unfinished" \
 check "resumed: the same three snapshots" test "$(finished "$ds" vm1)" = "$T0 $T1 $T2"
 check "resumed: every point restores" restores_all "$ds" vm1 "$TMP/vm1" sda,sdb $T0 $T1 $T2
 
+# --- the same VM as a .tar and as a .tar.zst (told by content, not name)
+tar -C "$TMP/vm1" -cf "$TMP/vm1.tar" .
+tar -C "$TMP" -cf - vm1 | zstd -q -o "$TMP/vm1-zst.bin"
+mkdir "$TMP/tmpd"
+for a in vm1.tar vm1-zst.bin; do
+  ds=$DS_TMP/ds-$a
+  "$TOOL" import --repository "$ds" --backup-id vm1 --tmpdir "$TMP/tmpd" "$TMP/$a" >"$TMP/a.out" 2>&1 &&
+    pass "import of $a" || fail "import of $a: $(cat "$TMP/a.out")"
+  check "$a: every point restores" restores_all "$ds" vm1 "$TMP/vm1" sda,sdb $T0 $T1 $T2
+  check "$a: the temporary folder is removed" test -z "$(ls -A "$TMP/tmpd")"
+  "$TOOL" import --repository "$ds" --backup-id vm1 --tmpdir "$TMP/tmpd" "$TMP/$a" >"$TMP/a2.out" 2>&1
+  check "$a: a re-run finds every point present" grep -q '0 stored, 3 present' "$TMP/a2.out"
+done
+head -c 300000 "$TMP/vm1.tar" >"$TMP/cut.tar"
+ds=$DS_TMP/ds-cut
+expect_fail "a truncated archive" "$TOOL" import --repository "$ds" --tmpdir "$TMP/tmpd" "$TMP/cut.tar"
+check "truncated archive: no snapshot, no datastore, no temporary files" \
+  sh -c "[ ! -e '$ds' ] && [ -z \"\$(ls -A '$TMP/tmpd')\" ]"
+
 # --- monthly folders: each month starts a new chain in the same group
 fixture "$TMP/vm2" --disks sda --points 4 --monthly 2
 ds=$DS_TMP/ds3

@@ -3,11 +3,14 @@
  * own snapshot, oldest first, each incremental over the one before
  * (docs/import.md). */
 #include <errno.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +34,7 @@ enum {
   OPT_TIME_FROM,
   OPT_ARCHIVE_NAME,
   OPT_INCLUDE_RAW,
+  OPT_TMPDIR,
 };
 
 static const struct option longopts[] = {
@@ -47,6 +51,7 @@ static const struct option longopts[] = {
   { "time-from", required_argument, NULL, OPT_TIME_FROM },
   { "archive-name", required_argument, NULL, OPT_ARCHIVE_NAME },
   { "include-raw", no_argument, NULL, OPT_INCLUDE_RAW },
+  { "tmpdir", required_argument, NULL, OPT_TMPDIR },
   PVE_PUSH_OPTIONS,
   { "help", no_argument, NULL, 'h' },
   { NULL, 0, NULL, 0 },
@@ -59,7 +64,7 @@ usage (void)
       "Usage: qcow2pbs import [--repository REPO] [--ns NS]\n"
       "         [--backup-type vm|host|ct] [--backup-id ID] [--keyfile FILE]\n"
       "         [--jobs N] [--shard K/N] [--dry-run]\n"
-      "         [--output-format text|json] SOURCE...\n\n"
+      "         [--output-format text|json] [--tmpdir DIR] SOURCE...\n\n"
       "Push every point in time of the backup folders SOURCE as its own\n"
       "snapshot, oldest first, each incremental over the one before.  A\n"
       "SOURCE is a qmpbackup target folder (one folder per disk, named\n"
@@ -67,7 +72,9 @@ usage (void)
       "INC-<time>-<file> and COPY-<time>-<file>; YYYY-MM/ monthly folders\n"
       "and the --no-subdir layout too), or a folder of qcow2 chains linked\n"
       "by backing pointers (every layer is a point), or a folder holding\n"
-      "such folders (one group each).  Layers of several disks with the\n"
+      "such folders (one group each), or a tar archive of any of these\n"
+      "(tar, tar.gz, tar.zst, tar.xz; told by content, not name).  Layers\n"
+      "of several disks with the\n"
       "same time form one snapshot with one archive per disk.\n\n"
       "Points already in the group (same time, same files) are skipped\n"
       "without reading, so a re-run adds only what is new and an\n"
@@ -92,6 +99,10 @@ usage (void)
       "                     drive-DISK, DISK the folder name without its\n"
       "                     image extension)\n"
       "  --include-raw      take raw FULL files (raw disks) too\n"
+      "  --tmpdir DIR       where an archive's members are unpacked, sparse,\n"
+      "                     for the import (default $TMPDIR, else /var/tmp);\n"
+      "                     removed afterwards; the plan says how much room\n"
+      "                     it needs and a shortage stops before any work\n"
       CLI_REPO_OPTIONS_HELP
       PVE_PUSH_OPTIONS_HELP);
 }
@@ -225,6 +236,63 @@ point_json (const char *type, const struct import_group *g,
 }
 
 static int
+remove_one (const char *path, const struct stat *st, int flag,
+            struct FTW *ftw)
+{
+  (void) st;
+  (void) ftw;
+  return (flag == FTW_DP ? rmdir (path) : unlink (path)) == -1 ? 0 : 0;
+}
+
+/* rm -rf DIR (no symlink is followed). */
+static void
+remove_tree (const char *dir)
+{
+  nftw (dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Unpack archive SOURCE into a new folder below TMPDIR (appended to
+ * DIRS): only what a plan needs for a dry run, else everything, after
+ * checking that TMPDIR has room.  0, or -1 after printing an error. */
+static int
+unpack_source (const char *source, const char *tmpdir, bool dry,
+               char **dirs, size_t *ndirs, uint64_t *temp_bytes)
+{
+  struct statvfs vfs;
+  uint64_t need = 0, room;
+  char *dir = NULL;
+
+  if (*ndirs == 64)
+    return cli_error (source, "more than 64 archives in one import"), -1;
+  if (asprintf (&dir, "%s/qcow2pbs-import.XXXXXX", tmpdir) == -1)
+    return cli_error (source, "out of memory"), -1;
+  if (!mkdtemp (dir)) {
+    cli_error (tmpdir, "cannot make a temporary folder: %s (--tmpdir)",
+               strerror (errno));
+    free (dir);
+    return -1;
+  }
+  dirs[(*ndirs)++] = dir;
+  if (import_archive_unpack (source, dir, true, &need, NULL) == -1)
+    return -1;
+  *temp_bytes += need;
+  if (dry)
+    return 0;
+  if (statvfs (tmpdir, &vfs) == 0) {
+    room = (uint64_t) vfs.f_bavail * vfs.f_frsize;
+    if (room < need) {
+      char a[32], b[32];
+      human (need, a, sizeof a);
+      human (room, b, sizeof b);
+      return cli_error (source, "needs %s of temporary space to unpack, "
+                        "%s has %s free: give --tmpdir DIR with room", a,
+                        tmpdir, b), -1;
+    }
+  }
+  return import_archive_unpack (source, dir, false, NULL, NULL);
+}
+
+static int
 parse_shard (const char *s, unsigned *k, unsigned *n)
 {
   char *end;
@@ -253,6 +321,10 @@ cmd_import (int argc, char **argv)
   const char *pass[40], *keyfile = NULL, *fingerprint = NULL;
   char *owned[16];
   size_t nowned = 0;
+  const char *tmpdir = getenv ("TMPDIR");
+  char *unpacked[64];
+  size_t nunpacked = 0;
+  uint64_t temp_bytes = 0;
   size_t ng = 0, i, j, npass = 0, nren = 0;
   size_t counts[5] = { 0 };
   unsigned shard_k = 0, shard_n = 0;
@@ -317,6 +389,7 @@ cmd_import (int argc, char **argv)
       break;
     }
     case OPT_INCLUDE_RAW: o.include_raw = true; break;
+    case OPT_TMPDIR: tmpdir = optarg; break;
     case 'h': usage (); return 0;
     default:
       if (opt >= PVE_OPT_CONFIG && opt <= PVE_OPT_LAST
@@ -357,9 +430,24 @@ cmd_import (int argc, char **argv)
   rep.type = x.type;
   rep.start = time (NULL);
 
-  for (i = (size_t) optind; i < (size_t) argc; i++)
-    if (import_scan (argv[i], &o, &g, &ng) == -1)
+  if (!tmpdir || !*tmpdir)
+    tmpdir = "/var/tmp";
+  if (cli_catch_interrupts () == -1) {
+    cli_error ("import", "cannot catch signals: %s", strerror (errno));
+    goto out;
+  }
+  for (i = (size_t) optind; i < (size_t) argc; i++) {
+    struct stat st;
+    if (stat (argv[i], &st) == 0 && S_ISREG (st.st_mode)) {
+      if (unpack_source (argv[i], tmpdir, rep.dry, unpacked, &nunpacked,
+                         &temp_bytes) == -1
+          || import_scan (unpacked[nunpacked - 1], argv[i], &o, &g, &ng)
+                 == -1)
+        goto out;
+    }
+    else if (import_scan (argv[i], argv[i], &o, &g, &ng) == -1)
       goto out;
+  }
   /* --shard: keep the groups of this shard. */
   if (shard_n) {
     size_t keep = 0;
@@ -445,10 +533,6 @@ cmd_import (int argc, char **argv)
       }
   }
   else {
-    if (cli_catch_interrupts () == -1) {
-      cli_error ("import", "cannot catch signals: %s", strerror (errno));
-      goto out;
-    }
     import_run (&x, g, ng);
     for (i = 0; i < ng; i++)
       for (j = 0; j < g[i].np; j++)
@@ -469,8 +553,8 @@ cmd_import (int argc, char **argv)
       for (j = 0; j < g[i].np; j++)
         bytes += g[i].p[j].status == IMPORT_TODO ? g[i].p[j].read_bytes : 0;
       human (bytes, b, sizeof b);
-      printf ("group %s/%s from %s: %zu points, %s to read, no temporary "
-              "space\n", x.type, g[i].id, g[i].source, g[i].np, b);
+      printf ("group %s/%s from %s: %zu points, %s to read\n", x.type,
+              g[i].id, g[i].source, g[i].np, b);
     }
     for (j = 0; j < g[i].np; j++) {
       const struct import_point *p = &g[i].p[j];
@@ -493,11 +577,14 @@ cmd_import (int argc, char **argv)
     json_decref (o2);
     rep.points = NULL;
   }
-  else if (rep.dry)
+  else if (rep.dry) {
+    char tb[32];
+    human (temp_bytes, tb, sizeof tb);
     printf ("import: %zu points: %zu to push, %zu present, %zu skipped, %zu "
-            "failed\n", x.total_points, counts[IMPORT_TODO],
-            counts[IMPORT_PRESENT], counts[IMPORT_SKIPPED],
-            counts[IMPORT_FAILED]);
+            "failed; %s of temporary space in %s\n", x.total_points,
+            counts[IMPORT_TODO], counts[IMPORT_PRESENT],
+            counts[IMPORT_SKIPPED], counts[IMPORT_FAILED], tb, tmpdir);
+  }
   else
     printf ("import: %zu points: %zu stored, %zu present, %zu skipped, %zu "
             "failed\n", x.total_points, counts[IMPORT_STORED],
@@ -525,5 +612,9 @@ out:
   pve_push_free (&pve);
   for (i = 0; i < nowned; i++)
     free (owned[i]);
+  for (i = 0; i < nunpacked; i++) {
+    remove_tree (unpacked[i]);
+    free (unpacked[i]);
+  }
   return ret;
 }

@@ -32,9 +32,12 @@
 
 /* ------------------------------------------------------------ records */
 
-/* Does the manifest record of archive A name exactly the layers of D? */
+/* Does the manifest record of archive A name exactly the layers of D?
+ * Files: the same real path, size and mtime.  Unpacked archive members
+ * (a new temporary folder each run): the same name, size and mtime. */
 static bool
-record_matches (json_t *archives, const struct import_point_disk *d)
+record_matches (json_t *archives, const struct import_point_disk *d,
+                bool member)
 {
   json_t *layers = json_object_get (json_object_get (archives, d->archive),
                                     "layers");
@@ -48,10 +51,12 @@ record_matches (json_t *archives, const struct import_point_disk *d)
     json_t *e = json_array_get (layers, i);
     char *rp = realpath (l->path, NULL);
     struct stat st;
-    bool ok = rp && stat (l->path, &st) == 0
-              && json_is_string (json_object_get (e, "realpath"))
-              && !strcmp (json_string_value (json_object_get (e, "realpath")),
-                          rp)
+    const char *had = json_string_value (json_object_get (e, "realpath"));
+    const char *hb = had ? strrchr (had, '/') : NULL, *rb;
+    bool ok = rp && had && stat (l->path, &st) == 0;
+    rb = rp ? strrchr (rp, '/') : NULL;
+    ok = ok && (member ? hb && rb && !strcmp (hb, rb) : !strcmp (had, rp));
+    ok = ok
               && json_integer_value (json_object_get (e, "size"))
                      == (json_int_t) st.st_size
               && json_integer_value (json_object_get (e, "mtime-ns"))
@@ -95,7 +100,7 @@ holds_point (struct import_ctx *x, const struct import_group *g,
       && json_object_size (archives) == p->nd) {
     r = 1;
     for (i = 0; i < p->nd; i++)
-      if (!record_matches (archives, &p->d[i]))
+      if (!record_matches (archives, &p->d[i], g->from_archive))
         r = 0;
   }
   json_decref (root);

@@ -867,8 +867,9 @@ fnv1a (const char *s)
 }
 
 static int
-scan_group (const char *root, const char *id, const struct import_opts *o,
-            struct import_group **gs, size_t *ng)
+scan_group (const char *root, const char *shown, const char *id,
+            const struct import_opts *o, struct import_group **gs,
+            size_t *ng)
 {
   struct import_group *all = realloc (*gs, (*ng + 1) * sizeof **gs);
   struct scan s = { .o = o };
@@ -881,7 +882,7 @@ scan_group (const char *root, const char *id, const struct import_opts *o,
   s.g = &all[*ng];
   memset (s.g, 0, sizeof *s.g);
   (*ng)++;
-  s.g->source = strdup (root);
+  s.g->source = strdup (shown);
   s.g->id = strdup (id);
   if (!s.g->source || !s.g->id)
     return cli_error (root, "out of memory"), -1;
@@ -951,9 +952,11 @@ source_id (const char *source)
 }
 
 int
-import_scan (const char *source, const struct import_opts *o,
-             struct import_group **g, size_t *ng)
+import_scan (const char *dir, const char *shown,
+             const struct import_opts *o, struct import_group **g,
+             size_t *ng)
 {
+  const char *source = dir;
   struct stat st;
   struct dirent_list l;
   size_t i, before = *ng;
@@ -961,12 +964,11 @@ import_scan (const char *source, const struct import_opts *o,
   int r = 0;
 
   if (stat (source, &st) == -1)
-    return cli_error (source, "%s", strerror (errno)), -1;
+    return cli_error (shown, "%s", strerror (errno)), -1;
   if (!S_ISDIR (st.st_mode))
-    return cli_error (source, "not a folder (archives: see "
-                      "'qcow2pbs import --help')"), -1;
+    return cli_error (shown, "not a folder"), -1;
   if (!is_vm_root (source, 2))
-    return cli_error (source, "no backups found (qmpbackup folders or qcow2 "
+    return cli_error (shown, "no backups found (qmpbackup folders or qcow2 "
                       "chains)"), -1;
   if (holds_vms (source)) {
     if (list_dir (source, &l) == -1)
@@ -977,9 +979,17 @@ import_scan (const char *source, const struct import_opts *o,
         continue;
       p = join (source, l.name[i]);
       if (!p || (is_vm_root (p, 2)
-                 && scan_group (p, o->backup_id ? o->backup_id : l.name[i], o,
-                                g, ng) == -1))
+                 && scan_group (p, p, o->backup_id ? o->backup_id : l.name[i],
+                                o, g, ng) == -1))
         r = -1;
+      if (r == 0 && strcmp (dir, shown) != 0 && *ng > before) {
+        /* Unpacked from an archive: name the member folder in it. */
+        free (g[0][*ng - 1].source);
+        if (asprintf (&g[0][*ng - 1].source, "%s:%s", shown, l.name[i])
+            == -1)
+          g[0][*ng - 1].source = NULL;
+        g[0][*ng - 1].from_archive = true;
+      }
       free (p);
     }
     free_list (&l);
@@ -989,15 +999,17 @@ import_scan (const char *source, const struct import_opts *o,
                         *ng - before), -1;
     return r;
   }
-  id = o->backup_id ? strdup (o->backup_id) : source_id (source);
+  id = o->backup_id ? strdup (o->backup_id) : source_id (shown);
   if (!id)
     return cli_error (source, "out of memory"), -1;
   if (!pbs_valid_backup_id (id)) {
-    cli_error (source, "'%s' is not a valid backup id; give --backup-id", id);
+    cli_error (shown, "'%s' is not a valid backup id; give --backup-id", id);
     free (id);
     return -1;
   }
-  r = scan_group (source, id, o, g, ng);
+  r = scan_group (source, shown, id, o, g, ng);
+  if (r == 0 && strcmp (dir, shown) != 0)
+    g[0][*ng - 1].from_archive = true;
   free (id);
   return r;
 }

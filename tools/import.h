@@ -69,6 +69,7 @@ struct import_group {
   struct import_point *p; /* oldest first */
   size_t np;
   uint64_t hash;          /* stable, for --shard */
+  bool from_archive;      /* layers are unpacked archive members */
 };
 
 enum import_time_from { IMPORT_TIME_AUTO, IMPORT_TIME_NAME, IMPORT_TIME_MTIME };
@@ -83,10 +84,19 @@ struct import_opts {
   size_t nrename;
 };
 
-/* Find the groups of SOURCE (a folder) and append them to *G.  0, or -1
- * after printing an error about SOURCE. */
-int import_scan (const char *source, const struct import_opts *o,
-                 struct import_group **g, size_t *ng);
+/* Find the groups of folder DIR and append them to *G.  SOURCE names DIR
+ * to the user (the archive it was unpacked from, or DIR itself) and gives
+ * the default backup-id.  0, or -1 after printing an error. */
+int import_scan (const char *dir, const char *source,
+                 const struct import_opts *o, struct import_group **g,
+                 size_t *ng);
+
+/* import-archive.c: unpack tar archive ARCHIVE into folder DIR (members
+ * sparse, with their mtimes); SKELETON: only each member's first 64 KiB,
+ * in files of full size (enough to plan).  *NEED: the members' bytes;
+ * *WRITTEN: bytes written.  0, or -1 after printing an error. */
+int import_archive_unpack (const char *archive, const char *dir,
+                           bool skeleton, uint64_t *need, uint64_t *written);
 void import_groups_free (struct import_group *g, size_t ng);
 void import_group_clear (struct import_group *g); /* contents only */
 
