@@ -70,6 +70,18 @@ extern struct qcow_chain *qcow_open_memory (const void *buf, size_t len,
 
 extern void qcow_close (struct qcow_chain *c); /* NULL: no-op */
 
+/* What PATH says about itself, without opening a chain or checking more
+ * than the magic: for discovering chains in a folder.  A file that is
+ * not qcow2 gives 0 with IS_QCOW2 false.  0 or -1. */
+struct qcow_probe_info {
+  bool is_qcow2;
+  uint64_t file_size;
+  uint64_t virtual_size; /* qcow2 only, as stored */
+  char *backing_name;    /* as stored, or NULL; malloc'd */
+};
+extern int qcow_probe (const char *path, struct qcow_probe_info *out);
+extern void qcow_probe_free (struct qcow_probe_info *info);
+
 /* Guest-visible size of the top layer (floored to 512 bytes, as QEMU). */
 extern uint64_t qcow_virtual_size (const struct qcow_chain *c);
 

@@ -15,6 +15,13 @@
 struct pbs_repo *
 cli_open_repo (const char *spec, const char *fingerprint)
 {
+  return cli_open_repo_secret (spec, fingerprint, NULL);
+}
+
+struct pbs_repo *
+cli_open_repo_secret (const char *spec, const char *fingerprint,
+                      const char *given)
+{
   struct pbs_repo_opts opts = { 0 };
   struct pbs_repo *r;
   char *secret = NULL;
@@ -28,9 +35,13 @@ cli_open_repo (const char *spec, const char *fingerprint)
   }
   if (!strchr (spec, '/')) {
     /* A server (§2.3): a local datastore is always a path. */
-    secret = cli_read_secret ("PBS_PASSWORD", "Password: ");
-    if (!secret)
-      return NULL; /* cli_read_secret said why */
+    secret = given ? strdup (given)
+                   : cli_read_secret ("PBS_PASSWORD", "Password: ");
+    if (!secret) {
+      if (given)
+        cli_error (spec, "out of memory");
+      return NULL; /* else cli_read_secret said why */
+    }
     if (!fingerprint)
       fingerprint = getenv ("PBS_FINGERPRINT");
     if (fingerprint && !*fingerprint)

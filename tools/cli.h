@@ -20,6 +20,7 @@ int cmd_push (int argc, char **argv);
 int cmd_restore (int argc, char **argv);
 int cmd_verify (int argc, char **argv);
 int cmd_snapshots (int argc, char **argv);
+int cmd_import (int argc, char **argv);
 
 /* "qcow2pbs: CONTEXT: message" on stderr (one line).  Returns 1, so
  * `return cli_error (path, "...")` ends a command with exit status 1. */
@@ -226,6 +227,10 @@ void out_file_abort (struct out_file *f);
  * failure. */
 struct pbs_repo;
 struct pbs_repo *cli_open_repo (const char *spec, const char *fingerprint);
+/* The same with the server's SECRET already read (NULL: read it). */
+struct pbs_repo *cli_open_repo_secret (const char *spec,
+                                       const char *fingerprint,
+                                       const char *secret);
 
 /* SIGINT, SIGTERM and SIGHUP end a push cleanly (cli-interrupt.c): the
  * first is noted, wakes pbsproto's network waits (pbs_set_cancel_fd) and

@@ -29,6 +29,7 @@
 struct archive {
   char *name;        /* drive-scsi0.img.fidx */
   const char *image; /* as given */
+  const struct qcow_open_opts *oo; /* --disk: this disk's chain, or NULL */
   struct qcow_chain *chain;
   struct chain_identity ident;
   uint64_t size, nchunks;
@@ -83,6 +84,7 @@ static const struct option longopts[] = {
   { "retries", required_argument, NULL, 'R' },
   { "output-format", required_argument, NULL, 'o' },
   CLI_PROGRESS_OPTIONS,
+  { "disk", required_argument, NULL, 'D' },
   PVE_PUSH_OPTIONS,
   { "help", no_argument, NULL, 'h' },
   { NULL, 0, NULL, 0 },
@@ -91,6 +93,7 @@ static const struct option longopts[] = {
 static const char usage_text[] =
   "Usage: qcow2pbs push [OPTIONS] --backup-id ID [NAME=]IMAGE ...\n"
   "       qcow2pbs push [OPTIONS] --backup-id ID --chain FULL,INCR0,...\n"
+  "       qcow2pbs push [OPTIONS] --backup-id ID --disk NAME=L0,L1,... ...\n"
   "Store each IMAGE (the newest layer of a qcow2 chain) as the complete\n"
   "disk NAME.img.fidx of one new snapshot.  NAME defaults to drive-scsi0,\n"
   "drive-scsi1, ... in argument order.  Chunks the new layers did not\n"
@@ -107,6 +110,10 @@ static const char usage_text[] =
   "                            PBS_ENCRYPTION_PASSWORD or a prompt)\n"
   CLI_IMAGE_OPTIONS_HELP
   CLI_REPO_OPTIONS_HELP
+  "  --disk NAME=L0,L1,...     instead of IMAGE arguments: the disk\n"
+  "                            archive NAME from this chain, oldest layer\n"
+  "                            first (the --chain syntax; ',,' = ',');\n"
+  "                            repeat it for each disk of the VM\n"
   "  --full                    read everything, reuse nothing\n"
   "  --dry-run                 report what would be read and stored (an\n"
   "                            upper bound: repeats far apart count twice);\n"
@@ -880,7 +887,13 @@ open_archives (struct push *p, struct qcow_open_opts *oo)
     for (j = 0; j < i; j++)
       if (strcmp (p->a[j].name, a->name) == 0)
         return cli_error (a->name, "archive name given twice"), -1;
-    a->chain = cli_open_chain (oo->chain_len ? NULL : a->image, oo);
+    if (a->oo) { /* --disk: its own chain, the command's open flags */
+      struct qcow_open_opts mine = *a->oo;
+      mine.flags |= oo->flags;
+      a->chain = cli_open_chain (NULL, &mine);
+    }
+    else
+      a->chain = cli_open_chain (oo->chain_len ? NULL : a->image, oo);
     if (!a->chain)
       return -1;
     cli_warn_lone_incremental (a->chain);
@@ -904,6 +917,8 @@ cmd_push (int argc, char **argv)
   struct push p = { 0 };
   struct qcow_open_opts oo = { 0 };
   const char *keyfile = NULL, *chain;
+  struct push_disk *disks = NULL;
+  size_t ndisks = 0;
   unsigned attempt_no;
   char *end;
   size_t i;
@@ -962,6 +977,22 @@ cmd_push (int argc, char **argv)
     case 'q': cli_set_progress_mode (CLI_PROGRESS_QUIET); break;
     case CLI_OPT_PROGRESS: cli_set_progress_mode (CLI_PROGRESS_LINES); break;
     case 'h': fputs (usage_text, stdout); cli_free_chain (&oo); return 0;
+    case 'D':
+      if ((ret = push_disk_option (&disks, &ndisks, optarg)) != 0) {
+        push_disks_free (disks, ndisks);
+        cli_free_chain (&oo);
+        return ret;
+      }
+      ret = 1;
+      break;
+    case PVE_OPT_CONFIG: case PVE_OPT_STORAGE: case PVE_OPT_MEMORY:
+    case PVE_OPT_CORES: case PVE_OPT_FW_CONFIG: case PVE_OPT_NOTES:
+    case PVE_OPT_NOTES_FILE: case PVE_OPT_PROTECTED:
+      if (pve_push_option (&p.pve, opt, optarg) != 0) {
+        cli_free_chain (&oo);
+        return 2;
+      }
+      break;
     default:
       cli_free_chain (&oo);
       return cli_getopt_error ("push", opt, argv, longopts);
@@ -976,16 +1007,30 @@ cmd_push (int argc, char **argv)
     return cli_usage_error ("push", "invalid backup type '%s'", p.type);
   if (!pbs_valid_ns (p.ns))
     return cli_usage_error ("push", "invalid namespace '%s'", p.ns);
-  if (optind >= argc && !chain)
+  if (ndisks && (chain || optind < argc)) {
+    push_disks_free (disks, ndisks);
+    cli_free_chain (&oo);
+    return cli_usage_error ("push", "--disk replaces IMAGE arguments and "
+                            "--chain: give the disks one way");
+  }
+  if (optind >= argc && !chain && !ndisks)
     return cli_usage_error ("push", "no image given");
   if (chain && argc - optind > 1)
     return cli_usage_error ("push", "--chain works with one image only");
 
-  p.na = argc - optind > 0 ? (size_t) (argc - optind) : 1;
+  p.na = ndisks ? ndisks : argc - optind > 0 ? (size_t) (argc - optind) : 1;
   p.a = calloc (p.na, sizeof *p.a);
-  if (!p.a)
+  if (!p.a) {
+    push_disks_free (disks, ndisks);
     return cli_error ("push", "out of memory");
-  for (i = 0; i < p.na; i++) {
+  }
+  for (i = 0; i < ndisks; i++) {
+    p.a[i].name = disks[i].name; /* taken */
+    disks[i].name = NULL;
+    p.a[i].oo = &disks[i].oo;
+    p.a[i].image = disks[i].oo.chain[disks[i].oo.chain_len - 1];
+  }
+  for (i = 0; i < p.na && !ndisks; i++) {
     const char *arg = optind + (int) i < argc ? argv[optind + i] : "";
     if (!*arg) { /* --chain alone: the image is the chain's top */
       char *nm = push_archive_name ("drive-scsi0");
@@ -1012,18 +1057,18 @@ cmd_push (int argc, char **argv)
   if (open_archives (&p, &oo) == -1)
     goto out;
   {
-    struct pve_disk *disks = calloc (p.na, sizeof *disks);
+    struct pve_disk *pd = calloc (p.na, sizeof *pd);
     int st;
-    if (!disks) {
+    if (!pd) {
       cli_error ("push", "out of memory");
       goto out;
     }
     for (i = 0; i < p.na; i++) {
-      disks[i].archive = p.a[i].name;
-      disks[i].size = p.a[i].size;
+      pd[i].archive = p.a[i].name;
+      pd[i].size = p.a[i].size;
     }
-    st = pve_push_prepare (&p.pve, p.type, p.id, disks, p.na);
-    free (disks);
+    st = pve_push_prepare (&p.pve, p.type, p.id, pd, p.na);
+    free (pd);
     if (st != 0) {
       ret = st;
       goto out;
@@ -1084,6 +1129,7 @@ out:
     free (p.a[i].plan);
   }
   free (p.a);
+  push_disks_free (disks, ndisks);
   cli_free_chain (&oo);
   pbs_key_free (p.key);
   free (p.key_fp);

@@ -44,6 +44,16 @@ void snapshot_source_close (struct snapshot_source *src);
 /* "drive-scsi0" / "drive-scsi0.img" / "drive-scsi0.img.fidx" ->
  * "drive-scsi0.img.fidx" (malloc'd), or NULL if not a safe name. */
 char *push_archive_name (const char *arg);
+
+/* push-disks.c: --disk NAME=L0,L1,... (the --chain syntax, oldest first).
+ * Each call appends one disk to *LIST; 0, or the exit status after a
+ * message (2 usage, 1 error). */
+struct push_disk {
+  char *name;                 /* archive name, drive-scsi0.img.fidx */
+  struct qcow_open_opts oo;   /* oo.chain: the layers */
+};
+int push_disk_option (struct push_disk **list, size_t *n, const char *arg);
+void push_disks_free (struct push_disk *list, size_t n);
 /* restore-blob.c: restore ARG, a blob archive of the snapshot
  * ("qemu-server.conf" or "qemu-server.conf.blob"), decrypted, to OUT_PATH
  * ("-": stdout).  The exit status, or -1 when the snapshot has no such

@@ -17,6 +17,7 @@ static const struct command commands[] = {
   { "export", cmd_export, "write the merged disk as a sparse raw file" },
   { "bitmap", cmd_bitmap, "show the dirty ranges of a persistent bitmap" },
   { "push", cmd_push, "store a chain as a complete PBS image snapshot" },
+  { "import", cmd_import, "push every point in time of backup folders" },
   { "restore", cmd_restore, "write a snapshot's disk as a sparse raw file" },
   { "verify", cmd_verify, "prove that a snapshot equals a chain" },
   { "snapshots", cmd_snapshots, "list the snapshots of a repository" },

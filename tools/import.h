@@ -1,0 +1,107 @@
+/* import.h -- qcow2pbs import: whole backup folders (qmpbackup's layout,
+ * or chains linked by backing pointers) become one snapshot per point in
+ * time, oldest first (docs/import.md).
+ *
+ * import-scan.c finds the groups, chains and points; import-run.c pushes
+ * the points by running `qcow2pbs push` for each; cmd-import.c is the
+ * command line, the plan and the report. */
+#ifndef QCOW2PBS_IMPORT_H
+#define QCOW2PBS_IMPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum import_kind {
+  IMPORT_FULL,   /* qmpbackup FULL-<t>-<file> */
+  IMPORT_INC,    /* qmpbackup INC-<t>-<file>: no backing pointer */
+  IMPORT_COPY,   /* qmpbackup COPY-<t>-<file>: a full copy outside chains */
+  IMPORT_LINKED, /* a layer of a chain linked by backing pointers */
+};
+
+struct import_layer {
+  char *path;           /* the file */
+  int64_t time;         /* its point in time */
+  bool time_from_name;  /* else from the file's mtime */
+  enum import_kind kind;
+  bool raw;             /* a raw image (qmpbackup FULL of a raw disk) */
+  bool partial;         /* *.partial: an interrupted run */
+  uint64_t size;        /* file size, for the plan's byte counts */
+};
+
+/* One disk's layers that build on each other, oldest first. */
+struct import_chain {
+  char *disk;    /* disk name: "scsi0" (folder scsi0.qcow2), "sda", ... */
+  struct import_layer *l;
+  size_t n;
+};
+
+enum import_status {
+  IMPORT_TODO,    /* to push */
+  IMPORT_STORED,  /* pushed now */
+  IMPORT_PRESENT, /* the group holds it already (same time and record) */
+  IMPORT_SKIPPED, /* cannot or need not be pushed: reason says why */
+  IMPORT_FAILED,
+};
+
+struct import_point_disk {
+  char *archive;                    /* drive-scsi0.img.fidx */
+  const struct import_chain *chain;
+  size_t first, last;               /* layers first..last of the chain */
+};
+
+struct import_point {
+  int64_t time;
+  bool time_from_name;
+  struct import_point_disk *d;
+  size_t nd;
+  enum import_status status;
+  char reason[512];
+  uint64_t read_bytes; /* plan: bytes of the layers new in this point */
+  char *push_json;     /* the push's JSON answer (archives), or NULL */
+};
+
+struct import_group {
+  char *source;  /* the folder it came from */
+  char *id;      /* backup-id */
+  struct import_chain *c;
+  size_t nc;
+  struct import_point *p; /* oldest first */
+  size_t np;
+  uint64_t hash;          /* stable, for --shard */
+  bool from_archive;      /* layers are unpacked archive members */
+};
+
+enum import_time_from { IMPORT_TIME_AUTO, IMPORT_TIME_NAME, IMPORT_TIME_MTIME };
+
+struct import_rename { const char *disk, *name; };
+
+struct import_opts {
+  enum import_time_from time_from;
+  bool include_raw;
+  const char *backup_id;           /* --backup-id: one group only */
+  const struct import_rename *rename; /* --archive-name DISK=NAME */
+  size_t nrename;
+};
+
+/* Find the groups of folder DIR and append them to *G.  SOURCE names DIR
+ * to the user (the archive it was unpacked from, or DIR itself) and gives
+ * the default backup-id.  0, or -1 after printing an error. */
+int import_scan (const char *dir, const char *source,
+                 const struct import_opts *o, struct import_group **g,
+                 size_t *ng);
+
+/* import-archive.c: unpack tar archive ARCHIVE into folder DIR (members
+ * sparse, with their mtimes); SKELETON: only each member's first 64 KiB,
+ * in files of full size (enough to plan).  *NEED: the members' bytes;
+ * *WRITTEN: bytes written.  0, or -1 after printing an error. */
+int import_archive_unpack (const char *archive, const char *dir,
+                           bool skeleton, uint64_t *need, uint64_t *written);
+void import_groups_free (struct import_group *g, size_t ng);
+void import_group_clear (struct import_group *g); /* contents only */
+
+/* "YYYY-MM-DDTHH:MM:SSZ"-style names and epochs in file names: the time,
+ * or -1 when NAME holds none (import-scan.c; tested through the CLI). */
+int64_t import_time_from_name (const char *name);
+
+#endif
