@@ -17,15 +17,15 @@ man_section () {
 }
 
 tables=$(python3 "$top/tests/getopt-tables.py" "$top")
-check "option tables found for 10 commands" test "$(wc -l <<<"$tables")" = 10
+check "option tables found for 11 commands" test "$(wc -l <<<"$tables")" = 11
 check "man page built" test -s "$MAN"
 while IFS=$'\t' read -r cmd opts; do
   help_of "$cmd" >"$TMP/help" 2>&1 || true
   man_section "$cmd" >"$TMP/man"
   missing_help= missing_man=
   for o in $opts; do
-    # An option line: "  --opt ..." or "  -q, --quiet ...".
-    grep -Eq -- "^  (-[a-z], )?$o([ ,]|\$)" "$TMP/help" || missing_help+=" $o"
+    # An option line: "  --opt ..." or "  -q, --quiet ..." ("-U, ...").
+    grep -Eq -- "^  (-[a-zA-Z], )?$o([ ,]|\$)" "$TMP/help" || missing_help+=" $o"
     grep -Fq -- "\\fB${o//-/\\-}\\fR" "$TMP/man" || missing_man+=" $o"
   done
   check "$cmd: every option in --help${missing_help:+ (missing:$missing_help)}" test -z "$missing_help"

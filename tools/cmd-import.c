@@ -82,6 +82,8 @@ usage (void)
       "stored or present, 1 if any failed (the others still go in).\n\n"
       "  --repository REPO  local datastore path or [USER@REALM@]HOST:STORE\n"
       "                     (default $PBS_REPOSITORY)\n"
+      "  --ns NS            the namespace (default: the root)\n"
+      "  --backup-type vm|host|ct  the groups' type (default vm)\n"
       "  --backup-id ID     the group (one SOURCE group only); default the\n"
       "                     folder's name\n"
       "  --keyfile FILE     encrypt with this key (password asked once)\n"
@@ -98,13 +100,17 @@ usage (void)
       "  --archive-name DISK=NAME  archive name of a disk (default\n"
       "                     drive-DISK, DISK the folder name without its\n"
       "                     image extension)\n"
+      "  --output-format text|json  output format (default text); JSON:\n"
+      "                     {\"points\": [{backup-id, time, snapshot, status,\n"
+      "                     reason, archives}]}\n"
       "  --include-raw      take raw FULL files (raw disks) too\n"
       "  --tmpdir DIR       where an archive's members are unpacked, sparse,\n"
       "                     for the import (default $TMPDIR, else /var/tmp);\n"
       "                     removed afterwards; the plan says how much room\n"
       "                     it needs and a shortage stops before any work\n"
       CLI_REPO_OPTIONS_HELP
-      PVE_PUSH_OPTIONS_HELP);
+      PVE_PUSH_OPTIONS_HELP
+      "  -h, --help         this help\n");
 }
 
 static const char *
@@ -335,7 +341,8 @@ cmd_import (int argc, char **argv)
   x.type = "vm";
   x.jobs = 1;
   optind = 1;
-  while ((opt = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
+  opterr = 0;
+  while ((opt = getopt_long (argc, argv, ":h", longopts, NULL)) != -1) {
     switch (opt) {
     case OPT_REPOSITORY: x.repo_spec = optarg; break;
     case CLI_OPT_FINGERPRINT:
@@ -411,7 +418,7 @@ cmd_import (int argc, char **argv)
           pass[npass++] = optarg;
         break;
       }
-      return cli_usage_error ("import", "invalid option");
+      return cli_getopt_error ("import", opt, argv, longopts);
     }
   }
   if (optind >= argc)
