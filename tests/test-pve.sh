@@ -142,6 +142,22 @@ same_bytes "$TMP/conf3.r" "$TMP/conf3" "restore with the key prints the decrypte
 expect_fail "restore of the encrypted config without a key" \
   "$TOOL" restore --repository "$ds" vm/101/$T1 qemu-server.conf -
 
+# --- import: --pve-config applies to every point
+if command -v qemu-system-x86_64 >/dev/null; then
+  python3 "$top/tests/qmpbackup_fixture.py" "$TMP/qb" --disks sda --points 2
+  expect_fail "import --pve-config with a disk name Proxmox VE cannot map" \
+    "$TOOL" import --repository "$ds" --backup-id 102 --pve-config auto "$TMP/qb"
+  check "  ... the refusal names --archive-name" grep -q 'archive-name sda=drive-scsi0' "$TMP/ef.err"
+  "$TOOL" import --repository "$ds" --backup-id 102 --pve-config auto \
+    --archive-name sda=drive-scsi0 --protected "$TMP/qb" >/dev/null 2>"$TMP/i.err" ||
+    fail "import with --pve-config: $(cat "$TMP/i.err")"
+  for t in 2023-11-14T22:13:20Z 2023-11-14T22:15:00Z; do
+    python3 "$rules" blob "$ds/vm/102/$t/qemu-server.conf.blob" >"$TMP/ic.conf" 2>/dev/null
+    check "import: point $t has a config Proxmox VE restores, and is protected" \
+      sh -c "python3 '$rules' check-config '$TMP/ic.conf' drive-scsi0.img.fidx=$((32 << 20)) >/dev/null && [ -f '$ds/vm/102/$t/.protected' ]"
+  done
+fi
+
 # --- the test server: notes and protection over REST, the owner rule
 setup_remote
 printf 'alice@pbs!tok %s\n' "$TOKEN_SECRET" >>"$TMP/tokens"

@@ -473,6 +473,21 @@ cmd_import (int argc, char **argv)
                    g[i].source);
         goto out;
       }
+  /* Proxmox VE maps disks by config key: check every archive name now,
+   * not point by point. */
+  for (i = 0; pve.config_arg && i < ng; i++)
+    for (j = 0; j < g[i].np; j++)
+      for (size_t d = 0; d < g[i].p[j].nd; d++) {
+        char key[16];
+        if (!pve_disk_key (g[i].p[j].d[d].archive, key)) {
+          cli_error (g[i].source, "disk %s: its archive %s is no Proxmox VE "
+                     "disk key (ide0-3, sata0-5, scsi0-30, virtio0-15, ...); "
+                     "give --archive-name %s=drive-scsi0 (or another key)",
+                     g[i].p[j].d[d].chain->disk, g[i].p[j].d[d].archive,
+                     g[i].p[j].d[d].chain->disk);
+          goto out;
+        }
+      }
   for (i = 0; i < ng; i++)
     for (j = 0; j < g[i].np; j++) {
       x.total_points++;

@@ -339,9 +339,19 @@ finish_point (struct import_ctx *x, struct import_job *j, int status)
   }
   else {
     p->status = IMPORT_FAILED;
-    /* push printed one line "qcow2pbs: CONTEXT: message" (or JSON). */
+    /* push printed one line: {"error": ...} (it runs with JSON output). */
     if (err && (nl = strchr (err, '\n')))
       *nl = 0;
+    if (err && *err == '{') {
+      json_t *e = json_loads (err, 0, NULL);
+      const char *msg = json_string_value (json_object_get (e, "error"));
+      char *copy = msg ? strdup (msg) : NULL;
+      json_decref (e);
+      if (copy) {
+        free (err);
+        err = copy;
+      }
+    }
     snprintf (p->reason, sizeof p->reason, "%s",
               err && *err ? (strncmp (err, "qcow2pbs: ", 10) == 0 ? err + 10
                                                                   : err)
