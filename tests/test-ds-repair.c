@@ -184,7 +184,7 @@ reuse_backup (const char *id, int64_t t, bool require)
 static void
 test_rename (void)
 {
-  char path[400], bad[400], *np = NULL;
+  char path[512], bad[512], *np = NULL;
   bool dup;
   int i;
 
@@ -209,7 +209,7 @@ test_rename (void)
   ok (np && strcmp (np, bad) == 0, "second bad copy: <hex>.1.bad");
   free (np);
   for (i = 2; i <= 9; i++) {
-    char sfx[16];
+    char sfx[24];
     snprintf (sfx, sizeof sfx, ".%d.bad", i);
     chunk_file (c3.hex, sfx, bad, sizeof bad);
     write_file (bad, "old");
@@ -224,7 +224,7 @@ test_rename (void)
 static void
 test_insert (void)
 {
-  char path[400];
+  char path[512];
   struct stat st;
   struct chunk z, p;
   bool dup;
@@ -276,7 +276,7 @@ test_verify_state (void)
   struct pbs_ds_backup *b;
   size_t n = 0;
   int64_t prev;
-  char path[400];
+  char path[512];
 
   ok (backup ("v", 1000) == 0, "a finished backup vm/v/1000");
   ok (pbs_ds_set_verify_state (ds, "root@pam", "", "vm", "v", 999, true) ==
@@ -377,7 +377,7 @@ test_remote (void)
 static void
 remove_top (void)
 {
-  char cmd[400];
+  char cmd[512];
 
   snprintf (cmd, sizeof cmd, "rm -rf '%s'", top);
   if (system (cmd) != 0)
