@@ -54,6 +54,58 @@ stored_kind (struct pbs_datastore *ds, const char *name)
   return pbs_blob_kind (head, sizeof head);
 }
 
+/* Is the chunk stored under NAME intact?  BLOB (LEN bytes) is the copy
+ * being inserted, already checked by the caller (CRC recomputed; digest and
+ * size of an unencrypted one verified by ds-backup.c).
+ *
+ * PBS's insert_chunk keeps any stored chunk of the same size unread, so a
+ * chunk damaged on disk (bit rot, a flipped byte) stays damaged for every
+ * later backup that writes it.  Here a stored chunk is only kept after it
+ * proved sound: byte-equal to BLOB (the usual case for plain chunks: zstd
+ * is deterministic), or else a valid CRC and, unencrypted, data whose
+ * sha256 is DIGEST (another zstd version compresses differently).  An
+ * encrypted chunk differs from BLOB in its random IV; without the key the
+ * CRC is all that can be checked (it catches every 1-byte change).
+ * Costs one read of the stored chunk, only for chunks a backup writes,
+ * never for chunks it references by digest. */
+static bool
+stored_chunk_intact (struct pbs_datastore *ds, const char *name,
+                     const uint8_t digest[32], const uint8_t *blob,
+                     size_t len)
+{
+  uint8_t *old = NULL, *data = NULL, check[32];
+  size_t olen = 0, dlen = 0;
+  char *path = NULL;
+  bool ok = false;
+  int kind;
+
+  if (asprintf (&path, "%s/.chunks/%s", ds->path, name) == -1)
+    return true; /* cannot tell: keep it, as PBS would */
+  if (pbs__ds_read_file (path, PBS_BLOB_MAX_ENCODED, &old, &olen) == -1)
+    goto out;
+  if (olen == len && memcmp (old, blob, len) == 0) {
+    ok = true;
+    goto out;
+  }
+  kind = pbs_blob_kind (old, olen);
+  if (kind < 0 || pbs_blob_check_crc (old, olen) == -1)
+    goto out;
+  if (kind == PBS_BLOB_ENCRYPTED || kind == PBS_BLOB_ENCRYPTED_ZSTD) {
+    ok = true;
+    goto out;
+  }
+  if (pbs_blob_decode (old, olen, NULL, 16u * 1024 * 1024, &data, &dlen) ==
+      -1)
+    goto out;
+  pbs_chunk_digest (NULL, data, dlen, check);
+  ok = memcmp (check, digest, 32) == 0;
+out:
+  free (data);
+  free (old);
+  free (path);
+  return ok;
+}
+
 int
 pbs_datastore_insert_chunk (struct pbs_datastore *ds, const uint8_t digest[32],
                             const uint8_t *blob, size_t len, bool *duplicate)
@@ -66,7 +118,8 @@ pbs_datastore_insert_chunk (struct pbs_datastore *ds, const uint8_t digest[32],
   if (duplicate)
     *duplicate = false;
   chunk_name (digest, name);
-  if (fstatat (ds->chunksfd, name, &st, 0) == 0 && st.st_size > 0) {
+  if (fstatat (ds->chunksfd, name, &st, 0) == 0 && st.st_size > 0 &&
+      stored_chunk_intact (ds, name, digest, blob, len)) {
     bool new_enc = is_encrypted_magic (blob, len);
     int old = stored_kind (ds, name);
     bool old_enc = old == PBS_BLOB_ENCRYPTED || old == PBS_BLOB_ENCRYPTED_ZSTD;
@@ -165,4 +218,40 @@ pbs_datastore_has_chunk (struct pbs_datastore *ds, const uint8_t digest[32])
   chunk_name (digest, name);
   return fstatat (ds->chunksfd, name, &st, 0) == 0 && S_ISREG (st.st_mode) &&
          st.st_size > 0;
+}
+
+int
+pbs_datastore_rename_bad_chunk (struct pbs_datastore *ds,
+                                const uint8_t digest[32], char **new_path)
+{
+  char name[70], bad[80];
+  struct stat st;
+  int counter;
+
+  if (new_path)
+    *new_path = NULL;
+  chunk_name (digest, name);
+  /* PBS's rename_corrupted_chunk (src/backup/verify.rs): the first free
+   * <hex>.N.bad for N = 0..9; when all ten exist, .9.bad is replaced. */
+  for (counter = 0;; counter++) {
+    snprintf (bad, sizeof bad, "%s.%d.bad", name, counter);
+    if (counter == 9 || (fstatat (ds->chunksfd, bad, &st,
+                                  AT_SYMLINK_NOFOLLOW) == -1 &&
+                         errno == ENOENT))
+      break;
+  }
+  if (renameat (ds->chunksfd, name, ds->chunksfd, bad) == -1) {
+    if (errno == ENOENT)
+      return 0; /* PBS ignores a chunk that is already gone */
+    pbs__set_error (errno, "%s/.chunks/%s: could not rename corrupted "
+                    "chunk: %s", ds->path, name, strerror (errno));
+    return -1;
+  }
+  if (new_path &&
+      asprintf (new_path, "%s/.chunks/%s", ds->path, bad) == -1) {
+    *new_path = NULL;
+    pbs__set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  return 1;
 }

@@ -65,6 +65,7 @@ struct pbs_ds_backup {
   int64_t base_time;
   char *base_path;
   bool created;
+  bool require_chunks; /* pbs_ds_backup_require_chunks */
 
   pthread_mutex_t lock; /* everything below */
   bool finished;
@@ -1000,6 +1001,35 @@ pbs_ds_backup_fixed_append (struct pbs_ds_backup *b, int wid, size_t n,
   return pbs_ds_backup_fixed_append_lists (b, wid, n, digest_hex, n, offsets);
 }
 
+void
+pbs_ds_backup_require_chunks (struct pbs_ds_backup *b)
+{
+  b->require_chunks = true;
+}
+
+/* -1 with the error set if W's index references a chunk that is not in
+ * the store: a digest registered from the base (§3.2) whose chunk was
+ * moved aside by a repair, or lost.  PBS accepts such an index; the
+ * snapshot would then fail to restore.  One stat per chunk. */
+static int
+missing_chunk (struct pbs_ds_backup *b, struct fixed_writer *w)
+{
+  size_t i;
+  char hex[65];
+
+  for (i = 0; i < w->idx->count; i++)
+    if ((i == 0 || memcmp (w->idx->digest[i], w->idx->digest[i - 1], 32)) &&
+        !pbs_datastore_has_chunk (b->ds, w->idx->digest[i])) {
+      pbs_digest_hex (w->idx->digest[i], hex);
+      pbs__set_http_error (400, ENOENT,
+                           "fixed writer '%s' close failed - chunk %s is "
+                           "missing from the datastore",
+                           w->name, hex);
+      return -1;
+    }
+  return 0;
+}
+
 int
 pbs_ds_backup_fixed_close (struct pbs_ds_backup *b, int wid,
                            uint64_t chunk_count, uint64_t size,
@@ -1082,6 +1112,10 @@ pbs_ds_backup_fixed_close (struct pbs_ds_backup *b, int wid,
       writer_free (w, true);
       goto out;
     }
+  }
+  if (b->require_chunks && missing_chunk (b, w) == -1) {
+    writer_free (w, true);
+    goto out;
   }
   /* Header csum, write, rename into place, THEN compare (trap 12). */
   if (pbs_fidx_encode (w->idx, &enc, &enclen) == -1) {

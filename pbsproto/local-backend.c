@@ -103,6 +103,8 @@ l_backup_start (void *st, const char *ns, const char *type, const char *id,
   b = pbs_ds_backup_start (st, LOCAL_AUTH_ID, ns, type, id, time);
   if (!b)
     drop_status ();
+  else /* a local snapshot never references a missing chunk */
+    pbs_ds_backup_require_chunks (b);
   return (struct pbs_backend_backup *)b;
 }
 
@@ -278,4 +280,7 @@ const struct pbs_backend_ops pbs__local_ops = {
     .reader_download = l_reader_download,
     .reader_chunk = l_reader_chunk,
     .reader_free = l_reader_free,
+    .has_chunk = pbs__local_has_chunk,
+    .rename_bad_chunk = pbs__local_rename_bad_chunk,
+    .set_verify_state = pbs__local_set_verify_state,
 };

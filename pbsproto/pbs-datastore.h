@@ -41,7 +41,9 @@ extern const char *pbs_datastore_path (const struct pbs_datastore *ds);
 
 /* Insert an encoded chunk as PBS's insert_chunk (§6.3): temp file in the
  * chunk's directory, rename (no fsync here: see the sync level above); an
- * existing chunk of the same size is kept (and its atime touched).
+ * existing chunk of the same size is kept (and its atime touched) -- unlike
+ * PBS only if it is intact (read back: equal to BLOB, or a valid CRC and,
+ * unencrypted, the right digest); a damaged one is replaced.
  * *DUPLICATE tells which happened.  Thread-safe.  ENOSPC: "No space left
  * on device", the temp file removed. */
 extern int pbs_datastore_insert_chunk (struct pbs_datastore *ds,
@@ -53,6 +55,14 @@ extern int pbs_datastore_load_chunk (struct pbs_datastore *ds,
                                      uint8_t **blob, size_t *len);
 extern bool pbs_datastore_has_chunk (struct pbs_datastore *ds,
                                      const uint8_t digest[32]);
+/* Move a damaged chunk aside as PBS's verify job does
+ * (rename_corrupted_chunk): .chunks/XXXX/<hex> becomes <hex>.N.bad, N the
+ * first free of 0..9 (.9.bad is replaced when all exist).  The next backup
+ * that has the data stores the chunk again.  1 renamed (*NEW_PATH, if not
+ * NULL, the malloc'd new path), 0 no such chunk, -1 on error. */
+extern int pbs_datastore_rename_bad_chunk (struct pbs_datastore *ds,
+                                           const uint8_t digest[32],
+                                           char **new_path);
 
 /* Snapshot listing for the admin API and the local backend. */
 extern int pbs_datastore_snapshots (struct pbs_datastore *ds, const char *ns,
@@ -104,6 +114,11 @@ extern int pbs_ds_backup_fixed_append_lists (struct pbs_ds_backup *b, int wid,
                                              const char *const *digest_hex,
                                              size_t noffsets,
                                              const uint64_t *offsets);
+/* From now on, §3.6 close refuses an index that references a chunk
+ * missing from the store ("chunk <hex> is missing from the datastore").
+ * PBS checks nothing of the kind; the local backend turns it on so that a
+ * local snapshot never lacks a chunk. */
+extern void pbs_ds_backup_require_chunks (struct pbs_ds_backup *b);
 /* §3.6. */
 extern int pbs_ds_backup_fixed_close (struct pbs_ds_backup *b, int wid,
                                       uint64_t chunk_count, uint64_t size,
@@ -134,6 +149,19 @@ extern char *pbs_ds_get_notes (struct pbs_datastore *ds, const char *ns,
 extern int pbs_ds_set_notes (struct pbs_datastore *ds, const char *ns,
                              const char *type, const char *id, int64_t time,
                              const char *notes);
+
+/* ------------------------------------------ verify state (ds-verify.c) */
+
+/* What PBS's verify job writes after checking a snapshot: the manifest's
+ * unprotected.verify_state = {"state": "ok"|"failed", "upid": UPID} (PBS's
+ * SnapshotVerifyState), the UPID one of a "verify_snapshot" task of
+ * AUTH_ID on this host.  Under a shared snapshot lock, as PBS's verify
+ * (busy while a backup writes it).  A failed snapshot is no base for the
+ * next backup of its group (§4.2). */
+extern int pbs_ds_set_verify_state (struct pbs_datastore *ds,
+                                    const char *auth_id, const char *ns,
+                                    const char *type, const char *id,
+                                    int64_t time, bool ok);
 
 /* ---------------------------------------------- reader environment */
 

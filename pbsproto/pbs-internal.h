@@ -65,12 +65,27 @@ struct pbs_backend_ops {
   int (*reader_prefetch) (struct pbs_backend_reader *r,
                           const uint8_t digest[32]);
   void (*reader_free) (struct pbs_backend_reader *r);
+
+  /* Direct access to the chunk store and manifests: local datastores only
+   * (NULL: the repository layer answers ENOTSUP).  See pbsproto.h. */
+  int (*has_chunk) (void *repo_state, const uint8_t digest[32]);
+  int (*rename_bad_chunk) (void *repo_state, const uint8_t digest[32],
+                           char **new_path);
+  int (*set_verify_state) (void *repo_state, const char *ns,
+                           const char *type, const char *id, int64_t time,
+                           bool ok);
 };
 
 /* Backend constructors (local-backend.c, remote-backend.c).  Return the
  * backend's repo state or NULL. */
 void *pbs__local_open (const char *path, const struct pbs_repo_opts *opts);
 extern const struct pbs_backend_ops pbs__local_ops;
+/* local-repair.c: the local backend's repair operations. */
+int pbs__local_has_chunk (void *st, const uint8_t digest[32]);
+int pbs__local_rename_bad_chunk (void *st, const uint8_t digest[32],
+                                 char **new_path);
+int pbs__local_set_verify_state (void *st, const char *ns, const char *type,
+                                 const char *id, int64_t time, bool ok);
 void *pbs__remote_open (const char *spec, const struct pbs_repo_opts *opts);
 extern const struct pbs_backend_ops pbs__remote_ops;
 

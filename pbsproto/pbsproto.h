@@ -250,6 +250,35 @@ extern int pbs_repo_set_protected (struct pbs_repo *r, const char *ns,
                                    const char *type, const char *id,
                                    int64_t time, bool protect);
 
+/* ------------------------------------- repair (local datastores only) */
+
+/* What PBS's verify job does to a damaged store, for `check --repair`.
+ * These need direct access to the datastore: on a remote repository they
+ * fail with ENOTSUP "repair needs direct access to the datastore; run
+ * PBS's verify job".  Thread-safe on a local repository. */
+
+/* 1 if the chunk file of DIGEST is in the store, 0 if not, -1 on error. */
+extern int pbs_repo_has_chunk (struct pbs_repo *r,
+                               const uint8_t digest[PBS_DIGEST_LEN]);
+/* Move the damaged chunk DIGEST aside as PBS's rename_corrupted_chunk:
+ * <hex>.0.bad, .1.bad, ... .9.bad (the last one is replaced when all ten
+ * exist).  Every index that references DIGEST then lacks it, so the next
+ * backup that has its data stores it again.  1 renamed (*NEW_PATH, unless
+ * NEW_PATH is NULL, the malloc'd new file name), 0 no such chunk, -1. */
+extern int pbs_repo_rename_bad_chunk (struct pbs_repo *r,
+                                      const uint8_t digest[PBS_DIGEST_LEN],
+                                      char **new_path);
+/* Record the result of checking a snapshot in its manifest as PBS does:
+ * unprotected.verify_state = {"state": "ok"|"failed", "upid": <a UPID of a
+ * verify_snapshot task>} (PBS's SnapshotVerifyState).  A snapshot whose
+ * state is "failed" is no base for the next backup of its group: that
+ * backup stores every chunk again.  The manifest's signature stays valid
+ * (it covers only the protected part).  EBUSY while a backup writes the
+ * snapshot.  0 or -1. */
+extern int pbs_repo_set_verify_state (struct pbs_repo *r, const char *ns,
+                                      const char *type, const char *id,
+                                      int64_t time, bool ok);
+
 /* ------------------------------------------------- backup session (§3) */
 
 struct pbs_backup; /* opaque */
@@ -262,8 +291,10 @@ extern struct pbs_backup *pbs_backup_start (struct pbs_repo *r,
 /* The base snapshot's time, or -1 if there is none (§3.1, §4.2). */
 extern int pbs_backup_previous_time (struct pbs_backup *b, int64_t *out);
 /* A file of the base snapshot (§3.2).  For a .fidx this also makes its
- * digests known in this session (server and client side).  ENOENT if there
- * is no base or no such file.  *DATA malloc'd. */
+ * digests known in this session (server and client side); on a local
+ * repository only those whose chunk file exists (a chunk moved aside by a
+ * repair must be stored again).  ENOENT if there is no base or no such
+ * file.  *DATA malloc'd. */
 extern int pbs_backup_download_previous (struct pbs_backup *b,
                                          const char *name, uint8_t **data,
                                          size_t *len);

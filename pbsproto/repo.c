@@ -166,6 +166,60 @@ pbs_snapshots_free (struct pbs_snapshot *s, size_t n)
   free (s);
 }
 
+/* ------------------------------------------------------------ repair */
+
+static bool
+repair_supported (struct pbs_repo *r, const char *fn, bool args_ok,
+                  bool supported)
+{
+  if (!r || !args_ok) {
+    pbs__set_error (EINVAL, "%s: NULL argument", fn);
+    return false;
+  }
+  if (!supported) {
+    pbs__set_error (ENOTSUP, "repair needs direct access to the datastore; "
+                    "run PBS's verify job");
+    return false;
+  }
+  return true;
+}
+
+int
+pbs_repo_has_chunk (struct pbs_repo *r, const uint8_t digest[PBS_DIGEST_LEN])
+{
+  if (!repair_supported (r, "pbs_repo_has_chunk", digest != NULL,
+                         r && r->ops->has_chunk))
+    return -1;
+  return r->ops->has_chunk (r->state, digest);
+}
+
+int
+pbs_repo_rename_bad_chunk (struct pbs_repo *r,
+                           const uint8_t digest[PBS_DIGEST_LEN],
+                           char **new_path)
+{
+  if (new_path)
+    *new_path = NULL;
+  if (!repair_supported (r, "pbs_repo_rename_bad_chunk", digest != NULL,
+                         r && r->ops->rename_bad_chunk))
+    return -1;
+  return r->ops->rename_bad_chunk (r->state, digest, new_path);
+}
+
+int
+pbs_repo_set_verify_state (struct pbs_repo *r, const char *ns,
+                           const char *type, const char *id, int64_t time,
+                           bool ok)
+{
+  if (!check_snapshot_args ("pbs_repo_set_verify_state", r, ns, type, id,
+                            time) ||
+      !repair_supported (r, "pbs_repo_set_verify_state", true,
+                         r->ops->set_verify_state != NULL))
+    return -1;
+  return r->ops->set_verify_state (r->state, ns ? ns : "", type, id, time,
+                                   ok);
+}
+
 /* ------------------------------------------------------------ backup */
 
 struct pbs_backup *
@@ -234,14 +288,24 @@ pbs_backup_download_previous (struct pbs_backup *b, const char *name,
     return -1;
   if (!ends_with (name, ".fidx"))
     return 0;
-  /* The server registered these digests; mirror that here. */
+  /* The server registered these digests; mirror that here.  Where we can
+   * see the chunk store (a local datastore), a digest whose chunk file is
+   * gone is left unknown, so that the caller reads and stores that chunk
+   * instead of referencing a chunk that is not there: PBS registers them
+   * all unchecked (src/api2/backup/mod.rs download_previous). */
   idx = pbs_fidx_parse (*data, *len);
   if (!idx)
     goto err;
   pthread_mutex_lock (&b->lock);
-  for (i = 0; i < idx->count; i++)
+  for (i = 0; i < idx->count; i++) {
+    const struct pbs_backend_ops *ops = b->repo->ops;
+    if (pbs__digest_set_get (b->known, idx->digest[i], NULL))
+      continue;
+    if (ops->has_chunk && ops->has_chunk (b->repo->state, idx->digest[i]) != 1)
+      continue;
     if (pbs__digest_set_put (b->known, idx->digest[i], 1) == -1)
       break;
+  }
   pthread_mutex_unlock (&b->lock);
   if (i < idx->count) {
     pbs_fidx_free (idx);

@@ -163,6 +163,63 @@ failed_printed (struct push *p)
 
 /* ------------------------------------------------------ the base */
 
+#define FAILED_VERIFICATION "the previous snapshot failed verification"
+
+/* Does manifest M carry verify_state "failed"?  PBS (and the local store)
+ * offers such a snapshot as no base at all (§4.2); this catches a base
+ * that a server offered anyway, whatever its upid looks like. */
+static bool
+manifest_failed_verification (const struct pbs_manifest *m)
+{
+  char *text = pbs_manifest_get_unprotected (m, "verify_state");
+  json_t *v = text ? json_loads (text, 0, NULL) : NULL;
+  const char *st = json_string_value (json_object_get (v, "state"));
+  bool failed = st && strcmp (st, "failed") == 0;
+
+  json_decref (v);
+  free (text);
+  return failed;
+}
+
+/* The base the server picks (§4.2, PBS's last_backup(true)): the group's
+ * last finished snapshot, none if that one failed verification.  *T: its
+ * time or -1; *FAILED: there is a last snapshot but it failed.  ENOENT
+ * (no such group) is no error. */
+static int
+group_base (struct push *p, int64_t *t, bool *failed)
+{
+  struct pbs_snapshot *s = NULL;
+  size_t n = 0, i;
+
+  *t = -1;
+  *failed = false;
+  if (pbs_repo_snapshots (p->repo, p->ns, p->type, p->id, &s, &n) == -1)
+    return pbs_errno () == ENOENT ? 0 : -1;
+  for (i = n; i-- > 0;)
+    if (s[i].finished) {
+      if (s[i].verify_state && strcmp (s[i].verify_state, "failed") == 0)
+        *failed = true;
+      else
+        *t = s[i].time;
+      break;
+    }
+  pbs_snapshots_free (s, n);
+  return 0;
+}
+
+/* A base digest is reused only while the repository still has its chunk.
+ * A local store leaves a chunk that a repair moved aside out of the
+ * session's known set (pbs_backup_download_previous); a dry run asks the
+ * store.  A server's chunks cannot be seen from here: there its verify job
+ * marking the snapshot failed is what stops the reuse. */
+static bool
+base_chunk_present (struct push *p, const uint8_t d[PBS_DIGEST_LEN])
+{
+  if (p->b)
+    return pbs_backup_known (p->b, d);
+  return pbs_repo_has_chunk (p->repo, d) != 0; /* -1: remote, unknown */
+}
+
 /* Decode the base manifest and decide whether it may serve as a base at
  * all (same key).  Sets p->base_m or p->base_why. */
 static int
@@ -184,6 +241,12 @@ load_base_manifest (struct push *p, const uint8_t *blob, size_t blen)
   if (!m) {
     snprintf (p->base_why, sizeof p->base_why,
               "previous manifest unreadable: %s", pbs_errmsg ());
+    free (json);
+    return 0;
+  }
+  if (manifest_failed_verification (m)) {
+    snprintf (p->base_why, sizeof p->base_why, FAILED_VERIFICATION);
+    pbs_manifest_free (m);
     free (json);
     return 0;
   }
@@ -323,7 +386,8 @@ make_plan (struct push *p, struct archive *a)
   }
   for (c = 0; c < a->nchunks; c++) {
     uint64_t end = (c + 1) * (uint64_t) PBS_CHUNK_SIZE;
-    if (touched && !touched[c] && end <= a->size && end <= a->base->size)
+    if (touched && !touched[c] && end <= a->size && end <= a->base->size
+        && base_chunk_present (p, a->base->digest[c]))
       a->plan[c] = PLAN_REUSE;
     else if (a->data[c])
       a->plan[c] = PLAN_READ;
@@ -666,30 +730,6 @@ reset_attempt (struct push *p)
   p->zero_stored = false;
 }
 
-/* For --dry-run: the base the server would pick (§4.2): the group's last
- * finished snapshot, none if that one failed verification. */
-static int
-dry_run_base (struct push *p, int64_t *t)
-{
-  struct pbs_snapshot *s = NULL;
-  size_t n = 0, i;
-
-  *t = -1;
-  if (pbs_repo_snapshots (p->repo, p->ns, p->type, p->id, &s, &n) == -1) {
-    if (pbs_errno () == ENOENT)
-      return 0;
-    return fail_pbs (p, p->repo_spec);
-  }
-  for (i = n; i-- > 0;)
-    if (s[i].finished) {
-      if (!s[i].verify_state || strcmp (s[i].verify_state, "failed") != 0)
-        *t = s[i].time;
-      break;
-    }
-  pbs_snapshots_free (s, n);
-  return 0;
-}
-
 static int
 attempt (struct push *p)
 {
@@ -698,6 +738,7 @@ attempt (struct push *p)
   size_t blen, i;
   uint64_t total = 0;
   char why[512];
+  bool base_failed = false;
   int ret = -1;
 
   if (cli_interrupted ()) /* during the backoff before a retry */
@@ -710,8 +751,11 @@ attempt (struct push *p)
     return fail (p, "push", "out of memory");
 
   if (p->dry_run) {
-    if (dry_run_base (p, &p->base_time) == -1)
+    /* The base the server would pick. */
+    if (group_base (p, &p->base_time, &base_failed) == -1) {
+      fail_pbs (p, p->repo_spec);
       goto out;
+    }
     if (p->base_time >= 0) {
       rd = pbs_reader_start (p->repo, p->ns, p->type, p->id, p->base_time);
       if (!rd) {
@@ -737,10 +781,18 @@ attempt (struct push *p)
       fail_pbs (p, "previous_backup_time");
       goto out;
     }
+    /* No base: say why when it is a failed verification.  Only a hint
+     * (the server decided), so a listing error is ignored. */
+    if (p->base_time < 0) {
+      int64_t t;
+      if (group_base (p, &t, &base_failed) == -1)
+        base_failed = false;
+    }
   }
 
   if (p->base_time < 0)
-    snprintf (p->base_why, sizeof p->base_why, "no previous snapshot");
+    snprintf (p->base_why, sizeof p->base_why, "%s",
+              base_failed ? FAILED_VERIFICATION : "no previous snapshot");
   else {
     int r = p->b ? pbs_backup_download_previous (p->b, "index.json.blob",
                                                  &blob, &blen)
