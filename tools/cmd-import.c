@@ -172,6 +172,18 @@ print_point_text (const char *type, const struct import_group *g,
               base (p->d[i].chain->l[k].path));
     printf ("\n");
   }
+  /* A disk of the group with no layer at this time is not in this
+   * snapshot, as PBS would hold the disks a run backed up. */
+  for (i = 0; i < g->nc; i++) {
+    bool in = false, named = false;
+    for (k = 0; k < p->nd; k++)
+      in |= !strcmp (p->d[k].chain->disk, g->c[i].disk);
+    for (k = 0; k < i; k++)
+      named |= !strcmp (g->c[k].disk, g->c[i].disk);
+    if (!in && !named)
+      printf ("         (disk %s has no layer at this time: not in this "
+              "snapshot)\n", g->c[i].disk);
+  }
 }
 
 struct report {
