@@ -1,4 +1,5 @@
-/* push-progress.c -- "bytes done/total, rate, ETA" on stderr, rewritten in
+/* push-progress.c -- "disk position/total, rate of bytes really read or
+ * written, ETA" on stderr, rewritten in
  * place with \r at most a few times a second, and only when stderr is a
  * terminal (logs and pipes stay quiet). */
 #include <stdio.h>
@@ -21,6 +22,8 @@ progress_init (struct progress *p, const char *what, uint64_t total)
   p->on = isatty (STDERR_FILENO);
   p->total = total;
   p->done = 0;
+  p->io = 0;
+  p->io_verb = "read";
   p->start = p->last = push_now ();
   p->what = what;
 }
@@ -28,12 +31,16 @@ progress_init (struct progress *p, const char *what, uint64_t total)
 static void
 show (struct progress *p, double now)
 {
-  double secs = now - p->start, rate = secs > 0 ? (double) p->done / secs : 0;
-  double eta = rate > 0 ? (double) (p->total - p->done) / rate : 0;
+  double secs = now - p->start;
+  double rate = secs > 0 ? (double) p->io / secs : 0;
+  /* The ETA follows the position, which is what finishes the job. */
+  double pos_rate = secs > 0 ? (double) p->done / secs : 0;
+  double eta = pos_rate > 0 ? (double) (p->total - p->done) / pos_rate : 0;
 
-  fprintf (stderr, "\r%s: %llu/%llu MiB, %.1f MiB/s, ETA %.0fs   ",
+  fprintf (stderr, "\r%s: at %llu/%llu MiB, %.1f MiB/s %s, ETA %.0fs   ",
            p->what, (unsigned long long) (p->done >> 20),
-           (unsigned long long) (p->total >> 20), rate / (1 << 20), eta);
+           (unsigned long long) (p->total >> 20), rate / (1 << 20),
+           p->io_verb, eta);
 }
 
 void
@@ -49,6 +56,12 @@ progress_add (struct progress *p, uint64_t bytes)
     p->last = now;
     show (p, now);
   }
+}
+
+void
+progress_io (struct progress *p, uint64_t bytes)
+{
+  p->io += bytes;
 }
 
 void

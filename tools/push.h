@@ -198,12 +198,17 @@ int identity_match (const char *record, const char *archive,
 
 struct progress {
   bool on;           /* stderr is a TTY */
-  uint64_t total, done;
+  uint64_t total, done; /* disk bytes: the position */
+  uint64_t io;       /* bytes really read or written (the rate) */
+  const char *io_verb; /* "read" (default) or "written" */
   double start, last;
   const char *what;
 };
 void progress_init (struct progress *p, const char *what, uint64_t total);
 void progress_add (struct progress *p, uint64_t bytes);
+/* Bytes really read or written: the rate shown counts these, not the
+ * position, which jumps over zero and reused chunks. */
+void progress_io (struct progress *p, uint64_t bytes);
 void progress_end (struct progress *p);
 
 double push_now (void); /* monotonic seconds */
