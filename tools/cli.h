@@ -161,6 +161,10 @@ int out_file_zeros (struct out_file *f, uint64_t len);
 /* Set the size, fsync, rename (new file) or fsync (device). */
 int out_file_commit (struct out_file *f);
 void out_file_abort (struct out_file *f);
+/* Install that signal handler now, before OUT is opened (a restore
+ * fetches its index first): "CMD: interrupted; OUT was not written".
+ * 0 or -1 (errno). */
+int out_file_catch_signals (const char *cmd, const char *path);
 /* Why the last out_file call failed (one line, without the path). */
 const char *out_file_error (const struct out_file *f);
 

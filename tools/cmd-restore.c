@@ -288,6 +288,11 @@ cmd_restore (int argc, char **argv)
   if (!archive)
     return cli_usage_error ("restore", "invalid archive name '%s'",
                             argv[optind + 1]);
+  /* From here on Ctrl-C ends with one line and leaves no temporary. */
+  if (out_file_catch_signals ("restore", argv[optind + 2]) == -1) {
+    cli_error ("restore", "cannot catch signals");
+    goto out;
+  }
   if (snapshot_source_open (&src, argv[optind], repo_spec, fingerprint, ns,
                             keyfile) == -1)
     goto out;

@@ -147,6 +147,18 @@ set_interrupt_line (const char *cmd, const char *shown, const char *what)
   pthread_sigmask (SIG_SETMASK, &old, NULL);
 }
 
+int
+out_file_catch_signals (const char *cmd, const char *path)
+{
+  if (install_handler () == -1)
+    return -1;
+  if (strcmp (path, "-") == 0)
+    set_interrupt_line (cmd, "standard output", "was not written");
+  else
+    set_interrupt_line (cmd, path, "was not written");
+  return 0;
+}
+
 __attribute__ ((format (printf, 2, 3))) static int
 set_err (struct out_file *f, const char *fmt, ...)
 {
@@ -396,7 +408,7 @@ out_file_open (struct out_file *f, const char *path,
   memset (f, 0, sizeof *f);
   f->fd = -1;
   f->no_sync = o->no_sync;
-  if (install_handler () == -1)
+  if (out_file_catch_signals (cmd, path) == -1)
     return set_err (f, "cannot catch signals: %s", strerror (errno));
   if (strcmp (path, "-") == 0) {
     open_stdout (f);
