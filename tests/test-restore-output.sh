@@ -39,6 +39,29 @@ same_bytes "$d/new.raw" "$TMP/want" "new file: equals qemu-img convert"
 check "new file: mode 0600 under umask 000 ($(stat -c %a "$d/new.raw"))" \
   test "$(stat -c %a "$d/new.raw")" = 600
 
+# --- JSON: the counts against python's count of the raw disk's chunks
+"${R[@]}" --output-format json $S drive-scsi0 "$d/j.raw" >"$TMP/r.json" || true
+same_bytes "$d/j.raw" "$TMP/want" "json: the disk"
+check "json: names, size, counts" python3 - "$TMP/r.json" "$TMP/want" "$d/j.raw" <<'EOF'
+import json, sys
+try:
+    j = json.load(open(sys.argv[1]))
+except ValueError:
+    print("no JSON"); sys.exit(1)
+raw = open(sys.argv[2], "rb").read()
+C = 4194304
+chunks = [raw[i:i + C] for i in range(0, len(raw), C)]
+zero = [c == bytes(len(c)) and len(c) == C for c in chunks]
+want = {"snapshot": "vm/1/1000", "archive": "drive-scsi0.img.fidx",
+        "output": sys.argv[3], "size": len(raw),
+        "chunks_downloaded": zero.count(False),
+        "zero_bytes_skipped": zero.count(True) * C}
+bad = {k: (j.get(k), v) for k, v in want.items() if j.get(k) != v}
+if j["bytes_written"] + j["zeroed_bytes"] != len(raw):
+    bad["written+zeroed"] = (j["bytes_written"] + j["zeroed_bytes"], len(raw))
+print(bad or "ok"); sys.exit(bool(bad))
+EOF
+
 # --- an existing file: refused, untouched; --force keeps owner and mode
 ones "$d/mine" 1000
 cp "$d/mine" "$TMP/mine.orig"
