@@ -46,20 +46,9 @@ qemu-img create -q -f qcow2 -b full.qcow2 -F qcow2 "$TMP/shrink.qcow2" 62M
 vf "$TMP/shrink.qcow2"
 check "shrunk chain: exit 1, last chunks differ" \
   grep -q 'bytes 62914560-67108863 (chunks 15-15)' "$TMP/v.out"
-# exit2 DESCRIPTION CMD...: CMD exits 2 with one "qcow2pbs: " line.
-exit2 () {
-  local d=$1 rc=0; shift
-  "$@" >"$TMP/e2.out" 2>"$TMP/e2.err" || rc=$?
-  if [ $rc = 2 ] && [ "$(wc -l <"$TMP/e2.err")" = 1 ] &&
-     grep -q '^qcow2pbs: ' "$TMP/e2.err"; then
-    pass "$d: $(cat "$TMP/e2.err")"
-  else
-    fail "$d (exit $rc): $(head -c 400 "$TMP/e2.err")"
-  fi
-}
-exit2 "verify of a missing snapshot: exit 2" \
+expect_fail2 "verify of a missing snapshot: exit 2" \
   "$TOOL" verify --repository "$ds" vm/v/999 "$TMP/full.qcow2"
-exit2 "verify of a missing image: exit 2" \
+expect_fail2 "verify of a missing image: exit 2" \
   "$TOOL" verify --repository "$ds" "$s" "$TMP/nothere.qcow2"
 
 # JSON: the verdict and the ranges as offset/length (from the writes above).
