@@ -327,13 +327,15 @@ cmd_export (int argc, char **argv)
       goto out;
     }
   }
-  if (out_file_zeros (&out, size - pos) == -1
-      || out_file_commit (&out) == -1) {
-    out_open = false;
+  if (out_file_zeros (&out, size - pos) == -1) {
     cli_error (out_path, "%s", out_file_error (&out));
     goto out;
   }
-  out_open = false;
+  out_open = false; /* a failed commit cleans up itself */
+  if (out_file_commit (&out) == -1) {
+    cli_error (out_path, "%s", out_file_error (&out));
+    goto out;
+  }
   ret = 0;
 
 out:

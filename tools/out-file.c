@@ -721,16 +721,15 @@ out_file_commit (struct out_file *f)
   case OUT_STDOUT_FILE:
     return commit_stdout_file (f);
   case OUT_DEVICE:
-    if (!f->no_sync && fsync (f->fd) == -1)
-      set_err (f, "%s", strerror (errno));
-    else if (close (f->fd) == 0) {
-      f->fd = -1;
-      return 0;
-    }
-    else
-      set_err (f, "%s", strerror (errno));
+    /* The disk is on the device only once fsync says so. */
+    e = !f->no_sync && fsync (f->fd) == -1 ? errno : 0;
+    if (close (f->fd) == -1 && !e)
+      e = errno;
     f->fd = -1;
-    return -1;
+    if (!e)
+      return 0;
+    errno = e;
+    return set_err (f, "%s", strerror (e));
   case OUT_NEW_FILE:
     break;
   }
