@@ -129,6 +129,8 @@ check "socket: still a socket" test -S "$d/sock"
 long=$(printf 'x%.0s' $(seq 250)).raw
 check "a 254-character name: exit 0" "${R[@]}" $S drive-scsi0 "$d/$long"
 same_bytes "$d/$long" "$TMP/want" "a 254-character name: the disk"
+expect_fail "a name longer than NAME_MAX" "${R[@]}" $S drive-scsi0 "$d/xxxxxx$long"
+check "a name longer than NAME_MAX: says so" grep -qi 'too long' "$TMP/ef.err"
 check "errors: no temporary" no_temp "$d"
 check "errors: --output-format json with '-' is a usage error" \
   bash -c '"$@" >/dev/null 2>&1; test $? = 2' _ "${R[@]}" --output-format json $S drive-scsi0 -
