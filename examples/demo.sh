@@ -37,7 +37,7 @@ step "qcow2pbs map incr1.qcow2 (which layer owns what)"
 "$q" map incr1.qcow2
 
 step "qcow2pbs export incr1.qcow2 merged.raw (the merged disk, sparse)"
-"$q" export incr1.qcow2 merged.raw
+"$q" export --force incr1.qcow2 merged.raw
 qemu-img convert -O raw incr1.qcow2 expected.raw
 cmp merged.raw expected.raw && echo "merged.raw == qemu-img convert of incr1.qcow2"
 du -h --apparent-size merged.raw; du -h merged.raw
@@ -56,6 +56,6 @@ snap=$("$q" snapshots --repository ./datastore --output-format json |
        python3 -c 'import json,sys,time; s=json.load(sys.stdin)[-1]
 print("%s/%s/%s" % (s["backup-type"], s["backup-id"],
       time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s["backup-time"]))))')
-"$q" restore --repository ./datastore "$snap" drive-scsi0 restored.raw
+"$q" restore --force --repository ./datastore "$snap" drive-scsi0 restored.raw
 cmp restored.raw expected.raw && echo "restored disk == qemu-img convert of incr1.qcow2"
 "$q" verify --repository ./datastore "$snap" drive-scsi0=incr1.qcow2

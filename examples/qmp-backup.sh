@@ -203,7 +203,7 @@ case $1 in
 for e in json.load(sys.stdin): print("%s/%s/%d" % (e["backup-type"], e["backup-id"], e["backup-time"]))'))
     i=0
     for layer in "$@"; do
-      "$Q" restore --repository "$d/datastore" "${snaps[$i]}" drive-scsi0 "$d/restored.raw"
+      "$Q" restore --force --repository "$d/datastore" "${snaps[$i]}" drive-scsi0 "$d/restored.raw"
       qemu-img convert -O raw "$layer" "$d/expected.raw"
       cmp "$d/restored.raw" "$d/expected.raw" || die "${snaps[$i]} differs"
       "$Q" verify --repository "$d/datastore" "${snaps[$i]}" "$layer" >/dev/null

@@ -56,6 +56,19 @@ expect_fail () {
   fi
 }
 
+# expect_fail2 DESCRIPTION CMD...: as expect_fail, but exit 2 (verify's
+# "trouble", as cmp says it).
+expect_fail2 () {
+  local d=$1 rc=0; shift
+  "$@" >"$TMP/ef.out" 2>"$TMP/ef.err" || rc=$?
+  if [ $rc = 2 ] && [ "$(wc -l <"$TMP/ef.err")" = 1 ] &&
+     grep -q '^qcow2pbs: ' "$TMP/ef.err"; then
+    pass "$d: $(cat "$TMP/ef.err")"
+  else
+    fail "$d (exit $rc): $(head -c 400 "$TMP/ef.err")"
+  fi
+}
+
 # same_bytes A B DESCRIPTION: byte-identical files
 same_bytes () {
   if cmp -s "$1" "$2"; then pass "$3"; else fail "$3: $(cmp "$1" "$2" 2>&1 | head -1)"; fi

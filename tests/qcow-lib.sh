@@ -34,6 +34,7 @@ check_image () {
   # QEMU resolves relative data-file names against its working directory,
   # so the oracle runs in the image's own directory.
   (cd "$dir" && qemu-img convert -O raw "$base" "$TMP/ref.raw")
+  rm -f "$TMP/ours.raw" # export refuses an existing file
   if timeout 120 "$TOOL" export "$@" "$img" "$TMP/ours.raw" 2>"$TMP/err"; then
     same_bytes "$TMP/ref.raw" "$TMP/ours.raw" "$d: export = qemu-img convert"
   else

@@ -1,7 +1,7 @@
 #!/bin/bash
 # test-cli-progress.sh -- --progress prints whole progress lines when
 # stderr is not a terminal (a log): at least the final one, "WHAT:
-# DONE/TOTAL MiB (P%), RATE MiB/s, ETA Ns", no carriage returns; without it
+# DONE/TOTAL MiB (P%), RATE MiB/s read|written, ETA Ns", no carriage returns; without it
 # a log stays empty; --quiet prints nothing at all on success (JSON asked
 # for is still printed).  push, restore and verify.  No timing assertions:
 # a line every 10 s is not waited for.
@@ -15,7 +15,7 @@ qemu-io -c 'write -P 0x5a 0 9M' -c 'write -P 0x6b 20M 3M' "$d/a.qcow2" >/dev/nul
 qemu-img convert -O raw "$d/a.qcow2" "$TMP/ref.raw"
 ds=$DS_TMP/ds
 R=(--repository "$ds")
-re='^(push|restore|verify): [0-9]+/48 MiB \([0-9]+%\), [0-9]+\.[0-9] MiB/s, ETA [0-9]+s$'
+re='^(push|restore|verify): [0-9]+/48 MiB \([0-9]+%\), [0-9]+\.[0-9] MiB/s (read|written), ETA [0-9]+s$'
 
 # progress_lines DESCRIPTION WHAT FILE: FILE is only progress lines of
 # WHAT, the last one complete (48/48 MiB, 100%), no \r.

@@ -103,7 +103,7 @@ push_key_fails "keyfile whose fingerprint is not its key's" "$TMP/otherfp.key"
 PBS_ENCRYPTION_PASSWORD=wrong expect_fail "restore: wrong key password" \
   "$TOOL" restore --repository "$ds" --keyfile "$TMP/b.key" "$s2" drive-scsi0 "$TMP/wrong.raw"
 check "restore: wrong key password: path once" path_once "$TMP/b.key"
-expect_fail "verify: missing keyfile" \
+expect_fail2 "verify: missing keyfile: exit 2" \
   "$TOOL" verify --repository "$ds" --keyfile "$TMP/nokey" "$s2" "$d/incr1.qcow2"
 check "verify: missing keyfile: path once" path_once "$TMP/nokey"
 # A newline in the name must not split the line: it is shown as '?'.

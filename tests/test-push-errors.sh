@@ -83,6 +83,6 @@ check "no restore output left" test ! -e "$TMP/x.raw"
 truncate -s -32 "$ds/vm/300/2023-11-14T22:15:00Z/drive-scsi0.img.fidx"
 expect_fail "restore of a corrupt index" \
   "$TOOL" restore --repository "$ds" "$s0" drive-scsi0 "$TMP/x.raw"
-expect_fail "verify of a corrupt index" \
+expect_fail2 "verify of a corrupt index: exit 2" \
   "$TOOL" verify --repository "$ds" "$s0" "$d/full.qcow2"
 done_testing

@@ -45,6 +45,7 @@ expect_bad_open "stale backing pointer without --chain" "$n/incr1.qcow2"
 qemu-img rebase -u -b '' "$n/incr1.qcow2"
 # A file name with a comma, escaped as ",,".
 cp "$n/full.qcow2" "$n/fu,ll.qcow2"
+rm "$TMP/out.raw"
 "$TOOL" export --chain "$n/fu,,ll.qcow2,$n/incr0.qcow2,$n/incr1.qcow2" "$TMP/out.raw"
 same_bytes "$TMP/ref.raw" "$TMP/out.raw" "--chain: ',,' escapes a comma"
 rc=0; "$TOOL" export --chain "$n/full.qcow2,,$n/incr0.qcow2," "$TMP/o.raw" 2>/dev/null || rc=$?

@@ -196,29 +196,53 @@ int cli_parse_image_args (struct cli_image_args *a, int argc, char **argv,
   "                            CAs reject only if its SHA-256 fingerprint\n"  \
   "                            is FP (aa:bb:...; default $PBS_FINGERPRINT)\n"
 
-/* An output file that appears under its final name only when complete:
- * written to ".NAME.XXXXXX" in the same directory, renamed by
- * out_file_commit, removed by out_file_abort (also on SIGINT/SIGTERM, via
- * a handler that unlinks every open temporary).  PATH "-" = stdout. */
+/* Where restore and export write a disk (out-file.c has the rules): a new
+ * or --force'd regular file through ".NAME.XXXXXX" renamed by
+ * out_file_commit (removed by out_file_abort, and on SIGINT/SIGTERM/SIGHUP
+ * by a handler that also prints "CMD: interrupted" and exits 128+signal),
+ * a block device written in place, a FIFO or character device streamed.
+ * PATH "-" = stdout.  Every failure leaves its message for
+ * out_file_error. */
+enum out_kind { OUT_NEW_FILE, OUT_STDOUT_FILE, OUT_STREAM, OUT_DEVICE };
+struct out_file_opts {
+  const char *cmd;    /* "restore": names the command when interrupted */
+  uint64_t disk_size; /* a block device must hold this much */
+  bool force;         /* replace a regular file, overwrite a block device */
+  bool discard;       /* BLKDISCARD a device's zero ranges before zeroing */
+  bool no_sync;       /* commit without fsync */
+};
 struct out_file {
   int fd;
-  char *path;     /* final name, or NULL for stdout */
-  char *tmp_path; /* temporary name, or NULL for stdout */
-  uint64_t size;  /* logical size so far (holes included) */
-  bool is_regular;
-  uint64_t base;  /* file offset where writing started (stdout only) */
-  uint64_t synced;   /* file offset up to which writeback was started */
-  uint64_t unsynced; /* bytes written since then */
-  bool no_sync;      /* commit without fsync (set after out_file_open) */
+  enum out_kind kind;
+  char *path;     /* final name of a new file, else NULL */
+  char *tmp_path; /* its temporary name, else NULL */
+  bool replaces;  /* the new file replaces an existing one (--force) */
+  bool discard, no_sync;
+  uint64_t size;  /* bytes of disk so far (zero ranges included) */
+  uint64_t base;  /* file offset where the disk starts (stdout file) */
+  uint64_t old_end; /* stdout file: its size when opened */
+  uint64_t written; /* bytes really written (write/pwrite) */
+  uint64_t zeroed;  /* bytes made zero without writing them */
+  uint64_t synced;  /* file offset up to which writeback was started */
+  uint64_t synced_written; /* WRITTEN then */
+  char err[4200];
 };
-int out_file_open (struct out_file *f, const char *path);
-/* Write LEN bytes at the current end; all-zero blocks become holes
- * (seek) in regular files, real zeros on pipes. */
+int out_file_open (struct out_file *f, const char *path,
+                   const struct out_file_opts *o);
+/* Write LEN bytes of disk; zero runs become holes, punched or zeroed
+ * ranges where that reads back as zeros, written zeros elsewhere. */
 int out_file_write (struct out_file *f, const void *buf, size_t len);
-/* Append LEN zero bytes (a hole in a regular file). */
+/* LEN zero bytes of disk. */
 int out_file_zeros (struct out_file *f, uint64_t len);
-int out_file_commit (struct out_file *f); /* set size, fsync, rename */
+/* Set the size, fsync, rename (new file) or fsync (device). */
+int out_file_commit (struct out_file *f);
 void out_file_abort (struct out_file *f);
+/* Install that signal handler now, before OUT is opened (a restore
+ * fetches its index first): "CMD: interrupted; OUT was not written".
+ * 0 or -1 (errno). */
+int out_file_catch_signals (const char *cmd, const char *path);
+/* Why the last out_file call failed (one line, without the path). */
+const char *out_file_error (const struct out_file *f);
 
 /* Open the repository SPEC (or $PBS_REPOSITORY when SPEC is NULL).  For a
  * server: the password or token secret from PBS_PASSWORD, PBS_PASSWORD_FD,

@@ -25,12 +25,17 @@ static const char usage_text[] =
   "Write the merged disk of a qcow2 chain as a sparse raw file: holes for\n"
   "unallocated, zero-flagged and all-zero ranges.  The file is written under\n"
   "a temporary name in the same directory and renamed when complete.\n"
-  "OUT.raw '-' writes to stdout.\n"
+  "OUT.raw '-' writes to stdout.  A block device is written in place, a\n"
+  "FIFO or character device streamed, a symlink followed.\n"
   "\n"
   "  --output-format text|json  JSON: print {output, size, data_bytes (in\n"
   "                            data extents, as qemu-img map's data:true),\n"
   "                            layers (oldest first)} when done (not with\n"
   "                            OUT.raw '-'); default text: print nothing\n"
+  "  --force                   replace an existing file (keeping its owner\n"
+  "                            and mode) or overwrite a block device\n"
+  "  --discard                 discard a block device's zero ranges (they\n"
+  "                            still read back as zeros)\n"
   "  --no-sync                 rename without fsync first (faster; after a\n"
   "                            system crash OUT.raw may be incomplete)\n"
   CLI_IMAGE_OPTIONS_HELP
@@ -260,17 +265,21 @@ print_report (struct qcow_chain *c, const char *out_path, uint64_t size,
   return 0;
 }
 
-/* --no-sync, export's one option of its own. */
-enum { OPT_NO_SYNC = CLI_OPT_FIRST_FREE };
+/* export's options of its own. */
+enum { OPT_NO_SYNC = CLI_OPT_FIRST_FREE, OPT_FORCE, OPT_DISCARD };
 
 static int
 export_option (void *opaque, int opt, const char *arg)
 {
-  bool *no_sync = opaque;
+  struct out_file_opts *oo = opaque;
 
   (void) arg;
   if (opt == OPT_NO_SYNC)
-    *no_sync = true;
+    oo->no_sync = true;
+  else if (opt == OPT_FORCE)
+    oo->force = true;
+  else if (opt == OPT_DISCARD)
+    oo->discard = true;
   return 0;
 }
 
@@ -281,13 +290,16 @@ cmd_export (int argc, char **argv)
     CLI_IMAGE_OPTIONS,
     { "no-sync", no_argument, NULL, OPT_NO_SYNC },
     CLI_OUTPUT_FORMAT_OPTION,
+    { "force", no_argument, NULL, OPT_FORCE },
+    { "discard", no_argument, NULL, OPT_DISCARD },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  bool out_open = false, sync_ok = false, no_sync = false;
+  bool out_open = false, sync_ok = false;
+  struct out_file_opts oo = { .cmd = "export" };
   struct cli_image_args a = { .cmd = "export", .usage = usage_text,
                               .arg_name = "OUT.raw",
-                              .option = export_option, .opaque = &no_sync };
+                              .option = export_option, .opaque = &oo };
   struct exporter x = { 0 };
   struct out_file out = { .fd = -1 };
   const char *out_path;
@@ -327,14 +339,14 @@ cmd_export (int argc, char **argv)
     cli_error (out_path, "is a layer of the chain being exported");
     goto out;
   }
-  if (out_file_open (&out, out_path) == -1) {
-    cli_error (out_path, "%s", strerror (errno));
+  size = qcow_virtual_size (x.c);
+  oo.disk_size = size;
+  if (out_file_open (&out, out_path, &oo) == -1) {
+    cli_error (out_path, "%s", out_file_error (&out));
     goto out;
   }
   out_open = true;
-  out.no_sync = no_sync;
 
-  size = qcow_virtual_size (x.c);
   for (w = 0; w < size; w += wlen) {
     wlen = size - w < WINDOW ? size - w : WINDOW;
     x.npieces = 0;
@@ -349,17 +361,19 @@ cmd_export (int argc, char **argv)
       if (x.failed)
         reader_error (&x, a.context);
       else
-        cli_error (out_path, "%s", strerror (errno));
+        cli_error (out_path, "%s", out_file_error (&out));
       goto out;
     }
   }
-  if (out_file_zeros (&out, size - pos) == -1
-      || out_file_commit (&out) == -1) {
-    out_open = false;
-    cli_error (out_path, "%s", strerror (errno));
+  if (out_file_zeros (&out, size - pos) == -1) {
+    cli_error (out_path, "%s", out_file_error (&out));
     goto out;
   }
-  out_open = false;
+  out_open = false; /* a failed commit cleans up itself */
+  if (out_file_commit (&out) == -1) {
+    cli_error (out_path, "%s", out_file_error (&out));
+    goto out;
+  }
   ret = a.json ? print_report (x.c, out_path, size, x.data_bytes) : 0;
 
 out:

@@ -602,6 +602,7 @@ write_archive (struct push *p, struct archive *a)
       if (!r.job.zero_fill) {
         a->read_chunks++;
         a->read_bytes += r.job.len;
+        progress_io (&p->prog, r.job.len);
       }
       if (store (p, w, r.digest, r.data, r.job.len, r.blob, r.blob_len)
               == -1

@@ -5,6 +5,7 @@
  * This thread downloads chunks in index order; the chunk pipeline's
  * workers decode and check them on all cores. */
 #include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,11 +13,16 @@
 #include "cli.h"
 #include "push.h"
 
+enum { OPT_FORCE = CLI_OPT_FIRST_FREE, OPT_DISCARD };
+
 static const struct option longopts[] = {
   { "repository", required_argument, NULL, 'r' },
   CLI_REPO_OPTIONS,
   { "ns", required_argument, NULL, 'n' },
   { "keyfile", required_argument, NULL, 'k' },
+  { "force", no_argument, NULL, OPT_FORCE },
+  { "discard", no_argument, NULL, OPT_DISCARD },
+  CLI_OUTPUT_FORMAT_OPTION,
   CLI_PROGRESS_OPTIONS,
   { "help", no_argument, NULL, 'h' },
   { NULL, 0, NULL, 0 },
@@ -27,13 +33,22 @@ static const char usage_text[] =
   "Write ARCHIVE (e.g. drive-scsi0, with or without .img.fidx) of\n"
   "SNAPSHOT (TYPE/ID/TIME, TIME in RFC 3339 or epoch seconds) as a\n"
   "sparse raw file OUT ('-' = stdout).  Every chunk is checked\n"
-  "against its digest; OUT appears only when complete.  A blob archive\n"
+  "against its digest; a new OUT appears only when complete.  A block\n"
+  "device is written in place, a FIFO or character device streamed, a\n"
+  "symlink followed.  A blob archive\n"
   "(e.g. qemu-server.conf or fw.conf, with or without .blob) is written\n"
   "decrypted, checked against the manifest.\n"
   "\n"
   CLI_REPO_ARGS_HELP
   "  --keyfile FILE            the key of an encrypted snapshot (password\n"
   "                            from PBS_ENCRYPTION_PASSWORD or a prompt)\n"
+  "  --force                   replace an existing file (keeping its\n"
+  "                            owner and mode) or overwrite a block\n"
+  "                            device\n"
+  "  --discard                 discard a block device's zero ranges\n"
+  "                            (they still read back as zeros)\n"
+  "  --output-format text|json  JSON: one object on stdout (not with\n"
+  "                            OUT '-')\n"
   CLI_REPO_OPTIONS_HELP
   CLI_PROGRESS_OPTIONS_HELP
   "  -h, --help                this help\n";
@@ -95,10 +110,42 @@ next_job (void *opaque, struct chunk_job *job, bool *failed)
   return true;
 }
 
+struct restore_args {
+  const char *snap, *archive, *out;
+  struct out_file_opts oo;
+  bool json;
+};
+
+static void
+print_json (const struct restore_args *a, const struct out_file *out,
+            uint64_t size, uint64_t zero_skipped, uint64_t downloaded,
+            double secs)
+{
+  json_t *o = json_pack ("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f}",
+                         "snapshot", a->snap, "archive", a->archive,
+                         "output", a->out, "size", (json_int_t) size,
+                         "bytes_written", (json_int_t) out->written,
+                         "zero_bytes_skipped", (json_int_t) zero_skipped,
+                         "zeroed_bytes", (json_int_t) out->zeroed,
+                         "chunks_downloaded", (json_int_t) downloaded,
+                         "seconds", secs);
+  char *text = o ? json_dumps (o, JSON_INDENT (2)) : NULL;
+
+  if (text)
+    printf ("%s\n", text);
+  else
+    cli_error ("restore", "out of memory");
+  free (text);
+  json_decref (o);
+}
+
 static int
 restore (struct pbs_reader *rd, const struct pbs_key *key,
-         const char *snap, const char *archive, const char *outpath)
+         struct restore_args *a)
 {
+  const char *snap = a->snap, *archive = a->archive, *outpath = a->out;
+  uint64_t zero_skipped = 0, downloaded = 0, written;
+  double t0 = push_now ();
   struct pbs_manifest *m = NULL;
   struct pbs_manifest_file f;
   struct pbs_fidx *idx = NULL;
@@ -131,8 +178,11 @@ restore (struct pbs_reader *rd, const struct pbs_key *key,
   /* Encrypted chunks are digested with the id_key, plain ones without. */
   po.key = encrypted ? key : NULL;
   pbs_zero_chunk_digest (po.key, zero_digest);
-  if (out_file_open (&out, outpath) == -1)
-    goto out; /* out_file_open printed why */
+  a->oo.disk_size = idx->size;
+  if (out_file_open (&out, outpath, &a->oo) == -1) {
+    cli_error (outpath, "%s", out_file_error (&out));
+    goto out;
+  }
   out_open = true;
   rj.rd = rd;
   rj.idx = idx;
@@ -147,6 +197,7 @@ restore (struct pbs_reader *rd, const struct pbs_key *key,
   if (!pl)
     goto out;
   progress_init (&prog, "restore", idx->size);
+  prog.io_verb = "written";
 
   for (i = 0; i < idx->count; i++) {
     uint64_t off = i * (uint64_t) PBS_CHUNK_SIZE;
@@ -154,10 +205,15 @@ restore (struct pbs_reader *rd, const struct pbs_key *key,
                      ? PBS_CHUNK_SIZE
                      : (size_t) (idx->size - off);
 
-    /* A full zero chunk becomes a hole without fetching it. */
+    written = out.written;
+    /* A full zero chunk is not fetched; out_file makes it read as zeros
+     * (a hole, a zeroed range or written zeros). */
     if (is_hole (idx, i, zero_digest)) {
-      if (out_file_zeros (&out, len) == -1)
+      zero_skipped += len;
+      if (out_file_zeros (&out, len) == -1) {
+        cli_error (outpath, "%s", out_file_error (&out));
         goto out;
+      }
     }
     else {
       int rc = chunk_pipeline_next (pl, &res);
@@ -166,17 +222,26 @@ restore (struct pbs_reader *rd, const struct pbs_key *key,
           cli_error (snap, "internal error: chunk order");
         goto out;
       }
-      if (out_file_write (&out, res.data, len) == -1)
+      downloaded++;
+      if (out_file_write (&out, res.data, len) == -1) {
+        cli_error (outpath, "%s", out_file_error (&out));
         goto out;
+      }
     }
     progress_add (&prog, len);
+    progress_io (&prog, out.written - written);
   }
   chunk_pipeline_free (pl);
   pl = NULL;
-  if (out_file_commit (&out) == -1)
-    goto out;
   out_open = false;
+  if (out_file_commit (&out) == -1) {
+    cli_error (outpath, "%s", out_file_error (&out));
+    goto out;
+  }
   progress_end (&prog);
+  if (a->json)
+    print_json (a, &out, idx->size, zero_skipped, downloaded,
+                push_now () - t0);
   ret = 0;
 out:
   chunk_pipeline_free (pl);
@@ -194,6 +259,7 @@ cmd_restore (int argc, char **argv)
   const char *repo_spec = NULL, *ns = "", *keyfile = NULL;
   char *archive = NULL;
   struct snapshot_source src = { 0 };
+  struct restore_args ra = { .oo = { .cmd = "restore" } };
   int opt, ret = 1;
 
   optind = 1;
@@ -206,6 +272,13 @@ cmd_restore (int argc, char **argv)
     case 'k': keyfile = optarg; break;
     case 'q': cli_set_progress_mode (CLI_PROGRESS_QUIET); break;
     case CLI_OPT_PROGRESS: cli_set_progress_mode (CLI_PROGRESS_LINES); break;
+    case OPT_FORCE: ra.oo.force = true; break;
+    case OPT_DISCARD: ra.oo.discard = true; break;
+    case CLI_OPT_OUTPUT_FORMAT:
+      if (cli_parse_output_format (optarg, &ra.json) == -1)
+        return cli_usage_error ("restore", "unknown output format '%s'",
+                                optarg);
+      break;
     case 'h': fputs (usage_text, stdout); return 0;
     default: return cli_getopt_error ("restore", opt, argv, longopts);
     }
@@ -214,12 +287,20 @@ cmd_restore (int argc, char **argv)
     return cli_usage_error ("restore", "expected SNAPSHOT ARCHIVE OUT");
   if (!pbs_valid_ns (ns))
     return cli_usage_error ("restore", "invalid namespace '%s'", ns);
+  if (ra.json && strcmp (argv[optind + 2], "-") == 0)
+    return cli_usage_error ("restore", "--output-format json needs an OUT "
+                            "other than '-' (stdout carries the disk)");
+  /* From here on Ctrl-C ends with one line and leaves no temporary. */
+  if (out_file_catch_signals ("restore", argv[optind + 2]) == -1) {
+    cli_error ("restore", "cannot catch signals");
+    goto out;
+  }
   if (snapshot_source_open (&src, argv[optind], repo_spec, fingerprint, ns,
                             keyfile) == -1)
     goto out;
   /* A blob archive (qemu-server.conf, fw.conf), else a disk. */
   ret = restore_blob (src.rd, src.key, argv[optind], argv[optind + 1],
-                      argv[optind + 2]);
+                      argv[optind + 2], ra.oo.force);
   if (ret != -1)
     goto out;
   ret = 1;
@@ -229,7 +310,10 @@ cmd_restore (int argc, char **argv)
                            argv[optind + 1]);
     goto out;
   }
-  ret = restore (src.rd, src.key, argv[optind], archive, argv[optind + 2]);
+  ra.snap = argv[optind];
+  ra.archive = archive;
+  ra.out = argv[optind + 2];
+  ret = restore (src.rd, src.key, &ra);
 out:
   snapshot_source_close (&src);
   free (archive);

@@ -3,6 +3,7 @@
  * are downloaded; the chains' chunk digests are computed here (zero chunks
  * from metadata, the rest read and hashed on all cores) and compared. */
 #include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@ static const struct option longopts[] = {
   { "keyfile", required_argument, NULL, 'k' },
   CLI_IMAGE_OPTIONS,
   CLI_PROGRESS_OPTIONS,
+  CLI_OUTPUT_FORMAT_OPTION,
   { "help", no_argument, NULL, 'h' },
   { NULL, 0, NULL, 0 },
 };
@@ -26,13 +28,16 @@ static const char usage_text[] =
   "       qcow2pbs verify [OPTIONS] --chain FULL,INCR0,... SNAPSHOT\n"
   "Compare each archive NAME.img.fidx (default drive-scsi0, drive-scsi1,\n"
   "...) of SNAPSHOT with the merged disk of IMAGE's chain.  Prints\n"
-  "\"identical\" and exits 0, or prints the differing ranges and exits 1.\n"
+  "\"identical\" and exits 0, or prints the differing ranges and exits 1;\n"
+  "exits 2 on trouble (as cmp does).\n"
   "\n"
   CLI_REPO_ARGS_HELP
   "  --keyfile FILE            the key of an encrypted snapshot (password\n"
   "                            from PBS_ENCRYPTION_PASSWORD or a prompt)\n"
   CLI_IMAGE_OPTIONS_HELP
   CLI_REPO_OPTIONS_HELP
+  "  --output-format text|json  JSON: one object: identical, and the\n"
+  "                            differing ranges of each archive\n"
   CLI_PROGRESS_OPTIONS_HELP
   "  -h, --help                this help\n";
 
@@ -63,18 +68,26 @@ next_job (void *opaque, struct chunk_job *job, bool *failed)
   return true;
 }
 
+/* RANGES: the JSON array of differing ranges, NULL for text output. */
 static void
 report_range (const char *name, uint64_t first, uint64_t last,
-              uint64_t size, bool *any)
+              uint64_t size, bool *any, json_t *ranges)
 {
   uint64_t a = first * PBS_CHUNK_SIZE;
   uint64_t b = (last + 1) * (uint64_t) PBS_CHUNK_SIZE;
 
   if (b > size)
     b = size;
-  printf ("%s: differs: bytes %llu-%llu (chunks %llu-%llu)\n", name,
-          (unsigned long long) a, (unsigned long long) (b - 1),
-          (unsigned long long) first, (unsigned long long) last);
+  if (ranges)
+    json_array_append_new (
+        ranges, json_pack ("{s:I, s:I, s:I, s:I}", "offset", (json_int_t) a,
+                           "length", (json_int_t) (b - a), "first_chunk",
+                           (json_int_t) first, "last_chunk",
+                           (json_int_t) last));
+  else
+    printf ("%s: differs: bytes %llu-%llu (chunks %llu-%llu)\n", name,
+            (unsigned long long) a, (unsigned long long) (b - 1),
+            (unsigned long long) first, (unsigned long long) last);
   *any = true;
 }
 
@@ -82,8 +95,10 @@ report_range (const char *name, uint64_t first, uint64_t last,
 static int
 verify_one (struct pbs_reader *rd, const struct pbs_manifest *m,
             const struct pbs_key *key, const char *snap, const char *name,
-            const char *image, const struct qcow_open_opts *oo)
+            const char *image, const struct qcow_open_opts *oo,
+            json_t *archives)
 {
+  json_t *ranges = archives ? json_array () : NULL;
   struct pbs_manifest_file f;
   struct pbs_fidx *idx = NULL;
   struct qcow_chain *c = NULL;
@@ -100,16 +115,16 @@ verify_one (struct pbs_reader *rd, const struct pbs_manifest *m,
 
   if (pbs_manifest_find (m, name, &f) == -1) {
     cli_error (snap, "%s: not in the snapshot", name);
-    return -1;
+    goto out;
   }
   if (strcmp (f.crypt_mode, "encrypt") == 0 && !key) {
     cli_error (snap, "missing key - %s is encrypted", name);
-    return -1;
+    goto out;
   }
   dkey = strcmp (f.crypt_mode, "encrypt") == 0 ? key : NULL;
   idx = push_fetch_index (rd, NULL, m, name, snap);
   if (!idx)
-    return -1;
+    goto out;
   c = cli_open_chain (oo->chain_len ? NULL : image, oo);
   if (!c)
     goto out;
@@ -145,6 +160,8 @@ verify_one (struct pbs_reader *rd, const struct pbs_manifest *m,
         goto out;
       }
       memcpy (d, r.digest, PBS_DIGEST_LEN);
+      if (!r.job.zero_fill)
+        progress_io (&prog, r.job.len);
     }
     progress_add (&prog, len);
     /* The last chunk of either side only matches with equal sizes. */
@@ -157,7 +174,7 @@ verify_one (struct pbs_reader *rd, const struct pbs_manifest *m,
       in_diff = true;
     }
     else if (same && in_diff) {
-      report_range (name, first, i - 1, v.size, &any);
+      report_range (name, first, i - 1, v.size, &any, ranges);
       in_diff = false;
     }
   }
@@ -170,15 +187,25 @@ verify_one (struct pbs_reader *rd, const struct pbs_manifest *m,
   }
   if (in_diff)
     report_range (name, first, i - 1, v.size > idx->size ? v.size
-                                                         : idx->size, &any);
+                                                         : idx->size, &any,
+                  ranges);
   progress_end (&prog);
   if (idx->size != v.size) {
-    printf ("%s: differs: size %llu in the snapshot, %llu in the chain\n",
-            name, (unsigned long long) idx->size,
-            (unsigned long long) v.size);
+    if (!ranges)
+      printf ("%s: differs: size %llu in the snapshot, %llu in the chain\n",
+              name, (unsigned long long) idx->size,
+              (unsigned long long) v.size);
     any = true;
   }
-  if (!any)
+  if (ranges) {
+    json_array_append_new (
+        archives,
+        json_pack ("{s:s, s:s, s:b, s:I, s:I, s:O}", "archive", name,
+                   "image", image, "identical", !any, "snapshot_size",
+                   (json_int_t) idx->size, "chain_size",
+                   (json_int_t) v.size, "differences", ranges));
+  }
+  else if (!any)
     printf ("%s: identical\n", name);
   ret = any ? 1 : 0;
 out:
@@ -186,6 +213,7 @@ out:
   free (data);
   qcow_close (c);
   pbs_fidx_free (idx);
+  json_decref (ranges);
   return ret;
 }
 
@@ -197,7 +225,9 @@ cmd_verify (int argc, char **argv)
   struct qcow_open_opts oo = { 0 };
   struct snapshot_source src = { 0 };
   struct pbs_manifest *m = NULL;
-  int opt, ret = 1, i, n, differ = 0;
+  json_t *archives = NULL;
+  bool json = false;
+  int opt, ret = 2, i, n, differ = 0; /* 2: trouble, as cmp says it */
 
   optind = 1;
   opterr = 0;
@@ -223,6 +253,13 @@ cmd_verify (int argc, char **argv)
     case 'q': cli_set_progress_mode (CLI_PROGRESS_QUIET); break;
     case CLI_OPT_PROGRESS: cli_set_progress_mode (CLI_PROGRESS_LINES); break;
     case 'h': fputs (usage_text, stdout); cli_free_chain (&oo); return 0;
+    case CLI_OPT_OUTPUT_FORMAT:
+      if (cli_parse_output_format (optarg, &json) == -1) {
+        cli_free_chain (&oo);
+        return cli_usage_error ("verify", "unknown output format '%s'",
+                                optarg);
+      }
+      break;
     default:
       cli_free_chain (&oo);
       return cli_getopt_error ("verify", opt, argv, longopts);
@@ -242,6 +279,10 @@ cmd_verify (int argc, char **argv)
   m = push_read_manifest (src.rd, src.key, true, argv[optind]);
   if (!m)
     goto out;
+  if (json && !(archives = json_array ())) {
+    cli_error ("verify", "out of memory");
+    goto out;
+  }
   for (i = 0; i < (n ? n : 1); i++) {
     char *name = NULL;
     const char *image = chain;
@@ -257,18 +298,33 @@ cmd_verify (int argc, char **argv)
     }
     if (!n)
       name = push_archive_name ("drive-scsi0");
-    r = name ? verify_one (src.rd, m, src.key, argv[optind], name, image, &oo) : -1;
+    r = name ? verify_one (src.rd, m, src.key, argv[optind], name, image, &oo,
+                           archives)
+             : -1;
     free (name);
     if (r == -1)
       goto out;
     differ |= r;
   }
-  if (differ)
+  if (json) {
+    json_t *o = json_pack ("{s:s, s:b, s:O}", "snapshot", argv[optind],
+                           "identical", !differ, "archives", archives);
+    char *text = o ? json_dumps (o, JSON_INDENT (2)) : NULL;
+    json_decref (o);
+    if (!text) {
+      cli_error ("verify", "out of memory");
+      goto out;
+    }
+    printf ("%s\n", text);
+    free (text);
+  }
+  else if (differ)
     cli_error (argv[optind], "differs from the chain");
   else
     printf ("identical\n");
   ret = differ ? 1 : 0;
 out:
+  json_decref (archives);
   pbs_manifest_free (m);
   snapshot_source_close (&src);
   cli_free_chain (&oo);

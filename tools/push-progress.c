@@ -1,8 +1,9 @@
-/* push-progress.c -- "bytes done/total, rate, ETA" on stderr.  On a
- * terminal it is rewritten in place with \r at most a few times a second;
- * elsewhere (logs, journald) it is printed only with --progress, as one
- * whole line every PROGRESS_LINE_SECS and one at the end, so a log shows
- * that a long push is alive without filling up.  --quiet shows none. */
+/* push-progress.c -- "disk position/total (percent), rate of the bytes
+ * really read or written, ETA" on stderr.  On a terminal it is rewritten
+ * in place with \r at most a few times a second; elsewhere (logs,
+ * journald) it is printed only with --progress, as one whole line every
+ * PROGRESS_LINE_SECS and one at the end, so a log shows that a long push
+ * is alive without filling up.  --quiet shows none. */
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,6 +45,8 @@ progress_init (struct progress *p, const char *what, uint64_t total)
   p->lines = !tty;
   p->total = total;
   p->done = 0;
+  p->io = 0;
+  p->io_verb = "read";
   p->start = p->last = push_now ();
   p->what = what;
 }
@@ -51,15 +54,18 @@ progress_init (struct progress *p, const char *what, uint64_t total)
 static void
 show (struct progress *p, double now)
 {
-  double secs = now - p->start, rate = secs > 0 ? (double) p->done / secs : 0;
-  double eta = rate > 0 ? (double) (p->total - p->done) / rate : 0;
+  double secs = now - p->start;
+  double rate = secs > 0 ? (double) p->io / secs : 0;
+  /* The ETA follows the position, which is what finishes the job. */
+  double pos_rate = secs > 0 ? (double) p->done / secs : 0;
+  double eta = pos_rate > 0 ? (double) (p->total - p->done) / pos_rate : 0;
   double pct = p->total ? 100.0 * (double) p->done / (double) p->total : 100;
 
-  fprintf (stderr, "%s%s: %llu/%llu MiB (%.0f%%), %.1f MiB/s, ETA %.0fs%s",
+  fprintf (stderr, "%s%s: %llu/%llu MiB (%.0f%%), %.1f MiB/s %s, ETA %.0fs%s",
            p->lines ? "" : "\r", p->what,
            (unsigned long long) (p->done >> 20),
-           (unsigned long long) (p->total >> 20), pct, rate / (1 << 20), eta,
-           p->lines ? "\n" : "   ");
+           (unsigned long long) (p->total >> 20), pct, rate / (1 << 20),
+           p->io_verb, eta, p->lines ? "\n" : "   ");
 }
 
 void
@@ -75,6 +81,12 @@ progress_add (struct progress *p, uint64_t bytes)
     p->last = now;
     show (p, now);
   }
+}
+
+void
+progress_io (struct progress *p, uint64_t bytes)
+{
+  p->io += bytes;
 }
 
 void

@@ -56,11 +56,12 @@ int push_disk_option (struct push_disk **list, size_t *n, const char *arg);
 void push_disks_free (struct push_disk *list, size_t n);
 /* restore-blob.c: restore ARG, a blob archive of the snapshot
  * ("qemu-server.conf" or "qemu-server.conf.blob"), decrypted, to OUT_PATH
- * ("-": stdout).  The exit status, or -1 when the snapshot has no such
- * blob (ARG may name a disk). */
+ * ("-": stdout; an existing file only with FORCE).  The exit status, or
+ * -1 when the snapshot has no such blob (ARG may name a disk). */
 struct pbs_reader;
 int restore_blob (struct pbs_reader *rd, const struct pbs_key *key,
-                  const char *snap, const char *arg, const char *out_path);
+                  const char *snap, const char *arg, const char *out_path,
+                  bool force);
 /* "NAME=IMAGE" or "IMAGE" (-> default name drive-scsiN for argument N):
  * *NAME malloc'd archive name (.img.fidx), *IMAGE borrowed. */
 int push_parse_image_arg (const char *arg, size_t n, char **name,
@@ -216,12 +217,17 @@ int identity_match (const char *record, const char *archive,
 struct progress {
   bool on;           /* progress is shown */
   bool lines;        /* as whole lines every 10 s (stderr not a TTY) */
-  uint64_t total, done;
+  uint64_t total, done; /* disk bytes: the position */
+  uint64_t io;       /* bytes really read or written (the rate) */
+  const char *io_verb; /* "read" (default) or "written" */
   double start, last;
   const char *what;
 };
 void progress_init (struct progress *p, const char *what, uint64_t total);
 void progress_add (struct progress *p, uint64_t bytes);
+/* Bytes really read or written: the rate shown counts these, not the
+ * position, which jumps over zero and reused chunks. */
+void progress_io (struct progress *p, uint64_t bytes);
 void progress_end (struct progress *p);
 
 double push_now (void); /* monotonic seconds */

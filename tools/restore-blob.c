@@ -14,8 +14,9 @@
 #define BLOB_MAX (16u << 20) /* a blob's upload limit, decoded */
 
 static int
-write_out (const char *path, const uint8_t *data, size_t len)
+write_out (const char *path, const uint8_t *data, size_t len, bool force)
 {
+  struct out_file_opts o = { .cmd = "restore", .force = force };
   struct out_file f;
 
   if (strcmp (path, "-") == 0) {
@@ -23,7 +24,7 @@ write_out (const char *path, const uint8_t *data, size_t len)
       return cli_error ("-", "write failed: %s", strerror (errno));
     return 0;
   }
-  if (out_file_open (&f, path) == -1)
+  if (out_file_open (&f, path, &o) == -1)
     return 1;
   if (out_file_write (&f, data, len) == -1 || out_file_commit (&f) == -1) {
     out_file_abort (&f);
@@ -34,7 +35,8 @@ write_out (const char *path, const uint8_t *data, size_t len)
 
 int
 restore_blob (struct pbs_reader *rd, const struct pbs_key *key,
-              const char *snap, const char *arg, const char *out_path)
+              const char *snap, const char *arg, const char *out_path,
+              bool force)
 {
   size_t al = strlen (arg), len = 0, outlen = 0;
   struct pbs_manifest_file f;
@@ -77,7 +79,7 @@ restore_blob (struct pbs_reader *rd, const struct pbs_key *key,
     ret = cli_error (name, "%s", pbs_errmsg ());
     goto out;
   }
-  ret = write_out (out_path, plain, outlen);
+  ret = write_out (out_path, plain, outlen, force);
 out:
   pbs_manifest_free (m);
   free (data);

@@ -56,14 +56,14 @@ for i in $(seq 0 15); do
 done
 qemu-io -f qcow2 "${cmds[@]}" "$d/incr1.qcow2" >/dev/null
 
-ours=$(best_of_5 "$TOOL" export "$d/incr1.qcow2" "$TMP/out-ours.raw") || exit 1
-nosync=$(best_of_5 "$TOOL" export --no-sync "$d/incr1.qcow2" "$TMP/out-ours.raw") || exit 1
+ours=$(best_of_5 "$TOOL" export --force "$d/incr1.qcow2" "$TMP/out-ours.raw") || exit 1
+nosync=$(best_of_5 "$TOOL" export --force --no-sync "$d/incr1.qcow2" "$TMP/out-ours.raw") || exit 1
 qemu=$(best_of_5 qemu-img convert -O raw "$d/incr1.qcow2" "$TMP/out-qemu.raw") || exit 1
 # The same durability as ours: qemu-img, then fsync of its output (sync FILE).
 qsync=$(best_of_5 sh -c 'qemu-img convert -O raw "$1" "$2" && sync "$2"' sh \
           "$d/incr1.qcow2" "$TMP/out-qemu.raw") || exit 1
 # correctness of what was timed
-"$TOOL" export "$d/incr1.qcow2" "$TMP/out-ours.raw"
+"$TOOL" export --force "$d/incr1.qcow2" "$TMP/out-ours.raw"
 qemu-img convert -O raw "$d/incr1.qcow2" "$TMP/out-qemu.raw"
 # (qemu-img compare skips holes; cmp would read 8 GiB of zeros)
 if [ "$(stat -c %s "$TMP/out-ours.raw")" != "$(stat -c %s "$TMP/out-qemu.raw")" ] ||
