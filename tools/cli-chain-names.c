@@ -137,7 +137,8 @@ cli_warn_lone_incremental (struct qcow_chain *c)
   if (asprintf (&line,
                 "qcow2pbs: warning: %s is %s with no backing file: the disk "
                 "read holds only its changes, zeros elsewhere; give the "
-                "whole chain with --chain FULL,...,%s",
+                "whole chain with --chain FULL,...,%s, or import the "
+                "whole backup folder with 'qcow2pbs import'",
                 li.path, why, base_name (li.path))
       == -1)
     return;
