@@ -112,7 +112,12 @@ pbs_datastore_open (const char *path, bool create)
     return NULL;
   }
   if (stat (path, &st) == -1) {
-    if (errno != ENOENT || !create) {
+    if (errno == ENOENT && !create) {
+      pbs__set_error (ENOENT, "%s: no datastore here (a push creates one; "
+                      "check the path)", path);
+      return NULL;
+    }
+    if (errno != ENOENT) {
       pbs__set_error (errno, "%s: %s", path, strerror (errno));
       return NULL;
     }
@@ -170,8 +175,8 @@ pbs_datastore_open (const char *path, bool create)
       goto err;
     }
   } else if (!create) {
-    pbs__set_error (ENOENT, "%s is not a datastore (no .chunks and .lock)",
-                    ds->path);
+    pbs__set_error (ENOENT, "%s: no datastore here (no .chunks and .lock; "
+                    "a push creates one)", ds->path);
     goto err;
   } else if (faccessat (ds->dirfd, ".chunks", F_OK, 0) == -1 &&
              !dir_is_empty (ds->dirfd)) {

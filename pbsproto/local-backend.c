@@ -27,8 +27,7 @@ drop_status (void)
 void *
 pbs__local_open (const char *path, const struct pbs_repo_opts *opts)
 {
-  (void)opts;
-  return pbs_datastore_open (path, true);
+  return pbs_datastore_open (path, opts && opts->create);
 }
 
 static void

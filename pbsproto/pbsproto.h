@@ -209,10 +209,15 @@ struct pbs_repo_opts {
   const char *fingerprint; /* pinned "aa:bb:..." or NULL */
   const char *ca_file;     /* extra CA bundle (tests) or NULL */
   bool quiet;
+  /* Local only: make the datastore (its .chunks tree) if PATH holds none.
+   * Only a real backup asks for it; a listing, a restore or a dry run of a
+   * mistyped path must not leave 65536 directories behind. */
+  bool create;
 };
 
 /* Open a repository.  A SPEC containing '/' is a local datastore directory
- * (created with its .chunks tree on first use); anything else is
+ * (created with its .chunks tree only with OPTS->create; otherwise a path
+ * without one is ENOENT "PATH: no datastore here"); anything else is
  * [[USER@REALM[!TOKEN]@]HOST[:PORT]:]DATASTORE (§2.3). */
 extern struct pbs_repo *pbs_repo_open (const char *spec,
                                        const struct pbs_repo_opts *opts);

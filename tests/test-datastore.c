@@ -1066,7 +1066,10 @@ test_repo (void)
   r = pbs_repo_open (p, NULL);
   ok (!r && pbs_errno () == ENOTDIR && err_has (p),
       "pbs_repo_open on a file: ENOTDIR naming it");
-  r = pbs_repo_open (dspath, NULL);
+  {
+    struct pbs_repo_opts o = { .create = true };
+    r = pbs_repo_open (dspath, &o);
+  }
   ok (r && pbs_repo_is_local (r), "pbs_repo_open local");
 
   b = pbs_backup_start (r, "", "vm", "100", 40000);
@@ -1152,7 +1155,16 @@ test_repo (void)
 
   snprintf (p, sizeof p, "%s/new/store", top);
   r = pbs_repo_open (p, NULL);
-  ok (r != NULL, "pbs_repo_open creates a missing directory");
+  ok (!r && pbs_errno () == ENOENT && err_has ("no datastore here"),
+      "pbs_repo_open without create: a missing directory is no datastore");
+  snprintf (p, sizeof p, "%s/new", top);
+  ok (!exists (p), "... and nothing was created");
+  snprintf (p, sizeof p, "%s/new/store", top);
+  {
+    struct pbs_repo_opts o = { .create = true };
+    r = pbs_repo_open (p, &o);
+  }
+  ok (r != NULL, "pbs_repo_open with create makes a missing directory");
   pbs_repo_close (r);
 }
 

@@ -151,6 +151,10 @@ void out_file_abort (struct out_file *f);
  * failure. */
 struct pbs_repo;
 struct pbs_repo *cli_open_repo (const char *spec, const char *fingerprint);
+/* The same; CREATE: a local datastore is made if missing (a real push
+ * only: the other commands refuse "PATH: no datastore here"). */
+struct pbs_repo *cli_open_repo_create (const char *spec,
+                                       const char *fingerprint, bool create);
 
 /* SIGINT, SIGTERM and SIGHUP end a push cleanly (cli-interrupt.c): the
  * first is noted, wakes pbsproto's network waits (pbs_set_cancel_fd) and

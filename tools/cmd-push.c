@@ -691,7 +691,7 @@ attempt (struct push *p)
 
   if (cli_interrupted ()) /* during the backoff before a retry */
     return fail (p, "push", "interrupted");
-  p->repo = cli_open_repo (p->repo_spec, p->fingerprint);
+  p->repo = cli_open_repo_create (p->repo_spec, p->fingerprint, !p->dry_run);
   if (!p->repo)
     return failed_printed (p);
   p->known = digest_set_new ();
