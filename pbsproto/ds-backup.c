@@ -355,6 +355,13 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
          time);
     return NULL;
   }
+  /* No snapshot name for it (PBS fails formatting the time as well). */
+  if (time > PBS_TIME_MAX) {
+    bad ("parameter verification failed - 'backup-time': %" PRId64
+         " is after 9999-12-31T23:59:59Z",
+         time);
+    return NULL;
+  }
   nsp = pbs__ds_ns_path (ns);
   if (!nsp) {
     bad ("parameter verification failed - 'ns': invalid namespace '%s'", ns);

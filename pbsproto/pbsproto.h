@@ -189,9 +189,13 @@ extern char *pbs_manifest_canonical (const struct pbs_manifest *m);
 
 /* ------------------------------------------------- names and times */
 
+/* The last second a snapshot name can hold: 9999-12-31T23:59:59Z (PBS
+ * prints times as a four-digit year). */
+#define PBS_TIME_MAX INT64_C (253402300799)
 /* "2024-06-05T15:06:40Z" (21 bytes with NUL), as PBS names snapshots. */
 extern void pbs_time_to_rfc3339 (int64_t t, char out[21]);
-/* Accepts epoch seconds or RFC 3339 (Z or +hh:mm).  0 or -1. */
+/* Accepts epoch seconds or RFC 3339 (Z or +hh:mm) from 1970 up to
+ * PBS_TIME_MAX; anything else is EINVAL.  0 or -1. */
 extern int pbs_parse_time (const char *s, int64_t *out);
 extern bool pbs_valid_safe_id (const char *s);    /* store, archive names */
 extern bool pbs_valid_backup_id (const char *s);  /* [A-Za-z0-9_][A-Za-z0-9._-]* */

@@ -697,6 +697,10 @@ attempt (struct push *p)
   p->known = digest_set_new ();
   if (!p->known)
     return fail (p, "push", "out of memory");
+  if (push_check_time (p->repo, p->ns, p->type, p->id, &p->time,
+                       p->time_given, p->err_ctx, sizeof p->err_ctx,
+                       p->err_msg, sizeof p->err_msg) == -1)
+    return -1;
 
   if (p->dry_run) {
     if (dry_run_base (p, &p->base_time) == -1)
@@ -903,7 +907,11 @@ cmd_push (int argc, char **argv)
     case 'n': p.ns = optarg; break;
     case 'T':
       if (pbs_parse_time (optarg, &p.time) == -1)
-        return cli_usage_error ("push", "invalid --backup-time '%s'", optarg);
+        return cli_usage_error ("push", "invalid --backup-time: %s",
+                                pbs_errmsg ());
+      if (p.time < 1) /* PBS's minimum: 1970-01-01T00:00:01Z */
+        return cli_usage_error ("push", "invalid --backup-time '%s': the "
+                                "earliest is 1", optarg);
       p.time_given = true;
       break;
     case 'k': keyfile = optarg; break;

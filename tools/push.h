@@ -194,6 +194,19 @@ int identity_match (const char *record, const char *archive,
                     const char *key_fp, size_t *base_layers, char *why,
                     size_t whylen);
 
+/* ------------------------------------------------ push-time.c */
+
+/* Check the new snapshot's time *T against the group's snapshots (listed
+ * through REPO): GIVEN (--backup-time) and not later than the base is an
+ * error that says which case it is (equal, older, taken); without GIVEN, a
+ * push in the same second as the newest snapshot waits for the next
+ * second (one stderr line) and updates *T.  0, or -1 with CTX and MSG set
+ * for the caller's one error line. */
+struct pbs_repo;
+int push_check_time (struct pbs_repo *repo, const char *ns, const char *type,
+                     const char *id, int64_t *t, bool given, char *ctx,
+                     size_t ctxlen, char *msg, size_t msglen);
+
 /* ------------------------------------------------ push-progress.c */
 
 struct progress {
