@@ -29,6 +29,15 @@ __attribute__ ((format (printf, 2, 3))) int cli_error (const char *context,
  * library's message already starts with it (local-store messages name
  * their path).  Returns 1. */
 int cli_pbs_error (const char *context);
+/* Untrusted text (names from a manifest or a server, paths from an image)
+ * for text output: control characters as \xNN / \u00NN, '\\' doubled
+ * (cli-escape.c).  cli_escape returns a malloc'd copy (NULL: out of
+ * memory); cli_fputs_escaped writes it to F.  The cli_*error functions
+ * escape their whole line already. */
+char *cli_escape (const char *s);
+#include <stdio.h>
+void cli_fputs_escaped (const char *s, FILE *f);
+
 /* "qcow2pbs CMD: message" + "Try 'qcow2pbs CMD --help'." Returns 2. */
 __attribute__ ((format (printf, 2, 3))) int cli_usage_error (const char *cmd,
                                                              const char *fmt,

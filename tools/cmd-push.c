@@ -834,7 +834,7 @@ print_result (struct push *p)
   for (i = 0; i < p->na; i++) {
     struct archive *a = &p->a[i];
     printf ("  %s: %llu bytes, %llu chunks: %llu read, %llu reused, %llu "
-            "zero; %s %llu chunks (%llu bytes); %s%s\n",
+            "zero; %s %llu chunks (%llu bytes); %s%s",
             a->name, (unsigned long long) a->size,
             (unsigned long long) a->nchunks,
             (unsigned long long) a->read_chunks,
@@ -843,8 +843,11 @@ print_result (struct push *p)
             p->dry_run ? "would store" : "stored",
             (unsigned long long) a->stored_chunks,
             (unsigned long long) a->stored_bytes,
-            a->incremental ? "incremental" : "full read: ",
-            a->incremental ? "" : a->reason);
+            a->incremental ? "incremental" : "full read: ", "");
+    /* The reason may quote a layer path from the base's record. */
+    if (!a->incremental)
+      cli_fputs_escaped (a->reason, stdout);
+    putchar ('\n');
   }
 }
 
