@@ -201,6 +201,12 @@ l_finish (struct pbs_backend_backup *bb)
   return r;
 }
 
+static const char *
+l_backup_notes (struct pbs_backend_backup *bb)
+{
+  return pbs_ds_backup_notes (DSB (bb));
+}
+
 static void
 l_backup_free (struct pbs_backend_backup *bb)
 {
@@ -262,6 +268,7 @@ const struct pbs_backend_ops pbs__local_ops = {
     .blob = l_blob,
     .finish = l_finish,
     .backup_free = l_backup_free,
+    .backup_notes = l_backup_notes,
     .reader_start = l_reader_start,
     .reader_download = l_reader_download,
     .reader_chunk = l_reader_chunk,

@@ -259,6 +259,10 @@ struct pbs_backup; /* opaque */
 extern struct pbs_backup *pbs_backup_start (struct pbs_repo *r,
                                             const char *ns, const char *type,
                                             const char *id, int64_t time);
+/* Local datastore: what the start cleaned up in the group (an unfinished
+ * snapshot no process held, a group without owner left by a failed first
+ * backup), one line each; NULL if nothing (and always for a server). */
+extern const char *pbs_backup_notes (struct pbs_backup *b);
 /* The base snapshot's time, or -1 if there is none (§3.1, §4.2). */
 extern int pbs_backup_previous_time (struct pbs_backup *b, int64_t *out);
 /* A file of the base snapshot (§3.2).  For a .fidx this also makes its

@@ -183,6 +183,14 @@ pbs_backup_start (struct pbs_repo *r, const char *ns, const char *type,
   return b;
 }
 
+const char *
+pbs_backup_notes (struct pbs_backup *b)
+{
+  if (!b || !b->repo->ops->backup_notes)
+    return NULL;
+  return b->repo->ops->backup_notes (b->bb);
+}
+
 int
 pbs_backup_previous_time (struct pbs_backup *b, int64_t *out)
 {

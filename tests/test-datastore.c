@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -310,12 +311,25 @@ test_start_rules (void)
   ok (!b && err_is ("backup timestamp is older than last backup."),
       "older than base: refused");
   mkdir (snapdir ("100", 5000), 0755);
-  b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 5000);
-  ok (!b && err_is ("backup directory already exists.") &&
-          pbs_errno () == EEXIST,
-      "existing (unfinished) snapshot dir: 'backup directory already exists.'");
-  ok (exists (snapdir ("100", 5000)), "... and that dir was not removed");
-  rmdir (snapdir ("100", 5000));
+  {
+    /* Held, as by a live session or reader: never cleaned up. */
+    int held = open (snapdir ("100", 5000), O_RDONLY | O_DIRECTORY);
+    flock (held, LOCK_SH);
+    b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 5000);
+    ok (!b && err_is ("backup directory already exists.") &&
+            pbs_errno () == EEXIST,
+        "existing (unfinished, held) snapshot dir: 'backup directory "
+        "already exists.'");
+    ok (exists (snapdir ("100", 5000)), "... and that dir was not removed");
+    close (held);
+  }
+  /* Nobody holds it (the push was killed): removed, with a note. */
+  b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 5001);
+  ok (b && !exists (snapdir ("100", 5000)) && pbs_ds_backup_notes (b) &&
+          strstr (pbs_ds_backup_notes (b),
+                  "removed unfinished snapshot vm/100/"),
+      "an unfinished snapshot nobody holds is removed, with a note");
+  pbs_ds_backup_end (b);
 
   b = pbs_ds_backup_start (ds, "other@pbs", "", "vm", "100", 2000);
   ok (!b && err_is ("backup owner check failed (other@pbs != root@pam)") &&
@@ -1145,8 +1159,11 @@ test_repo (void)
   b = pbs_backup_start (r, "x/y", "vm", "nsgroup", 1000);
   ok (b != NULL, "local backend creates namespace x/y on first use");
   pbs_backup_free (b);
-  snprintf (p, sizeof p, "%s/ns/x/ns/y/vm/nsgroup/owner", dspath);
+  snprintf (p, sizeof p, "%s/ns/x/ns/y", dspath);
   ok (exists (p), "... at ns/x/ns/y");
+  snprintf (p, sizeof p, "%s/ns/x/ns/y/vm", dspath);
+  ok (!exists (p), "... and the unfinished first session removed the group "
+      "and type directories it made");
   b = pbs_backup_start (r, "", "vm", "100", 1);
   ok (!b && err_is ("backup timestamp is older than last backup.") &&
           pbs_http_status () == 0,

@@ -679,6 +679,27 @@ dry_run_base (struct push *p, int64_t *t)
   return 0;
 }
 
+/* "push: LINE" on stderr for each line of NOTES. */
+static void
+print_notes (const char *notes)
+{
+  const char *e;
+
+  for (; *notes; notes = *e ? e + 1 : e) {
+    char *line;
+    e = strchr (notes, '\n');
+    if (!e)
+      e = notes + strlen (notes);
+    line = strndup (notes, (size_t) (e - notes));
+    if (line) {
+      fputs ("push: ", stderr);
+      cli_fputs_escaped (line, stderr);
+      fputc ('\n', stderr);
+    }
+    free (line);
+  }
+}
+
 static int
 attempt (struct push *p)
 {
@@ -726,6 +747,8 @@ attempt (struct push *p)
       free (snap);
       goto out;
     }
+    if (pbs_backup_notes (p->b)) /* cleanups of the local datastore */
+      print_notes (pbs_backup_notes (p->b));
     if (pbs_backup_previous_time (p->b, &p->base_time) == -1) {
       fail_pbs (p, "previous_backup_time");
       goto out;
