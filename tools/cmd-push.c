@@ -48,6 +48,8 @@ struct push {
   struct pbs_key *key;
   char *key_fp;
   bool full, dry_run, json;
+  bool skip_unchanged; /* --skip-unchanged */
+  char *skipped;       /* the snapshot that holds the unchanged chain */
   unsigned retries;
   struct archive *a;
   size_t na;
@@ -67,6 +69,8 @@ struct push {
   struct progress prog;
 };
 
+enum { OPT_SKIP_UNCHANGED = CLI_OPT_FIRST_FREE + 0x40 };
+
 static const struct option longopts[] = {
   { "repository", required_argument, NULL, 'r' },
   CLI_REPO_OPTIONS,
@@ -77,6 +81,7 @@ static const struct option longopts[] = {
   { "keyfile", required_argument, NULL, 'k' },
   CLI_IMAGE_OPTIONS,
   { "full", no_argument, NULL, 'F' },
+  { "skip-unchanged", no_argument, NULL, OPT_SKIP_UNCHANGED },
   { "dry-run", no_argument, NULL, 'd' },
   { "retries", required_argument, NULL, 'R' },
   { "output-format", required_argument, NULL, 'o' },
@@ -109,6 +114,8 @@ usage (void)
       CLI_IMAGE_OPTIONS_HELP
       CLI_REPO_OPTIONS_HELP
       "  --full             read everything, reuse nothing\n"
+      "  --skip-unchanged   make no snapshot when the group's last one was\n"
+      "                     made from these same, unchanged layers (exit 0)\n"
       "  --dry-run          report what would be read and stored (an upper\n"
       "                     bound: repeats far apart count twice); write "
       "nothing\n"
@@ -679,6 +686,54 @@ dry_run_base (struct push *p, int64_t *t)
   return 0;
 }
 
+/* Does the base (the group's last snapshot) already hold this chain, or
+ * a newer one?  Say so on stderr (one line); with --skip-unchanged an
+ * unchanged chain is not pushed: 1 (p->skipped names the snapshot). */
+static int
+check_unchanged (struct push *p)
+{
+  const char **names = calloc (p->na, sizeof *names);
+  const struct chain_identity **ids = calloc (p->na, sizeof *ids);
+  enum identity_state st = IDENTITY_OTHER;
+  char *base = NULL, *holder = NULL;
+  size_t i;
+  int ret = 0;
+
+  if (!names || !ids)
+    goto out; /* only a warning is lost */
+  for (i = 0; i < p->na; i++) {
+    names[i] = p->a[i].name;
+    ids[i] = &p->a[i].ident;
+  }
+  st = push_state_vs (p->base_m, names, ids, p->na, p->key_fp);
+  base = push_snapshot_name (p->type, p->id, p->base_time);
+  if (!base || st == IDENTITY_OTHER)
+    goto out;
+  if (st == IDENTITY_SAME && p->skip_unchanged) {
+    p->skipped = base;
+    base = NULL;
+    ret = 1;
+  }
+  else if (st == IDENTITY_SAME)
+    fprintf (stderr, "push: %s already holds this chain, unchanged; this "
+             "makes another snapshot of the same data (--skip-unchanged "
+             "skips it)\n", base);
+  else {
+    holder = push_find_holder (p->repo, p->ns, p->type, p->id, p->base_time,
+                               names, ids, p->na, p->key_fp);
+    fprintf (stderr, "push: this chain is older than the group's last "
+             "snapshot %s (made from more layers)%s%s; the new snapshot "
+             "will be the latest but hold older data\n", base,
+             holder ? "; already held by " : "", holder ? holder : "");
+  }
+out:
+  free (names);
+  free (ids);
+  free (base);
+  free (holder);
+  return ret;
+}
+
 /* "push: LINE" on stderr for each line of NOTES. */
 static void
 print_notes (const char *notes)
@@ -773,6 +828,10 @@ attempt (struct push *p)
       load_base_manifest (p, blob, blen);
   }
 
+  if (p->base_m && check_unchanged (p) == 1) {
+    ret = 0; /* the session ends unfinished: no snapshot */
+    goto out;
+  }
   for (i = 0; i < p->na; i++) {
     if (load_base_index (p, rd, &p->a[i]) == -1
         || make_plan (p, &p->a[i]) == -1)
@@ -820,6 +879,24 @@ print_result (struct push *p)
   size_t i;
 
   pbs_time_to_rfc3339 (p->time, ts);
+  if (p->skipped) {
+    if (p->json) {
+      json_t *o = json_pack ("{s:s, s:s, s:b, s:b, s:[]}", "snapshot",
+                             p->skipped, "ns", p->ns, "dry_run", p->dry_run,
+                             "skipped", 1, "archives");
+      char *s = o ? json_dumps (o, JSON_INDENT (2) | JSON_PRESERVE_ORDER)
+                  : NULL;
+      if (s)
+        printf ("%s\n", s);
+      free (s);
+      json_decref (o);
+    }
+    else
+      printf ("unchanged since %s%s%s: no snapshot made "
+              "(--skip-unchanged)\n",
+              p->skipped, *p->ns ? " in ns " : "", p->ns);
+    return;
+  }
   if (p->json) {
     json_t *o, *arr = json_array ();
     for (i = 0; i < p->na; i++) {
@@ -950,6 +1027,7 @@ cmd_push (int argc, char **argv)
       }
       break;
     case 'F': p.full = true; break;
+    case OPT_SKIP_UNCHANGED: p.skip_unchanged = true; break;
     case 'd': p.dry_run = true; break;
     case 'R':
       errno = 0;
@@ -1059,5 +1137,6 @@ out:
   cli_free_chain (&oo);
   pbs_key_free (p.key);
   free (p.key_fp);
+  free (p.skipped);
   return ret;
 }
