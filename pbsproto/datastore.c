@@ -214,6 +214,12 @@ pbs_datastore_close (struct pbs_datastore *ds)
   free (ds);
 }
 
+void
+pbs_datastore_set_client_cleanup (struct pbs_datastore *ds, bool on)
+{
+  ds->client_cleanup = on;
+}
+
 const char *
 pbs_datastore_path (const struct pbs_datastore *ds)
 {

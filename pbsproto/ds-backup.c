@@ -527,7 +527,7 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
     goto err;
   }
   b->created_group = created_group;
-  if (!created_group) {
+  if (!created_group && ds->client_cleanup) {
     int t = tidy_group (b, type, id);
     if (t == -1)
       goto err;
@@ -1508,7 +1508,8 @@ pbs_ds_backup_end (struct pbs_ds_backup *b)
     close (b->base_fd);
   /* A failed first backup leaves the group as it was: not there.  Only
    * while we still hold its lock, and only if nothing else is in it. */
-  if (!b->finished && b->created_group && b->group_fd >= 0) {
+  if (!b->finished && b->created_group && b->group_fd >= 0 &&
+      b->ds->client_cleanup) {
     unlinkat (b->group_fd, "owner", 0);
     unlinkat (b->type_fd, path_tail (b->group_path, 1), AT_REMOVEDIR);
     if (b->created_type)

@@ -26,6 +26,7 @@ struct pbs_datastore {
   int chunksfd; /* O_DIRECTORY of PATH/.chunks */
   pthread_mutex_t tmp_lock;
   uint64_t tmp_counter; /* unique temp names across threads */
+  bool client_cleanup;  /* pbs_datastore_set_client_cleanup */
 };
 
 /* PBS's snapshot name regex ^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$ plus the

@@ -27,7 +27,13 @@ drop_status (void)
 void *
 pbs__local_open (const char *path, const struct pbs_repo_opts *opts)
 {
-  return pbs_datastore_open (path, opts && opts->create);
+  struct pbs_datastore *ds = pbs_datastore_open (path, opts && opts->create);
+
+  /* We are the only client here: clean up after crashed or failed ones
+   * (a server leaves that to its admin, as PBS does). */
+  if (ds)
+    pbs_datastore_set_client_cleanup (ds, true);
+  return ds;
 }
 
 static void

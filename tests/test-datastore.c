@@ -323,13 +323,21 @@ test_start_rules (void)
     ok (exists (snapdir ("100", 5000)), "... and that dir was not removed");
     close (held);
   }
-  /* Nobody holds it (the push was killed): removed, with a note. */
+  /* Nobody holds it (the push was killed): a server keeps it, as PBS
+   * does; with client cleanup it is removed, with a note. */
+  b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 5001);
+  ok (b && exists (snapdir ("100", 5000)) && !pbs_ds_backup_notes (b),
+      "server rules: an unfinished snapshot nobody holds is kept");
+  pbs_ds_backup_end (b);
+  pbs_datastore_set_client_cleanup (ds, true);
   b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 5001);
   ok (b && !exists (snapdir ("100", 5000)) && pbs_ds_backup_notes (b) &&
           strstr (pbs_ds_backup_notes (b),
                   "removed unfinished snapshot vm/100/"),
-      "an unfinished snapshot nobody holds is removed, with a note");
+      "client cleanup: an unfinished snapshot nobody holds is removed, "
+      "with a note");
   pbs_ds_backup_end (b);
+  pbs_datastore_set_client_cleanup (ds, false);
 
   b = pbs_ds_backup_start (ds, "other@pbs", "", "vm", "100", 2000);
   ok (!b && err_is ("backup owner check failed (other@pbs != root@pam)") &&
