@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "qcowlib.h"
 
@@ -35,7 +36,6 @@ int cli_pbs_error (const char *context);
  * memory); cli_fputs_escaped writes it to F.  The cli_*error functions
  * escape their whole line already. */
 char *cli_escape (const char *s);
-#include <stdio.h>
 void cli_fputs_escaped (const char *s, FILE *f);
 
 /* "qcow2pbs CMD: message" + "Try 'qcow2pbs CMD --help'." Returns 2. */
