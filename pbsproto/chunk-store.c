@@ -22,12 +22,24 @@
 #include "ds-internal.h"
 #include "pbs-internal.h"
 
+/* The chunk's file name (64 hex) and its directory's (the first 4). */
 static void
-chunk_name (const uint8_t digest[32], char name[70])
+chunk_name (const uint8_t digest[32], char hex[65], char prefix[5])
 {
-  char hex[65];
   pbs_digest_hex (digest, hex);
-  snprintf (name, 70, "%.4s/%s", hex, hex);
+  memcpy (prefix, hex, 4);
+  prefix[4] = 0;
+}
+
+/* .chunks/PREFIX, never through a symlink: a planted one would put chunks
+ * (and their renames) outside the datastore. */
+static int
+prefix_fd (struct pbs_datastore *ds, const char *prefix)
+{
+  char shown[4200];
+
+  snprintf (shown, sizeof shown, "%s/.chunks/%s", ds->path, prefix);
+  return pbs__ds_open_dir (ds->chunksfd, prefix, shown, false, NULL);
 }
 
 static bool
@@ -37,13 +49,13 @@ is_encrypted_magic (const uint8_t *blob, size_t len)
   return k == PBS_BLOB_ENCRYPTED || k == PBS_BLOB_ENCRYPTED_ZSTD;
 }
 
-/* Magic of the chunk already stored under NAME, for PBS's replace rules. */
+/* Magic of the chunk already stored under HEX, for PBS's replace rules. */
 static int
-stored_kind (struct pbs_datastore *ds, const char *name)
+stored_kind (int pfd, const char *hex)
 {
   uint8_t head[12];
   ssize_t r;
-  int fd = openat (ds->chunksfd, name, O_RDONLY | O_CLOEXEC);
+  int fd = openat (pfd, hex, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 
   if (fd == -1)
     return -1;
@@ -69,9 +81,9 @@ stored_kind (struct pbs_datastore *ds, const char *name)
  * Costs one read of the stored chunk, only for chunks a backup writes,
  * never for chunks it references by digest. */
 static bool
-stored_chunk_intact (struct pbs_datastore *ds, const char *name,
-                     const uint8_t digest[32], const uint8_t *blob,
-                     size_t len)
+stored_chunk_intact (struct pbs_datastore *ds, const char *prefix,
+                     const char *hex, const uint8_t digest[32],
+                     const uint8_t *blob, size_t len)
 {
   uint8_t *old = NULL, *data = NULL, check[32];
   size_t olen = 0, dlen = 0;
@@ -79,7 +91,9 @@ stored_chunk_intact (struct pbs_datastore *ds, const char *name,
   bool ok = false;
   int kind;
 
-  if (asprintf (&path, "%s/.chunks/%s", ds->path, name) == -1)
+  /* The directory is no symlink (prefix_fd); the file is read with
+   * O_NOFOLLOW by pbs__ds_read_file. */
+  if (asprintf (&path, "%s/.chunks/%s/%s", ds->path, prefix, hex) == -1)
     return true; /* cannot tell: keep it, as PBS would */
   if (pbs__ds_read_file (path, PBS_BLOB_MAX_ENCODED, &old, &olen) == -1)
     goto out;
@@ -106,22 +120,28 @@ out:
   return ok;
 }
 
-int
-pbs_datastore_insert_chunk (struct pbs_datastore *ds, const uint8_t digest[32],
-                            const uint8_t *blob, size_t len, bool *duplicate)
+static int
+insert_chunk (struct pbs_datastore *ds, int pfd, const char *prefix,
+              const char *hex, const uint8_t digest[32],
+              const uint8_t *blob, size_t len,
+              bool *duplicate)
 {
-  char name[70], tmp[128];
+  char tmp[128];
   struct stat st;
   uint64_t n;
   int fd;
 
-  if (duplicate)
-    *duplicate = false;
-  chunk_name (digest, name);
-  if (fstatat (ds->chunksfd, name, &st, 0) == 0 && st.st_size > 0 &&
-      stored_chunk_intact (ds, name, digest, blob, len)) {
+  if (fstatat (pfd, hex, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+      S_ISLNK (st.st_mode)) {
+    pbs__set_error (ELOOP, "%s/.chunks/%s/%s is a symlink; a datastore holds "
+                    "none, so it is not followed (remove it)", ds->path,
+                    prefix, hex);
+    return -1;
+  }
+  if (fstatat (pfd, hex, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_size > 0 &&
+      stored_chunk_intact (ds, prefix, hex, digest, blob, len)) {
     bool new_enc = is_encrypted_magic (blob, len);
-    int old = stored_kind (ds, name);
+    int old = stored_kind (pfd, hex);
     bool old_enc = old == PBS_BLOB_ENCRYPTED || old == PBS_BLOB_ENCRYPTED_ZSTD;
     bool keep;
 
@@ -131,14 +151,14 @@ pbs_datastore_insert_chunk (struct pbs_datastore *ds, const uint8_t digest[32],
       pbs__set_error (EEXIST,
                       "chunk %s: refusing to replace an unencrypted "
                       "chunk with an encrypted one",
-                      name + 5);
+                      hex);
       return -1;
     } else if (new_enc && old == PBS_BLOB_ENCRYPTED &&
                pbs_blob_kind (blob, len) == PBS_BLOB_ENCRYPTED) {
       pbs__set_error (EBADMSG,
                       "chunk %s: encrypted chunk with a different "
                       "size is already stored",
-                      name + 5);
+                      hex);
       return -1;
     } else if (new_enc)
       keep = true; /* other encrypted mismatches: PBS keeps the old one */
@@ -150,8 +170,8 @@ pbs_datastore_insert_chunk (struct pbs_datastore *ds, const uint8_t digest[32],
       /* Touch atime: PBS's GC deletes chunks whose atime is older than
        * the GC start minus 24h5m, so a reference must refresh it. */
       struct timespec ts[2] = {{.tv_nsec = UTIME_NOW}, {.tv_nsec = UTIME_OMIT}};
-      if (utimensat (ds->chunksfd, name, ts, 0) == -1) {
-        pbs__set_error (errno, "%s/.chunks/%s: %s", ds->path, name,
+      if (utimensat (pfd, hex, ts, AT_SYMLINK_NOFOLLOW) == -1) {
+        pbs__set_error (errno, "%s/.chunks/%s/%s: %s", ds->path, prefix, hex,
                         strerror (errno));
         return -1;
       }
@@ -164,12 +184,11 @@ pbs_datastore_insert_chunk (struct pbs_datastore *ds, const uint8_t digest[32],
   pthread_mutex_lock (&ds->tmp_lock);
   n = ++ds->tmp_counter;
   pthread_mutex_unlock (&ds->tmp_lock);
-  snprintf (tmp, sizeof tmp, "%s.tmp_%ld_%llu", name, (long)getpid (),
+  snprintf (tmp, sizeof tmp, "%s.tmp_%ld_%llu", hex, (long)getpid (),
             (unsigned long long)n);
-  fd =
-      openat (ds->chunksfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  fd = openat (pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd == -1) {
-    pbs__set_error (errno, "%s/.chunks/%s: %s", ds->path, tmp,
+    pbs__set_error (errno, "%s/.chunks/%s/%s: %s", ds->path, prefix, tmp,
                     strerror (errno));
     return -1;
   }
@@ -181,26 +200,51 @@ pbs_datastore_insert_chunk (struct pbs_datastore *ds, const uint8_t digest[32],
   }
   if (close (fd) == -1)
     goto fail;
-  if (renameat (ds->chunksfd, tmp, ds->chunksfd, name) == -1)
+  if (renameat (pfd, tmp, pfd, hex) == -1)
     goto fail;
   return 0;
 fail : {
   int e = errno;
-  unlinkat (ds->chunksfd, tmp, 0);
-  pbs__set_error (e, "%s/.chunks/%s: %s", ds->path, name, strerror (e));
+  unlinkat (pfd, tmp, 0);
+  pbs__set_error (e, "%s/.chunks/%s/%s: %s", ds->path, prefix, hex,
+                  strerror (e));
   return -1;
 }
+}
+
+int
+pbs_datastore_insert_chunk (struct pbs_datastore *ds, const uint8_t digest[32],
+                            const uint8_t *blob, size_t len, bool *duplicate)
+{
+  char hex[65], prefix[5];
+  int pfd, r;
+
+  if (duplicate)
+    *duplicate = false;
+  chunk_name (digest, hex, prefix);
+  pfd = prefix_fd (ds, prefix);
+  if (pfd == -1)
+    return -1;
+  r = insert_chunk (ds, pfd, prefix, hex, digest, blob, len, duplicate);
+  close (pfd);
+  return r;
 }
 
 int
 pbs_datastore_load_chunk (struct pbs_datastore *ds, const uint8_t digest[32],
                           uint8_t **blob, size_t *len)
 {
-  char name[70], *path = NULL;
-  int r;
+  char hex[65], prefix[5], *path = NULL;
+  int r, pfd;
 
-  chunk_name (digest, name);
-  if (asprintf (&path, "%s/.chunks/%s", ds->path, name) == -1) {
+  chunk_name (digest, hex, prefix);
+  pfd = prefix_fd (ds, prefix);
+  if (pfd == -1)
+    return -1;
+  close (pfd);
+  /* The directory is no symlink (checked just now); the file itself is
+   * opened with O_NOFOLLOW by pbs__ds_read_file. */
+  if (asprintf (&path, "%s/.chunks/%s/%s", ds->path, prefix, hex) == -1) {
     pbs__set_error (ENOMEM, "out of memory");
     return -1;
   }
@@ -212,46 +256,61 @@ pbs_datastore_load_chunk (struct pbs_datastore *ds, const uint8_t digest[32],
 bool
 pbs_datastore_has_chunk (struct pbs_datastore *ds, const uint8_t digest[32])
 {
-  char name[70];
+  char hex[65], prefix[5];
   struct stat st;
+  bool has;
+  int pfd;
 
-  chunk_name (digest, name);
-  return fstatat (ds->chunksfd, name, &st, 0) == 0 && S_ISREG (st.st_mode) &&
-         st.st_size > 0;
+  chunk_name (digest, hex, prefix);
+  pfd = prefix_fd (ds, prefix);
+  if (pfd == -1)
+    return false;
+  has = fstatat (pfd, hex, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISREG (st.st_mode) && st.st_size > 0;
+  close (pfd);
+  return has;
 }
 
 int
 pbs_datastore_rename_bad_chunk (struct pbs_datastore *ds,
                                 const uint8_t digest[32], char **new_path)
 {
-  char name[70], bad[80];
+  char hex[65], prefix[5], bad[80];
   struct stat st;
-  int counter;
+  int counter, pfd, r = -1;
 
   if (new_path)
     *new_path = NULL;
-  chunk_name (digest, name);
+  chunk_name (digest, hex, prefix);
+  pfd = prefix_fd (ds, prefix);
+  if (pfd == -1)
+    return -1;
   /* PBS's rename_corrupted_chunk (src/backup/verify.rs): the first free
    * <hex>.N.bad for N = 0..9; when all ten exist, .9.bad is replaced. */
   for (counter = 0;; counter++) {
-    snprintf (bad, sizeof bad, "%s.%d.bad", name, counter);
-    if (counter == 9 || (fstatat (ds->chunksfd, bad, &st,
-                                  AT_SYMLINK_NOFOLLOW) == -1 &&
-                         errno == ENOENT))
+    snprintf (bad, sizeof bad, "%s.%d.bad", hex, counter);
+    if (counter == 9
+        || (fstatat (pfd, bad, &st, AT_SYMLINK_NOFOLLOW) == -1
+            && errno == ENOENT))
       break;
   }
-  if (renameat (ds->chunksfd, name, ds->chunksfd, bad) == -1) {
+  if (renameat (pfd, hex, pfd, bad) == -1) {
     if (errno == ENOENT)
-      return 0; /* PBS ignores a chunk that is already gone */
-    pbs__set_error (errno, "%s/.chunks/%s: could not rename corrupted "
-                    "chunk: %s", ds->path, name, strerror (errno));
-    return -1;
+      r = 0; /* PBS ignores a chunk that is already gone */
+    else
+      pbs__set_error (errno, "%s/.chunks/%s/%s: could not rename corrupted "
+                      "chunk: %s", ds->path, prefix, hex, strerror (errno));
+    goto out;
   }
-  if (new_path &&
-      asprintf (new_path, "%s/.chunks/%s", ds->path, bad) == -1) {
+  if (new_path
+      && asprintf (new_path, "%s/.chunks/%s/%s", ds->path, prefix, bad)
+             == -1) {
     *new_path = NULL;
     pbs__set_error (ENOMEM, "out of memory");
-    return -1;
+    goto out;
   }
-  return 1;
+  r = 1;
+out:
+  close (pfd);
+  return r;
 }

@@ -47,6 +47,21 @@ mkdir_p (const char *path, mode_t mode)
   return r;
 }
 
+/* .chunks, never through a symlink (chunks would land elsewhere). */
+static int
+chunks_fd (struct pbs_datastore *ds)
+{
+  char *shown = NULL;
+
+  if (asprintf (&shown, "%s/.chunks", ds->path) == -1) {
+    pbs__set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  ds->chunksfd = pbs__ds_open_dir (ds->dirfd, ".chunks", shown, false, NULL);
+  free (shown);
+  return ds->chunksfd == -1 ? -1 : 0;
+}
+
 static int
 create_chunk_tree (struct pbs_datastore *ds)
 {
@@ -58,12 +73,8 @@ create_chunk_tree (struct pbs_datastore *ds)
     pbs__set_error (errno, "%s/.chunks: %s", ds->path, strerror (errno));
     return -1;
   }
-  ds->chunksfd =
-      openat (ds->dirfd, ".chunks", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (ds->chunksfd == -1) {
-    pbs__set_error (errno, "%s/.chunks: %s", ds->path, strerror (errno));
+  if (chunks_fd (ds) == -1)
     return -1;
-  }
   for (i = 0; i < 0x10000; i++) {
     snprintf (name, sizeof name, "%04x", i);
     if (mkdirat (ds->chunksfd, name, 0755) == -1 && errno != EEXIST) {
@@ -113,7 +124,12 @@ pbs_datastore_open (const char *path, bool create)
     return NULL;
   }
   if (stat (path, &st) == -1) {
-    if (errno != ENOENT || !create) {
+    if (errno == ENOENT && !create) {
+      pbs__set_error (ENOENT, "%s: no datastore here (a push creates one; "
+                      "check the path)", path);
+      return NULL;
+    }
+    if (errno != ENOENT) {
       pbs__set_error (errno, "%s: %s", path, strerror (errno));
       return NULL;
     }
@@ -164,15 +180,11 @@ pbs_datastore_open (const char *path, bool create)
   }
   if (faccessat (ds->dirfd, ".lock", F_OK, 0) == 0 &&
       faccessat (ds->dirfd, ".chunks", F_OK, 0) == 0) {
-    ds->chunksfd =
-        openat (ds->dirfd, ".chunks", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (ds->chunksfd == -1) {
-      pbs__set_error (errno, "%s/.chunks: %s", ds->path, strerror (errno));
+    if (chunks_fd (ds) == -1)
       goto err;
-    }
   } else if (!create) {
-    pbs__set_error (ENOENT, "%s is not a datastore (no .chunks and .lock)",
-                    ds->path);
+    pbs__set_error (ENOENT, "%s: no datastore here (no .chunks and .lock; "
+                    "a push creates one)", ds->path);
     goto err;
   } else if (faccessat (ds->dirfd, ".chunks", F_OK, 0) == -1 &&
              !dir_is_empty (ds->dirfd)) {
@@ -203,6 +215,12 @@ pbs_datastore_close (struct pbs_datastore *ds)
   free (ds);
 }
 
+void
+pbs_datastore_set_client_cleanup (struct pbs_datastore *ds, bool on)
+{
+  ds->client_cleanup = on;
+}
+
 const char *
 pbs_datastore_path (const struct pbs_datastore *ds)
 {
@@ -210,6 +228,76 @@ pbs_datastore_path (const struct pbs_datastore *ds)
 }
 
 /* ------------------------------------------------------------ helpers */
+
+int
+pbs__ds_open_dir (int dirfd, const char *name, const char *shown, bool create,
+                  bool *created)
+{
+  struct stat st;
+  int fd, e;
+
+  if (created)
+    *created = false;
+  if (create) {
+    if (mkdirat (dirfd, name, 0755) == 0) {
+      if (created)
+        *created = true;
+    } else if (errno != EEXIST) {
+      pbs__set_error (errno, "%s: %s", shown, strerror (errno));
+      return -1;
+    }
+  }
+  fd = openat (dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0)
+    return fd;
+  e = errno;
+  if ((e == ELOOP || e == ENOTDIR) &&
+      fstatat (dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+      S_ISLNK (st.st_mode)) {
+    pbs__set_error (ELOOP, "%s is a symlink; a datastore holds none, so it "
+                    "is not followed (remove it)", shown);
+    return -1;
+  }
+  pbs__set_error (e, "%s: %s", shown, strerror (e));
+  return -1;
+}
+
+int
+pbs__ds_open_path (struct pbs_datastore *ds, const char *rel)
+{
+  char *shown = NULL, *p;
+  int fd = dup (ds->dirfd), next;
+
+  if (fd == -1) {
+    pbs__set_error (errno, "%s: %s", ds->path, strerror (errno));
+    return -1;
+  }
+  if (!*rel)
+    return fd;
+  if (asprintf (&shown, "%s/%s", ds->path, rel) == -1) {
+    close (fd);
+    pbs__set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  /* SHOWN is cut after each component in turn, so an error names the
+   * path up to the bad one. */
+  for (p = shown + strlen (ds->path) + 1;; p++) {
+    if (*p == '/' || *p == 0) {
+      char c = *p, *name;
+      *p = 0;
+      name = strrchr (shown, '/') + 1;
+      next = pbs__ds_open_dir (fd, name, shown, false, NULL);
+      close (fd);
+      fd = next;
+      *p = c;
+      if (fd == -1 || !c)
+        break;
+    }
+  }
+  free (shown);
+  return fd;
+}
+
 
 static bool
 digits (const char *s, size_t n)
@@ -325,8 +413,14 @@ pbs__ds_read_file (const char *path, size_t max, uint8_t **data, size_t *len)
   struct stat st;
   uint8_t *buf = NULL;
   size_t done = 0;
-  int fd = open (path, O_RDONLY | O_CLOEXEC);
+  /* The last component may be a planted symlink: never followed. */
+  int fd = open (path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 
+  if (fd == -1 && errno == ELOOP) {
+    pbs__set_error (ELOOP, "%s is a symlink; a datastore holds none, so it "
+                    "is not followed (remove it)", path);
+    return -1;
+  }
   if (fd == -1) {
     pbs__set_error (errno, "%s: %s", path, strerror (errno));
     return -1;

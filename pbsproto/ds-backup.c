@@ -61,6 +61,10 @@ struct pbs_ds_backup {
   char *snap_path;
   char snap_name[21];
   int group_fd, snap_fd, base_fd;
+  int ns_fd, type_fd; /* to remove what a failed first push created */
+  bool created_type, created_group;
+  char type_name[8]; /* "vm", "ct", "host" */
+  char *notes; /* what start cleaned up, one line each (pbs_ds_backup_notes) */
   bool has_base;
   int64_t base_time;
   char *base_path;
@@ -141,26 +145,14 @@ ends_with (const char *s, const char *suffix)
   return a >= b && memcmp (s + a - b, suffix, b) == 0;
 }
 
+/* flock FD (a directory opened without following symlinks) the way
+ * lock_dir does; -1 with the same messages.  FD stays open either way. */
 static int
-lock_dir (const char *path, int how, const char *what, const char *busy)
+lock_fd (int fd, const char *path, int how, const char *what,
+         const char *busy)
 {
-  int fd = open (path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  /* proxmox-sys src/fs/read_dir.rs do_lock_dir_noblock; the open error
-   * is a nix Errno, printed "ENOENT: No such file or directory". */
-  if (fd == -1) {
-    int e = errno;
-    pbs__set_http_error (400, e,
-                         "unable to open %s directory \"%s\" for locking - "
-                         "%s: %s",
-                         what, path,
-                         strerrorname_np (e) ? strerrorname_np (e)
-                                             : "UnknownErrno",
-                         strerror (e));
-    return -1;
-  }
   if (flock (fd, how | LOCK_NB) == -1) {
     int e = errno;
-    close (fd);
     if (e == EWOULDBLOCK)
       pbs__set_http_error (400, EBUSY,
                            "unable to acquire lock on %s directory \"%s\" - "
@@ -173,7 +165,34 @@ lock_dir (const char *path, int how, const char *what, const char *busy)
                            what, path, strerror (e), e);
     return -1;
   }
+  return 0;
+}
+
+/* Open directory NAME of DIRFD (SHOWN in messages) without following a
+ * symlink; as a 400 error if it fails. */
+static int
+open_dir_400 (int dirfd, const char *name, const char *shown, bool create,
+              bool *created)
+{
+  int fd = pbs__ds_open_dir (dirfd, name, shown, create, created);
+  if (fd == -1)
+    pbs__ds_restate_error (pbs_errno () == ENOSPC ? 500 : 400, NULL);
   return fd;
+}
+
+__attribute__ ((format (printf, 2, 3))) static void
+note (struct pbs_ds_backup *b, const char *fmt, ...)
+{
+  char line[1024], *n = NULL;
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (line, sizeof line, fmt, ap);
+  va_end (ap);
+  if (asprintf (&n, "%s%s\n", b->notes ? b->notes : "", line) == -1)
+    return; /* a lost note loses nothing else */
+  free (b->notes);
+  b->notes = n;
 }
 
 static void
@@ -287,39 +306,129 @@ owner_ok (const char *owner, const char *auth_id)
 }
 
 /* The group's last finished snapshot (greatest time with index.json.blob),
- * §4.2.  0 with *FOUND false when there is none. */
+ * §4.2.  0 with *FOUND false when there is none.  A snapshot name that is
+ * a symlink is an error: it is never followed. */
 static int
-last_finished (const char *group_path, int64_t *t, bool *found)
+last_finished (int group_fd, const char *group_path, int64_t *t, bool *found)
 {
-  DIR *d = opendir (group_path);
+  int fd = dup (group_fd);
+  DIR *d = fd >= 0 ? fdopendir (fd) : NULL;
   struct dirent *de;
 
   *found = false;
   if (!d) {
     os_error (errno, "unable to list backup group", group_path);
+    if (fd >= 0)
+      close (fd);
     return -1;
   }
+  rewinddir (d);
   while ((de = readdir (d))) {
     int64_t st;
-    char *mpath = NULL;
+    char mpath[300];
     struct stat sb;
     if (pbs__ds_parse_snapshot_name (de->d_name, &st) == -1)
       continue;
-    if (asprintf (&mpath, "%s/%s/" MANIFEST_NAME, group_path, de->d_name) ==
-        -1) {
+    if (fstatat (group_fd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISLNK (sb.st_mode)) {
+      bad ("%s/%s is a symlink; a datastore holds none, so it is not "
+           "followed (remove it)", group_path, de->d_name);
       closedir (d);
-      oom ();
       return -1;
     }
-    if (stat (mpath, &sb) == 0 && S_ISREG (sb.st_mode) &&
-        (!*found || st > *t)) {
+    snprintf (mpath, sizeof mpath, "%s/" MANIFEST_NAME, de->d_name);
+    if (fstatat (group_fd, mpath, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISREG (sb.st_mode) && (!*found || st > *t)) {
       *t = st;
       *found = true;
     }
-    free (mpath);
   }
   closedir (d);
   return 0;
+}
+
+/* Remove the plain files of directory FD (a snapshot: only plain files
+ * are ever written there; a symlink is removed, not followed). */
+static void
+remove_files (int fd)
+{
+  int dfd = dup (fd);
+  DIR *d = dfd >= 0 ? fdopendir (dfd) : NULL;
+  struct dirent *de;
+
+  if (!d) {
+    if (dfd >= 0)
+      close (dfd);
+    return;
+  }
+  rewinddir (d);
+  while ((de = readdir (d)))
+    if (strcmp (de->d_name, ".") != 0 && strcmp (de->d_name, "..") != 0)
+      unlinkat (fd, de->d_name, 0);
+  closedir (d);
+}
+
+/* Before a push into an existing group (locked by us): remove every
+ * unfinished snapshot (no manifest) whose lock nobody holds -- what a push
+ * killed with SIGKILL or a crash leaves; a live session holds its
+ * snapshot's lock, and such a snapshot is left alone.  Then a group
+ * without an owner file and without anything else (a first push that
+ * failed before our cleanup existed, e.g. on a full disk) is taken over:
+ * 1 is returned and the caller writes the owner.  0: a normal group; -1:
+ * error.  Each removal is a note. */
+static int
+tidy_group (struct pbs_ds_backup *b, const char *type, const char *id)
+{
+  int fd = dup (b->group_fd);
+  DIR *d = fd >= 0 ? fdopendir (fd) : NULL;
+  struct dirent *de;
+  struct stat st;
+  bool has_owner;
+  size_t others = 0;
+
+  if (!d) {
+    os_error (errno, "unable to list backup group", b->group_path);
+    if (fd >= 0)
+      close (fd);
+    return -1;
+  }
+  rewinddir (d);
+  has_owner = fstatat (b->group_fd, "owner", &st, AT_SYMLINK_NOFOLLOW) == 0;
+  while ((de = readdir (d))) {
+    int64_t t;
+    int sfd;
+    char mpath[300];
+
+    if (strcmp (de->d_name, ".") == 0 || strcmp (de->d_name, "..") == 0 ||
+        strcmp (de->d_name, "owner") == 0)
+      continue;
+    others++;
+    if (pbs__ds_parse_snapshot_name (de->d_name, &t) == -1)
+      continue;
+    snprintf (mpath, sizeof mpath, "%s/" MANIFEST_NAME, de->d_name);
+    if (fstatat (b->group_fd, mpath, &st, AT_SYMLINK_NOFOLLOW) == 0)
+      continue; /* finished */
+    sfd = openat (b->group_fd, de->d_name,
+                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sfd == -1)
+      continue; /* a symlink or a file: last_finished names it */
+    if (flock (sfd, LOCK_EX | LOCK_NB) == 0) {
+      remove_files (sfd);
+      if (unlinkat (b->group_fd, de->d_name, AT_REMOVEDIR) == 0) {
+        note (b, "removed unfinished snapshot %s/%s/%s (left by an "
+              "interrupted backup; no process held it)",
+              type, id, de->d_name);
+        others--;
+      }
+    }
+    close (sfd); /* drops our lock */
+  }
+  closedir (d);
+  if (has_owner || others)
+    return 0;
+  note (b, "group %s/%s had no owner file and no snapshots (left by a "
+        "failed first backup): taking it over", type, id);
+  return 1;
 }
 
 struct pbs_ds_backup *
@@ -329,7 +438,6 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
 {
   struct pbs_ds_backup *b = NULL;
   char *nsp = NULL, *nsdir = NULL, *typedir = NULL, *owner = NULL;
-  struct stat st;
   bool created_group = false;
   int64_t last = 0;
   bool found;
@@ -357,6 +465,13 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
          time);
     return NULL;
   }
+  /* No snapshot name for it (PBS fails formatting the time as well). */
+  if (time > PBS_TIME_MAX) {
+    bad ("parameter verification failed - 'backup-time': %" PRId64
+         " is after 9999-12-31T23:59:59Z",
+         time);
+    return NULL;
+  }
   nsp = pbs__ds_ns_path (ns);
   if (!nsp) {
     bad ("parameter verification failed - 'ns': invalid namespace '%s'", ns);
@@ -376,7 +491,7 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
     return NULL;
   }
   b->ds = ds;
-  b->group_fd = b->snap_fd = b->base_fd = -1;
+  b->group_fd = b->snap_fd = b->base_fd = b->ns_fd = b->type_fd = -1;
   pthread_mutex_init (&b->lock, NULL);
   b->auth_id = strdup (auth_id);
   b->known = pbs__digest_set_new ();
@@ -387,29 +502,40 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
     oom ();
     goto err;
   }
-  if (stat (nsdir, &st) == -1 || !S_ISDIR (st.st_mode)) {
-    pbs__set_http_error (404, ENOENT, "namespace not found");
+  /* Walk from the datastore root without following a symlink: one
+   * planted inside would send the snapshot's files elsewhere. */
+  b->ns_fd = pbs__ds_open_path (ds, nsp);
+  if (b->ns_fd == -1) {
+    if (pbs_errno () == ENOENT || pbs_errno () == ENOTDIR)
+      pbs__set_http_error (404, ENOENT, "namespace not found");
+    else
+      pbs__ds_restate_error (400, NULL);
     goto err;
   }
-  /* create_dir_all(...)? passes the bare io::Error on */
-  if (mkdir (typedir, 0755) == -1 && errno != EEXIST) {
-    pbs__set_http_error (400, errno, "%s (os error %d)", strerror (errno),
-                         errno);
+  snprintf (b->type_name, sizeof b->type_name, "%s", type);
+  b->type_fd = open_dir_400 (b->ns_fd, type, typedir, true, &b->created_type);
+  if (b->type_fd == -1)
     goto err;
-  }
   b->group_path = pbs__ds_group_path (ds, ns, type, id);
   if (!b->group_path)
     goto err;
-  if (mkdir (b->group_path, 0755) == 0)
-    created_group = true;
-  else if (errno != EEXIST) {
-    os_error (errno, "unable to create backup group", b->group_path);
-    goto err;
-  }
-  b->group_fd = lock_dir (b->group_path, LOCK_EX, "backup group",
-                          "another backup is already running");
+  b->group_fd = open_dir_400 (b->type_fd, id, b->group_path, true,
+                              &created_group);
   if (b->group_fd == -1)
     goto err;
+  if (lock_fd (b->group_fd, b->group_path, LOCK_EX, "backup group",
+               "another backup is already running") == -1) {
+    created_group = false; /* someone else's: never removed by us */
+    goto err;
+  }
+  b->created_group = created_group;
+  if (!created_group && ds->client_cleanup) {
+    int t = tidy_group (b, type, id);
+    if (t == -1)
+      goto err;
+    if (t == 1)
+      created_group = b->created_group = true;
+  }
   if (created_group && write_owner (b->group_path, auth_id) == -1)
     goto err;
   owner = read_owner (b->group_path);
@@ -421,7 +547,7 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
     goto err;
   }
 
-  if (last_finished (b->group_path, &last, &found) == -1)
+  if (last_finished (b->group_fd, b->group_path, &last, &found) == -1)
     goto err;
   if (found) {
     char name[21], *mpath = NULL;
@@ -463,10 +589,12 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
       goto err;
     }
     /* Keep the base from being pruned while it is referenced. */
-    b->base_fd = lock_dir (b->base_path, LOCK_SH, "snapshot",
-                           "base snapshot is already locked by another "
-                           "operation");
-    if (b->base_fd == -1)
+    b->base_fd = open_dir_400 (b->group_fd, path_tail (b->base_path, 1),
+                               b->base_path, false, NULL);
+    if (b->base_fd == -1 ||
+        lock_fd (b->base_fd, b->base_path, LOCK_SH, "snapshot",
+                 "base snapshot is already locked by another operation") ==
+            -1)
       goto err;
   } else {
     free (b->base_path);
@@ -479,7 +607,7 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
     oom ();
     goto err;
   }
-  if (mkdir (b->snap_path, 0755) == -1) {
+  if (mkdirat (b->group_fd, b->snap_name, 0755) == -1) {
     if (errno == EEXIST)
       pbs__set_http_error (400, EEXIST, "backup directory already exists.");
     else /* create_locked_backup_dir: the bare io::Error */
@@ -488,10 +616,12 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
     goto err;
   }
   b->created = true;
-  b->snap_fd = lock_dir (b->snap_path, LOCK_EX, "snapshot",
-                         "internal error - tried creating snapshot that's "
-                         "already in use");
-  if (b->snap_fd == -1)
+  b->snap_fd = open_dir_400 (b->group_fd, b->snap_name, b->snap_path, false,
+                             NULL);
+  if (b->snap_fd == -1 ||
+      lock_fd (b->snap_fd, b->snap_path, LOCK_EX, "snapshot",
+               "internal error - tried creating snapshot that's already in "
+               "use") == -1)
     goto err;
   free (nsp);
   free (nsdir);
@@ -505,6 +635,12 @@ err:
   free (owner);
   pbs_ds_backup_end (b);
   return NULL;
+}
+
+const char *
+pbs_ds_backup_notes (const struct pbs_ds_backup *b)
+{
+  return b ? b->notes : NULL;
 }
 
 int
@@ -1384,22 +1520,8 @@ out:
 static void
 remove_snapshot (struct pbs_ds_backup *b)
 {
-  DIR *d;
-  struct dirent *de;
-  int fd = dup (b->snap_fd);
-
-  if (fd == -1)
-    return;
-  d = fdopendir (fd);
-  if (!d) {
-    close (fd);
-    return;
-  }
-  while ((de = readdir (d)))
-    if (strcmp (de->d_name, ".") != 0 && strcmp (de->d_name, "..") != 0)
-      unlinkat (b->snap_fd, de->d_name, 0);
-  closedir (d);
-  rmdir (b->snap_path);
+  remove_files (b->snap_fd);
+  unlinkat (b->group_fd, b->snap_name, AT_REMOVEDIR);
 }
 
 void
@@ -1414,13 +1536,27 @@ pbs_ds_backup_end (struct pbs_ds_backup *b)
   if (b->created && !b->finished && b->snap_fd >= 0)
     remove_snapshot (b);
   else if (b->created && !b->finished)
-    rmdir (b->snap_path);
+    unlinkat (b->group_fd, b->snap_name, AT_REMOVEDIR);
   if (b->snap_fd >= 0)
     close (b->snap_fd);
   if (b->base_fd >= 0)
     close (b->base_fd);
+  /* A failed first backup leaves the group as it was: not there.  Only
+   * while we still hold its lock, and only if nothing else is in it. */
+  if (!b->finished && b->created_group && b->group_fd >= 0 &&
+      b->ds->client_cleanup) {
+    unlinkat (b->group_fd, "owner", 0);
+    unlinkat (b->type_fd, path_tail (b->group_path, 1), AT_REMOVEDIR);
+    if (b->created_type)
+      unlinkat (b->ns_fd, b->type_name, AT_REMOVEDIR);
+  }
   if (b->group_fd >= 0)
     close (b->group_fd);
+  if (b->type_fd >= 0)
+    close (b->type_fd);
+  if (b->ns_fd >= 0)
+    close (b->ns_fd);
+  free (b->notes);
   pbs__digest_set_free (b->known);
   pthread_mutex_destroy (&b->lock);
   free (b->manifest);

@@ -26,6 +26,7 @@ struct pbs_datastore {
   int chunksfd; /* O_DIRECTORY of PATH/.chunks */
   pthread_mutex_t tmp_lock;
   uint64_t tmp_counter; /* unique temp names across threads */
+  bool client_cleanup;  /* pbs_datastore_set_client_cleanup */
 };
 
 /* PBS's snapshot name regex ^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$ plus the
@@ -37,9 +38,20 @@ char *pbs__ds_ns_path (const char *ns);
 /* PATH/<ns path>/TYPE/ID, malloc'd. */
 char *pbs__ds_group_path (struct pbs_datastore *ds, const char *ns,
                           const char *type, const char *id);
+/* Open directory NAME below DIRFD (O_DIRECTORY, never through a symlink:
+ * one planted in a datastore would send files outside it).  CREATE: mkdir
+ * it first (*CREATED, if given, says whether it was made).  A symlink is
+ * ELOOP "SHOWN is a symlink; ...".  The fd, or -1. */
+int pbs__ds_open_dir (int dirfd, const char *name, const char *shown,
+                      bool create, bool *created);
+/* The directory REL ("ns/a/vm/100", "" = the root) below the datastore
+ * root, walked one component at a time with pbs__ds_open_dir.  Its fd, or
+ * -1 (ENOENT, ELOOP naming the symlink, ...). */
+int pbs__ds_open_path (struct pbs_datastore *ds, const char *rel);
 /* Is S exactly 64 lower-case hex chars (PBS's SHA256_HEX_REGEX)? */
 bool pbs__ds_is_lower_hex64 (const char *s);
-/* Read a whole (small) file, at most MAX bytes; ENOENT, EFBIG, EIO. */
+/* Read a whole (small) file, at most MAX bytes; ENOENT, EFBIG, EIO, ELOOP
+ * (the file is a symlink: not followed). */
 int pbs__ds_read_file (const char *path, size_t max, uint8_t **data,
                        size_t *len);
 /* pwrite all of P at OFF; -1 with errno. */

@@ -93,7 +93,26 @@ pbs_ds_reader_start (struct pbs_datastore *ds, const char *auth_id,
       goto err;
     }
   }
-  r->snap_fd = open (r->snap_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  {
+    /* Walked from the datastore root: a symlink inside is never followed
+     * (ELOOP naming it). */
+    int gfd = pbs__ds_open_path (ds, group + strlen (ds->path) + 1);
+    if (gfd == -1 && pbs_errno () != ENOENT) {
+      pbs__ds_restate_error (400, NULL);
+      goto err;
+    }
+    r->snap_fd = gfd == -1 ? -1
+                           : pbs__ds_open_dir (gfd, name, r->snap_path, false,
+                                               NULL);
+    if (gfd >= 0)
+      close (gfd);
+    if (r->snap_fd == -1 && pbs_errno () == ELOOP) {
+      pbs__ds_restate_error (400, NULL);
+      goto err;
+    }
+    if (r->snap_fd == -1)
+      errno = pbs_errno ();
+  }
   if (r->snap_fd == -1) {
     int e = errno;
     if (e == ENOENT)

@@ -6,6 +6,7 @@
  * them in directory order). */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,17 +167,39 @@ out:
   return r;
 }
 
+/* Is NAME in DIRFD a symlink?  Then the error names it (PARENT/NAME): a
+ * datastore holds none, and the listing does not follow them. */
+static bool
+symlink_error (int dirfd, const char *parent, const char *name)
+{
+  struct stat st;
+
+  if (fstatat (dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+      S_ISLNK (st.st_mode)) {
+    pbs__set_http_error (400, ELOOP, "%s/%s is a symlink; a datastore holds "
+                         "none, so it is not followed (remove it)",
+                         parent, name);
+    return true;
+  }
+  return false;
+}
+
+/* -1: out of memory (no message yet); -2: error set. */
 static int
 scan_group (struct list *l, const char *ns, const char *type, const char *id,
             const char *group)
 {
-  DIR *d = opendir (group);
+  int fd = open (group, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  DIR *d = fd >= 0 ? fdopendir (fd) : NULL;
   struct dirent *de;
   char *owner = NULL;
   int r = -1;
 
-  if (!d)
-    return 0; /* vanished meanwhile */
+  if (!d) {
+    if (fd >= 0)
+      close (fd);
+    return 0; /* vanished meanwhile (a symlink was named by the caller) */
+  }
   owner = read_owner (group);
   while ((de = readdir (d))) {
     struct pbs_snapshot *s;
@@ -184,6 +207,10 @@ scan_group (struct list *l, const char *ns, const char *type, const char *id,
     int64_t t;
     if (pbs__ds_parse_snapshot_name (de->d_name, &t) == -1)
       continue;
+    if (symlink_error (dirfd (d), group, de->d_name)) {
+      r = -2;
+      goto out;
+    }
     if (l->n == l->cap) {
       size_t cap = l->cap ? l->cap * 2 : 16;
       struct pbs_snapshot *v = realloc (l->v, cap * sizeof *v);
@@ -237,7 +264,6 @@ pbs_datastore_snapshots (struct pbs_datastore *ds, const char *ns,
   static const char *const types[] = {"ct", "host", "vm"};
   struct list l = {0};
   char *nsp, *base = NULL;
-  struct stat st;
   size_t t;
 
   *out = NULL;
@@ -259,10 +285,18 @@ pbs_datastore_snapshots (struct pbs_datastore *ds, const char *ns,
     goto oom;
   }
   free (nsp);
-  if (stat (base, &st) == -1 || !S_ISDIR (st.st_mode)) {
-    free (base);
-    pbs__set_http_error (404, ENOENT, "namespace not found");
-    return -1;
+  {
+    const char *rel = base + strlen (ds->path);
+    int nfd = pbs__ds_open_path (ds, *rel == '/' ? rel + 1 : "");
+    if (nfd == -1) {
+      free (base);
+      if (pbs_errno () == ELOOP)
+        pbs__ds_restate_error (400, NULL);
+      else
+        pbs__set_http_error (404, ENOENT, "namespace not found");
+      return -1;
+    }
+    close (nfd);
   }
   for (t = 0; t < sizeof types / sizeof *types; t++) {
     char *tdir = NULL;
@@ -272,20 +306,33 @@ pbs_datastore_snapshots (struct pbs_datastore *ds, const char *ns,
       continue;
     if (asprintf (&tdir, "%s/%s", base, types[t]) == -1)
       goto oom_base;
+    if (symlink_error (AT_FDCWD, base, types[t])) {
+      free (tdir);
+      goto err_base;
+    }
     d = opendir (tdir);
     while (d && (de = readdir (d))) {
       char *group = NULL;
+      int sr;
       if (de->d_name[0] == '.' || !pbs_valid_backup_id (de->d_name) ||
           (id && strcmp (id, de->d_name) != 0))
         continue;
-      if (asprintf (&group, "%s/%s", tdir, de->d_name) == -1 ||
-          scan_group (&l, ns, types[t], de->d_name, group) == -1) {
-        free (group);
+      if (symlink_error (dirfd (d), tdir, de->d_name)) {
         closedir (d);
         free (tdir);
+        goto err_base;
+      }
+      if (asprintf (&group, "%s/%s", tdir, de->d_name) == -1)
+        group = NULL;
+      sr = group ? scan_group (&l, ns, types[t], de->d_name, group) : -1;
+      free (group);
+      if (sr < 0) {
+        closedir (d);
+        free (tdir);
+        if (sr == -2)
+          goto err_base;
         goto oom_base;
       }
-      free (group);
     }
     if (d)
       closedir (d);
@@ -297,6 +344,10 @@ pbs_datastore_snapshots (struct pbs_datastore *ds, const char *ns,
   *out = l.v;
   *n = l.n;
   return 0;
+err_base:
+  free (base);
+  pbs_snapshots_free (l.v, l.n);
+  return -1;
 oom_base:
   free (base);
 oom:

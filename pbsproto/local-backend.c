@@ -27,8 +27,13 @@ drop_status (void)
 void *
 pbs__local_open (const char *path, const struct pbs_repo_opts *opts)
 {
-  (void)opts;
-  return pbs_datastore_open (path, true);
+  struct pbs_datastore *ds = pbs_datastore_open (path, opts && opts->create);
+
+  /* We are the only client here: clean up after crashed or failed ones
+   * (a server leaves that to its admin, as PBS does). */
+  if (ds)
+    pbs_datastore_set_client_cleanup (ds, true);
+  return ds;
 }
 
 static void
@@ -214,6 +219,12 @@ l_finish (struct pbs_backend_backup *bb)
   return r;
 }
 
+static const char *
+l_backup_notes (struct pbs_backend_backup *bb)
+{
+  return pbs_ds_backup_notes (DSB (bb));
+}
+
 static void
 l_backup_free (struct pbs_backend_backup *bb)
 {
@@ -276,6 +287,7 @@ const struct pbs_backend_ops pbs__local_ops = {
     .blob = l_blob,
     .finish = l_finish,
     .backup_free = l_backup_free,
+    .backup_notes = l_backup_notes,
     .reader_start = l_reader_start,
     .reader_download = l_reader_download,
     .reader_chunk = l_reader_chunk,

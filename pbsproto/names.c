@@ -96,15 +96,27 @@ pbs_parse_time (const char *s, int64_t *out)
 {
   size_t i, n = s ? strlen (s) : 0;
 
+  int64_t v = 0;
+  bool parsed = false;
+
   if (n > 0 && n <= 12 && strspn (s, "0123456789") == n) {
-    int64_t v = 0;
     for (i = 0; i < n; i++)
       v = v * 10 + (s[i] - '0');
+    parsed = true;
+  }
+  else if (n > 0 && n < 64 && parse_rfc3339 (s, &v) == 0)
+    parsed = true;
+  if (parsed) {
+    /* A time outside this range has no snapshot name (it used to come
+     * out as "0000-00-00T00:00:00Z"). */
+    if (v < 0 || v > PBS_TIME_MAX) {
+      pbs__set_error (EINVAL, "'%.64s' is outside the times a snapshot can "
+                      "be named with (1970 to 9999)", s);
+      return -1;
+    }
     *out = v;
     return 0;
   }
-  if (n > 0 && n < 64 && parse_rfc3339 (s, out) == 0)
-    return 0;
   pbs__set_error (EINVAL, "'%.64s' is neither epoch seconds nor an RFC 3339 "
                   "time", s ? s : "");
   return -1;

@@ -37,6 +37,14 @@ struct pbs_datastore; /* opaque */
 extern struct pbs_datastore *pbs_datastore_open (const char *path,
                                                  bool create);
 extern void pbs_datastore_close (struct pbs_datastore *ds);
+/* ON: backups clean up after failed ones, as a client that owns the store
+ * should (the local backend): a failed first backup removes the group it
+ * made, and a new one removes unfinished snapshots no process holds and
+ * takes over a group left without owner file and snapshots, each with a
+ * note (pbs_ds_backup_notes).  Off (default, the test server): PBS's own
+ * behaviour, which keeps both. */
+extern void pbs_datastore_set_client_cleanup (struct pbs_datastore *ds,
+                                              bool on);
 extern const char *pbs_datastore_path (const struct pbs_datastore *ds);
 
 /* Insert an encoded chunk as PBS's insert_chunk (§6.3): temp file in the
@@ -85,6 +93,11 @@ extern struct pbs_ds_backup *pbs_ds_backup_start (struct pbs_datastore *ds,
                                                   const char *type,
                                                   const char *id,
                                                   int64_t time);
+/* What start cleaned up in the group, one line each ("removed unfinished
+ * snapshot vm/1/... (left by an interrupted backup; no process held it)",
+ * "group vm/1 had no owner file and no snapshots ...: taking it over"),
+ * or NULL.  Valid until pbs_ds_backup_end. */
+extern const char *pbs_ds_backup_notes (const struct pbs_ds_backup *b);
 /* -1 in *OUT when there is no base. */
 extern int pbs_ds_backup_previous_time (struct pbs_ds_backup *b,
                                         int64_t *out);
@@ -130,7 +143,15 @@ extern int pbs_ds_backup_blob (struct pbs_ds_backup *b, const char *name,
 /* §3.8: rewrites the manifest with unprotected.chunk_upload_stats. */
 extern int pbs_ds_backup_finish (struct pbs_ds_backup *b);
 /* End the session: an unfinished snapshot directory is removed ("removing
- * unfinished backup"), locks released.  NULL: no-op. */
+ * unfinished backup"), and with client cleanup a group this session
+ * created (or took over) is removed again with its owner file unless a
+ * snapshot was finished, so a failed first backup leaves nothing behind;
+ * locks released.  NULL: no-op.
+ *
+ * Symlinks: the datastore is walked from its root directory with
+ * O_NOFOLLOW at each step; a symlink inside it (a namespace, type, group,
+ * snapshot or .chunks/XXXX directory, or a file read) is an error naming
+ * it, never followed.  The datastore path itself may be a symlink. */
 extern void pbs_ds_backup_end (struct pbs_ds_backup *b);
 
 /* ------------------------------------ protection and notes (ds-protect.c) */

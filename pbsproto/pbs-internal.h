@@ -52,6 +52,8 @@ struct pbs_backend_ops {
                const uint8_t *blob, size_t len);
   int (*finish) (struct pbs_backend_backup *b);
   void (*backup_free) (struct pbs_backend_backup *b); /* aborts unless finished */
+  /* What backup_start cleaned up, one line each, or NULL; may be NULL. */
+  const char *(*backup_notes) (struct pbs_backend_backup *b);
 
   struct pbs_backend_reader *(*reader_start) (void *repo_state,
                                               const char *ns,

@@ -189,9 +189,13 @@ extern char *pbs_manifest_canonical (const struct pbs_manifest *m);
 
 /* ------------------------------------------------- names and times */
 
+/* The last second a snapshot name can hold: 9999-12-31T23:59:59Z (PBS
+ * prints times as a four-digit year). */
+#define PBS_TIME_MAX INT64_C (253402300799)
 /* "2024-06-05T15:06:40Z" (21 bytes with NUL), as PBS names snapshots. */
 extern void pbs_time_to_rfc3339 (int64_t t, char out[21]);
-/* Accepts epoch seconds or RFC 3339 (Z or +hh:mm).  0 or -1. */
+/* Accepts epoch seconds or RFC 3339 (Z or +hh:mm) from 1970 up to
+ * PBS_TIME_MAX; anything else is EINVAL.  0 or -1. */
 extern int pbs_parse_time (const char *s, int64_t *out);
 extern bool pbs_valid_safe_id (const char *s);    /* store, archive names */
 extern bool pbs_valid_backup_id (const char *s);  /* [A-Za-z0-9_][A-Za-z0-9._-]* */
@@ -209,10 +213,15 @@ struct pbs_repo_opts {
   const char *fingerprint; /* pinned "aa:bb:..." or NULL */
   const char *ca_file;     /* extra CA bundle (tests) or NULL */
   bool quiet;
+  /* Local only: make the datastore (its .chunks tree) if PATH holds none.
+   * Only a real backup asks for it; a listing, a restore or a dry run of a
+   * mistyped path must not leave 65536 directories behind. */
+  bool create;
 };
 
 /* Open a repository.  A SPEC containing '/' is a local datastore directory
- * (created with its .chunks tree on first use); anything else is
+ * (created with its .chunks tree only with OPTS->create; otherwise a path
+ * without one is ENOENT "PATH: no datastore here"); anything else is
  * [[USER@REALM[!TOKEN]@]HOST[:PORT]:]DATASTORE (§2.3). */
 extern struct pbs_repo *pbs_repo_open (const char *spec,
                                        const struct pbs_repo_opts *opts);
@@ -288,6 +297,10 @@ struct pbs_backup; /* opaque */
 extern struct pbs_backup *pbs_backup_start (struct pbs_repo *r,
                                             const char *ns, const char *type,
                                             const char *id, int64_t time);
+/* Local datastore: what the start cleaned up in the group (an unfinished
+ * snapshot no process held, a group without owner left by a failed first
+ * backup), one line each; NULL if nothing (and always for a server). */
+extern const char *pbs_backup_notes (struct pbs_backup *b);
 /* The base snapshot's time, or -1 if there is none (§3.1, §4.2). */
 extern int pbs_backup_previous_time (struct pbs_backup *b, int64_t *out);
 /* A file of the base snapshot (§3.2).  For a .fidx this also makes its

@@ -108,8 +108,10 @@ check_snapshot_args (const char *fn, struct pbs_repo *r, const char *ns,
   }
   if (!check_group (ns, type, id))
     return false;
-  if (time < 1) {
-    pbs__set_error (EINVAL, "invalid backup time %lld", (long long) time);
+  if (time < 1 || time > PBS_TIME_MAX) {
+    pbs__set_error (EINVAL, "invalid backup time %lld (1 to %lld, up to "
+                    "9999-12-31T23:59:59Z)", (long long) time,
+                    (long long) PBS_TIME_MAX);
     return false;
   }
   return true;
@@ -248,6 +250,14 @@ pbs_backup_start (struct pbs_repo *r, const char *ns, const char *type,
     return NULL;
   }
   return b;
+}
+
+const char *
+pbs_backup_notes (struct pbs_backup *b)
+{
+  if (!b || !b->repo->ops->backup_notes)
+    return NULL;
+  return b->repo->ops->backup_notes (b->bb);
 }
 
 int

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -310,12 +311,33 @@ test_start_rules (void)
   ok (!b && err_is ("backup timestamp is older than last backup."),
       "older than base: refused");
   mkdir (snapdir ("100", 5000), 0755);
-  b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 5000);
-  ok (!b && err_is ("backup directory already exists.") &&
-          pbs_errno () == EEXIST,
-      "existing (unfinished) snapshot dir: 'backup directory already exists.'");
-  ok (exists (snapdir ("100", 5000)), "... and that dir was not removed");
-  rmdir (snapdir ("100", 5000));
+  {
+    /* Held, as by a live session or reader: never cleaned up. */
+    int held = open (snapdir ("100", 5000), O_RDONLY | O_DIRECTORY);
+    flock (held, LOCK_SH);
+    b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 5000);
+    ok (!b && err_is ("backup directory already exists.") &&
+            pbs_errno () == EEXIST,
+        "existing (unfinished, held) snapshot dir: 'backup directory "
+        "already exists.'");
+    ok (exists (snapdir ("100", 5000)), "... and that dir was not removed");
+    close (held);
+  }
+  /* Nobody holds it (the push was killed): a server keeps it, as PBS
+   * does; with client cleanup it is removed, with a note. */
+  b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 5001);
+  ok (b && exists (snapdir ("100", 5000)) && !pbs_ds_backup_notes (b),
+      "server rules: an unfinished snapshot nobody holds is kept");
+  pbs_ds_backup_end (b);
+  pbs_datastore_set_client_cleanup (ds, true);
+  b = pbs_ds_backup_start (ds, "root@pam", "", "vm", "100", 5001);
+  ok (b && !exists (snapdir ("100", 5000)) && pbs_ds_backup_notes (b) &&
+          strstr (pbs_ds_backup_notes (b),
+                  "removed unfinished snapshot vm/100/"),
+      "client cleanup: an unfinished snapshot nobody holds is removed, "
+      "with a note");
+  pbs_ds_backup_end (b);
+  pbs_datastore_set_client_cleanup (ds, false);
 
   b = pbs_ds_backup_start (ds, "other@pbs", "", "vm", "100", 2000);
   ok (!b && err_is ("backup owner check failed (other@pbs != root@pam)") &&
@@ -1066,7 +1088,10 @@ test_repo (void)
   r = pbs_repo_open (p, NULL);
   ok (!r && pbs_errno () == ENOTDIR && err_has (p),
       "pbs_repo_open on a file: ENOTDIR naming it");
-  r = pbs_repo_open (dspath, NULL);
+  {
+    struct pbs_repo_opts o = { .create = true };
+    r = pbs_repo_open (dspath, &o);
+  }
   ok (r && pbs_repo_is_local (r), "pbs_repo_open local");
 
   b = pbs_backup_start (r, "", "vm", "100", 40000);
@@ -1142,8 +1167,11 @@ test_repo (void)
   b = pbs_backup_start (r, "x/y", "vm", "nsgroup", 1000);
   ok (b != NULL, "local backend creates namespace x/y on first use");
   pbs_backup_free (b);
-  snprintf (p, sizeof p, "%s/ns/x/ns/y/vm/nsgroup/owner", dspath);
+  snprintf (p, sizeof p, "%s/ns/x/ns/y", dspath);
   ok (exists (p), "... at ns/x/ns/y");
+  snprintf (p, sizeof p, "%s/ns/x/ns/y/vm", dspath);
+  ok (!exists (p), "... and the unfinished first session removed the group "
+      "and type directories it made");
   b = pbs_backup_start (r, "", "vm", "100", 1);
   ok (!b && err_is ("backup timestamp is older than last backup.") &&
           pbs_http_status () == 0,
@@ -1152,7 +1180,16 @@ test_repo (void)
 
   snprintf (p, sizeof p, "%s/new/store", top);
   r = pbs_repo_open (p, NULL);
-  ok (r != NULL, "pbs_repo_open creates a missing directory");
+  ok (!r && pbs_errno () == ENOENT && err_has ("no datastore here"),
+      "pbs_repo_open without create: a missing directory is no datastore");
+  snprintf (p, sizeof p, "%s/new", top);
+  ok (!exists (p), "... and nothing was created");
+  snprintf (p, sizeof p, "%s/new/store", top);
+  {
+    struct pbs_repo_opts o = { .create = true };
+    r = pbs_repo_open (p, &o);
+  }
+  ok (r != NULL, "pbs_repo_open with create makes a missing directory");
   pbs_repo_close (r);
 }
 

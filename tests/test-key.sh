@@ -177,8 +177,8 @@ key_error "show: too large" big.json "$TOOL" key show big.json
 # A newline in the name must not split the error line.
 cp bogus.json $'new\nline.json'
 expect_fail "show: newline in the name" "$TOOL" key show $'new\nline.json'
-check "newline in the name: shown as '?'" \
-  grep -q -F 'qcow2pbs: new?line.json: not a PBS key file' "$TMP/ef.err"
+check "newline in the name: shown escaped (\\x0a)" \
+  grep -q -F 'qcow2pbs: new\x0aline.json: not a PBS key file' "$TMP/ef.err"
 if grep -rq 'correct-horse' "$TMP"/k*.json show.txt; then
   fail "password leaked into files"
 else

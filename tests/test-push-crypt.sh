@@ -106,11 +106,11 @@ check "restore: wrong key password: path once" path_once "$TMP/b.key"
 expect_fail2 "verify: missing keyfile: exit 2" \
   "$TOOL" verify --repository "$ds" --keyfile "$TMP/nokey" "$s2" "$d/incr1.qcow2"
 check "verify: missing keyfile: path once" path_once "$TMP/nokey"
-# A newline in the name must not split the line: it is shown as '?'.
+# A newline in the name must not split the line: it is shown as \x0a.
 cp "$TMP/notakey" "$TMP/new"$'\n'"line.key"
 expect_fail "keyfile with a newline in its name: one line" \
   "$TOOL" push --repository "$ds" --backup-id 200 --keyfile "$TMP/new"$'\n'"line.key" "$d/incr1.qcow2"
-check "newline in the name shown as '?'" path_once "$TMP/new?line.key"
+check "newline in the name shown as \\x0a" path_once "$TMP/new\x0aline.key"
 expect_fail "restore of an encrypted snapshot without a key" \
   "$TOOL" restore --repository "$ds" "$s2" drive-scsi0 "$TMP/nokey.raw"
 check "no output file left" test ! -e "$TMP/nokey.raw"

@@ -31,16 +31,6 @@ cli_json_errors (void)
   return json_errors;
 }
 
-/* Control characters (a file name may hold a newline) become '?' so the
- * error stays one line. */
-static void
-scrub (char *s)
-{
-  for (; *s; s++)
-    if ((unsigned char) *s < 0x20 || *s == 0x7f)
-      *s = '?';
-}
-
 /* Print LINE ("CONTEXT: message", or "CMD: message" for usage errors) in
  * the current mode.  CONTEXT may be NULL: then it is LINE's text up to the
  * first ": ". */
@@ -72,7 +62,11 @@ emit (const char *context, const char *line, bool usage)
       return;
     }
   }
-  fprintf (stderr, "qcow2pbs%s%s\n", usage ? " " : ": ", line);
+  /* Escaped (cli-escape.c): an error often quotes a name or a server
+   * message, and must stay one harmless line. */
+  fputs (usage ? "qcow2pbs " : "qcow2pbs: ", stderr);
+  cli_fputs_escaped (line, stderr);
+  fputc ('\n', stderr);
 }
 
 static int
@@ -89,10 +83,8 @@ vreport (const char *context, bool usage, const char *fmt, va_list ap)
   }
   else if (asprintf (&line, "%s: %s", context, msg ? msg : "error") == -1)
     line = NULL;
-  if (line) {
-    scrub (line);
+  if (line)
     emit (context, line, usage);
-  }
   else
     fprintf (stderr, "qcow2pbs: %s: out of memory\n", context);
   free (line);
@@ -131,7 +123,6 @@ cli_error_line (const char *line)
 
   if (!copy)
     return cli_error ("qcow2pbs", "out of memory");
-  scrub (copy);
   emit (NULL, copy, false);
   free (copy);
   return 1;
@@ -193,7 +184,8 @@ cli_getopt_error (const char *cmd, int opt, char **argv,
 
 /* pbsproto's messages about a file start with its path ("key.json: not a
  * PBS key file (...)"), so the path is dropped from the message when it is
- * CONTEXT too. */
+ * CONTEXT too.  Control characters (a file name may hold a newline) are
+ * escaped so the error stays one line. */
 int
 cli_pbs_error (const char *context)
 {

@@ -71,6 +71,46 @@ take (struct secret_buf *b)
   return s;
 }
 
+/* Variables that carry a secret or say where one is: PBS_PASSWORD and
+ * PBS_ENCRYPTION_PASSWORD with their _FD, _FILE and _CMD forms. */
+static bool
+secret_var (const char *entry)
+{
+  static const char *const prefix[] = { "PBS_PASSWORD",
+                                        "PBS_ENCRYPTION_PASSWORD" };
+  size_t i, n;
+
+  for (i = 0; i < sizeof prefix / sizeof *prefix; i++) {
+    n = strlen (prefix[i]);
+    if (strncmp (entry, prefix[i], n) == 0
+        && (entry[n] == '=' || entry[n] == '_'))
+      return true;
+  }
+  return false;
+}
+
+/* The environment without the secret variables, for the command that
+ * prints one secret: it has no business seeing the others (a password
+ * command must not learn the encryption password).  Built before fork,
+ * as the child may not allocate.  The strings are borrowed. */
+static char **
+scrubbed_environ (void)
+{
+  extern char **environ;
+  size_t n = 0, i, j = 0;
+  char **env;
+
+  while (environ && environ[n])
+    n++;
+  env = calloc (n + 1, sizeof *env);
+  if (!env)
+    return NULL;
+  for (i = 0; i < n; i++)
+    if (!secret_var (environ[i]))
+      env[j++] = environ[i];
+  return env;
+}
+
 /* PREFIX_CMD: /bin/sh -c CMD, stdout is the secret. */
 static char *
 from_command (const char *var, const char *cmd)
@@ -78,10 +118,16 @@ from_command (const char *var, const char *cmd)
   struct secret_buf b = { NULL, 0 };
   int pfd[2], status;
   pid_t pid;
-  char *s = NULL;
+  char *s = NULL, **env;
 
+  env = scrubbed_environ ();
+  if (!env) {
+    cli_error (var, "cannot run the command: out of memory");
+    return NULL;
+  }
   if (pipe2 (pfd, O_CLOEXEC) == -1) {
     cli_error (var, "cannot run the command: %m");
+    free (env);
     return NULL;
   }
   pid = fork ();
@@ -89,13 +135,15 @@ from_command (const char *var, const char *cmd)
     cli_error (var, "cannot run the command: %m");
     close (pfd[0]);
     close (pfd[1]);
+    free (env);
     return NULL;
   }
   if (pid == 0) {
     dup2 (pfd[1], STDOUT_FILENO);
-    execl ("/bin/sh", "sh", "-c", cmd, (char *) NULL);
+    execle ("/bin/sh", "sh", "-c", cmd, (char *) NULL, env);
     _exit (127);
   }
+  free (env);
   close (pfd[1]);
   if (read_first_line (pfd[0], &b) == -1)
     cli_error (var, "cannot read the command's output: %m");

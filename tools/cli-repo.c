@@ -8,21 +8,17 @@
  * PBS_FINGERPRINT pins the server certificate. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "pbsproto.h"
 
 struct pbs_repo *
-cli_open_repo (const char *spec, const char *fingerprint)
-{
-  return cli_open_repo_secret (spec, fingerprint, NULL);
-}
-
-struct pbs_repo *
-cli_open_repo_secret (const char *spec, const char *fingerprint,
-                      const char *given)
+cli_open_repo_with (const char *spec, const char *fingerprint,
+                    const char *given, bool create)
 {
   struct pbs_repo_opts opts = { 0 };
+  struct stat st;
   struct pbs_repo *r;
   char *secret = NULL;
 
@@ -31,6 +27,17 @@ cli_open_repo_secret (const char *spec, const char *fingerprint,
   if (!spec || !*spec) {
     cli_error ("repository",
                "no repository given (--repository or PBS_REPOSITORY)");
+    return NULL;
+  }
+  /* A bare name that is also a directory here is almost always a local
+   * datastore written without its "./": say so before asking for a
+   * password or touching the network.  (The server's datastore of that
+   * name stays reachable as localhost:NAME.) */
+  if (!strchr (spec, '/') && !strchr (spec, ':') && stat (spec, &st) == 0
+      && S_ISDIR (st.st_mode)) {
+    cli_error (spec, "is a local directory; write a local datastore as "
+               "./%s (a name without '/' means a server's datastore, e.g. "
+               "localhost:%s)", spec, spec);
     return NULL;
   }
   if (!strchr (spec, '/')) {
@@ -49,6 +56,7 @@ cli_open_repo_secret (const char *spec, const char *fingerprint,
   }
   opts.secret = secret;
   opts.fingerprint = fingerprint;
+  opts.create = create;
   r = pbs_repo_open (spec, &opts);
   if (secret) {
     explicit_bzero (secret, strlen (secret));
@@ -57,4 +65,16 @@ cli_open_repo_secret (const char *spec, const char *fingerprint,
   if (!r)
     cli_pbs_error (spec);
   return r;
+}
+
+struct pbs_repo *
+cli_open_repo (const char *spec, const char *fingerprint)
+{
+  return cli_open_repo_with (spec, fingerprint, NULL, false);
+}
+
+struct pbs_repo *
+cli_open_repo_create (const char *spec, const char *fingerprint, bool create)
+{
+  return cli_open_repo_with (spec, fingerprint, NULL, create);
 }

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "qcowlib.h"
 
@@ -38,6 +39,15 @@ bool cli_json_errors (void);
  * library's message already starts with it (local-store messages name
  * their path).  Returns 1. */
 int cli_pbs_error (const char *context);
+/* Untrusted text (names from a manifest or a server, paths from an image)
+ * for text output: control characters as \xNN / \u00NN, '\\' doubled
+ * (cli-escape.c).  cli_escape returns a malloc'd copy (NULL: out of
+ * memory); cli_fputs_escaped writes it to F.  The cli_*error functions
+ * escape their whole line already. */
+char *cli_escape (const char *s);
+void cli_fputs_escaped (const char *s, FILE *f);
+
+
 /* "qcow2pbs CMD: message; try 'qcow2pbs CMD --help'" (one line).
  * Returns 2. */
 __attribute__ ((format (printf, 2, 3))) int cli_usage_error (const char *cmd,
@@ -251,10 +261,15 @@ const char *out_file_error (const struct out_file *f);
  * failure. */
 struct pbs_repo;
 struct pbs_repo *cli_open_repo (const char *spec, const char *fingerprint);
-/* The same with the server's SECRET already read (NULL: read it). */
-struct pbs_repo *cli_open_repo_secret (const char *spec,
-                                       const char *fingerprint,
-                                       const char *secret);
+/* The same; CREATE: a local datastore is made if missing (a real push
+ * only: the other commands refuse "PATH: no datastore here"). */
+struct pbs_repo *cli_open_repo_create (const char *spec,
+                                       const char *fingerprint, bool create);
+/* The same with the server's SECRET already read (NULL: read it as
+ * above). */
+struct pbs_repo *cli_open_repo_with (const char *spec,
+                                     const char *fingerprint,
+                                     const char *secret, bool create);
 
 /* SIGINT, SIGTERM and SIGHUP end a push cleanly (cli-interrupt.c): the
  * first is noted, wakes pbsproto's network waits (pbs_set_cancel_fd) and

@@ -517,7 +517,9 @@ cmd_import (int argc, char **argv)
       if (!x.secret)
         goto out;
     }
-    x.repo = cli_open_repo_secret (x.repo_spec, fingerprint, x.secret);
+    /* A real import makes a missing local datastore, as push does. */
+    x.repo = cli_open_repo_with (x.repo_spec, fingerprint, x.secret,
+                                 !rep.dry);
     if (!x.repo)
       goto out;
   }

@@ -50,6 +50,8 @@ struct push {
   struct pbs_key *key;
   char *key_fp;
   bool full, dry_run, json;
+  bool skip_unchanged; /* --skip-unchanged */
+  char *skipped;       /* the snapshot that holds the unchanged chain */
   unsigned retries;
   struct archive *a;
   size_t na;
@@ -70,6 +72,8 @@ struct push {
   struct pve_push pve; /* Proxmox VE config, notes, protection */
 };
 
+enum { OPT_SKIP_UNCHANGED = CLI_OPT_FIRST_FREE + 0x40 };
+
 static const struct option longopts[] = {
   { "repository", required_argument, NULL, 'r' },
   CLI_REPO_OPTIONS,
@@ -80,6 +84,7 @@ static const struct option longopts[] = {
   { "keyfile", required_argument, NULL, 'k' },
   CLI_IMAGE_OPTIONS,
   { "full", no_argument, NULL, 'F' },
+  { "skip-unchanged", no_argument, NULL, OPT_SKIP_UNCHANGED },
   { "dry-run", no_argument, NULL, 'd' },
   { "retries", required_argument, NULL, 'R' },
   { "output-format", required_argument, NULL, 'o' },
@@ -115,6 +120,9 @@ static const char usage_text[] =
   "                            first (the --chain syntax; ',,' = ',');\n"
   "                            repeat it for each disk of the VM\n"
   "  --full                    read everything, reuse nothing\n"
+  "  --skip-unchanged          make no snapshot when the group's last one\n"
+  "                            was made from these same, unchanged layers\n"
+  "                            (exit 0)\n"
   "  --dry-run                 report what would be read and stored (an\n"
   "                            upper bound: repeats far apart count twice);\n"
   "                            write nothing\n"
@@ -731,6 +739,75 @@ reset_attempt (struct push *p)
   p->zero_stored = false;
 }
 
+/* Does the base (the group's last snapshot) already hold this chain, or
+ * a newer one?  Say so on stderr (one line); with --skip-unchanged an
+ * unchanged chain is not pushed: 1 (p->skipped names the snapshot). */
+static int
+check_unchanged (struct push *p)
+{
+  const char **names = calloc (p->na, sizeof *names);
+  const struct chain_identity **ids = calloc (p->na, sizeof *ids);
+  enum identity_state st = IDENTITY_OTHER;
+  char *base = NULL, *holder = NULL;
+  size_t i;
+  int ret = 0;
+
+  if (!names || !ids)
+    goto out; /* only a warning is lost */
+  for (i = 0; i < p->na; i++) {
+    names[i] = p->a[i].name;
+    ids[i] = &p->a[i].ident;
+  }
+  st = push_state_vs (p->base_m, names, ids, p->na, p->key_fp);
+  base = push_snapshot_name (p->type, p->id, p->base_time);
+  if (!base || st == IDENTITY_OTHER)
+    goto out;
+  if (st == IDENTITY_SAME && p->skip_unchanged) {
+    p->skipped = base;
+    base = NULL;
+    ret = 1;
+  }
+  else if (st == IDENTITY_SAME)
+    fprintf (stderr, "push: %s already holds this chain, unchanged; this "
+             "makes another snapshot of the same data (--skip-unchanged "
+             "skips it)\n", base);
+  else {
+    holder = push_find_holder (p->repo, p->ns, p->type, p->id, p->base_time,
+                               names, ids, p->na, p->key_fp);
+    fprintf (stderr, "push: this chain is older than the group's last "
+             "snapshot %s (made from more layers)%s%s; the new snapshot "
+             "will be the latest but hold older data\n", base,
+             holder ? "; already held by " : "", holder ? holder : "");
+  }
+out:
+  free (names);
+  free (ids);
+  free (base);
+  free (holder);
+  return ret;
+}
+
+/* "push: LINE" on stderr for each line of NOTES. */
+static void
+print_notes (const char *notes)
+{
+  const char *e;
+
+  for (; *notes; notes = *e ? e + 1 : e) {
+    char *line;
+    e = strchr (notes, '\n');
+    if (!e)
+      e = notes + strlen (notes);
+    line = strndup (notes, (size_t) (e - notes));
+    if (line) {
+      fputs ("push: ", stderr);
+      cli_fputs_escaped (line, stderr);
+      fputc ('\n', stderr);
+    }
+    free (line);
+  }
+}
+
 static int
 attempt (struct push *p)
 {
@@ -744,12 +821,16 @@ attempt (struct push *p)
 
   if (cli_interrupted ()) /* during the backoff before a retry */
     return fail (p, "push", "interrupted");
-  p->repo = cli_open_repo (p->repo_spec, p->fingerprint);
+  p->repo = cli_open_repo_create (p->repo_spec, p->fingerprint, !p->dry_run);
   if (!p->repo)
     return failed_printed (p);
   p->known = digest_set_new ();
   if (!p->known)
     return fail (p, "push", "out of memory");
+  if (push_check_time (p->repo, p->ns, p->type, p->id, &p->time,
+                       p->time_given, p->err_ctx, sizeof p->err_ctx,
+                       p->err_msg, sizeof p->err_msg) == -1)
+    return -1;
 
   if (p->dry_run) {
     /* The base the server would pick. */
@@ -778,6 +859,8 @@ attempt (struct push *p)
       free (snap);
       goto out;
     }
+    if (pbs_backup_notes (p->b)) /* cleanups of the local datastore */
+      print_notes (pbs_backup_notes (p->b));
     if (pbs_backup_previous_time (p->b, &p->base_time) == -1) {
       fail_pbs (p, "previous_backup_time");
       goto out;
@@ -810,6 +893,10 @@ attempt (struct push *p)
       load_base_manifest (p, blob, blen);
   }
 
+  if (p->base_m && check_unchanged (p) == 1) {
+    ret = 0; /* the session ends unfinished: no snapshot */
+    goto out;
+  }
   for (i = 0; i < p->na; i++) {
     if (load_base_index (p, rd, &p->a[i]) == -1
         || make_plan (p, &p->a[i]) == -1)
@@ -870,6 +957,24 @@ print_result (struct push *p)
   size_t i, j;
 
   pbs_time_to_rfc3339 (p->time, ts);
+  if (p->skipped) {
+    if (p->json) {
+      json_t *o = json_pack ("{s:s, s:s, s:b, s:b, s:[]}", "snapshot",
+                             p->skipped, "ns", p->ns, "dry_run", p->dry_run,
+                             "skipped", 1, "archives");
+      char *s = o ? json_dumps (o, JSON_INDENT (2) | JSON_PRESERVE_ORDER)
+                  : NULL;
+      if (s)
+        printf ("%s\n", s);
+      free (s);
+      json_decref (o);
+    }
+    else
+      printf ("unchanged since %s%s%s: no snapshot made "
+              "(--skip-unchanged)\n",
+              p->skipped, *p->ns ? " in ns " : "", p->ns);
+    return;
+  }
   if (p->json) {
     json_t *o, *arr = json_array ();
     for (i = 0; i < p->na; i++) {
@@ -910,7 +1015,7 @@ print_result (struct push *p)
   for (i = 0; i < p->na; i++) {
     struct archive *a = &p->a[i];
     printf ("  %s: %llu bytes, %llu chunks: %llu read, %llu reused, %llu "
-            "zero; %s %llu chunks (%llu bytes); %s%s\n",
+            "zero; %s %llu chunks (%llu bytes); %s%s",
             a->name, (unsigned long long) a->size,
             (unsigned long long) a->nchunks,
             (unsigned long long) a->read_chunks,
@@ -919,11 +1024,16 @@ print_result (struct push *p)
             p->dry_run ? "would store" : "stored",
             (unsigned long long) a->stored_chunks,
             (unsigned long long) a->stored_bytes,
-            a->incremental ? "incremental" : "full read: ",
-            a->incremental ? "" : a->reason);
+            a->incremental ? "incremental" : "full read: ", "");
+    /* The reason may quote a layer path from the base's record. */
+    if (!a->incremental)
+      cli_fputs_escaped (a->reason, stdout);
+    putchar ('\n');
     printf ("    layers (oldest first):");
-    for (j = 0; j < a->ident.n; j++)
-      printf (" %s", a->ident.layer[j].path);
+    for (j = 0; j < a->ident.n; j++) {
+      putchar (' ');
+      cli_fputs_escaped (a->ident.layer[j].path, stdout);
+    }
     printf ("\n");
   }
 }
@@ -999,7 +1109,11 @@ cmd_push (int argc, char **argv)
     case 'n': p.ns = optarg; break;
     case 'T':
       if (pbs_parse_time (optarg, &p.time) == -1)
-        return cli_usage_error ("push", "invalid --backup-time '%s'", optarg);
+        return cli_usage_error ("push", "invalid --backup-time: %s",
+                                pbs_errmsg ());
+      if (p.time < 1) /* PBS's minimum: 1970-01-01T00:00:01Z */
+        return cli_usage_error ("push", "invalid --backup-time '%s': the "
+                                "earliest is 1", optarg);
       p.time_given = true;
       break;
     case 'k': keyfile = optarg; break;
@@ -1015,6 +1129,7 @@ cmd_push (int argc, char **argv)
       }
       break;
     case 'F': p.full = true; break;
+    case OPT_SKIP_UNCHANGED: p.skip_unchanged = true; break;
     case 'd': p.dry_run = true; break;
     case 'R':
       errno = 0;
@@ -1166,7 +1281,7 @@ cmd_push (int argc, char **argv)
   /* Protection needs the snapshot lock that the session holds. */
   pbs_backup_free (p.b);
   p.b = NULL;
-  if (!p.dry_run
+  if (!p.dry_run && !p.skipped
       && pve_push_protect (&p.pve, p.repo, p.ns, p.type, p.id, p.time) != 0)
     goto out;
   print_result (&p);
@@ -1186,5 +1301,6 @@ out:
   cli_free_chain (&oo);
   pbs_key_free (p.key);
   free (p.key_fp);
+  free (p.skipped);
   return ret;
 }

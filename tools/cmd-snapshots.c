@@ -101,14 +101,21 @@ print_text (const struct pbs_snapshot *s, size_t n)
       human (s[i].size, sz, sizeof sz);
     else
       snprintf (sz, sizeof sz, "unfinished");
-    printf ("%-40s %10s ", name ? name : s[i].id, sz);
-    for (j = 0; j < s[i].nfiles; j++)
-      printf (" %s", s[i].files[j]);
+    /* Names come from the server or a manifest: escaped (cli-escape.c). */
+    char *shown = cli_escape (name ? name : s[i].id);
+    printf ("%-40s %10s ", shown ? shown : "?", sz);
+    for (j = 0; j < s[i].nfiles; j++) {
+      putchar (' ');
+      cli_fputs_escaped (s[i].files[j], stdout);
+    }
     if (s[i].protected_)
       printf ("  [protected]");
-    if (s[i].comment)
-      printf ("  notes: %s", s[i].comment);
+    if (s[i].comment) {
+      printf ("  notes: ");
+      cli_fputs_escaped (s[i].comment, stdout);
+    }
     printf ("\n");
+    free (shown);
     free (name);
   }
 }

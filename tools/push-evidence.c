@@ -238,6 +238,60 @@ int_eq (json_t *o, const char *k, uint64_t v)
   return json_is_integer (x) && (uint64_t) json_integer_value (x) == v;
 }
 
+/* What differs between recorded layer L and current layer C, or NULL. */
+static const char *
+layer_diff (json_t *l, const struct layer_identity *c)
+{
+  const char *h = json_string_value (json_object_get (l, "header-sha256"));
+
+  if (!int_eq (l, "dev", c->dev) || !int_eq (l, "ino", c->ino))
+    return "not the same file";
+  if (!int_eq (l, "size", c->size))
+    return "size";
+  if (!int_eq (l, "mtime-ns", (uint64_t) c->mtime_ns))
+    return "mtime";
+  if (!int_eq (l, "ctime-ns", (uint64_t) c->ctime_ns))
+    return "ctime";
+  if (!int_eq (l, "virtual-size", c->virtual_size))
+    return "virtual size";
+  if (!h || strcmp (h, c->header_sha256) != 0)
+    return "header";
+  return NULL;
+}
+
+enum identity_state
+identity_compare (const char *record, const char *archive,
+                  const struct chain_identity *cur, const char *key_fp)
+{
+  json_t *root, *a, *layers, *fp;
+  enum identity_state st = IDENTITY_OTHER;
+  size_t i, m;
+
+  if (!record)
+    return IDENTITY_OTHER;
+  root = json_loads (record, 0, NULL);
+  a = json_is_object (root) && int_eq (root, "version", 1)
+          ? json_object_get (json_object_get (root, "archives"), archive)
+          : NULL;
+  layers = json_object_get (a, "layers");
+  fp = json_object_get (a, "key-fingerprint");
+  m = json_array_size (layers);
+  /* Another key makes another snapshot even of the same data. */
+  if (!json_is_object (a) || m == 0 || m < cur->n
+      || (key_fp ? !json_is_string (fp)
+                       || strcmp (json_string_value (fp), key_fp) != 0
+                 : !json_is_null (fp)))
+    goto out;
+  for (i = 0; i < cur->n; i++)
+    if (cur->layer[i].has_data_file
+        || layer_diff (json_array_get (layers, i), &cur->layer[i]))
+      goto out;
+  st = m == cur->n ? IDENTITY_SAME : IDENTITY_OLDER;
+out:
+  json_decref (root);
+  return st;
+}
+
 int
 identity_match (const char *record, const char *archive,
                 const struct chain_identity *cur, const uint8_t base_csum[32],
@@ -303,22 +357,8 @@ identity_match (const char *record, const char *archive,
     goto out;
   }
   for (i = 0; i < m; i++) {
-    json_t *l = json_array_get (layers, i);
     const struct layer_identity *c = &cur->layer[i];
-    const char *what = NULL;
-    const char *h = json_string_value (json_object_get (l, "header-sha256"));
-    if (!int_eq (l, "dev", c->dev) || !int_eq (l, "ino", c->ino))
-      what = "not the same file";
-    else if (!int_eq (l, "size", c->size))
-      what = "size";
-    else if (!int_eq (l, "mtime-ns", (uint64_t) c->mtime_ns))
-      what = "mtime";
-    else if (!int_eq (l, "ctime-ns", (uint64_t) c->ctime_ns))
-      what = "ctime";
-    else if (!int_eq (l, "virtual-size", c->virtual_size))
-      what = "virtual size";
-    else if (!h || strcmp (h, c->header_sha256) != 0)
-      what = "header";
+    const char *what = layer_diff (json_array_get (layers, i), c);
     if (what) {
       snprintf (why, whylen, "layer %s changed since previous snapshot (%s)",
                 c->path, what);

@@ -212,6 +212,47 @@ int identity_match (const char *record, const char *archive,
                     const char *key_fp, size_t *base_layers, char *why,
                     size_t whylen);
 
+/* How the chain CUR of ARCHIVE relates to a snapshot's record: the same
+ * layers, unchanged (SAME: that snapshot holds this state), a strict
+ * prefix of its layers, unchanged (OLDER: the chain is older than that
+ * snapshot), or anything else (no record, another key, a changed layer). */
+enum identity_state { IDENTITY_OTHER, IDENTITY_SAME, IDENTITY_OLDER };
+enum identity_state identity_compare (const char *record, const char *archive,
+                                      const struct chain_identity *cur,
+                                      const char *key_fp);
+
+/* ------------------------------------------------ push-time.c */
+
+/* Check the new snapshot's time *T against the group's snapshots (listed
+ * through REPO): GIVEN (--backup-time) and not later than the base is an
+ * error that says which case it is (equal, older, taken); without GIVEN, a
+ * push in the same second as the newest snapshot waits for the next
+ * second (one stderr line) and updates *T.  0, or -1 with CTX and MSG set
+ * for the caller's one error line. */
+struct pbs_repo;
+int push_check_time (struct pbs_repo *repo, const char *ns, const char *type,
+                     const char *id, int64_t *t, bool given, char *ctx,
+                     size_t ctxlen, char *msg, size_t msglen);
+
+/* ------------------------------------------------ push-unchanged.c */
+
+/* The state of the chain being pushed (archive NAMES[i] made from IDS[i],
+ * N archives) against manifest M's record: SAME if every archive is SAME
+ * and M has no other archive, OLDER if each is SAME or OLDER, else OTHER. */
+struct pbs_manifest;
+enum identity_state push_state_vs (const struct pbs_manifest *m,
+                                   const char *const *names,
+                                   const struct chain_identity *const *ids,
+                                   size_t n, const char *key_fp);
+/* "type/id/time" (malloc'd) of the newest finished snapshot older than
+ * BEFORE that holds this chain (SAME), searching at most 64; NULL if none
+ * or on any error (best effort: only used to name it). */
+char *push_find_holder (struct pbs_repo *repo, const char *ns,
+                        const char *type, const char *id, int64_t before,
+                        const char *const *names,
+                        const struct chain_identity *const *ids, size_t n,
+                        const char *key_fp);
+
 /* ------------------------------------------------ push-progress.c */
 
 struct progress {

@@ -73,7 +73,10 @@ main (int argc, char **argv)
     return 1;
   }
 
-  r = pbs_repo_open (argv[1], NULL);
+  {
+    struct pbs_repo_opts o = { .create = true }; /* it writes a backup */
+    r = pbs_repo_open (argv[1], &o);
+  }
   if (!r)
     return die (argv[1]);
   b = pbs_backup_start (r, argc > 3 ? argv[3] : "", "vm", "sample", t);
