@@ -18,7 +18,7 @@
 #include <jansson.h>
 
 #include "ds-internal.h"
-#include "pbs-internal.h"
+#include "pbs-errors.h"
 #include "pbsproto.h"
 
 #define MANIFEST_NAME "index.json.blob"

@@ -3,7 +3,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "pbs-internal.h"
+#include "pbs-errors.h"
 
 void
 pbs_time_to_rfc3339 (int64_t t, char out[21])

@@ -4,7 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "pbs-internal.h"
+#include "pbs-errors.h"
 
 static _Thread_local char errmsg[512];
 static _Thread_local int errnum_last;

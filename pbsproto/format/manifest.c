@@ -15,7 +15,7 @@
 #include <jansson.h>
 
 #include "pbs-crypto.h"
-#include "pbs-internal.h"
+#include "pbs-errors.h"
 
 /* Upload schema: an encoded blob holds at most 16 MiB (§5.2). */
 #define MAX_MANIFEST_TEXT (16u * 1024 * 1024)

@@ -16,7 +16,7 @@
 
 #include "byteorder.h"
 #include "pbs-crypto.h"
-#include "pbs-internal.h"
+#include "pbs-errors.h"
 
 #define HDR_PLAIN 12
 #define HDR_CRYPT 44

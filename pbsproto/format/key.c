@@ -21,7 +21,7 @@
 #include <jansson.h>
 
 #include "pbs-crypto.h"
-#include "pbs-internal.h"
+#include "pbs-errors.h"
 
 #define MAX_KEY_FILE (64 * 1024)
 /* pbs-key-config defaults for new keys. */

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "ds-internal.h"
-#include "pbs-internal.h"
+#include "pbs-errors.h"
 
 /* The chunk's file name (64 hex) and its directory's (the first 4). */
 static void

@@ -19,7 +19,7 @@
 #include <jansson.h>
 
 #include "ds-internal.h"
-#include "pbs-internal.h"
+#include "pbs-errors.h"
 
 static int
 mkdir_p (const char *path, mode_t mode)

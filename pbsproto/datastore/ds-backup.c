@@ -30,7 +30,7 @@
 
 #include "checked-overflow.h"
 #include "ds-internal.h"
-#include "pbs-internal.h"
+#include "pbs-errors.h"
 
 #define MAX_WID 256
 #define MANIFEST_NAME "index.json.blob"

@@ -16,7 +16,7 @@
 #include <jansson.h>
 
 #include "ds-internal.h"
-#include "pbs-internal.h"
+#include "pbs-errors.h"
 
 struct list {
   struct pbs_snapshot *v;

@@ -31,7 +31,7 @@
 #include <jansson.h>
 
 #include "ds-internal.h"
-#include "pbs-internal.h"
+#include "pbs-errors.h"
 
 #define MANIFEST_NAME "index.json.blob"
 

@@ -18,7 +18,7 @@
 #include "byteorder.h"
 #include "checked-overflow.h"
 #include "pbs-crypto.h"
-#include "pbs-internal.h"
+#include "pbs-errors.h"
 
 #define FIDX_HDR 4096
 

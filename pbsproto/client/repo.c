@@ -146,27 +146,6 @@ pbs_repo_set_protected (struct pbs_repo *r, const char *ns, const char *type,
                                 protect);
 }
 
-void
-pbs_snapshots_free (struct pbs_snapshot *s, size_t n)
-{
-  size_t i, j;
-
-  if (!s)
-    return;
-  for (i = 0; i < n; i++) {
-    free (s[i].ns);
-    free (s[i].type);
-    free (s[i].id);
-    for (j = 0; j < s[i].nfiles; j++)
-      free (s[i].files[j]);
-    free (s[i].files);
-    free (s[i].owner);
-    free (s[i].verify_state);
-    free (s[i].comment);
-    free (s[i].fingerprint);
-  }
-  free (s);
-}
 
 /* ------------------------------------------------------------ repair */
 

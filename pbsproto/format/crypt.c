@@ -14,7 +14,7 @@
 #include <pthread.h>
 
 #include "pbs-crypto.h"
-#include "pbs-internal.h"
+#include "pbs-errors.h"
 
 static int
 ossl_error (const char *what)

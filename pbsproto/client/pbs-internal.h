@@ -1,4 +1,4 @@
-/* pbs-internal.h -- shared between pbsproto's files; not installed.
+/* pbs-internal.h -- the client layer's backends; not installed.
  *
  * A repository is a backend (local datastore or remote server) behind a
  * table of operations mirroring PBS's backup and reader protocols.  The
@@ -7,16 +7,8 @@
 #ifndef PBS_INTERNAL_H
 #define PBS_INTERNAL_H
 
+#include "pbs-errors.h"
 #include "pbsproto.h"
-
-/* Error state (errors.c).  Only the function that detects a problem sets
- * it; callers pass -1 up unchanged.  HTTP_STATUS 0 for local errors. */
-__attribute__ ((format (printf, 2, 3))) void pbs__set_error (int errnum,
-                                                             const char *fmt,
-                                                             ...);
-__attribute__ ((format (printf, 3, 4))) void
-pbs__set_http_error (int http_status, int errnum, const char *fmt, ...);
-void pbs__set_transient (bool transient);
 
 struct pbs_backend_backup; /* backend's session state */
 struct pbs_backend_reader;

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "ds-internal.h"
-#include "pbs-internal.h"
+#include "pbs-errors.h"
 
 struct slot {
   uint8_t digest[32];

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "ds-internal.h"
-#include "pbs-internal.h"
+#include "pbs-errors.h"
 
 #define MAX_INDEX_FILE (1024u * 1024 * 1024)
 

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "pbs-crypto.h"
-#include "pbs-internal.h"
+#include "pbs-errors.h"
 
 /* sha256("Proxmox Backup Encryption Key Fingerprint") */
 static const uint8_t fingerprint_input[32] = {

@@ -1,0 +1,31 @@
+#!/bin/sh
+# layers.sh B -- the build's layer rule: a layer calls only the layers below
+# it (docs/architecture.md).  qcowlib and pbsproto are independent
+# libraries; pbsproto is format < datastore < client; tools sit on top.
+# Reads the objects in build directory B with nm; prints each call that
+# goes up or across and fails.
+set -eu
+B=$1
+forbidden () { # LAYER: the layers it may not call
+  case $1 in
+    qcowlib) echo "pbsproto/format pbsproto/datastore pbsproto/client tools" ;;
+    pbsproto/format) echo "qcowlib pbsproto/datastore pbsproto/client tools" ;;
+    pbsproto/datastore) echo "qcowlib pbsproto/client tools" ;;
+    pbsproto/client) echo "qcowlib tools" ;;
+  esac
+}
+bad=0
+for low in qcowlib pbsproto/format pbsproto/datastore pbsproto/client; do
+  for high in $(forbidden "$low"); do
+    ls "$B/$high"/*.o >/dev/null 2>&1 || continue
+    nm --defined-only -g "$B/$high"/*.o | awk 'NF == 3 { print $3 }' | sort -u >"$B/.layers.defs"
+    for o in "$B/$low"/*.o; do
+      for s in $(nm -u "$o" | awk '{ print $2 }' | sort -u | comm -12 - "$B/.layers.defs"); do
+        echo "layers: ${o#"$B"/} calls $s, defined in $high: $low may not call it" >&2
+        bad=1
+      done
+    done
+  done
+done
+rm -f "$B/.layers.defs"
+exit $bad
