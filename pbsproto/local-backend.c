@@ -27,8 +27,11 @@ drop_status (void)
 void *
 pbs__local_open (const char *path, const struct pbs_repo_opts *opts)
 {
-  (void)opts;
-  return pbs_datastore_open (path, true);
+  struct pbs_datastore *ds = pbs_datastore_open (path, true);
+
+  if (ds)
+    pbs_datastore_set_sync (ds, opts->sync);
+  return ds;
 }
 
 static void

@@ -16,7 +16,6 @@ __attribute__ ((format (printf, 2, 3))) void pbs__set_error (int errnum,
                                                              ...);
 __attribute__ ((format (printf, 3, 4))) void
 pbs__set_http_error (int http_status, int errnum, const char *fmt, ...);
-void pbs__set_transient (bool transient);
 
 struct pbs_backend_backup; /* backend's session state */
 struct pbs_backend_reader;
@@ -24,6 +23,7 @@ struct pbs_backend_reader;
 struct pbs_backend_ops {
   const char *name; /* "local" or "remote" */
   void (*close) (void *repo_state);
+  uint64_t (*bytes_sent) (void *repo_state); /* NULL: nothing sent */
   int (*snapshots) (void *repo_state, const char *ns, const char *type,
                     const char *id, struct pbs_snapshot **out, size_t *n);
 
@@ -65,7 +65,7 @@ struct pbs_backend_ops {
   void (*reader_free) (struct pbs_backend_reader *r);
 };
 
-/* Backend constructors (local-backend.c, remote-backend.c).  Return the
+/* Backend constructors (local-backend.c, remote-repo.c).  Return the
  * backend's repo state or NULL. */
 void *pbs__local_open (const char *path, const struct pbs_repo_opts *opts);
 extern const struct pbs_backend_ops pbs__local_ops;
