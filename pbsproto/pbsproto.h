@@ -206,12 +206,34 @@ extern bool pbs_valid_ns (const char *s);          /* "" or a/b/c, <= 7 levels *
 
 struct pbs_repo; /* opaque */
 
+/* How a local push makes a snapshot durable before its manifest appears:
+ * fsync what this backup wrote (the default), syncfs() (PBS's default
+ * sync level), or leave it to the kernel's writeback. */
+enum pbs_sync_level {
+  PBS_SYNC_OWN = 0,
+  PBS_SYNC_FILESYSTEM,
+  PBS_SYNC_NONE,
+};
+
+/* Everything a repository depends on comes in here: the library reads no
+ * environment variable and keeps no process-wide setting. */
 struct pbs_repo_opts {
   /* Remote only; the tool reads them from options and the environment
-   * (PBS_PASSWORD, PBS_FINGERPRINT, ...).  Never logged. */
+   * (PBS_PASSWORD, PBS_FINGERPRINT, ALL_PROXY, ...).  Never logged. */
   const char *secret;      /* password or API token secret */
   const char *fingerprint; /* pinned "aa:bb:..." or NULL */
   const char *ca_file;     /* extra CA bundle (tests) or NULL */
+  /* HTTP proxy for every connection (CONNECT tunnels), in the form
+   * proxmox-backup-client reads from ALL_PROXY, whose name its errors
+   * use: "[http://][USER:PASS@]HOST[:PORT]".  NULL or "": none. */
+  const char *proxy;
+  /* A descriptor that, once readable, makes every network wait give up
+   * with ECANCELED ("interrupted", not transient): a signal handler
+   * writes to a pipe whose read end this is.  0 (as in zeroed options;
+   * descriptor 0 is stdin) or negative: none. */
+  int cancel_fd;
+  /* Local only. */
+  enum pbs_sync_level sync;
   bool quiet;
   /* Local only: make the datastore (its .chunks tree) if PATH holds none.
    * Only a real backup asks for it; a listing, a restore or a dry run of a
@@ -227,6 +249,9 @@ extern struct pbs_repo *pbs_repo_open (const char *spec,
                                        const struct pbs_repo_opts *opts);
 extern void pbs_repo_close (struct pbs_repo *r); /* NULL: no-op */
 extern bool pbs_repo_is_local (const struct pbs_repo *r);
+/* Application bytes written to the server so far (TLS payload, all
+ * connections of R); 0 for a local datastore. */
+extern uint64_t pbs_repo_bytes_sent (const struct pbs_repo *r);
 
 struct pbs_snapshot {
   char *ns;      /* "" = root */
@@ -351,11 +376,6 @@ extern int pbs_backup_finish (struct pbs_backup *b);
  * the unfinished snapshot.  NULL: no-op. */
 extern void pbs_backup_free (struct pbs_backup *b);
 
-/* A descriptor that, once readable, makes every network wait of the
- * library give up with ECANCELED ("interrupted", not transient): a signal
- * handler writes to a pipe whose read end this is.  -1 (the default):
- * none.  A local datastore has no such waits. */
-extern void pbs_set_cancel_fd (int fd);
 
 /* ------------------------------------------------- reader session (§3.10) */
 

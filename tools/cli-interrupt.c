@@ -4,7 +4,8 @@
  * snapshot directory (never a base, but it blocks that backup-time), and a
  * remote push would only end when the server notices the dropped
  * connection.  Instead the first signal is noted and written to a pipe
- * that pbsproto watches in every network wait (pbs_set_cancel_fd): the
+ * that pbsproto watches in every network wait (cli_cancel_fd, passed in
+ * the repository options by cli_open_repo): the
  * push stops at the next chunk or wait, ends its session the normal way
  * (the unfinished snapshot is removed, locally or by the server) and exits
  * with 128 + the signal.  The handler is reset after the first signal, so
@@ -16,7 +17,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "pbsproto.h"
 
 static volatile sig_atomic_t caught;
 static int wake[2] = { -1, -1 };
@@ -47,8 +47,13 @@ cli_catch_interrupts (void)
   for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
     if (sigaction (sigs[i], &sa, NULL) == -1)
       return -1;
-  pbs_set_cancel_fd (wake[0]);
   return 0;
+}
+
+int
+cli_cancel_fd (void)
+{
+  return wake[0];
 }
 
 int

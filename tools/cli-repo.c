@@ -5,7 +5,14 @@
  * PBS_PASSWORD, PBS_PASSWORD_FD, PBS_PASSWORD_FILE, PBS_PASSWORD_CMD that is
  * set (first line only), else from a prompt when stdin is a terminal
  * (cli_read_secret).  Secrets never come from argv.  --fingerprint or
- * PBS_FINGERPRINT pins the server certificate. */
+ * PBS_FINGERPRINT pins the server certificate.
+ *
+ * pbsproto reads no environment: the rest of what the official client
+ * takes from it is read here and passed in the options -- ALL_PROXY (the
+ * only proxy), and for a local datastore QCOW2PBS_DATASTORE_SYNC -- with
+ * the descriptor that cancels network waits (cli-interrupt.c). */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -40,7 +47,21 @@ cli_open_repo_with (const char *spec, const char *fingerprint,
                "localhost:%s)", spec, spec);
     return NULL;
   }
-  if (!strchr (spec, '/')) {
+  if (strchr (spec, '/')) {
+    const char *lvl = getenv ("QCOW2PBS_DATASTORE_SYNC");
+    if (!lvl || !*lvl || strcmp (lvl, "own") == 0)
+      opts.sync = PBS_SYNC_OWN;
+    else if (strcmp (lvl, "filesystem") == 0)
+      opts.sync = PBS_SYNC_FILESYSTEM;
+    else if (strcmp (lvl, "none") == 0)
+      opts.sync = PBS_SYNC_NONE;
+    else {
+      cli_error ("QCOW2PBS_DATASTORE_SYNC",
+                 "'%s' is not own, filesystem or none", lvl);
+      return NULL;
+    }
+  }
+  else {
     /* A server (§2.3): a local datastore is always a path. */
     secret = given ? strdup (given)
                    : cli_read_secret ("PBS_PASSWORD", "Password: ");
@@ -57,6 +78,8 @@ cli_open_repo_with (const char *spec, const char *fingerprint,
   opts.secret = secret;
   opts.fingerprint = fingerprint;
   opts.create = create;
+  opts.proxy = getenv ("ALL_PROXY");
+  opts.cancel_fd = cli_cancel_fd ();
   r = pbs_repo_open (spec, &opts);
   if (secret) {
     explicit_bzero (secret, strlen (secret));
@@ -77,4 +100,15 @@ struct pbs_repo *
 cli_open_repo_create (const char *spec, const char *fingerprint, bool create)
 {
   return cli_open_repo_with (spec, fingerprint, NULL, create);
+}
+
+void
+cli_close_repo (struct pbs_repo *r)
+{
+  const char *stats = getenv ("QCOW2PBS_STATS");
+
+  /* For the bandwidth benchmark (tests/bench/bench-remote.sh). */
+  if (r && !pbs_repo_is_local (r) && stats && strcmp (stats, "1") == 0)
+    fprintf (stderr, "bytes_sent=%" PRIu64 "\n", pbs_repo_bytes_sent (r));
+  pbs_repo_close (r);
 }

@@ -270,12 +270,17 @@ struct pbs_repo *cli_open_repo_create (const char *spec,
 struct pbs_repo *cli_open_repo_with (const char *spec,
                                      const char *fingerprint,
                                      const char *secret, bool create);
+/* Close R; with QCOW2PBS_STATS=1 first print "bytes_sent=N" (what went
+ * to the server) on stderr. */
+void cli_close_repo (struct pbs_repo *r);
 
 /* SIGINT, SIGTERM and SIGHUP end a push cleanly (cli-interrupt.c): the
- * first is noted, wakes pbsproto's network waits (pbs_set_cancel_fd) and
- * is reported by cli_interrupted (its number, else 0); a second one kills.
- * 0 or -1 (errno). */
+ * first is noted, wakes pbsproto's network waits (through cli_cancel_fd,
+ * which cli_open_repo passes in the options) and is reported by
+ * cli_interrupted (its number, else 0); a second one kills.  0 or -1
+ * (errno). */
 int cli_catch_interrupts (void);
+int cli_cancel_fd (void); /* -1 before cli_catch_interrupts */
 int cli_interrupted (void);
 
 /* No core files, no same-user memory access: secrets pass through

@@ -731,7 +731,7 @@ reset_attempt (struct push *p)
   p->base_m = NULL;
   digest_set_free (p->known);
   p->known = NULL;
-  pbs_repo_close (p->repo);
+  cli_close_repo (p->repo);
   p->repo = NULL;
   p->base_why[0] = 0;
   p->err_ctx[0] = p->err_msg[0] = 0;

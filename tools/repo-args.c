@@ -268,7 +268,7 @@ void
 snapshot_source_close (struct snapshot_source *src)
 {
   pbs_reader_free (src->rd);
-  pbs_repo_close (src->repo);
+  cli_close_repo (src->repo);
   pbs_key_free (src->key);
   memset (src, 0, sizeof *src);
 }

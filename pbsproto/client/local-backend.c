@@ -31,8 +31,10 @@ pbs__local_open (const char *path, const struct pbs_repo_opts *opts)
 
   /* We are the only client here: clean up after crashed or failed ones
    * (a server leaves that to its admin, as PBS does). */
-  if (ds)
+  if (ds) {
     pbs_datastore_set_client_cleanup (ds, true);
+    pbs_datastore_set_sync (ds, opts->sync);
+  }
   return ds;
 }
 

@@ -16,6 +16,7 @@ struct pbs_backend_reader;
 struct pbs_backend_ops {
   const char *name; /* "local" or "remote" */
   void (*close) (void *repo_state);
+  uint64_t (*bytes_sent) (void *repo_state); /* NULL: nothing sent */
   int (*snapshots) (void *repo_state, const char *ns, const char *type,
                     const char *id, struct pbs_snapshot **out, size_t *n);
   int (*set_protected) (void *repo_state, const char *ns, const char *type,
@@ -70,7 +71,7 @@ struct pbs_backend_ops {
                            bool ok);
 };
 
-/* Backend constructors (local-backend.c, remote-backend.c).  Return the
+/* Backend constructors (local-backend.c, remote-repo.c).  Return the
  * backend's repo state or NULL. */
 void *pbs__local_open (const char *path, const struct pbs_repo_opts *opts);
 extern const struct pbs_backend_ops pbs__local_ops;

@@ -261,7 +261,7 @@ pbs__remote_backup_start (void *repo, const char *ns, const char *type,
   struct pbs_backend_backup *b;
   char *q, *target = NULL;
 
-  q = pbs__remote_session_query (r, ns, type, id, time, true);
+  q = pbs__remote_session_query (r->spec.store, ns, type, id, time, true);
   if (!q)
     return NULL;
   if (asprintf (&target, "/api2/json/backup?%s", q) == -1) {

@@ -1,7 +1,6 @@
 /* remote-certs.c -- the server certificate policy of proxmox-backup-client
- * (docs/pbs-protocol.md §1.2), in one place for both transports: our own TLS
- * connection (remote-tls.c, the protocol upgrades) and libcurl's
- * (remote-rest.c, the plain REST calls).
+ * (§1.2), in one place for every connection (remote-conn.c installs it
+ * into libcurl's SSL_CTX).
  *
  * The rule: accept the certificate if OpenSSL validates the chain against
  * the system CAs (plus an optional CA file) and the host name, or else if
@@ -13,8 +12,8 @@
  * A matching pin is checked first: it accepts whatever the CAs say, so
  * the system CAs are then never loaded.  Loading them is the slow part of
  * a connection (parsing the bundle named by SSL_CERT_FILE took 17 ms
- * here), and a pinned self-signed server is the common PBS setup. */
-#include <dirent.h>
+ * here), and a pinned self-signed server is the common PBS setup.
+ * The library reads no environment: OpenSSL finds the system CAs. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +29,8 @@
 
 #include "remote-internal.h"
 
-bool
-pbs__is_ip_literal (const char *host)
+static bool
+is_ip_literal (const char *host)
 {
   struct in6_addr a6;
   struct in_addr a4;
@@ -53,49 +52,47 @@ fingerprint (X509 *cert, char out[96])
   return 0;
 }
 
-/* Whether DIR holds OpenSSL's hash links ("1a2b3c4d.0"), as Debian's
- * update-ca-certificates makes them. */
+/* Whether the chain of SCTX verifies with what STORE holds now: a trial
+ * on a context of its own, as a context verifies only once. */
 static bool
-has_hash_links (const char *dir)
+verifies_now (X509_STORE *store, X509_STORE_CTX *sctx)
 {
-  DIR *d = opendir (dir);
-  struct dirent *e;
-  bool found = false;
-
-  if (!d)
-    return false;
-  while (!found && (e = readdir (d))) {
-    size_t n = strlen (e->d_name);
-    found = n == 10 && strspn (e->d_name, "0123456789abcdef") == 8
-            && strcmp (e->d_name + 8, ".0") == 0;
-  }
-  closedir (d);
-  return found;
+  X509_STORE_CTX *t = X509_STORE_CTX_new ();
+  bool ok = t
+            && X509_STORE_CTX_init (t, store, X509_STORE_CTX_get0_cert (sctx),
+                                    X509_STORE_CTX_get0_untrusted (sctx))
+                   == 1
+            && X509_VERIFY_PARAM_set1 (X509_STORE_CTX_get0_param (t),
+                                       X509_STORE_CTX_get0_param (sctx))
+                   == 1
+            && X509_verify_cert (t) == 1;
+  X509_STORE_CTX_free (t);
+  ERR_clear_error ();
+  return ok;
 }
 
-/* The system CAs where SSL_CTX_set_default_verify_paths finds them
- * (SSL_CERT_DIR, SSL_CERT_FILE, OpenSSL's defaults), but through the
- * hashed directory when there is one, which OpenSSL reads lazily, one
- * issuer at a time.  Without hash links the default bundle is read. */
+/* The system CAs where SSL_CTX_set_default_verify_paths finds them --
+ * OpenSSL itself reads SSL_CERT_DIR and SSL_CERT_FILE, or uses its
+ * defaults -- plus the CA_FILE option.  The hashed directory first: it
+ * is read lazily, one issuer at a time.  Only if the chain does not
+ * verify with it is the bundle file parsed (a missing one is no error). */
 static int
-load_cas (X509_STORE *store, const char *ca_file)
+load_cas (X509_STORE *store, X509_STORE_CTX *sctx, const char *ca_file)
 {
-  const char *file = getenv (X509_get_default_cert_file_env ());
-  const char *dir = getenv (X509_get_default_cert_dir_env ());
+  X509_LOOKUP *dir = X509_STORE_add_lookup (store, X509_LOOKUP_hash_dir ());
+  X509_LOOKUP *file;
 
-  if (!dir || !*dir)
-    dir = X509_get_default_cert_dir ();
-  if (has_hash_links (dir)) {
-    if (X509_STORE_load_path (store, dir) != 1)
-      return -1;
-  }
-  else if (!file || !*file)
-    file = X509_get_default_cert_file ();
-  if (file && *file && access (file, R_OK) == 0
-      && X509_STORE_load_file (store, file) != 1)
+  if (!dir || X509_LOOKUP_add_dir (dir, NULL, X509_FILETYPE_DEFAULT) != 1)
     return -1;
   if (ca_file && X509_STORE_load_file (store, ca_file) != 1)
     return -1;
+  if (verifies_now (store, sctx))
+    return 0;
+  file = X509_STORE_add_lookup (store, X509_LOOKUP_file ());
+  if (!file)
+    return -1;
+  (void) X509_LOOKUP_load_file (file, NULL, X509_FILETYPE_DEFAULT);
+  ERR_clear_error ();
   return 0;
 }
 
@@ -114,7 +111,8 @@ verify_peer (X509_STORE_CTX *sctx, void *arg)
     return 1;
   }
   if (!p->cas_loaded) {
-    if (load_cas (X509_STORE_CTX_get0_store (sctx), p->ca_file) == -1) {
+    if (load_cas (X509_STORE_CTX_get0_store (sctx), sctx, p->ca_file)
+        == -1) {
       unsigned long e = ERR_peek_last_error ();
       snprintf (p->reason, sizeof p->reason, "cannot load the CAs: %s",
                 e ? ERR_reason_error_string (e) : "unknown error");
@@ -147,7 +145,7 @@ pbs__cert_policy_apply (SSL_CTX *ctx, struct pbs_cert_policy *p,
   }
   /* The host name is part of the chain check (a pin ignores it, as the
    * official client's fingerprint check does). */
-  if (pbs__is_ip_literal (r->spec.host)
+  if (is_ip_literal (r->spec.host)
           ? X509_VERIFY_PARAM_set1_ip_asc (param, r->spec.host) != 1
           : X509_VERIFY_PARAM_set1_host (param, r->spec.host, 0) != 1) {
     pbs__set_error (EINVAL, "%s: cannot check this host name", r->spec.host);

@@ -23,7 +23,7 @@
 #define ERROR_BODY_MAX (64u * 1024)
 
 struct pbs_h2 {
-  struct pbs_tls *tls;
+  struct pbs_conn *conn;
   nghttp2_session *session;
   char *authority;
   uint8_t *out; /* serialized frames not yet written */
@@ -45,7 +45,7 @@ set_broken (struct pbs_h2 *h, int errnum, const char *msg)
   snprintf (h->broken_msg, sizeof h->broken_msg, "%s", msg);
 }
 
-/* The errno a failed TLS call left, unless it is a plain I/O failure:
+/* The errno a failed connection call left, unless it is a plain I/O failure:
  * then DFLT (a reset or a timeout, worth a new session).  A cancel
  * (ECANCELED) must not turn into a retry. */
 static int
@@ -205,16 +205,16 @@ send_body (nghttp2_session *s, nghttp2_frame *frame, const uint8_t *framehd,
   (void) frame;
 
   if (h->out_len + 9 > OUTBUF_SIZE) {
-    if (pbs__tls_write_all (h->tls, h->out, h->out_len) == -1)
+    if (pbs__conn_write_all (h->conn, h->out, h->out_len) == -1)
       goto err;
     h->out_len = 0;
   }
   memcpy (h->out + h->out_len, framehd, 9);
   h->out_len += 9;
-  if (pbs__tls_write_all (h->tls, h->out, h->out_len) == -1)
+  if (pbs__conn_write_all (h->conn, h->out, h->out_len) == -1)
     goto err;
   h->out_len = 0;
-  if (pbs__tls_write_all (h->tls, rq->send + rq->send_sent, length) == -1)
+  if (pbs__conn_write_all (h->conn, rq->send + rq->send_sent, length) == -1)
     goto err;
   rq->send_sent += length;
   h->body_written = true;
@@ -345,10 +345,10 @@ pbs__h2_open (struct pbs_remote *r, const char *path_query,
     pbs__set_error (ENOMEM, "out of memory");
     goto err;
   }
-  h->tls = pbs__tls_connect (r);
-  if (!h->tls)
+  h->conn = pbs__conn_open (r);
+  if (!h->conn)
     goto err;
-  rc = pbs__http1_request (h->tls, r, "GET", path_query, hdrs,
+  rc = pbs__http1_request (h->conn, r, "GET", path_query, hdrs,
                            "application/x-www-form-urlencoded", NULL, 0,
                            &resp);
   if (rc == -1)
@@ -390,7 +390,7 @@ pbs__h2_close (struct pbs_h2 *h)
    * requests themselves. */
   if (h->session)
     nghttp2_session_del (h->session);
-  pbs__tls_close (h->tls);
+  pbs__conn_close (h->conn);
   free (h->authority);
   free (h->out);
   free (h->in);
@@ -471,8 +471,7 @@ pbs__h2_submit (struct pbs_h2 *h, struct pbs_h2_req *rq, const char *method,
 
 /* Fill h->out from nghttp2 and write it.  Sets *PROGRESS. */
 static int
-flush_out (struct pbs_h2 *h, bool *progress, bool *want_write,
-           bool *want_read)
+flush_out (struct pbs_h2 *h, bool *progress, bool *want_write)
 {
   for (;;) {
     ssize_t n;
@@ -490,11 +489,11 @@ flush_out (struct pbs_h2 *h, bool *progress, bool *want_write,
         if ((size_t) m > OUTBUF_SIZE - h->out_len) {
           /* Bigger than the space left: write what we have first, then
            * this piece directly (it is valid until the next mem_send). */
-          if (h->out_len && pbs__tls_write_all (h->tls, h->out, h->out_len)
+          if (h->out_len && pbs__conn_write_all (h->conn, h->out, h->out_len)
                                 == -1)
             goto write_err;
           h->out_len = 0;
-          if (pbs__tls_write_all (h->tls, data, (size_t) m) == -1)
+          if (pbs__conn_write_all (h->conn, data, (size_t) m) == -1)
             goto write_err;
           *progress = true;
           continue;
@@ -509,13 +508,10 @@ flush_out (struct pbs_h2 *h, bool *progress, bool *want_write,
       if (h->out_len == 0)
         return 0;
     }
-    n = pbs__tls_write (h->tls, h->out + h->out_off, h->out_len - h->out_off);
-    if (n == PBS_TLS_AGAIN_WRITE) {
+    n = pbs__conn_write (h->conn, h->out + h->out_off,
+                         h->out_len - h->out_off);
+    if (n == PBS_CONN_AGAIN) {
       *want_write = true;
-      return 0;
-    }
-    if (n == PBS_TLS_AGAIN_READ) {
-      *want_read = true;
       return 0;
     }
     if (n <= 0)
@@ -532,8 +528,8 @@ static int
 read_in (struct pbs_h2 *h, bool *progress)
 {
   for (;;) {
-    ssize_t n = pbs__tls_read (h->tls, h->in, INBUF_SIZE), m;
-    if (n == PBS_TLS_AGAIN_READ || n == PBS_TLS_AGAIN_WRITE)
+    ssize_t n = pbs__conn_read (h->conn, h->in, INBUF_SIZE), m;
+    if (n == PBS_CONN_AGAIN)
       return 0;
     if (n == 0) {
       set_broken (h, ECONNRESET, "connection closed by the server");
@@ -558,11 +554,11 @@ read_in (struct pbs_h2 *h, bool *progress)
 int
 pbs__h2_step (struct pbs_h2 *h, bool block)
 {
-  bool progress = false, want_write = false, want_read = false;
+  bool progress = false, want_write = false;
 
   if (h->broken)
     return broken_error (h);
-  if (flush_out (h, &progress, &want_write, &want_read) == -1
+  if (flush_out (h, &progress, &want_write) == -1
       || read_in (h, &progress) == -1)
     goto broken;
   if (progress || !block)
@@ -572,9 +568,8 @@ pbs__h2_step (struct pbs_h2 *h, bool block)
     set_broken (h, ECONNRESET, "HTTP/2 session ended by the server");
     goto broken;
   }
-  if (pbs__tls_wait (h->tls, true,
-                     want_write || (h->out_off < h->out_len && !want_read),
-                     PBS_REMOTE_REQUEST_TIMEOUT_MS)
+  if (pbs__conn_wait (h->conn, want_write || h->out_off < h->out_len,
+                      PBS_REMOTE_REQUEST_TIMEOUT_MS)
       == -1) {
     set_broken (h, cause (ETIMEDOUT), pbs_errmsg ());
     goto broken;

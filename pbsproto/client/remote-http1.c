@@ -1,7 +1,7 @@
 /* remote-http1.c -- the GET that upgrades a connection to the backup or
- * reader protocol (docs/pbs-protocol.md §1.3), on our own TLS connection
- * because the raw connection must go on as HTTP/2 after the 101 (the plain
- * REST calls go through libcurl, remote-rest.c).
+ * reader protocol (§1.3), written by us on a raw connection (remote-conn.c)
+ * because the connection must go on as HTTP/2 after the 101, and libcurl
+ * does not hand it over after a request of its own.
  *
  * A refusal's answer may be chunked, carry a Content-Length, or end at
  * EOF; it is read whole (capped) for the server's message. */
@@ -42,13 +42,13 @@ rbuf_reserve (struct rbuf *b, size_t more)
 
 /* Read more bytes into B (at least one).  0, 1 at EOF, -1 on error. */
 static int
-read_more (struct pbs_tls *t, struct rbuf *b)
+read_more (struct pbs_conn *t, struct rbuf *b)
 {
   for (;;) {
     ssize_t n;
     if (rbuf_reserve (b, 65536) == -1)
       return -1;
-    n = pbs__tls_read (t, b->p + b->len, b->cap - b->len - 1);
+    n = pbs__conn_read (t, b->p + b->len, b->cap - b->len - 1);
     if (n > 0) {
       b->len += (size_t) n;
       b->p[b->len] = 0;
@@ -58,9 +58,7 @@ read_more (struct pbs_tls *t, struct rbuf *b)
       return 1;
     if (n == -1)
       return -1;
-    if (pbs__tls_wait (t, n == PBS_TLS_AGAIN_READ, n == PBS_TLS_AGAIN_WRITE,
-                       PBS_REMOTE_REQUEST_TIMEOUT_MS)
-        == -1)
+    if (pbs__conn_wait (t, false, PBS_REMOTE_REQUEST_TIMEOUT_MS) == -1)
       return -1;
   }
 }
@@ -124,7 +122,7 @@ parse_u64 (const char *s, int base, uint64_t *out)
 
 /* Decode a chunked body starting at B->p[START]. */
 static int
-read_chunked (struct pbs_tls *t, struct rbuf *b, size_t start,
+read_chunked (struct pbs_conn *t, struct rbuf *b, size_t start,
               struct pbs_http_resp *resp)
 {
   struct rbuf out = { 0 };
@@ -178,7 +176,7 @@ err:
 }
 
 int
-pbs__http1_request (struct pbs_tls *t, const struct pbs_remote *r,
+pbs__http1_request (struct pbs_conn *t, const struct pbs_remote *r,
                     const char *method, const char *target,
                     const char *headers, const char *content_type,
                     const void *body, size_t body_len,
@@ -206,13 +204,13 @@ pbs__http1_request (struct pbs_tls *t, const struct pbs_remote *r,
     pbs__set_error (ENOMEM, "out of memory");
     return -1;
   }
-  rc = pbs__tls_write_all (t, req, strlen (req));
+  rc = pbs__conn_write_all (t, req, strlen (req));
   /* The request carries the secret: wipe it before freeing. */
   explicit_bzero (req, strlen (req));
   free (req);
   if (rc == -1)
     return -1;
-  if (body_len && pbs__tls_write_all (t, body, body_len) == -1)
+  if (body_len && pbs__conn_write_all (t, body, body_len) == -1)
     return -1;
 
   while (!(hend = b.p ? find_crlfcrlf (b.p, b.len) : NULL)) {

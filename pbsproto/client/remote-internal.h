@@ -1,20 +1,25 @@
 /* remote-internal.h -- the remote (PBS server) backend's pieces; not
- * installed.  Layers, bottom up, each behind one library:
+ * installed.  Files, bottom up; each calls only files above it in this
+ * list (tests/test-remote-layers.sh checks that):
  *
- *   remote-certs.c   the certificate policy (§1.2), for both transports
- *   remote-rest.c    libcurl: the plain REST calls (login, listing)
- *   remote-tls.c     TCP + OpenSSL for the protocol upgrades
- *   remote-http1.c   HTTP/1.1 over that: the Upgrade request (§1.3)
+ *   remote-spec.c    repository strings (§2.3), URL and query encoding
+ *   remote-proxy.c   the proxy option, parsed as proxmox-backup-client
+ *                    parses ALL_PROXY
+ *   remote-errors.c  error texts of HTTP answers (§1.6)
+ *   remote-auth.c    authentication headers (§2)
+ *   remote-certs.c   the certificate policy (§1.2)
+ *   remote-conn.c    libcurl: connections (TLS, proxy tunnel, policy),
+ *                    raw ones for the upgrades, waiting and cancelling
+ *   remote-http1.c   the Upgrade request over a raw connection (§1.3)
+ *   remote-rest.c    the plain REST calls (login, listing) on libcurl
+ *   remote-login.c   ticket login and renewal (§2.2)
  *   remote-h2.c      nghttp2 client session on the upgraded connection (§1.4)
- *   remote-repo.c    repository strings (§2.3), authentication (§2),
- *                    snapshot listing (§6.4), the backend ops table
  *   remote-backup.c  backup protocol endpoints (§3)
  *   remote-reader.c  reader protocol endpoints (§3.10)
+ *   remote-admin.c   snapshot administration over REST (protection)
+ *   remote-repo.c    open/close, snapshot listing (§6.4), the ops table
  *
- * The upgrades need the raw connection after the 101, which libcurl does
- * not hand over; so they use our TLS and HTTP/1.1 code, and both
- * transports share one certificate policy.  Facts:
- * docs/pbs-protocol.md. */
+ * Facts: docs/pbs-protocol.md. */
 #ifndef PBS_REMOTE_INTERNAL_H
 #define PBS_REMOTE_INTERNAL_H
 
@@ -29,7 +34,7 @@
 #define PBS_REMOTE_CONNECT_TIMEOUT_MS (10 * 1000)  /* http_client.rs */
 #define PBS_REMOTE_REQUEST_TIMEOUT_MS (120 * 1000) /* HTTP_TIMEOUT */
 
-/* ------------------------------------------------ remote-repo.c */
+/* ------------------------------------------------ remote-spec.c */
 
 /* A parsed repository string (§2.3). */
 struct pbs_remote_spec {
@@ -49,24 +54,31 @@ char *pbs__authority (const char *host, unsigned port);
 int pbs__remote_parse_spec (const char *spec, struct pbs_remote_spec *out);
 void pbs__remote_spec_free (struct pbs_remote_spec *s);
 
+/* Percent-encode all but unreserved characters (FORM: ' ' as '+'),
+ * malloc'd; NULL (ENOMEM set). */
+char *pbs__pct_encode (const char *s, bool form);
+/* x-www-form-urlencoded value (§1.3), appended to *BUF (malloc'd,
+ * growing).  0 or -1. */
+int pbs__query_add (char **buf, const char *key, const char *value);
+/* Query of the upgrade GET (§1.3) for backup (BACKUP true) or reader
+ * sessions; malloc'd. */
+char *pbs__remote_session_query (const char *store, const char *ns,
+                                 const char *type, const char *id,
+                                 int64_t time, bool backup);
+
 /* ------------------------------------------------ remote-proxy.c */
 
-/* ALL_PROXY, parsed as proxmox-backup-client does. */
+/* An HTTP proxy, "[http://][USER:PASS@]HOST[:PORT]". */
 struct pbs_proxy {
   char *host;   /* NULL: no proxy */
   unsigned port;
-  char *url;    /* "http://HOST:PORT", without the credentials (curl) */
+  char *url;    /* "http://HOST:PORT", without the credentials */
   char *auth;   /* "USER:PASS" or NULL; cleansed on free */
 };
 
-/* From the environment; no proxy is not an error.  0 or -1 (EINVAL). */
-int pbs__proxy_from_env (struct pbs_proxy *p);
+/* Parse VALUE (NULL or "": no proxy).  0 or -1 (EINVAL). */
+int pbs__proxy_parse (const char *value, struct pbs_proxy *p);
 void pbs__proxy_free (struct pbs_proxy *p);
-/* On FD, connected to the proxy: open a tunnel to AUTHORITY (HOST:PORT).
- * 0 or -1 (error set: 5xx and resets are transient, other refusals
- * not). */
-int pbs__proxy_connect (int fd, const struct pbs_proxy *p,
-                        const char *authority, int timeout_ms);
 
 /* The repository state of the remote backend. */
 struct pbs_remote {
@@ -78,25 +90,12 @@ struct pbs_remote {
   char *csrf;        /* and its CSRFPreventionToken */
   int64_t ticket_time; /* CLOCK_MONOTONIC seconds of the login */
   struct pbs_proxy proxy;
+  int cancel_fd;       /* readable: give up waiting; -1 none */
+  uint64_t bytes_sent; /* application bytes written (atomic adds) */
   bool quiet;
 };
 
-/* Before opening a connection: renew a ticket older than an hour (they
- * live 2 h, §2.2), so that a session restarted late in a long push can
- * still authenticate.  0 or -1. */
-int pbs__remote_refresh (struct pbs_remote *r);
-/* remote-admin.c: the set_protected backend op. */
-int pbs__remote_set_protected (void *state, const char *ns, const char *type,
-                               const char *id, int64_t time, bool protect);
-
-/* Authentication headers for one HTTP/1.1 request ("Authorization: ..."
- * or "Cookie: ..." [+ CSRF for non-GET]), CRLF-terminated, malloc'd.
- * Secrets only ever travel here. */
-char *pbs__remote_auth_headers (struct pbs_remote *r, bool is_get);
-
-/* x-www-form-urlencoded value (§1.3), appended to *BUF (malloc'd,
- * growing).  0 or -1. */
-int pbs__query_add (char **buf, const char *key, const char *value);
+/* ------------------------------------------------ remote-errors.c */
 
 /* Set the error for a failed HTTP answer: the server's text (plain, §1.6),
  * its status, transient for 5xx. */
@@ -105,6 +104,13 @@ void pbs__remote_http_error (const char *what, int status, const char *body,
 /* After a 401: current servers give no reason ("authentication failed";
  * only their log says why), so add what the user should check. */
 void pbs__remote_explain_401 (const struct pbs_remote *r);
+
+/* ------------------------------------------------ remote-auth.c */
+
+/* Authentication headers for one HTTP/1.1 request ("Authorization: ..."
+ * or "Cookie: ..." [+ CSRF for non-GET]), CRLF-terminated, malloc'd.
+ * Secrets only ever travel here. */
+char *pbs__remote_auth_headers (const struct pbs_remote *r, bool is_get);
 
 /* ------------------------------------------------ remote-certs.c */
 
@@ -120,7 +126,6 @@ struct pbs_cert_policy {
 };
 
 struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
-bool pbs__is_ip_literal (const char *host);
 /* Make CTX verify the peer by the policy: CA-validated chain and host
  * name, or the pinned leaf fingerprint.  0 or -1 (error set). */
 int pbs__cert_policy_apply (struct ssl_ctx_st *ctx, struct pbs_cert_policy *p,
@@ -130,30 +135,44 @@ int pbs__cert_policy_apply (struct ssl_ctx_st *ctx, struct pbs_cert_policy *p,
 bool pbs__cert_policy_error (const struct pbs_cert_policy *p,
                              const char *host);
 
-/* ------------------------------------------------ remote-tls.c */
+/* ------------------------------------------------ remote-conn.c */
 
-struct pbs_tls; /* a connected, verified TLS connection (non-blocking fd) */
+/* One libcurl handle's state besides the handle. */
+struct pbs_curl_call {
+  struct pbs_remote *r;
+  struct pbs_cert_policy policy; /* lives as long as curl's SSL_CTX */
+  bool setup_failed;             /* applying the policy failed (set) */
+  bool too_large;                /* the body callback refused an answer */
+  char errbuf[256];              /* CURL_ERROR_SIZE */
+};
+typedef void CURL; /* as curl/curl.h has it */
 
-struct pbs_tls *pbs__tls_connect (const struct pbs_remote *r);
-void pbs__tls_close (struct pbs_tls *t);
-int pbs__tls_fd (const struct pbs_tls *t);
-/* > 0 bytes moved; 0 end of stream (read only); PBS_TLS_AGAIN_READ or
- * PBS_TLS_AGAIN_WRITE when the socket is not ready; -1 error (set). */
-#define PBS_TLS_AGAIN_READ (-2)
-#define PBS_TLS_AGAIN_WRITE (-3)
-ssize_t pbs__tls_read (struct pbs_tls *t, void *buf, size_t len);
-ssize_t pbs__tls_write (struct pbs_tls *t, const void *buf, size_t len);
-/* Wait until the socket is readable (WANT_WRITE false) or writable, up to
- * the request timeout.  0 or -1 (ETIMEDOUT). */
-int pbs__tls_wait (struct pbs_tls *t, bool want_read, bool want_write,
-                   int timeout_ms);
-/* Whether the cancel descriptor (pbs_set_cancel_fd) is readable. */
-bool pbs__cancelled (void);
-/* Wait until FD is readable (WANT_READ) or writable, or cancelled.
- * 1 ready, 0 timed out, -1 cancelled (ECANCELED) or failed (set). */
-int pbs__wait_fd (int fd, bool want_read, int timeout_ms);
-/* Blocking helpers over the above, with the request timeout. */
-int pbs__tls_write_all (struct pbs_tls *t, const void *buf, size_t len);
+/* A libcurl handle for https://AUTHORITY TARGET with the repository's
+ * proxy, certificate policy, timeouts and cancel descriptor.  NULL on
+ * error (set).  C must outlive the handle. */
+CURL *pbs__curl_handle (struct pbs_curl_call *c, struct pbs_remote *r,
+                        const char *target);
+/* Set the error for a failed transfer (RC is a CURLcode). */
+void pbs__curl_error (struct pbs_curl_call *c, CURL *curl, int rc);
+
+/* Whether the repository's cancel descriptor is readable. */
+bool pbs__remote_cancelled (const struct pbs_remote *r);
+
+struct pbs_conn; /* a connected, verified TLS connection (non-blocking) */
+
+/* Connect (through the proxy, if any) and shake hands.  NULL on error. */
+struct pbs_conn *pbs__conn_open (struct pbs_remote *r);
+void pbs__conn_close (struct pbs_conn *t);
+/* > 0 bytes moved; 0 end of stream (read only); PBS_CONN_AGAIN when the
+ * socket is not ready; -1 error (set). */
+#define PBS_CONN_AGAIN (-2)
+ssize_t pbs__conn_read (struct pbs_conn *t, void *buf, size_t len);
+ssize_t pbs__conn_write (struct pbs_conn *t, const void *buf, size_t len);
+/* Wait until the socket is readable (or writable, WANT_WRITE), up to
+ * TIMEOUT_MS.  0, or -1 (ETIMEDOUT, ECANCELED). */
+int pbs__conn_wait (struct pbs_conn *t, bool want_write, int timeout_ms);
+/* All of BUF, waiting up to the request timeout.  0 or -1. */
+int pbs__conn_write_all (struct pbs_conn *t, const void *buf, size_t len);
 
 /* ------------------------------------------------ remote-http1.c */
 
@@ -168,7 +187,7 @@ struct pbs_http_resp {
 /* One HTTP/1.1 request on T.  HEADERS: extra header lines, CRLF each.
  * A 101 answer stops after the header.  0 (any status) or -1 (transport
  * error, set). */
-int pbs__http1_request (struct pbs_tls *t, const struct pbs_remote *r,
+int pbs__http1_request (struct pbs_conn *t, const struct pbs_remote *r,
                         const char *method, const char *target,
                         const char *headers, const char *content_type,
                         const void *body, size_t body_len,
@@ -183,6 +202,15 @@ void pbs__http_resp_free (struct pbs_http_resp *resp);
 int pbs__remote_rest (struct pbs_remote *r, const char *method,
                       const char *target, const char *json_body,
                       struct pbs_http_resp *resp);
+
+/* ------------------------------------------------ remote-login.c */
+
+/* POST /api2/json/access/ticket (§2.2): a fresh ticket.  0 or -1. */
+int pbs__remote_login (struct pbs_remote *r);
+/* Before opening a connection: renew a ticket older than an hour (they
+ * live 2 h, §2.2), so that a session restarted late in a long push can
+ * still authenticate.  0 or -1. */
+int pbs__remote_refresh (struct pbs_remote *r);
 
 /* ------------------------------------------------ remote-h2.c */
 
@@ -289,10 +317,10 @@ int pbs__remote_reader_chunk (struct pbs_backend_reader *rd,
                               size_t *len);
 void pbs__remote_reader_free (struct pbs_backend_reader *rd);
 
-/* Query of the upgrade GET (§1.3) for backup (BENCHMARK non-NULL) or
- * reader sessions; malloc'd. */
-char *pbs__remote_session_query (const struct pbs_remote *r, const char *ns,
-                                 const char *type, const char *id,
-                                 int64_t time, bool backup);
+/* ------------------------------------------------ remote-admin.c */
+
+/* The set_protected backend op (PUT .../protected). */
+int pbs__remote_set_protected (void *state, const char *ns, const char *type,
+                               const char *id, int64_t time, bool protect);
 
 #endif

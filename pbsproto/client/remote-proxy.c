@@ -1,23 +1,19 @@
-/* remote-proxy.c -- an HTTP proxy between us and the PBS server, as
- * proxmox-backup-client has it: only the ALL_PROXY variable counts,
- * "[http://][USER:PASS@]HOST[:PORT]" (port 1080 by default, like curl's),
- * and every connection to the server is a CONNECT tunnel through it
- * (proxmox-http's ProxyConfig and HttpsConnector).  libcurl is given the
- * same proxy for the REST calls; this file makes the tunnel for the
- * protocol upgrades. */
+/* remote-proxy.c -- the HTTP proxy option, parsed as proxmox-backup-client
+ * parses its ALL_PROXY variable: "[http://][USER:PASS@]HOST[:PORT]" (port
+ * 1080 by default, like curl's); every connection to the server is then
+ * a CONNECT tunnel through it (proxmox-http's ProxyConfig and
+ * HttpsConnector), which remote-conn.c has libcurl make.  The caller
+ * reads the variable; errors name it, as that is where the user fixes
+ * the value. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-
-#include <openssl/evp.h>
 
 #include "remote-internal.h"
 
 #define PROXY_DEFAULT_PORT 1080
-#define PROXY_ANSWER_MAX 16384
 
 void
 pbs__proxy_free (struct pbs_proxy *p)
@@ -70,9 +66,9 @@ parse_host_port (const char *s, size_t n, struct pbs_proxy *p)
 }
 
 int
-pbs__proxy_from_env (struct pbs_proxy *p)
+pbs__proxy_parse (const char *v, struct pbs_proxy *p)
 {
-  const char *v = getenv ("ALL_PROXY"), *sep, *at;
+  const char *sep, *at;
   size_t n;
 
   memset (p, 0, sizeof *p);
@@ -123,125 +119,4 @@ pbs__proxy_from_env (struct pbs_proxy *p)
     free (a);
   }
   return 0;
-}
-
-/* "Proxy-Authorization: Basic ...\r\n" for P, or "" (malloc'd). */
-static char *
-auth_header (const struct pbs_proxy *p)
-{
-  size_t n = p->auth ? strlen (p->auth) : 0;
-  char *hdr;
-  int len;
-
-  if (!p->auth)
-    return strdup ("");
-  hdr = malloc (40 + 4 * (n / 3 + 1));
-  if (!hdr)
-    return NULL;
-  len = sprintf (hdr, "Proxy-Authorization: Basic ");
-  len += EVP_EncodeBlock ((unsigned char *) hdr + len,
-                          (const unsigned char *) p->auth, (int) n);
-  strcpy (hdr + len, "\r\n");
-  return hdr;
-}
-
-/* Send all of BUF on the non-blocking FD. */
-static int
-send_all (int fd, const char *buf, size_t len, int timeout_ms)
-{
-  while (len > 0) {
-    ssize_t w = send (fd, buf, len, MSG_NOSIGNAL);
-    if (w > 0) {
-      buf += w;
-      len -= (size_t) w;
-      continue;
-    }
-    if (w == -1 && errno != EAGAIN && errno != EINTR)
-      return -1;
-    if (pbs__wait_fd (fd, false, timeout_ms) != 1)
-      return -1;
-  }
-  return 0;
-}
-
-int
-pbs__proxy_connect (int fd, const struct pbs_proxy *p, const char *authority,
-                    int timeout_ms)
-{
-  char *hdr = auth_header (p), *req = NULL;
-  char ans[PROXY_ANSWER_MAX + 1];
-  size_t got = 0;
-  int status = 0, rc = -1, n;
-
-  if (!hdr) {
-    pbs__set_error (ENOMEM, "out of memory");
-    return -1;
-  }
-  n = asprintf (&req, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n",
-                authority, authority, hdr);
-  explicit_bzero (hdr, strlen (hdr));
-  free (hdr);
-  if (n == -1) {
-    pbs__set_error (ENOMEM, "out of memory");
-    return -1;
-  }
-  if (send_all (fd, req, (size_t) n, timeout_ms) == -1) {
-    if (pbs_errno () != ECANCELED)
-      pbs__set_error (ECONNRESET, "proxy %s port %u: %s", p->host, p->port,
-                      strerror (errno));
-    goto out;
-  }
-  /* The answer's header, and not a byte more: TLS follows on 2xx, and
-   * the server speaks only after our ClientHello. */
-  while (got < 4 || memcmp (ans + got - 4, "\r\n\r\n", 4) != 0) {
-    ssize_t r;
-    if (got == PROXY_ANSWER_MAX) {
-      pbs__set_error (EPROTO, "proxy %s port %u: answer too long", p->host,
-                      p->port);
-      goto out;
-    }
-    r = recv (fd, ans + got, 1, 0);
-    if (r == 1) {
-      got++;
-      continue;
-    }
-    if (r == 0 || (r == -1 && errno != EAGAIN && errno != EINTR)) {
-      pbs__set_error (ECONNRESET, "proxy %s port %u: connection closed",
-                      p->host, p->port);
-      goto out;
-    }
-    n = pbs__wait_fd (fd, true, timeout_ms);
-    if (n != 1) {
-      if (n == 0)
-        pbs__set_error (ETIMEDOUT, "proxy %s port %u: no answer", p->host,
-                        p->port);
-      goto out;
-    }
-  }
-  ans[got] = 0;
-  if (sscanf (ans, "HTTP/1.%*1[01] %3d", &status) != 1) {
-    pbs__set_error (EPROTO, "proxy %s port %u: not an HTTP answer", p->host,
-                    p->port);
-    goto out;
-  }
-  if (status < 200 || status > 299) {
-    char *eol = strstr (ans, "\r\n");
-    *eol = 0;
-    for (char *q = ans; *q; q++)
-      if ((unsigned char) *q < 0x20 || *q == 0x7f)
-        *q = '?';
-    /* 5xx: the proxy could not reach the server -- as a refused
-     * connection, worth a retry. */
-    pbs__set_error (status >= 500 ? ECONNRESET : EACCES,
-                    "proxy %s port %u: CONNECT refused: %s", p->host,
-                    p->port, ans);
-    goto out;
-  }
-  rc = 0;
-out:
-  if (req) {
-    explicit_bzero (req, strlen (req));
-    free (req);
-  }
-  return rc;
 }

@@ -40,7 +40,7 @@ pbs__remote_reader_start (void *repo, const char *ns, const char *type,
   struct pbs_backend_reader *rd;
   char *q, *target = NULL;
 
-  q = pbs__remote_session_query (r, ns, type, id, time, false);
+  q = pbs__remote_session_query (r->spec.store, ns, type, id, time, false);
   if (!q)
     return NULL;
   if (asprintf (&target, "/api2/json/reader?%s", q) == -1) {

@@ -79,6 +79,12 @@ pbs_repo_is_local (const struct pbs_repo *r)
   return r && r->local;
 }
 
+uint64_t
+pbs_repo_bytes_sent (const struct pbs_repo *r)
+{
+  return r && r->ops->bytes_sent ? r->ops->bytes_sent (r->state) : 0;
+}
+
 static bool
 check_group (const char *ns, const char *type, const char *id)
 {

@@ -150,24 +150,7 @@ pbs_datastore_open (const char *path, bool create)
     pbs__set_error (ENOMEM, "out of memory");
     return NULL;
   }
-  {
-    const char *lvl = getenv ("QCOW2PBS_DATASTORE_SYNC");
-    if (!lvl || !*lvl || strcmp (lvl, "own") == 0)
-      ds->sync = PBS_DS_SYNC_OWN;
-    else if (strcmp (lvl, "filesystem") == 0)
-      ds->sync = PBS_DS_SYNC_FILESYSTEM;
-    else if (strcmp (lvl, "none") == 0)
-      ds->sync = PBS_DS_SYNC_NONE;
-    else {
-      pbs__set_error (EINVAL,
-                      "QCOW2PBS_DATASTORE_SYNC: '%s' is not own, "
-                      "filesystem or none",
-                      lvl);
-      free (ds->path);
-      free (ds);
-      return NULL;
-    }
-  }
+  ds->sync = PBS_DS_SYNC_OWN;
   n = strlen (ds->path);
   while (n > 1 && ds->path[n - 1] == '/')
     ds->path[--n] = 0;
@@ -225,6 +208,14 @@ const char *
 pbs_datastore_path (const struct pbs_datastore *ds)
 {
   return ds->path;
+}
+
+void
+pbs_datastore_set_sync (struct pbs_datastore *ds, enum pbs_sync_level level)
+{
+  ds->sync = level == PBS_SYNC_FILESYSTEM ? PBS_DS_SYNC_FILESYSTEM
+             : level == PBS_SYNC_NONE     ? PBS_DS_SYNC_NONE
+                                          : PBS_DS_SYNC_OWN;
 }
 
 /* ------------------------------------------------------------ helpers */

@@ -12,7 +12,7 @@
 #include "pbs-datastore.h"
 
 /* How finish makes a snapshot durable before its manifest appears
- * (env QCOW2PBS_DATASTORE_SYNC; see ds-backup.c). */
+ * (pbs_datastore_set_sync; see ds-backup.c). */
 enum pbs__ds_sync {
   PBS_DS_SYNC_OWN,        /* "own" (default): fsync what this backup wrote */
   PBS_DS_SYNC_FILESYSTEM, /* "filesystem": syncfs(), PBS's default level */

@@ -29,13 +29,14 @@ struct pbs_datastore; /* opaque */
  * .lock if missing (as PBS does when a datastore is created; .lock last,
  * so an interrupted creation resumes).  A PATH that is a file (ENOTDIR),
  * a directory without .chunks when !CREATE (ENOENT), or a non-empty
- * directory without .chunks (EEXIST) is an error.
- * Env QCOW2PBS_DATASTORE_SYNC: how finish makes a snapshot durable before
- * its manifest appears: "own" (default; fsync the chunks, files and
- * directories this backup wrote), "filesystem" (syncfs, PBS's default
- * sync level) or "none". */
+ * directory without .chunks (EEXIST) is an error.  Finish syncs at
+ * PBS_SYNC_OWN until pbs_datastore_set_sync says otherwise. */
 extern struct pbs_datastore *pbs_datastore_open (const char *path,
                                                  bool create);
+/* How finish makes a snapshot durable before its manifest appears (see
+ * enum pbs_sync_level). */
+extern void pbs_datastore_set_sync (struct pbs_datastore *ds,
+                                    enum pbs_sync_level level);
 extern void pbs_datastore_close (struct pbs_datastore *ds);
 /* ON: backups clean up after failed ones, as a client that owns the store
  * should (the local backend): a failed first backup removes the group it
