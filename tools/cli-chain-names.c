@@ -30,9 +30,11 @@ base_name (const char *path)
   return s ? s + 1 : path;
 }
 
-/* "INC-1700000000-disk.qcow2" -> QMPB_INC, *TIME = 1700000000. */
+/* "INC-1700000000-disk.qcow2" -> QMPB_INC, *TIME = 1700000000, *DISK =
+ * "disk.qcow2" (the image file qmpbackup backed up: one name per disk). */
 static enum qmpb_level
-qmpbackup_level (const char *path, unsigned long long *time)
+qmpbackup_level (const char *path, unsigned long long *time,
+                 const char **disk)
 {
   static const struct {
     const char *prefix;
@@ -51,6 +53,7 @@ qmpbackup_level (const char *path, unsigned long long *time)
     if (!isdigit ((unsigned char) *p))
       return QMPB_NONE;
     *time = strtoull (p, &end, 10);
+    *disk = end + 1;
     return *end == '-' && end[1] ? levels[i].level : QMPB_NONE;
   }
   return QMPB_NONE;
@@ -86,6 +89,7 @@ cli_check_chain_names (struct qcow_chain *c)
   struct qcow_layer_info li, below;
   unsigned long long t, tb;
   enum qmpb_level lv, lvb;
+  const char *disk, *diskb;
   size_t d, n = qcow_depth (c);
 
   /* Depth n-1 is the base; each layer is checked against the one below.
@@ -96,20 +100,29 @@ cli_check_chain_names (struct qcow_chain *c)
       return cli_qcow_error ("chain");
     if (li.backing_name)
       continue;
-    lv = qmpbackup_level (li.path, &t);
+    lv = qmpbackup_level (li.path, &t, &disk);
     if (lv == QMPB_FULL || lv == QMPB_COPY)
       return cli_error (li.path,
                         "a qmpbackup full backup, but --chain gives %s "
                         "below it: its empty areas would show that older "
                         "data; start --chain with it",
                         below.path);
-    lvb = qmpbackup_level (below.path, &tb);
+    lvb = qmpbackup_level (below.path, &tb, &diskb);
     if (lv != QMPB_NONE && lvb != QMPB_NONE && t <= tb)
       return cli_error (li.path,
                         "made at %llu (its qmpbackup name), not after %s "
                         "that --chain gives before it: give the layers "
                         "oldest first",
                         t, below.path);
+    /* Same virtual size is no proof of the same disk: a VM's disks are
+     * often made alike, and the --no-subdir layout puts them side by
+     * side, so a slip of tab completion would merge two disks. */
+    if (lv != QMPB_NONE && lvb != QMPB_NONE && strcmp (disk, diskb) != 0)
+      return cli_error (li.path,
+                        "a qmpbackup backup of disk %s, but --chain gives "
+                        "%s (a backup of %s) before it: give the layers of "
+                        "one disk",
+                        disk, below.path, diskb);
   }
   return 0;
 }
@@ -120,13 +133,14 @@ cli_warn_lone_incremental (struct qcow_chain *c)
   struct qcow_layer_info li;
   unsigned long long t;
   enum qmpb_level lv;
+  const char *disk;
   size_t n = qcow_depth (c), i;
   const char *why;
   char *line;
 
   if (n == 0 || qcow_layer_info (c, n - 1, &li) == -1 || li.backing_name)
     return;
-  lv = qmpbackup_level (li.path, &t);
+  lv = qmpbackup_level (li.path, &t, &disk);
   if (lv == QMPB_INC || lv == QMPB_DIFF)
     why = lv == QMPB_INC ? "a qmpbackup incremental (INC) file"
                          : "a qmpbackup differential (DIFF) file";
