@@ -15,6 +15,7 @@
  * a word such as "incr" or "incremental" in it (incr0.qcow2, as
  * examples/qmp-backup.sh and many scripts write them). */
 #include <ctype.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,7 @@ qmpbackup_level (const char *path, unsigned long long *time,
   char *end;
   size_t i, n;
 
+  *disk = "";
   for (i = 0; i < sizeof levels / sizeof levels[0]; i++) {
     n = strlen (levels[i].prefix);
     if (strncmp (name, levels[i].prefix, n) != 0)
@@ -81,6 +83,40 @@ name_says_incremental (const char *path)
     p += n;
   }
   return false;
+}
+
+/* A FULL or INC file of DISK in the folder of PATH made after BELOW and
+ * before TIME: an INC made at TIME holds only the changes since that one
+ * (each run clears the bitmap), so a chain without it loses them.  Returns
+ * its name (malloc'd) or NULL.  A folder that cannot be read proves
+ * nothing. */
+static char *
+skipped_layer (const char *path, const char *disk, unsigned long long below,
+               unsigned long long time)
+{
+  const char *slash = strrchr (path, '/');
+  char *dir, *found = NULL;
+  const char *d;
+  struct dirent *e;
+  unsigned long long t;
+  enum qmpb_level lv;
+  DIR *dp;
+
+  dir = slash ? strndup (path, (size_t) (slash - path) + 1) : strdup (".");
+  if (!dir)
+    return NULL;
+  dp = opendir (dir);
+  free (dir);
+  if (!dp)
+    return NULL;
+  while (!found && (e = readdir (dp))) {
+    lv = qmpbackup_level (e->d_name, &t, &d);
+    if ((lv == QMPB_INC || lv == QMPB_FULL) && t > below && t < time
+        && strcmp (d, disk) == 0)
+      found = strdup (e->d_name);
+  }
+  closedir (dp);
+  return found;
 }
 
 int
@@ -123,6 +159,29 @@ cli_check_chain_names (struct qcow_chain *c)
                         "%s (a backup of %s) before it: give the layers of "
                         "one disk",
                         disk, below.path, diskb);
+  }
+  /* Then, the order being right, the layers a chain leaves out. */
+  for (d = n ? n - 1 : 0; d-- > 0;) {
+    if (qcow_layer_info (c, d, &li) == -1
+        || qcow_layer_info (c, d + 1, &below) == -1)
+      return cli_qcow_error ("chain");
+    if (li.backing_name)
+      continue;
+    lv = qmpbackup_level (li.path, &t, &disk);
+    lvb = qmpbackup_level (below.path, &tb, &diskb);
+    if (lv == QMPB_INC && lvb != QMPB_NONE) {
+      char *skipped = skipped_layer (li.path, disk, tb, t);
+      if (skipped) {
+        cli_error (li.path,
+                   "--chain skips %s (same folder, made after %s and "
+                   "before this file): an incremental holds only the "
+                   "changes since the backup before it; give every "
+                   "layer, oldest first",
+                   skipped, below.path);
+        free (skipped);
+        return 1;
+      }
+    }
   }
   return 0;
 }
