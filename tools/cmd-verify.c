@@ -27,6 +27,9 @@ static const char usage_text[] =
   "Compare each archive NAME.img.fidx (default drive-scsi0, drive-scsi1,\n"
   "...) of SNAPSHOT with the merged disk of IMAGE's chain.  Prints\n"
   "\"identical\" and exits 0, or prints the differing ranges and exits 1.\n"
+  "Only the index's chunk digests are compared: the stored chunks are\n"
+  "not read, so a damaged chunk goes unnoticed (restore, or a PBS verify\n"
+  "job, reads and checks them).\n"
   "\n"
   CLI_REPO_ARGS_HELP
   "  --keyfile FILE            the key of an encrypted snapshot (password\n"
