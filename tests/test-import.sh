@@ -199,4 +199,19 @@ import json, sys
 p = json.load(open(sys.argv[1]))["points"]
 assert all(x["status"] == "skipped" and "newest snapshot" in x["reason"] for x in p), p' "$TMP/o.json"
 check "older points: exit 0" test $rc = 0
+# --- --pve-config needs a VMID: a folder name that is none is refused
+# before any point, with one line naming the folder (not once per point
+# with push's message)
+ds=$DS_TMP/ds10
+rc=0; "$TOOL" import --repository "$ds" --pve-config auto --archive-name sda=drive-scsi0 \
+  --archive-name sdb=drive-scsi1 "$TMP/vm1" >"$TMP/pv.out" 2>"$TMP/pv.err" || rc=$?
+check "pve-config, folder name no VMID: exit 1, one line naming the folder and --backup-id" \
+  test $rc = 1 -a "$(wc -l <"$TMP/pv.err")" = 1 -a ! -s "$TMP/pv.out"
+check "pve-config, folder name no VMID: the message" \
+  grep -q "^qcow2pbs: $TMP/vm1: its group id 'vm1' is not numeric.*--backup-id" "$TMP/pv.err"
+check "pve-config, folder name no VMID: no snapshot" test ! -e "$ds/vm"
+rc=0; "$TOOL" import --repository "$ds" --backup-type host --pve-config auto \
+  "$TMP/vm1" >"$TMP/pv.out" 2>"$TMP/pv.err" || rc=$?
+check "pve-config with --backup-type host: usage error (exit 2), no snapshot" \
+  test $rc = 2 -a ! -e "$ds/host"
 done_testing

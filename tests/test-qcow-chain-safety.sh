@@ -3,8 +3,10 @@
 # refused, never read: --chain together with an IMAGE that is not its top;
 # --chain in the wrong order, with a gap, or starting above the base; layers
 # without backing names that do not fit (size, raw in the middle, qmpbackup
-# names out of order); backing and data files that lead outside the
-# image's directory (absolute, "..", symlink) unless --allow-backing-dir;
+# names out of order, of another disk, or leaving out an INC of the same
+# folder); backing and data files that lead
+# outside the image's directory (absolute, "..", symlink) unless
+# --allow-backing-dir;
 # files that are not qcow2 are named for what they are.  A lone incremental
 # (qmpbackup INC file) is pushed with a warning.  Golden data: qemu-img
 # convert of the chains as QEMU links them, qemu-img info for formats.
@@ -136,6 +138,23 @@ mk "$m/INC-1700000300-other.qcow2" 32M
 refused "layer without backing name of another size: refused" 1 \
   "layers without a backing name must be of one size" \
   "$TOOL" info --chain "$QF,$Q0,$m/INC-1700000300-other.qcow2"
+# Another disk's INC of the same size (qmpbackup names it after the disk
+# file; --no-subdir puts the disks side by side): a mixed disk, refused.
+cp "$Q0" "$m/INC-1700000100-sdb.qcow2"
+refused "qmpbackup INC of another disk (same size) in --chain: refused" 1 \
+  "INC-1700000100-sdb.qcow2: a qmpbackup backup of disk sdb.qcow2" \
+  "$TOOL" export --chain "$QF,$m/INC-1700000100-sdb.qcow2" "$TMP/x.raw"
+check "another disk's INC: no output" test ! -e "$TMP/x.raw"
+# An INC left out: INC-1700000200 holds only the changes since
+# INC-1700000100, which lies in the same folder.  Refused, nothing written.
+refused "qmpbackup INC left out of --chain (it is in the folder): refused" 1 \
+  "--chain skips INC-1700000100-disk.qcow2" \
+  "$TOOL" export --chain "$QF,$Q1" "$TMP/x.raw"
+check "INC left out: no output" test ! -e "$TMP/x.raw"
+refused "push with an INC left out of --chain: refused" 1 \
+  "--chain skips INC-1700000100-disk.qcow2" \
+  "$TOOL" push --repository "$DS_TMP/gap-ds" --backup-id gap --chain "$QF,$Q1"
+check "INC left out: no snapshot" test "$(snapshots "$DS_TMP/gap-ds")" = 0
 qemu-img convert -O raw "$Q0" "$m/middle.raw"
 check "fixture: middle.raw is raw (qemu-img info)" \
   test "$(qemu-img info --output=json "$m/middle.raw" | python3 -c 'import json,sys; print(json.load(sys.stdin)["format"])')" = raw

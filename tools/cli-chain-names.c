@@ -15,6 +15,7 @@
  * a word such as "incr" or "incremental" in it (incr0.qcow2, as
  * examples/qmp-backup.sh and many scripts write them). */
 #include <ctype.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +31,11 @@ base_name (const char *path)
   return s ? s + 1 : path;
 }
 
-/* "INC-1700000000-disk.qcow2" -> QMPB_INC, *TIME = 1700000000. */
+/* "INC-1700000000-disk.qcow2" -> QMPB_INC, *TIME = 1700000000, *DISK =
+ * "disk.qcow2" (the image file qmpbackup backed up: one name per disk). */
 static enum qmpb_level
-qmpbackup_level (const char *path, unsigned long long *time)
+qmpbackup_level (const char *path, unsigned long long *time,
+                 const char **disk)
 {
   static const struct {
     const char *prefix;
@@ -43,6 +46,7 @@ qmpbackup_level (const char *path, unsigned long long *time)
   char *end;
   size_t i, n;
 
+  *disk = "";
   for (i = 0; i < sizeof levels / sizeof levels[0]; i++) {
     n = strlen (levels[i].prefix);
     if (strncmp (name, levels[i].prefix, n) != 0)
@@ -51,6 +55,7 @@ qmpbackup_level (const char *path, unsigned long long *time)
     if (!isdigit ((unsigned char) *p))
       return QMPB_NONE;
     *time = strtoull (p, &end, 10);
+    *disk = end + 1;
     return *end == '-' && end[1] ? levels[i].level : QMPB_NONE;
   }
   return QMPB_NONE;
@@ -80,12 +85,47 @@ name_says_incremental (const char *path)
   return false;
 }
 
+/* A FULL or INC file of DISK in the folder of PATH made after BELOW and
+ * before TIME: an INC made at TIME holds only the changes since that one
+ * (each run clears the bitmap), so a chain without it loses them.  Returns
+ * its name (malloc'd) or NULL.  A folder that cannot be read proves
+ * nothing. */
+static char *
+skipped_layer (const char *path, const char *disk, unsigned long long below,
+               unsigned long long time)
+{
+  const char *slash = strrchr (path, '/');
+  char *dir, *found = NULL;
+  const char *d;
+  struct dirent *e;
+  unsigned long long t;
+  enum qmpb_level lv;
+  DIR *dp;
+
+  dir = slash ? strndup (path, (size_t) (slash - path) + 1) : strdup (".");
+  if (!dir)
+    return NULL;
+  dp = opendir (dir);
+  free (dir);
+  if (!dp)
+    return NULL;
+  while (!found && (e = readdir (dp))) {
+    lv = qmpbackup_level (e->d_name, &t, &d);
+    if ((lv == QMPB_INC || lv == QMPB_FULL) && t > below && t < time
+        && strcmp (d, disk) == 0)
+      found = strdup (e->d_name);
+  }
+  closedir (dp);
+  return found;
+}
+
 int
 cli_check_chain_names (struct qcow_chain *c)
 {
   struct qcow_layer_info li, below;
   unsigned long long t, tb;
   enum qmpb_level lv, lvb;
+  const char *disk, *diskb;
   size_t d, n = qcow_depth (c);
 
   /* Depth n-1 is the base; each layer is checked against the one below.
@@ -96,20 +136,52 @@ cli_check_chain_names (struct qcow_chain *c)
       return cli_qcow_error ("chain");
     if (li.backing_name)
       continue;
-    lv = qmpbackup_level (li.path, &t);
+    lv = qmpbackup_level (li.path, &t, &disk);
     if (lv == QMPB_FULL || lv == QMPB_COPY)
       return cli_error (li.path,
                         "a qmpbackup full backup, but --chain gives %s "
                         "below it: its empty areas would show that older "
                         "data; start --chain with it",
                         below.path);
-    lvb = qmpbackup_level (below.path, &tb);
+    lvb = qmpbackup_level (below.path, &tb, &diskb);
     if (lv != QMPB_NONE && lvb != QMPB_NONE && t <= tb)
       return cli_error (li.path,
                         "made at %llu (its qmpbackup name), not after %s "
                         "that --chain gives before it: give the layers "
                         "oldest first",
                         t, below.path);
+    /* Same virtual size is no proof of the same disk: a VM's disks are
+     * often made alike, and the --no-subdir layout puts them side by
+     * side, so a slip of tab completion would merge two disks. */
+    if (lv != QMPB_NONE && lvb != QMPB_NONE && strcmp (disk, diskb) != 0)
+      return cli_error (li.path,
+                        "a qmpbackup backup of disk %s, but --chain gives "
+                        "%s (a backup of %s) before it: give the layers of "
+                        "one disk",
+                        disk, below.path, diskb);
+  }
+  /* Then, the order being right, the layers a chain leaves out. */
+  for (d = n ? n - 1 : 0; d-- > 0;) {
+    if (qcow_layer_info (c, d, &li) == -1
+        || qcow_layer_info (c, d + 1, &below) == -1)
+      return cli_qcow_error ("chain");
+    if (li.backing_name)
+      continue;
+    lv = qmpbackup_level (li.path, &t, &disk);
+    lvb = qmpbackup_level (below.path, &tb, &diskb);
+    if (lv == QMPB_INC && lvb != QMPB_NONE) {
+      char *skipped = skipped_layer (li.path, disk, tb, t);
+      if (skipped) {
+        cli_error (li.path,
+                   "--chain skips %s (same folder, made after %s and "
+                   "before this file): an incremental holds only the "
+                   "changes since the backup before it; give every "
+                   "layer, oldest first",
+                   skipped, below.path);
+        free (skipped);
+        return 1;
+      }
+    }
   }
   return 0;
 }
@@ -120,13 +192,14 @@ cli_warn_lone_incremental (struct qcow_chain *c)
   struct qcow_layer_info li;
   unsigned long long t;
   enum qmpb_level lv;
+  const char *disk;
   size_t n = qcow_depth (c), i;
   const char *why;
   char *line;
 
   if (n == 0 || qcow_layer_info (c, n - 1, &li) == -1 || li.backing_name)
     return;
-  lv = qmpbackup_level (li.path, &t);
+  lv = qmpbackup_level (li.path, &t, &disk);
   if (lv == QMPB_INC || lv == QMPB_DIFF)
     why = lv == QMPB_INC ? "a qmpbackup incremental (INC) file"
                          : "a qmpbackup differential (DIFF) file";

@@ -99,8 +99,10 @@ struct qcow_chain *cli_open_chain (const char *image,
 
 /* cli-chain-names.c: what qmpbackup's file names (FULL-, INC-, DIFF-,
  * COPY-<unixtime>-DISK) say about layers that have no backing name.
- * cli_check_chain_names refuses a full backup above other layers and
- * layers out of time order (returns 1 after printing; 0 when fine; run by
+ * cli_check_chain_names refuses a full backup above other layers, layers
+ * out of time order or of another disk, and an INC above a layer when
+ * its folder holds a FULL/INC of that disk made between them (returns 1
+ * after printing; 0 when fine; run by
  * cli_open_chain).  cli_warn_lone_incremental prints one warning line when
  * the chain's base looks like an incremental by its name (qmpbackup's, or
  * a word like "incr"): a disk of changes only. */

@@ -444,6 +444,9 @@ cmd_import (int argc, char **argv)
   if (o.backup_id && argc - optind > 1)
     return cli_usage_error ("import", "--backup-id names one group: give "
                             "one SOURCE");
+  if ((pve.config_arg || pve.fw_path) && strcmp (x.type, "vm") != 0)
+    return cli_usage_error ("import", "--pve-config and --fw-config need "
+                            "--backup-type vm");
   o.rename = ren;
   o.nrename = nren;
   rep.type = x.type;
@@ -500,6 +503,16 @@ cmd_import (int argc, char **argv)
           goto out;
         }
       }
+  /* pve-storage's PBS plugin lists only numeric ids: refuse the group
+   * now, not each of its points with push's message. */
+  for (i = 0; pve.config_arg && i < ng; i++)
+    if (!*g[i].id || strspn (g[i].id, "0123456789") != strlen (g[i].id)) {
+      cli_error (g[i].source, "its group id '%s' is not numeric, but "
+                 "--pve-config needs a VMID (Proxmox VE lists only vm "
+                 "groups named by one): give --backup-id 100 (one SOURCE) "
+                 "or name the folder after the VM id", g[i].id);
+      goto out;
+    }
   for (i = 0; i < ng; i++)
     for (j = 0; j < g[i].np; j++) {
       x.total_points++;

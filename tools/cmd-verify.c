@@ -29,7 +29,9 @@ static const char usage_text[] =
   "Compare each archive NAME.img.fidx (default drive-scsi0, drive-scsi1,\n"
   "...) of SNAPSHOT with the merged disk of IMAGE's chain.  Prints\n"
   "\"identical\" and exits 0, or prints the differing ranges and exits 1;\n"
-  "exits 2 on trouble (as cmp does).\n"
+  "exits 2 on trouble (as cmp does).  Only the index's chunk digests are\n"
+  "compared: the stored chunks are not read, so a damaged chunk goes\n"
+  "unnoticed here ('qcow2pbs check' reads and proves them).\n"
   "\n"
   CLI_REPO_ARGS_HELP
   "  --keyfile FILE            the key of an encrypted snapshot (password\n"
