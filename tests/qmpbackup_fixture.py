@@ -22,8 +22,10 @@ there (EXPECT = OUT.expect).  Prints nothing; exits non-zero on error.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qmp  # noqa: E402
@@ -48,8 +50,10 @@ def main(argv):
     disks = a.disks.split(",")
     out = os.path.abspath(a.out)
     expect = out + ".expect"
-    work = out + ".work"
-    for d in (out, expect, work):
+    # QEMU's own layers live in a scratch folder outside OUT's parent, so
+    # importing that parent finds only the laid-out backups.
+    work = tempfile.mkdtemp(prefix="qmpbackup-fixture.")
+    for d in (out, expect):
         os.makedirs(d, exist_ok=True)
     size = qmp.parse_size(a.size)
     months = ["2023-11", "2023-12"]
@@ -90,7 +94,10 @@ def main(argv):
                 if a.partial == "%s:%d" % (d, k):
                     name += ".partial"
                 final[d].append((layer, os.path.join(folder, name)))
-    return layout(out, disks, final, a)
+    try:
+        return layout(out, disks, final, a)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def layout(out, disks, final, a):

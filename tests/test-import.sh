@@ -129,7 +129,7 @@ check "flat: every point restores" restores_all "$ds" vm4 "$TMP/vm4" sda,sdb $T0
 mkdir "$TMP/mix"
 fixture "$TMP/mix/web" --disks sda --points 2
 fixture "$TMP/mix/db" --disks sda,sdb --points 2
-mv "$TMP/mix/web.expect" "$TMP/mix/db.expect" "$TMP/mix/web.work" "$TMP/mix/db.work" "$TMP/"
+mv "$TMP/mix/web.expect" "$TMP/mix/db.expect" "$TMP/"
 ds=$DS_TMP/ds6
 "$TOOL" import --repository "$ds" --jobs 2 "$TMP/mix" >"$TMP/j.out" 2>&1 &&
   pass "two VMs with --jobs 2" || fail "jobs: $(cat "$TMP/j.out")"
@@ -189,6 +189,24 @@ check "a gap in a linked chain: exit 1, the point names the missing file" python
 import json, sys
 p = json.load(open(sys.argv[1]))["points"]
 assert any(x["status"] == "failed" and "b.qcow2" in x["reason"] for x in p), p' "$TMP/g.json"
+
+# --- a disk missing at the newest point (a run still being copied): that
+# point is skipped, not stored without the disk; --allow-missing-disks
+# takes it as it is
+cp -a "$TMP/vm1" "$TMP/inc1"
+rm "$TMP/inc1/sdb.qcow2/INC-$T2-sdb.qcow2"
+ds=$DS_TMP/ds-inc
+rc=0; "$TOOL" import --repository "$ds" --output-format json "$TMP/inc1" >"$TMP/inc.json" 2>&1 || rc=$?
+check "incomplete point: skipped with the disk named, exit 0" python3 -c '
+import json, sys
+p = json.load(open(sys.argv[1]))["points"]
+assert [x["status"] for x in p] == ["stored", "stored", "skipped"], p
+assert "disk sdb" in p[2]["reason"], p' "$TMP/inc.json"
+check "incomplete point: no snapshot lacking sdb" test "$(finished "$ds" inc1)" = "$T0 $T1"
+"$TOOL" import --repository "$ds" --allow-missing-disks "$TMP/inc1" >/dev/null 2>&1
+check "--allow-missing-disks stores it with sda only" test "$(finished "$ds" inc1)" = "$T0 $T1 $T2"
+expect_fail "a qcow2 image given as SOURCE" "$TOOL" import --repository "$ds" "$TMP/vm1/sda.qcow2/FULL-$T0-sda.qcow2"
+check "  ... says to use push" grep -q 'qcow2pbs push' "$TMP/ef.err"
 
 # --- points older than the group's newest snapshot cannot be added
 ds=$DS_TMP/ds9

@@ -35,6 +35,7 @@ enum {
   OPT_ARCHIVE_NAME,
   OPT_INCLUDE_RAW,
   OPT_TMPDIR,
+  OPT_ALLOW_MISSING,
 };
 
 static const struct option longopts[] = {
@@ -52,6 +53,7 @@ static const struct option longopts[] = {
   { "archive-name", required_argument, NULL, OPT_ARCHIVE_NAME },
   { "include-raw", no_argument, NULL, OPT_INCLUDE_RAW },
   { "tmpdir", required_argument, NULL, OPT_TMPDIR },
+  { "allow-missing-disks", no_argument, NULL, OPT_ALLOW_MISSING },
   PVE_PUSH_OPTIONS,
   { "help", no_argument, NULL, 'h' },
   { NULL, 0, NULL, 0 },
@@ -104,6 +106,8 @@ usage (void)
       "                     {\"points\": [{backup-id, time, snapshot, status,\n"
       "                     reason, archives}]}\n"
       "  --include-raw      take raw FULL files (raw disks) too\n"
+      "  --allow-missing-disks  push a point that lacks a disk whose chain\n"
+      "                     began earlier (default: skip it as incomplete)\n"
       "  --tmpdir DIR       where an archive's members are unpacked, sparse,\n"
       "                     for the import (default $TMPDIR, else /var/tmp);\n"
       "                     removed afterwards; the plan says how much room\n"
@@ -162,6 +166,9 @@ print_point_text (const char *type, const struct import_group *g,
     printf (": %s", p->reason);
   else if (dry)
     printf (", reads %s", rb);
+  else /* what the snapshot holds */
+    for (i = 0; i < p->nd; i++)
+      printf ("%s %s", i ? "," : ":", p->d[i].archive);
   printf ("\n");
   if (!layers)
     return;
@@ -409,6 +416,7 @@ cmd_import (int argc, char **argv)
     }
     case OPT_INCLUDE_RAW: o.include_raw = true; break;
     case OPT_TMPDIR: tmpdir = optarg; break;
+    case OPT_ALLOW_MISSING: o.allow_missing_disks = true; break;
     case 'h': usage (); return 0;
     default:
       if (opt >= PVE_OPT_CONFIG && opt <= PVE_OPT_LAST
@@ -461,6 +469,16 @@ cmd_import (int argc, char **argv)
   for (i = (size_t) optind; i < (size_t) argc; i++) {
     struct stat st;
     if (stat (argv[i], &st) == 0 && S_ISREG (st.st_mode)) {
+      struct qcow_probe_info pi;
+      bool q = qcow_probe (argv[i], &pi) == 0 && pi.is_qcow2;
+      if (q)
+        qcow_probe_free (&pi);
+      if (q) {
+        cli_error (argv[i], "a qcow2 image, not a backup folder or archive: "
+                   "push it with 'qcow2pbs push' (--chain or --disk for its "
+                   "layers)");
+        goto out;
+      }
       if (unpack_source (argv[i], tmpdir, rep.dry, unpacked, &nunpacked,
                          &temp_bytes) == -1
           || import_scan (unpacked[nunpacked - 1], argv[i], &o, &g, &ng)

@@ -779,7 +779,9 @@ judge_point (struct scan *s, struct import_point *p)
     for (j = 0; j < i; j++)
       if (!strcmp (p->d[j].archive, d->archive)) {
         snprintf (p->reason, sizeof p->reason,
-                  "two layers of disk %s have this time (%s and %s)",
+                  "two layers of disk %s have this time (%s and %s); "
+                  "snapshot times are whole seconds: rename the layers "
+                  "with their times (e.g. NAME-20240605T150640.qcow2)",
                   c->disk, p->d[j].chain->l[p->d[j].last].path,
                   c->l[d->last].path);
         p->status = IMPORT_FAILED;
@@ -857,6 +859,37 @@ count_bytes (struct import_group *g)
     }
 }
 
+/* A point that lacks a disk whose chain began before it is incomplete: a
+ * run still being written (rsync, qmpbackup itself) or a disk left out.
+ * Storing it would make a snapshot without that disk, and the point could
+ * never be completed later (a group takes a time once): skip it, say why. */
+static void
+skip_incomplete (struct import_group *g)
+{
+  size_t i, j, k;
+
+  for (i = 0; i < g->np; i++) {
+    struct import_point *p = &g->p[i];
+    for (j = 0; j < g->nc && p->status == IMPORT_TODO; j++) {
+      const struct import_chain *c = &g->c[j];
+      bool in = false;
+      if (c->n == 0 || c->l[0].kind == IMPORT_COPY || c->l[0].time >= p->time)
+        continue; /* not started yet, or a copy outside chains */
+      for (k = 0; k < p->nd; k++)
+        in |= !strcmp (p->d[k].chain->disk, c->disk);
+      if (in)
+        continue;
+      snprintf (p->reason, sizeof p->reason,
+                "disk %s has no layer at this time although its chain "
+                "began earlier (a run still being written, or the disk was "
+                "left out): skipped, so no snapshot lacks it; "
+                "--allow-missing-disks takes such points as they are",
+                c->disk);
+      p->status = IMPORT_SKIPPED;
+    }
+  }
+}
+
 static uint64_t
 fnv1a (const char *s)
 {
@@ -927,6 +960,8 @@ scan_group (const char *root, const char *shown, const char *id,
             p->status = IMPORT_SKIPPED;
           }
   }
+  if (!o->allow_missing_disks)
+    skip_incomplete (s.g);
   count_bytes (s.g);
   return 0;
 }

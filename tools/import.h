@@ -79,6 +79,7 @@ struct import_rename { const char *disk, *name; };
 struct import_opts {
   enum import_time_from time_from;
   bool include_raw;
+  bool allow_missing_disks; /* take points that lack a started disk */
   const char *backup_id;           /* --backup-id: one group only */
   const struct import_rename *rename; /* --archive-name DISK=NAME */
   size_t nrename;
