@@ -76,9 +76,9 @@ report_range (const char *name, uint64_t first, uint64_t last,
   *any = true;
 }
 
-/* 0 identical, 1 different, -1 error. */
-static int
-verify_one (struct pbs_reader *rd, const struct pbs_manifest *m,
+/* 0 identical, 1 different, -1 error (push.h). */
+int
+verify_archive (struct pbs_reader *rd, const struct pbs_manifest *m,
             const struct pbs_key *key, const char *snap, const char *name,
             const char *image, const struct qcow_open_opts *oo)
 {
@@ -242,7 +242,7 @@ cmd_verify (int argc, char **argv)
       goto out;
     if (!n)
       name = push_archive_name ("drive-scsi0");
-    r = name ? verify_one (src.rd, m, src.key, argv[optind], name, image, &oo) : -1;
+    r = name ? verify_archive (src.rd, m, src.key, argv[optind], name, image, &oo) : -1;
     free (name);
     if (r == -1)
       goto out;

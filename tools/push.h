@@ -63,6 +63,15 @@ struct pbs_fidx *push_fetch_index (struct pbs_reader *rd,
                                    const struct pbs_manifest *m,
                                    const char *archive, const char *context);
 
+/* Compare archive NAME of a snapshot (manifest M, read through RD) with
+ * the merged disk of IMAGE (or OO's --chain), printing the differing
+ * ranges or "NAME: identical" on stdout (cmd-verify.c).  0 identical,
+ * 1 different, -1 error (printed). */
+int verify_archive (struct pbs_reader *rd, const struct pbs_manifest *m,
+                    const struct pbs_key *key, const char *snap,
+                    const char *name, const char *image,
+                    const struct qcow_open_opts *oo);
+
 /* "vm/ID/TIME" (malloc'd). */
 char *push_snapshot_name (const char *type, const char *id, int64_t t);
 

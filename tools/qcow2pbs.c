@@ -19,6 +19,7 @@ static const struct command commands[] = {
   { "push", cmd_push, "store a chain as a complete PBS image snapshot" },
   { "restore", cmd_restore, "write a snapshot's disk as a sparse raw file" },
   { "verify", cmd_verify, "prove that a snapshot equals a chain" },
+  { "check", cmd_check, "prove that snapshots restore: read every chunk" },
   { "snapshots", cmd_snapshots, "list the snapshots of a repository" },
   { "key", cmd_key, "create or show an encryption key file" },
 };
