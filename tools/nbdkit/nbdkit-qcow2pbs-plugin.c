@@ -41,7 +41,7 @@
 static char *repository, *snapshot, *archive, *ns, *keyfile, *fingerprint;
 static int64_t cache_max = 64 << 20;
 
-/* The snapshot, set up in .after_fork. */
+/* The snapshot, set up in .get_ready. */
 static struct pbs_key *key;
 static struct pbs_repo *repo;
 static struct pbs_fidx *idx;
@@ -182,10 +182,12 @@ open_reader (void)
   return rd;
 }
 
-/* Network sessions and threads are made after nbdkit forked into the
- * background. */
+/* Everything is opened and checked before nbdkit serves or runs its
+ * --run command, so a wrong key or a bad snapshot stops it at once.
+ * Sockets survive nbdkit's fork into the background; the readahead thread
+ * starts only with the first connection. */
 static int
-qp_after_fork (void)
+qp_get_ready (void)
 {
   struct pbs_reader *rd = NULL;
   struct pbs_manifest *m = NULL;
@@ -210,7 +212,8 @@ qp_after_fork (void)
    * against the manifest. */
   m = push_read_manifest (rd, key, true, snapshot);
   if (!m) {
-    nbdkit_error ("%s: cannot read the manifest (see above)", snapshot);
+    nbdkit_error ("%s: cannot read the manifest (see above)%s", snapshot,
+                  key ? "" : "; an encrypted snapshot needs keyfile=");
     goto out;
   }
   if (pbs_manifest_find (m, archive, &f) == -1) {
@@ -702,7 +705,7 @@ static struct nbdkit_plugin plugin = {
   .config_complete = qp_config_complete,
   .config_help = qp_config_help,
   .magic_config_key = "snapshot",
-  .after_fork = qp_after_fork,
+  .get_ready = qp_get_ready,
   .unload = qp_unload_all,
   .open = qp_open,
   .get_size = qp_get_size,
