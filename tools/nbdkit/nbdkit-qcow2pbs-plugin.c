@@ -23,6 +23,7 @@
 #define NBDKIT_API_VERSION 2
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -68,6 +69,17 @@ qp_unload (void)
   free (ns);
   free (keyfile);
   free (fingerprint);
+}
+
+/* 4 MiB chunk buffers come and go on many threads: with glibc's dynamic
+ * mmap threshold they end up in per-thread arenas that keep them, and the
+ * RSS grows to ~250 MiB whatever cache= says (measured with nbdcopy).  A
+ * fixed threshold returns them to the system at once (~90 MiB with the
+ * 64 MiB cache). */
+static void
+qp_load (void)
+{
+  mallopt (M_MMAP_THRESHOLD, 1024 * 1024);
 }
 
 static int
@@ -701,6 +713,7 @@ static struct nbdkit_plugin plugin = {
   .version = "0.1",
   .description = "Serve one archive of a PBS snapshot read-only, chunks "
                  "checked and cached",
+  .load = qp_load,
   .config = qp_config,
   .config_complete = qp_config_complete,
   .config_help = qp_config_help,
