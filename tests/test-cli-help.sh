@@ -17,7 +17,7 @@ man_section () {
 }
 
 tables=$(python3 "$top/tests/getopt-tables.py" "$top")
-check "option tables found for 11 commands" test "$(wc -l <<<"$tables")" = 11
+check "option tables found for 12 commands" test "$(wc -l <<<"$tables")" = 12
 check "man page built" test -s "$MAN"
 while IFS=$'\t' read -r cmd opts; do
   help_of "$cmd" >"$TMP/help" 2>&1 || true

@@ -40,7 +40,7 @@ expect_completion () { # DESCRIPTION EXPECTED WORD...
 }
 expect_completion "commands" "push " qcow2pbs pu
 expect_completion "all commands and help" \
-  "--help --version -V bitmap export help import info key map push restore snapshots verify " qcow2pbs ""
+  "--help --version -V bitmap check export help import info key map push restore snapshots verify " qcow2pbs ""
 expect_completion "push options" "--backup-id --backup-time --backup-type " qcow2pbs push --backup-
 expect_completion "restore --progress/--quiet" "--progress " qcow2pbs restore --pro
 expect_completion "option values" "json text " qcow2pbs info --output-format ""

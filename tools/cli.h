@@ -22,6 +22,7 @@ int cmd_restore (int argc, char **argv);
 int cmd_verify (int argc, char **argv);
 int cmd_snapshots (int argc, char **argv);
 int cmd_import (int argc, char **argv);
+int cmd_check (int argc, char **argv);
 
 /* "qcow2pbs: CONTEXT: message" on stderr (one line).  Returns 1, so
  * `return cli_error (path, "...")` ends a command with exit status 1. */

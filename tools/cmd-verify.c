@@ -93,12 +93,12 @@ report_range (const char *name, uint64_t first, uint64_t last,
   *any = true;
 }
 
-/* 0 identical, 1 different, -1 error. */
-static int
-verify_one (struct pbs_reader *rd, const struct pbs_manifest *m,
-            const struct pbs_key *key, const char *snap, const char *name,
-            const char *image, const struct qcow_open_opts *oo,
-            json_t *archives)
+/* 0 identical, 1 different, -1 error (push.h). */
+int
+verify_archive (struct pbs_reader *rd, const struct pbs_manifest *m,
+                const struct pbs_key *key, const char *snap,
+                const char *name, const char *image,
+                const struct qcow_open_opts *oo, json_t *archives)
 {
   json_t *ranges = archives ? json_array () : NULL;
   struct pbs_manifest_file f;
@@ -300,7 +300,7 @@ cmd_verify (int argc, char **argv)
     }
     if (!n)
       name = push_archive_name ("drive-scsi0");
-    r = name ? verify_one (src.rd, m, src.key, argv[optind], name, image, &oo,
+    r = name ? verify_archive (src.rd, m, src.key, argv[optind], name, image, &oo,
                            archives)
              : -1;
     free (name);

@@ -81,6 +81,18 @@ struct pbs_fidx *push_fetch_index (struct pbs_reader *rd,
                                    const struct pbs_manifest *m,
                                    const char *archive, const char *context);
 
+/* Compare archive NAME of a snapshot (manifest M, read through RD) with
+ * the merged disk of IMAGE (or OO's --chain), printing the differing
+ * ranges or "NAME: identical" on stdout, or with ARCHIVES (a JSON
+ * array, else NULL) appending its result there (cmd-verify.c).
+ * 0 identical, 1 different, -1 error (printed). */
+struct json_t;
+int verify_archive (struct pbs_reader *rd, const struct pbs_manifest *m,
+                    const struct pbs_key *key, const char *snap,
+                    const char *name, const char *image,
+                    const struct qcow_open_opts *oo,
+                    struct json_t *archives);
+
 /* "vm/ID/TIME" (malloc'd). */
 char *push_snapshot_name (const char *type, const char *id, int64_t t);
 

@@ -20,6 +20,7 @@ static const struct command commands[] = {
   { "import", cmd_import, "push every point in time of backup folders" },
   { "restore", cmd_restore, "write a snapshot's disk as a sparse raw file" },
   { "verify", cmd_verify, "prove that a snapshot equals a chain" },
+  { "check", cmd_check, "prove that snapshots restore: read every chunk" },
   { "snapshots", cmd_snapshots, "list the snapshots of a repository" },
   { "key", cmd_key, "create or show an encryption key file" },
 };

@@ -1,0 +1,735 @@
+/* nbdkit-qcow2pbs-plugin.c -- serve one archive of a PBS snapshot as a
+ * read-only NBD disk, on the library code `qcow2pbs restore` uses.
+ *
+ *   nbdkit qcow2pbs repository=REPO snapshot=vm/100/TIME [archive=drive-scsi0]
+ *          [ns=NS] [keyfile=FILE] [fingerprint=FP] [cache=64M]
+ *
+ * Secrets never come from the command line: the repository password or
+ * token secret from PBS_PASSWORD (or its _FD/_FILE/_CMD forms), a key
+ * file's password from PBS_ENCRYPTION_PASSWORD, as for the tool
+ * (tools/cli-password.c, shared, not copied).
+ *
+ * Chunks are downloaded when first read, their digest and length checked
+ * before any byte is served, and kept decoded in a bounded LRU cache
+ * (cache=, default 64 MiB).  Full zero chunks are never downloaded: they
+ * read as zeros and are reported as zero holes by .extents, so nbdcopy,
+ * qemu-img convert and qemu-img map skip them.  A read that continues
+ * the previous one starts the next chunks' downloads (the reader's
+ * prefetch) and decodes the next chunk on a readahead thread.
+ *
+ * Threads: the reader session is used under READER_LOCK; the cache under
+ * CACHE_LOCK; decoding and digesting run outside both, so parallel
+ * requests (multi-conn, nbdcopy) decode on all cores. */
+#define NBDKIT_API_VERSION 2
+#include <errno.h>
+#include <inttypes.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nbdkit-plugin.h>
+
+#include "cli.h"
+#include "push.h"
+
+#define CHUNK PBS_CHUNK_SIZE
+#define PREFETCH_AHEAD 4 /* chunks announced to the reader ahead of a read */
+
+/* Parameters. */
+static char *repository, *snapshot, *archive, *ns, *keyfile, *fingerprint;
+static int64_t cache_max = 64 << 20;
+
+/* The snapshot, set up in .get_ready. */
+static struct pbs_key *key;
+static struct pbs_repo *repo;
+static struct pbs_fidx *idx;
+static bool encrypted;
+static uint8_t zero_digest[PBS_DIGEST_LEN];
+static char *snap_type, *snap_id;
+static int64_t snap_time;
+
+static pthread_mutex_t reader_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pbs_reader *reader;
+static uint64_t prefetched_to; /* chunks below this were announced */
+/* The last reads were sequential: announce the next chunks to the reader
+ * (a prefetched chunk nobody asks for would hold a download slot). */
+static bool sequential;
+
+/* ------------------------------------------------------------ config */
+
+static void
+qp_unload (void)
+{
+  free (repository);
+  free (snapshot);
+  free (archive);
+  free (ns);
+  free (keyfile);
+  free (fingerprint);
+}
+
+/* 4 MiB chunk buffers come and go on many threads: with glibc's dynamic
+ * mmap threshold they end up in per-thread arenas that keep them, and the
+ * RSS grows to ~250 MiB whatever cache= says (measured with nbdcopy).  A
+ * fixed threshold returns them to the system at once (~90 MiB with the
+ * 64 MiB cache). */
+static void
+qp_load (void)
+{
+  mallopt (M_MMAP_THRESHOLD, 1024 * 1024);
+}
+
+static int
+set_string (char **dst, const char *value)
+{
+  free (*dst);
+  *dst = strdup (value);
+  if (!*dst) {
+    nbdkit_error ("strdup: %m");
+    return -1;
+  }
+  return 0;
+}
+
+static int
+qp_config (const char *k, const char *v)
+{
+  if (strcmp (k, "repository") == 0)
+    return set_string (&repository, v);
+  if (strcmp (k, "snapshot") == 0)
+    return set_string (&snapshot, v);
+  if (strcmp (k, "archive") == 0)
+    return set_string (&archive, v);
+  if (strcmp (k, "ns") == 0)
+    return set_string (&ns, v);
+  if (strcmp (k, "keyfile") == 0)
+    return set_string (&keyfile, v);
+  if (strcmp (k, "fingerprint") == 0)
+    return set_string (&fingerprint, v);
+  if (strcmp (k, "cache") == 0) {
+    cache_max = nbdkit_parse_size (v);
+    if (cache_max == -1)
+      return -1;
+    if (cache_max < (int64_t) CHUNK) {
+      nbdkit_error ("cache=%s: at least 4M (one chunk)", v);
+      return -1;
+    }
+    return 0;
+  }
+  if (strcmp (k, "password") == 0 || strcmp (k, "secret") == 0) {
+    nbdkit_error ("%s=: secrets are never taken from the command line; "
+                  "set PBS_PASSWORD (or PBS_PASSWORD_FILE, _FD, _CMD) and "
+                  "PBS_ENCRYPTION_PASSWORD", k);
+    return -1;
+  }
+  nbdkit_error ("unknown parameter '%s'", k);
+  return -1;
+}
+
+static int
+qp_config_complete (void)
+{
+  char *a;
+
+  if (!snapshot) {
+    nbdkit_error ("snapshot=TYPE/ID/TIME is required");
+    return -1;
+  }
+  if (!repository && !getenv ("PBS_REPOSITORY")) {
+    nbdkit_error ("repository= (or PBS_REPOSITORY) is required");
+    return -1;
+  }
+  if (ns && !pbs_valid_ns (ns)) {
+    nbdkit_error ("ns=%s: not a valid namespace", ns);
+    return -1;
+  }
+  a = push_archive_name (archive ? archive : "drive-scsi0");
+  if (!a) {
+    nbdkit_error ("archive=%s: not a valid archive name", archive);
+    return -1;
+  }
+  free (archive);
+  archive = a;
+  if (push_parse_snapshot (snapshot, &snap_type, &snap_id, &snap_time)
+      == -1) {
+    nbdkit_error ("snapshot=%s: not TYPE/ID/TIME", snapshot);
+    return -1;
+  }
+  return 0;
+}
+
+#define qp_config_help                                                       \
+  "repository=REPO      datastore path or [USER@REALM[!TOKEN]@]HOST[:PORT]:STORE\n" \
+  "snapshot=TYPE/ID/TIME  (required)\n"                                      \
+  "archive=NAME         default drive-scsi0\n"                               \
+  "ns=NS                namespace\n"                                         \
+  "keyfile=FILE         key of an encrypted snapshot\n"                      \
+  "fingerprint=FP       pin the server certificate\n"                        \
+  "cache=SIZE           decoded chunk cache, default 64M\n"                  \
+  "Secrets: PBS_PASSWORD[_FD|_FILE|_CMD], PBS_ENCRYPTION_PASSWORD[...]."
+
+/* A reader session with the index downloaded (a server allows a chunk
+ * only after an index naming it). */
+static struct pbs_reader *
+open_reader (void)
+{
+  struct pbs_reader *rd;
+  uint8_t *data;
+  size_t len;
+
+  rd = pbs_reader_start (repo, ns ? ns : "", snap_type, snap_id, snap_time);
+  if (!rd) {
+    nbdkit_error ("%s: %s", snapshot, pbs_errmsg ());
+    return NULL;
+  }
+  if (pbs_reader_download (rd, archive, &data, &len) == -1) {
+    nbdkit_error ("%s: %s: %s", snapshot, archive, pbs_errmsg ());
+    pbs_reader_free (rd);
+    return NULL;
+  }
+  free (data);
+  return rd;
+}
+
+/* Everything is opened and checked before nbdkit serves or runs its
+ * --run command, so a wrong key or a bad snapshot stops it at once.
+ * Sockets survive nbdkit's fork into the background; the readahead thread
+ * starts only with the first connection. */
+static int
+qp_get_ready (void)
+{
+  struct pbs_reader *rd = NULL;
+  struct pbs_manifest *m = NULL;
+  struct pbs_manifest_file f;
+  int ret = -1;
+
+  if (keyfile && !(key = push_load_key (keyfile))) {
+    nbdkit_error ("keyfile=%s: cannot load the key (see above)", keyfile);
+    return -1;
+  }
+  repo = cli_open_repo (repository, fingerprint);
+  if (!repo) {
+    nbdkit_error ("cannot open the repository (see above)");
+    return -1;
+  }
+  rd = pbs_reader_start (repo, ns ? ns : "", snap_type, snap_id, snap_time);
+  if (!rd) {
+    nbdkit_error ("%s: %s", snapshot, pbs_errmsg ());
+    return -1;
+  }
+  /* The same checks as restore: manifest signature, index csum and size
+   * against the manifest. */
+  m = push_read_manifest (rd, key, true, snapshot);
+  if (!m) {
+    nbdkit_error ("%s: cannot read the manifest (see above)%s", snapshot,
+                  key ? "" : "; an encrypted snapshot needs keyfile=");
+    goto out;
+  }
+  if (pbs_manifest_find (m, archive, &f) == -1) {
+    nbdkit_error ("%s: %s: not in the snapshot", snapshot, archive);
+    goto out;
+  }
+  encrypted = strcmp (f.crypt_mode, "encrypt") == 0;
+  if (encrypted && !key) {
+    nbdkit_error ("%s: %s is encrypted: give keyfile=", snapshot, archive);
+    goto out;
+  }
+  idx = push_fetch_index (rd, NULL, m, archive, snapshot);
+  if (!idx) {
+    nbdkit_error ("%s: %s: bad index (see above)", snapshot, archive);
+    goto out;
+  }
+  pbs_zero_chunk_digest (encrypted ? key : NULL, zero_digest);
+  reader = rd;
+  rd = NULL;
+  ret = 0;
+out:
+  pbs_manifest_free (m);
+  pbs_reader_free (rd);
+  return ret;
+}
+
+static void
+qp_cleanup (void)
+{
+  pbs_reader_free (reader);
+  pbs_fidx_free (idx);
+  pbs_repo_close (repo);
+  pbs_key_free (key);
+  free (snap_type);
+  free (snap_id);
+}
+
+/* ------------------------------------------------------------ chunks */
+
+static uint32_t
+chunk_len (uint64_t i)
+{
+  uint64_t off = i * (uint64_t) CHUNK;
+  return off + CHUNK <= idx->size ? CHUNK : (uint32_t) (idx->size - off);
+}
+
+/* A full chunk whose digest is the zero chunk's: zeros, never fetched. */
+static bool
+is_zero_chunk (uint64_t i)
+{
+  return chunk_len (i) == CHUNK
+         && memcmp (idx->digest[i], zero_digest, PBS_DIGEST_LEN) == 0;
+}
+
+/* The stored blob of chunk I.  A broken or timed-out session is replaced
+ * once. */
+static int
+fetch_blob (uint64_t i, uint8_t **blob, size_t *len)
+{
+  int attempt, rc = -1;
+
+  pthread_mutex_lock (&reader_lock);
+  for (attempt = 0; attempt < 2; attempt++) {
+    if (!reader && !(reader = open_reader ()))
+      break;
+    /* Sequential reading: keep the next chunks downloading. */
+    if (prefetched_to <= i)
+      prefetched_to = i + 1;
+    while (__atomic_load_n (&sequential, __ATOMIC_RELAXED)
+           && prefetched_to < idx->count
+           && prefetched_to <= i + PREFETCH_AHEAD) {
+      if (!is_zero_chunk (prefetched_to)
+          && pbs_reader_prefetch (reader, idx->digest[prefetched_to]) != 1)
+        break;
+      prefetched_to++;
+    }
+    rc = pbs_reader_chunk (reader, idx->digest[i], blob, len);
+    if (rc == 0 || !pbs_error_is_transient ())
+      break;
+    nbdkit_debug ("chunk %" PRIu64 ": %s: new reader session", i,
+                  pbs_errmsg ());
+    pbs_reader_free (reader);
+    reader = NULL;
+    prefetched_to = 0;
+  }
+  if (rc == -1) {
+    char hex[65];
+    pbs_digest_hex (idx->digest[i], hex);
+    nbdkit_error ("%s: chunk %s: %s", snapshot, hex, pbs_errmsg ());
+  }
+  pthread_mutex_unlock (&reader_lock);
+  return rc;
+}
+
+/* Download chunk I and prove it (crypt mode, CRC, digest, length) before
+ * its bytes are used.  *DATA malloc'd. */
+static int
+load_chunk (uint64_t i, uint8_t **data)
+{
+  uint8_t *blob = NULL, d[PBS_DIGEST_LEN];
+  size_t blen, dlen;
+  int kind;
+  char hex[65];
+  const char *why = NULL;
+
+  *data = NULL;
+  if (fetch_blob (i, &blob, &blen) == -1)
+    return -1;
+  kind = pbs_blob_kind (blob, blen);
+  if (kind == -1
+      || encrypted != (kind == PBS_BLOB_ENCRYPTED
+                       || kind == PBS_BLOB_ENCRYPTED_ZSTD))
+    why = "wrong crypt mode or not a blob";
+  else if (pbs_blob_decode (blob, blen, encrypted ? key : NULL, CHUNK, data,
+                            &dlen)
+           == -1)
+    why = pbs_errmsg ();
+  else {
+    pbs_chunk_digest (encrypted ? key : NULL, *data, dlen, d);
+    if (memcmp (d, idx->digest[i], PBS_DIGEST_LEN) != 0)
+      why = "digest mismatch: the stored chunk is damaged";
+    else if (dlen != chunk_len (i))
+      why = "wrong length";
+  }
+  free (blob);
+  if (why) {
+    pbs_digest_hex (idx->digest[i], hex);
+    nbdkit_error ("%s: chunk %s: %s (run qcow2pbs check)", snapshot, hex,
+                  why);
+    free (*data);
+    *data = NULL;
+    errno = EIO;
+    return -1;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ the cache */
+
+enum { C_LOADING, C_READY, C_FAILED };
+
+struct centry {
+  uint64_t chunk; /* index; chunks are cached by position */
+  uint8_t *data;
+  int state;
+  unsigned refs;
+  struct centry *prev, *next; /* LRU list, most recent first */
+};
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cache_cond = PTHREAD_COND_INITIALIZER;
+static struct centry *lru_head, *lru_tail;
+static int64_t cache_bytes;
+
+static void
+lru_unlink (struct centry *e)
+{
+  if (e->prev)
+    e->prev->next = e->next;
+  else
+    lru_head = e->next;
+  if (e->next)
+    e->next->prev = e->prev;
+  else
+    lru_tail = e->prev;
+  e->prev = e->next = NULL;
+}
+
+static void
+lru_push_front (struct centry *e)
+{
+  e->next = lru_head;
+  e->prev = NULL;
+  if (lru_head)
+    lru_head->prev = e;
+  lru_head = e;
+  if (!lru_tail)
+    lru_tail = e;
+}
+
+static void
+drop (struct centry *e)
+{
+  lru_unlink (e);
+  cache_bytes -= CHUNK;
+  free (e->data);
+  free (e);
+}
+
+/* Evict unused entries, oldest first, until NEED more bytes fit.  Entries
+ * in use stay: the cache may exceed its size by the chunks being read
+ * right now. */
+static void
+make_room (int64_t need)
+{
+  struct centry *e = lru_tail, *prev;
+
+  for (; e && cache_bytes + need > cache_max; e = prev) {
+    prev = e->prev;
+    if (!e->refs && e->state != C_LOADING)
+      drop (e);
+  }
+}
+
+/* Chunk I, decoded and proved, held (release with put_chunk). */
+static struct centry *
+get_chunk (uint64_t i)
+{
+  struct centry *e;
+  uint8_t *data;
+  int rc;
+
+  pthread_mutex_lock (&cache_lock);
+  for (e = lru_head; e; e = e->next)
+    if (e->chunk == i)
+      break;
+  if (e) {
+    e->refs++;
+    lru_unlink (e);
+    lru_push_front (e);
+    while (e->state == C_LOADING)
+      pthread_cond_wait (&cache_cond, &cache_lock);
+    if (e->state == C_FAILED) {
+      if (--e->refs == 0)
+        drop (e);
+      pthread_mutex_unlock (&cache_lock);
+      nbdkit_error ("%s: chunk %" PRIu64 " could not be read (see above)",
+                    snapshot, i);
+      errno = EIO;
+      return NULL;
+    }
+    pthread_mutex_unlock (&cache_lock);
+    return e;
+  }
+  e = calloc (1, sizeof *e);
+  if (!e) {
+    pthread_mutex_unlock (&cache_lock);
+    nbdkit_error ("calloc: %m");
+    return NULL;
+  }
+  make_room (CHUNK);
+  e->chunk = i;
+  e->state = C_LOADING;
+  e->refs = 1;
+  lru_push_front (e);
+  cache_bytes += CHUNK;
+  pthread_mutex_unlock (&cache_lock);
+
+  rc = load_chunk (i, &data);
+
+  pthread_mutex_lock (&cache_lock);
+  e->data = data;
+  e->state = rc == 0 ? C_READY : C_FAILED;
+  pthread_cond_broadcast (&cache_cond);
+  if (rc == -1) {
+    /* Not cached: the next read tries again. */
+    if (--e->refs == 0)
+      drop (e);
+    e = NULL;
+  }
+  pthread_mutex_unlock (&cache_lock);
+  if (!e)
+    errno = EIO;
+  return e;
+}
+
+static void
+put_chunk (struct centry *e)
+{
+  pthread_mutex_lock (&cache_lock);
+  e->refs--;
+  pthread_mutex_unlock (&cache_lock);
+}
+
+/* ------------------------------------------------------------ readahead */
+
+/* One thread decodes the chunk after the one a sequential read reached,
+ * so that a single sequential stream decodes on two cores. */
+static pthread_mutex_t ra_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ra_cond = PTHREAD_COND_INITIALIZER;
+static uint64_t ra_want = UINT64_MAX, ra_last_end = UINT64_MAX;
+static bool ra_stop, ra_started;
+static pthread_t ra_tid;
+
+static bool
+cached (uint64_t i)
+{
+  struct centry *e;
+  bool r = false;
+
+  pthread_mutex_lock (&cache_lock);
+  for (e = lru_head; e && !r; e = e->next)
+    r = e->chunk == i;
+  pthread_mutex_unlock (&cache_lock);
+  return r;
+}
+
+static void *
+readahead (void *arg)
+{
+  (void) arg;
+  pthread_mutex_lock (&ra_lock);
+  while (!ra_stop) {
+    uint64_t i = ra_want;
+    if (i == UINT64_MAX) {
+      pthread_cond_wait (&ra_cond, &ra_lock);
+      continue;
+    }
+    ra_want = UINT64_MAX;
+    pthread_mutex_unlock (&ra_lock);
+    if (i < idx->count && !is_zero_chunk (i) && !cached (i)) {
+      struct centry *e = get_chunk (i);
+      if (e)
+        put_chunk (e);
+    }
+    pthread_mutex_lock (&ra_lock);
+  }
+  pthread_mutex_unlock (&ra_lock);
+  return NULL;
+}
+
+/* Note a read of [OFF, END): if it starts near where the last one ended
+ * (within a chunk: parallel requests arrive a little out of order), the
+ * reading is sequential: ask for the chunk after END's. */
+static void
+note_read (uint64_t off, uint64_t end)
+{
+  bool seq;
+
+  pthread_mutex_lock (&ra_lock);
+  seq = ra_last_end != UINT64_MAX && off + CHUNK >= ra_last_end
+        && off <= ra_last_end + CHUNK;
+  if (seq && ra_started && (end - 1) / CHUNK + 1 < idx->count) {
+    ra_want = (end - 1) / CHUNK + 1;
+    pthread_cond_signal (&ra_cond);
+  }
+  ra_last_end = end;
+  __atomic_store_n (&sequential, seq, __ATOMIC_RELAXED);
+  pthread_mutex_unlock (&ra_lock);
+}
+
+/* ------------------------------------------------------------ serving */
+
+static void *
+qp_open (int readonly)
+{
+  static int handle;
+  (void) readonly;
+  pthread_mutex_lock (&ra_lock);
+  if (!ra_started && idx) {
+    if (pthread_create (&ra_tid, NULL, readahead, NULL) == 0)
+      ra_started = true;
+  }
+  pthread_mutex_unlock (&ra_lock);
+  return &handle;
+}
+
+static int64_t
+qp_get_size (void *h)
+{
+  (void) h;
+  return (int64_t) idx->size;
+}
+
+static int
+qp_can_write (void *h)
+{
+  (void) h;
+  return 0;
+}
+
+static int
+qp_can_multi_conn (void *h)
+{
+  (void) h;
+  return 1; /* read-only: every connection sees the same bytes */
+}
+
+static int
+qp_can_extents (void *h)
+{
+  (void) h;
+  return 1;
+}
+
+static int
+qp_can_cache (void *h)
+{
+  (void) h;
+  return NBDKIT_CACHE_NATIVE;
+}
+
+static int
+qp_pread (void *h, void *buf, uint32_t count, uint64_t offset,
+          uint32_t flags)
+{
+  uint8_t *out = buf;
+  uint64_t end = offset + count;
+
+  (void) h;
+  (void) flags;
+  note_read (offset, end);
+  while (offset < end) {
+    uint64_t i = offset / CHUNK, in = offset % CHUNK;
+    uint64_t n = CHUNK - in;
+    if (n > end - offset)
+      n = end - offset;
+    if (is_zero_chunk (i))
+      memset (out, 0, n);
+    else {
+      struct centry *e = get_chunk (i);
+      if (!e)
+        return -1;
+      memcpy (out, e->data + in, n);
+      put_chunk (e);
+    }
+    out += n;
+    offset += n;
+  }
+  return 0;
+}
+
+/* NBD_CMD_CACHE: load the chunks of the range into the cache. */
+static int
+qp_cache (void *h, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  uint64_t i, last;
+
+  (void) h;
+  (void) flags;
+  if (!count)
+    return 0;
+  last = (offset + count - 1) / CHUNK;
+  for (i = offset / CHUNK; i <= last; i++)
+    if (!is_zero_chunk (i)) {
+      struct centry *e = get_chunk (i);
+      if (!e)
+        return -1;
+      put_chunk (e);
+    }
+  return 0;
+}
+
+static int
+qp_extents (void *h, uint32_t count, uint64_t offset, uint32_t flags,
+            struct nbdkit_extents *ex)
+{
+  uint64_t end = offset + count, i;
+
+  (void) h;
+  for (i = offset / CHUNK; i * CHUNK < end && i < idx->count; i++) {
+    uint64_t start = i * CHUNK, len = chunk_len (i);
+    uint32_t type = is_zero_chunk (i)
+                        ? NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO
+                        : 0;
+    if (nbdkit_add_extent (ex, start, len, type) == -1)
+      return -1;
+    if (flags & NBDKIT_FLAG_REQ_ONE)
+      break;
+  }
+  return 0;
+}
+
+static void
+qp_unload_all (void)
+{
+  if (ra_started) {
+    pthread_mutex_lock (&ra_lock);
+    ra_stop = true;
+    pthread_cond_signal (&ra_cond);
+    pthread_mutex_unlock (&ra_lock);
+    pthread_join (ra_tid, NULL);
+  }
+  while (lru_head)
+    drop (lru_head);
+  qp_cleanup ();
+  qp_unload ();
+}
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+static struct nbdkit_plugin plugin = {
+  .name = "qcow2pbs",
+  .longname = "qcow2pbs: a Proxmox Backup Server snapshot as a disk",
+  .version = "0.1",
+  .description = "Serve one archive of a PBS snapshot read-only, chunks "
+                 "checked and cached",
+  .load = qp_load,
+  .config = qp_config,
+  .config_complete = qp_config_complete,
+  .config_help = qp_config_help,
+  .magic_config_key = "snapshot",
+  .get_ready = qp_get_ready,
+  .unload = qp_unload_all,
+  .open = qp_open,
+  .get_size = qp_get_size,
+  .can_write = qp_can_write,
+  .can_multi_conn = qp_can_multi_conn,
+  .can_extents = qp_can_extents,
+  .can_cache = qp_can_cache,
+  .pread = qp_pread,
+  .cache = qp_cache,
+  .extents = qp_extents,
+  .errno_is_preserved = 1,
+};
+
+NBDKIT_REGISTER_PLUGIN (plugin)
