@@ -25,7 +25,7 @@
 #include "cli.h"
 #include "push.h"
 
-enum { OPT_JOBS = CLI_OPT_FIRST_FREE };
+enum { OPT_JOBS = CLI_OPT_FIRST_FREE, OPT_REPAIR };
 
 static const struct option longopts[] = {
   { "repository", required_argument, NULL, 'r' },
@@ -33,6 +33,7 @@ static const struct option longopts[] = {
   { "ns", required_argument, NULL, 'n' },
   { "keyfile", required_argument, NULL, 'k' },
   { "jobs", required_argument, NULL, OPT_JOBS },
+  { "repair", no_argument, NULL, OPT_REPAIR },
   CLI_OUTPUT_FORMAT_OPTION,
   { "help", no_argument, NULL, 'h' },
   { NULL, 0, NULL, 0 },
@@ -60,6 +61,11 @@ usage (void)
           "  --jobs N                  N reader sessions (threads) at once\n"
           "                            (default: the number of CPUs)\n"
           "  --output-format text|json  output format (default text)\n"
+          "  --repair                  local datastore: do what PBS's verify\n"
+          "                            job does: move each bad chunk aside\n"
+          "                            (<digest>.0.bad) and record verify_state\n"
+          "                            ok/failed in each checked snapshot, so\n"
+          "                            the next push stores those chunks again\n"
           CLI_REPO_OPTIONS_HELP
           "  -h, --help                this help\n");
 }
@@ -102,6 +108,42 @@ struct check {
   uint64_t bytes_checked, done_bytes, reported;
   struct progress prog;
 };
+
+/* --repair: what PBS's verify job does on a datastore (verify.rs): each
+ * bad chunk is renamed to <digest>.N.bad (rename_corrupted_chunk), and
+ * each checked snapshot gets verify_state ok or failed.  A failed
+ * snapshot is no base for the next push, and a moved chunk is no longer
+ * "known", so that push reads and stores its data again.  One line per
+ * action on stderr.  0, or -1 after printing an error. */
+static int
+repair_store (struct check *ck)
+{
+  char hex[65], *moved;
+  size_t i;
+  int r;
+
+  for (i = 0; i < ck->nbad; i++) {
+    const struct check_chunk *c = &ck->table.chunk[ck->bad[i].chunk];
+    pbs_digest_hex (c->digest, hex);
+    r = pbs_repo_rename_bad_chunk (ck->repo, c->digest, &moved);
+    if (r == -1)
+      return cli_pbs_error (hex), -1;
+    if (r == 1)
+      fprintf (stderr, "check: repair: chunk %s moved aside to %s\n", hex,
+               moved);
+    free (moved);
+  }
+  for (i = 0; i < ck->nsnap; i++) {
+    const struct snap_check *s = &ck->snap[i];
+    if (pbs_repo_set_verify_state (ck->repo, ck->ns, s->type, s->id,
+                                   s->time, !s->failed)
+        == -1)
+      return cli_pbs_error (s->name), -1;
+    fprintf (stderr, "check: repair: %s verify_state %s\n", s->name,
+             s->failed ? "failed" : "ok");
+  }
+  return 0;
+}
 
 static int
 add_string (char ***v, size_t *n, const char *fmt, ...)
@@ -683,7 +725,7 @@ cmd_check (int argc, char **argv)
   struct pbs_key *key = NULL;
   struct pbs_snapshot *list = NULL;
   size_t nlist = 0, i;
-  bool json = false, failed = false;
+  bool json = false, failed = false, repair = false;
   int opt, nargs, nsnaps, ret = 2;
   long cpus = sysconf (_SC_NPROCESSORS_ONLN);
 
@@ -713,6 +755,7 @@ cmd_check (int argc, char **argv)
         return cli_usage_error ("check", "invalid --output-format '%s'",
                                 optarg);
       break;
+    case OPT_REPAIR: repair = true; break;
     case 'h': usage (); return 0;
     default: return cli_getopt_error ("check", opt, argv, longopts);
     }
@@ -739,6 +782,12 @@ cmd_check (int argc, char **argv)
   ck.repo = cli_open_repo (repo_spec, fingerprint);
   if (!ck.repo)
     goto out;
+  if (repair && !pbs_repo_is_local (ck.repo)) {
+    ret = cli_usage_error ("check", "--repair needs direct access to the "
+                           "datastore (a local path); on a server, run "
+                           "PBS's verify job");
+    goto out;
+  }
   if (nsnaps == 0) {
     if (pbs_repo_snapshots (ck.repo, ck.ns, NULL, NULL, &list, &nlist)
         == -1) {
@@ -795,6 +844,10 @@ cmd_check (int argc, char **argv)
                 "not compared with the images: the snapshot is damaged");
   for (i = 0; i < ck.nsnap; i++)
     failed |= ck.snap[i].failed;
+  if (repair && repair_store (&ck) == -1) {
+    ret = 2;
+    goto out;
+  }
   if (json)
     print_json (&ck);
   else
