@@ -182,9 +182,8 @@ cli_getopt_error (const char *cmd, int opt, char **argv,
   return cli_usage_error (cmd, "unknown option '%s'", name);
 }
 
-/* pbsproto's messages about a file start with its path ("key.json: not a
- * PBS key file (...)"), so the path is dropped from the message when it is
- * CONTEXT too.  Control characters (a file name may hold a newline) are
+/* The local datastore's messages start with its path ("DIR: no datastore
+ * here"), so the path is dropped from the message when it is CONTEXT too.  Control characters (a file name may hold a newline) are
  * escaped so the error stays one line. */
 int
 cli_pbs_error (const char *context)

@@ -36,8 +36,9 @@ int cli_error_line (const char *line);
 void cli_set_json_errors (bool on);
 bool cli_json_errors (void);
 /* cli_error (CONTEXT, pbs_errmsg ()), without repeating CONTEXT when the
- * library's message already starts with it (local-store messages name
- * their path).  Returns 1. */
+ * library's message already starts with it (the local datastore's
+ * messages name their path; key files' never do: give their path as
+ * CONTEXT to cli_error).  Returns 1. */
 int cli_pbs_error (const char *context);
 /* Untrusted text (names from a manifest or a server, paths from an image)
  * for text output: control characters as \xNN / \u00NN, '\\' doubled
