@@ -177,6 +177,7 @@ out:
 static int
 open_archives (struct push *p, struct qcow_open_opts *oo)
 {
+  struct cli_err err;
   size_t i, j;
 
   for (i = 0; i < p->na; i++) {
@@ -197,10 +198,11 @@ open_archives (struct push *p, struct qcow_open_opts *oo)
     a->size = qcow_virtual_size (a->chain);
     if (a->size == 0)
       return cli_error (a->image, "disk has size 0"), -1;
-    if (identity_collect (a->chain, &a->ident, a->image) == -1
-        || plan_data_chunks (a->chain, a->image, &a->data, &a->nchunks)
+    if (identity_collect (a->chain, &a->ident, a->image, &err) == -1
+        || plan_data_chunks (a->chain, a->image, &a->data, &a->nchunks,
+                             &err)
                == -1)
-      return -1;
+      return cli_err_print (&err), -1;
     a->plan = calloc (a->nchunks, 1);
     if (!a->plan)
       return cli_error (a->image, "out of memory"), -1;
@@ -276,12 +278,15 @@ cmd_push (int argc, char **argv)
     }
     if (!p.transient || attempt_no >= p.retries || !p.repo
         || pbs_repo_is_local (p.repo)) {
-      if (p.err_msg[0])
+      if (p.err_msg[0] && !p.err_ctx[0]) /* the message names its file */
+        cli_error_line (p.err_msg);
+      else if (p.err_msg[0])
         cli_error (p.err_ctx, "%s", p.err_msg);
       goto out;
     }
     if (isatty (STDERR_FILENO) && !cli_quiet ())
-      fprintf (stderr, "push: %s: %s; retrying\n", p.err_ctx, p.err_msg);
+      fprintf (stderr, "push: %s%s%s; retrying\n", p.err_ctx,
+               p.err_ctx[0] ? ": " : "", p.err_msg);
     reset_attempt (&p);
     p.retrying = true;
     sleep (1u << (attempt_no < 5 ? attempt_no : 5)); /* a signal ends it */

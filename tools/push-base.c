@@ -194,6 +194,7 @@ push_make_plan (struct push *p, struct archive *a)
   size_t base_layers = 0, n = a->ident.n, i;
   uint64_t c, minsize;
   char *record = NULL;
+  struct cli_err err;
 
   a->incremental = false;
   if (p->full)
@@ -216,10 +217,10 @@ push_make_plan (struct push *p, struct archive *a)
     /* Layers base_layers..n-1 (oldest first) are new: depth n-1-i. */
     for (i = base_layers; i < n; i++)
       if (plan_touch_layer (a->chain, n - 1 - i, touched, a->nchunks,
-                            a->image)
+                            a->image, &err)
           == -1) {
         free (touched);
-        return push_failed_printed (p);
+        return push_fail (p, err.ctx, "%s", err.msg);
       }
     /* A shorter layer hides what lies above its size in the layers below,
      * and a grown disk has new bytes: [min size, top size) is touched. */

@@ -30,7 +30,8 @@ push_fail_pbs (struct push *p, const char *ctx)
   return push_fail (p, ctx, "%s", pbs_errmsg ());
 }
 
-/* Helpers that print their own errors (pipeline, plan) call this. */
+/* Helpers that print their own errors (the repository's open) call
+ * this. */
 int
 push_failed_printed (struct push *p)
 {

@@ -122,6 +122,7 @@ push_write_archive (struct push *p, struct archive *a)
   struct chunk_pipeline *pl = NULL;
   struct chunk_pipeline_opts po = { 0 };
   struct chunk_result r;
+  struct cli_err err;
   char reuse_hex[65];
   unsigned mdlen;
   uint64_t c;
@@ -156,11 +157,12 @@ push_write_archive (struct push *p, struct archive *a)
   po.encode = true;
   po.known = p->known;
   po.context = a->image;
+  po.err = &err;
   po.next_job = next_job;
   po.opaque = w;
   pl = chunk_pipeline_start (&po);
   if (!pl) {
-    push_failed_printed (p);
+    push_fail (p, err.ctx, "%s", err.msg);
     goto out;
   }
   for (c = 0; c < a->nchunks; c++) {
@@ -203,7 +205,7 @@ push_write_archive (struct push *p, struct archive *a)
         push_fail (p, a->image, "internal error: pipeline ended early");
         goto out;
       default:
-        push_failed_printed (p);
+        push_fail (p, err.ctx, "%s", err.msg);
         goto out;
       }
       if (r.job.index != c) {
