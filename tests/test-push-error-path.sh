@@ -55,7 +55,8 @@ check "JSON: error names bad.qcow2 once, context is bad.qcow2" python3 -c '
 import json, sys
 o = json.loads(open(sys.argv[1]).read())
 assert o["context"] == "bad.qcow2", o
-assert o["error"].startswith("bad.qcow2: ") and o["error"].count("bad.qcow2") == 1, o
+e = o["error"]
+assert e.startswith("bad.qcow2: ") and e.count("bad.qcow2") == 1, o
 ' "$TMP/ef.err"
 check "no snapshot of group 2 or 3" test ! -e "$ds/vm/2" -a ! -e "$ds/vm/3"
 done_testing

@@ -218,8 +218,9 @@ cli_getopt_error (const char *cmd, int opt, char **argv,
 }
 
 /* The local datastore's messages start with its path ("DIR: no datastore
- * here"), so the path is dropped from the message when it is CONTEXT too.  Control characters (a file name may hold a newline) are
- * escaped so the error stays one line. */
+ * here"), so the path is dropped from the message when it is CONTEXT too.
+ * Control characters (a file name may hold a newline) are escaped so the
+ * error stays one line. */
 int
 cli_pbs_error (const char *context)
 {
