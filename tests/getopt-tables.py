@@ -5,7 +5,8 @@ OPTIONS being "--long" names and "-x" short options, space separated.
 
 The getopt_long tables in tools/cmd-*.c are expanded with the option macros
 of tools/cli.h (CLI_IMAGE_OPTIONS, ...).  A file's tables belong to its
-command (cmd-push.c: push); cmd-key.c has one per subcommand, told apart by
+command (cmd-push.c: push), and so do those of its COMMAND-options.c if
+there is one (push-options.c); cmd-key.c has one per subcommand, told apart by
 the function that holds them (key_create: "key create").  Short options
 come from the getopt_long call's option string (cli_parse_image_args' for
 info/map/export/bitmap)."""
@@ -46,6 +47,9 @@ for f in sorted(os.listdir(tools)):
         continue
     cmd = m.group(1)
     text = strip_comments(open(os.path.join(tools, f)).read())
+    opts_c = os.path.join(tools, cmd + "-options.c")
+    if os.path.exists(opts_c):
+        text += strip_comments(open(opts_c).read())
     tables = list(re.finditer(r"struct option\s+\w+\s*\[\]\s*=\s*\{(.*?)\};",
                               text, re.S))
     uses_image_args = "cli_parse_image_args" in text

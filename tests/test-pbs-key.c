@@ -85,16 +85,14 @@ static const char make_py[]
       "'modified': '2024-06-05T12:00:00+02:00', 'data': e(data)}, "
       "open('py.key', 'w'))\n";
 
-/* The last error names P once, at its start ("P: what is wrong"), so that
- * cli_pbs_error prints "qcow2pbs: P: what is wrong" without repeating P. */
+/* The last error does not name P: the caller prints P as its context
+ * ("qcow2pbs: P: what is wrong"), so a path never shows twice. */
 static bool
-names_path_once (const char *p)
+names_no_path (const char *p)
 {
   const char *m = pbs_errmsg ();
-  size_t n = strlen (p);
 
-  return strncmp (m, p, n) == 0 && strncmp (m + n, ": ", 2) == 0
-         && !strstr (m + n, p);
+  return *m && !strstr (m, p);
 }
 
 static void
@@ -142,7 +140,7 @@ key_case (const char *kdf, const char *pw, bool oracle)
   r = pbs_key_create (at (name), kdf, pw);
   ok (r == -1 && pbs_errno () == EEXIST, "%s: existing file not replaced",
       kdf);
-  ok (names_path_once (path), "%s: existing file: %s", kdf, pbs_errmsg ());
+  ok (names_no_path (path), "%s: existing file: %s", kdf, pbs_errmsg ());
 }
 
 int
@@ -187,29 +185,29 @@ main (void)
 
   save ("notkey.json", "{\"hello\": 1}");
   k = pbs_key_load (at ("notkey.json"), "x");
-  ok (!k && pbs_errno () == EINVAL && strstr (pbs_errmsg (), "notkey.json"),
+  ok (!k && pbs_errno () == EINVAL && !strstr (pbs_errmsg (), "notkey.json"),
       "JSON that is no key file: EINVAL (%s)", pbs_errmsg ());
-  ok (names_path_once (path), "no key file: path once: %s", pbs_errmsg ());
+  ok (names_no_path (path), "no key file: no path: %s", pbs_errmsg ());
   save ("garbage", "\x7f" "ELF binary stuff");
   k = pbs_key_load (at ("garbage"), "x");
   ok (!k && pbs_errno () == EINVAL, "garbage: EINVAL");
-  ok (names_path_once (path), "garbage: path once: %s", pbs_errmsg ());
+  ok (names_no_path (path), "garbage: no path: %s", pbs_errmsg ());
   show = pbs_key_show (at ("garbage"));
   ok (!show && pbs_errno () == EINVAL, "show garbage: EINVAL");
-  ok (names_path_once (path), "show garbage: path once: %s", pbs_errmsg ());
+  ok (names_no_path (path), "show garbage: no path: %s", pbs_errmsg ());
   save ("argon.key", "{\"kdf\": {\"Argon2\": {}}, \"data\": \"AAAA\"}");
   k = pbs_key_load (at ("argon.key"), "x");
-  ok (!k && pbs_errno () == EINVAL && names_path_once (path),
-      "unsupported kdf: EINVAL, path once: %s", pbs_errmsg ());
+  ok (!k && pbs_errno () == EINVAL && names_no_path (path),
+      "unsupported kdf: EINVAL, no path: %s", pbs_errmsg ());
   k = pbs_key_load (at ("absent"), "x");
   ok (!k && pbs_errno () == ENOENT, "absent file: ENOENT");
-  ok (names_path_once (path), "absent file: path once: %s", pbs_errmsg ());
+  ok (names_no_path (path), "absent file: no path: %s", pbs_errmsg ());
   show = pbs_key_show (at ("absent"));
-  ok (!show && pbs_errno () == ENOENT && names_path_once (path),
-      "show absent file: ENOENT, path once: %s", pbs_errmsg ());
+  ok (!show && pbs_errno () == ENOENT && names_no_path (path),
+      "show absent file: ENOENT, no path: %s", pbs_errmsg ());
   r = pbs_key_create (at ("absent/x.key"), "none", NULL);
-  ok (r == -1 && pbs_errno () == ENOENT && names_path_once (path),
-      "create in a missing directory: ENOENT, path once: %s", pbs_errmsg ());
+  ok (r == -1 && pbs_errno () == ENOENT && names_no_path (path),
+      "create in a missing directory: ENOENT, no path: %s", pbs_errmsg ());
   /* A fingerprint that is not the key's. */
   ok (sh ("sed 's/\"fingerprint\": \"../\"fingerprint\": \"ff/' none.key > "
           "badfp.key"),
@@ -217,7 +215,7 @@ main (void)
   k = pbs_key_load (at ("badfp.key"), NULL);
   ok (!k && pbs_errno () == EBADMSG, "fingerprint mismatch: %s",
       pbs_errmsg ());
-  ok (names_path_once (path), "fingerprint mismatch: path once");
+  ok (names_no_path (path), "fingerprint mismatch: no path");
 
   if (oracle) {
     ok (sh ("python3 make.py"), "python3 wrote a PBS scrypt key file");

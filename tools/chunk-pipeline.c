@@ -27,6 +27,7 @@ struct slot {
   uint8_t *blob;
   size_t blob_len;
   char err[512]; /* non-empty: the job failed */
+  bool err_names_file; /* ERR is a qcowlib message: "FILE: what" */
 };
 
 struct chunk_pipeline {
@@ -90,6 +91,7 @@ process (struct chunk_pipeline *p, struct slot *s)
     memset (s->buf, 0, s->job.len);
   else if (qcow_pread (o->chain, s->buf, s->job.len, s->job.off) == -1) {
     snprintf (s->err, sizeof s->err, "%s", qcow_errmsg ());
+    s->err_names_file = strstr (s->err, ": ") != NULL; /* qcowlib.h */
     return;
   }
   pbs_chunk_digest (o->key, s->buf, s->job.len, s->digest);
@@ -165,14 +167,14 @@ chunk_pipeline_start (const struct chunk_pipeline_opts *opts)
   }
   for (; p->nstarted < p->nthreads; p->nstarted++)
     if (pthread_create (&p->tid[p->nstarted], NULL, worker, p) != 0) {
-      cli_error (opts->context, "cannot start worker threads");
+      cli_err_set (opts->err, opts->context, "cannot start worker threads");
       chunk_pipeline_free (p);
       return NULL;
     }
   return p;
 
 nomem:
-  cli_error (opts->context, "out of memory");
+  cli_err_set (opts->err, opts->context, "out of memory");
   chunk_pipeline_free (p);
   return NULL;
 }
@@ -200,6 +202,7 @@ fill (struct chunk_pipeline *p)
     s->job = job;
     s->seq = p->submitted++;
     s->err[0] = 0;
+    s->err_names_file = false;
     s->blob = NULL;
     s->blob_len = 0;
     s->state = SLOT_PENDING;
@@ -221,7 +224,7 @@ chunk_pipeline_next (struct chunk_pipeline *p, struct chunk_result *r)
   }
   if (fill (p) == -1) {
     pthread_mutex_unlock (&p->lock);
-    return -1; /* the job source printed why */
+    return -1; /* the job source described why in p->o.err */
   }
   if (p->consumed == p->submitted) {
     pthread_mutex_unlock (&p->lock);
@@ -233,7 +236,8 @@ chunk_pipeline_next (struct chunk_pipeline *p, struct chunk_result *r)
   pthread_mutex_unlock (&p->lock);
 
   if (s->err[0]) {
-    cli_error (p->o.context, "%s", s->err);
+    cli_err_set (p->o.err, s->err_names_file ? "" : p->o.context, "%s",
+                 s->err);
     free (s->blob);
     s->blob = NULL;
     return -1;

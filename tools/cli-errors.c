@@ -6,6 +6,7 @@
  * add "usage": true).  stderr in both modes: stdout holds only a result
  * (or the disk, for export/restore to '-'), so it stays empty on error.
  * Exit statuses are the same in both modes. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 
 #include "cli.h"
 #include "pbsproto.h"
+#include "qcowlib.h"
 
 static bool json_errors;
 
@@ -117,6 +119,39 @@ cli_usage_error (const char *cmd, const char *fmt, ...)
 }
 
 int
+cli_err_set (struct cli_err *e, const char *context, const char *fmt, ...)
+{
+  va_list ap;
+
+  snprintf (e->ctx, sizeof e->ctx, "%s", context);
+  va_start (ap, fmt);
+  vsnprintf (e->msg, sizeof e->msg, fmt, ap);
+  va_end (ap);
+  return -1;
+}
+
+int
+cli_err_print (const struct cli_err *e)
+{
+  if (!e->ctx[0]) /* the message names its file */
+    return cli_error_line (e->msg);
+  return cli_error (e->ctx, "%s", e->msg);
+}
+
+int
+cli_err_qcow (struct cli_err *e, const char *context)
+{
+  const char *msg = qcow_errmsg ();
+
+  if (!msg || !*msg)
+    return cli_err_set (e, context, "%s",
+                        strerror (qcow_errno () ? qcow_errno () : EIO));
+  if (!strstr (msg, ": "))
+    return cli_err_set (e, context, "%s", msg);
+  return cli_err_set (e, "", "%s", msg);
+}
+
+int
 cli_error_line (const char *line)
 {
   char *copy = strdup (line);
@@ -182,10 +217,10 @@ cli_getopt_error (const char *cmd, int opt, char **argv,
   return cli_usage_error (cmd, "unknown option '%s'", name);
 }
 
-/* pbsproto's messages about a file start with its path ("key.json: not a
- * PBS key file (...)"), so the path is dropped from the message when it is
- * CONTEXT too.  Control characters (a file name may hold a newline) are
- * escaped so the error stays one line. */
+/* The local datastore's messages start with its path ("DIR: no datastore
+ * here"), so the path is dropped from the message when it is CONTEXT too.
+ * Control characters (a file name may hold a newline) are escaped so the
+ * error stays one line. */
 int
 cli_pbs_error (const char *context)
 {

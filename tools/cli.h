@@ -28,6 +28,20 @@ int cmd_check (int argc, char **argv);
  * `return cli_error (path, "...")` ends a command with exit status 1. */
 __attribute__ ((format (printf, 2, 3))) int cli_error (const char *context,
                                                        const char *fmt, ...);
+/* A helper's error, returned for the cmd_* layer to print: helpers fill
+ * it (cli_err_set, -1) and print nothing; the command prints it once
+ * (cli_err_print, 1) -- or keeps it, e.g. while a retry may still help. */
+struct cli_err {
+  char ctx[256], msg[768];
+};
+__attribute__ ((format (printf, 3, 4))) int
+cli_err_set (struct cli_err *e, const char *context, const char *fmt, ...);
+int cli_err_print (const struct cli_err *e);
+/* The last qcowlib error into E: its message names the file already
+ * ("top.qcow2: L2 entry ..."), so it becomes the whole line (empty ctx)
+ * and CONTEXT is only for a message that names none, as in
+ * cli_qcow_error.  Returns -1. */
+int cli_err_qcow (struct cli_err *e, const char *context);
 /* A line "CONTEXT: message" already formatted (e.g. a library message
  * that names its file), printed like cli_error.  Returns 1. */
 int cli_error_line (const char *line);
@@ -37,8 +51,9 @@ int cli_error_line (const char *line);
 void cli_set_json_errors (bool on);
 bool cli_json_errors (void);
 /* cli_error (CONTEXT, pbs_errmsg ()), without repeating CONTEXT when the
- * library's message already starts with it (local-store messages name
- * their path).  Returns 1. */
+ * library's message already starts with it (the local datastore's
+ * messages name their path; key files' never do: give their path as
+ * CONTEXT to cli_error).  Returns 1. */
 int cli_pbs_error (const char *context);
 /* Untrusted text (names from a manifest or a server, paths from an image)
  * for text output: control characters as \xNN / \u00NN, '\\' doubled

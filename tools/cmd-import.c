@@ -566,7 +566,7 @@ cmd_import (int argc, char **argv)
     struct pbs_key *key;
     free (show);
     if (!k) {
-      cli_pbs_error (keyfile);
+      cli_error (keyfile, "%s", pbs_errmsg ());
       goto out;
     }
     if (kdf && strcmp (kdf, "none") != 0) {
@@ -580,7 +580,7 @@ cmd_import (int argc, char **argv)
     json_decref (k);
     key = pbs_key_load (keyfile, x.key_secret); /* fail before any work */
     if (!key) {
-      cli_pbs_error (keyfile);
+      cli_error (keyfile, "%s", pbs_errmsg ());
       goto out;
     }
     pbs_key_free (key);

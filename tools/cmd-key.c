@@ -97,12 +97,12 @@ key_create (int argc, char **argv)
     free (password);
   }
   if (r == -1)
-    return cli_pbs_error (file);
+    return cli_error (file, "%s", pbs_errmsg ());
   if (!json)
     return 0;
   text = pbs_key_show (file);
   if (!text)
-    return cli_pbs_error (file);
+    return cli_error (file, "%s", pbs_errmsg ());
   printf ("%s\n", text);
   free (text);
   if (fflush (stdout) == EOF || ferror (stdout))
@@ -154,7 +154,7 @@ key_show (int argc, char **argv)
   file = argv[optind];
   text = pbs_key_show (file);
   if (!text)
-    return cli_pbs_error (file);
+    return cli_error (file, "%s", pbs_errmsg ());
   if (json) {
     printf ("%s\n", text);
     free (text);

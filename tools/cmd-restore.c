@@ -61,6 +61,7 @@ struct rjob {
   const struct pbs_fidx *idx;
   const uint8_t *zero_digest;
   const char *snap;
+  struct cli_err *err; /* the pipeline's */
   uint64_t next;
   uint64_t ahead; /* chunks before this one were announced to prefetch */
 };
@@ -101,9 +102,9 @@ next_job (void *opaque, struct chunk_job *job, bool *failed)
     char hex[65];
     pbs_digest_hex (r->idx->digest[i], hex);
     if (strstr (pbs_errmsg (), hex)) /* the server's text names it */
-      cli_error (r->snap, "%s", pbs_errmsg ());
+      cli_err_set (r->err, r->snap, "%s", pbs_errmsg ());
     else
-      cli_error (r->snap, "chunk %s: %s", hex, pbs_errmsg ());
+      cli_err_set (r->err, r->snap, "chunk %s: %s", hex, pbs_errmsg ());
     *failed = true;
     return false;
   }
@@ -156,6 +157,7 @@ restore (struct pbs_reader *rd, const struct pbs_key *key,
   struct chunk_pipeline_opts po = { 0 };
   struct chunk_result res;
   struct rjob rj = { 0 };
+  struct cli_err err;
   struct progress prog;
   uint64_t i;
   int ret = 1;
@@ -188,14 +190,18 @@ restore (struct pbs_reader *rd, const struct pbs_key *key,
   rj.idx = idx;
   rj.zero_digest = zero_digest;
   rj.snap = snap;
+  rj.err = &err;
+  po.err = &err;
   po.decode = true;
   po.encrypted = encrypted;
   po.context = snap;
   po.next_job = next_job;
   po.opaque = &rj;
   pl = chunk_pipeline_start (&po);
-  if (!pl)
+  if (!pl) {
+    cli_err_print (&err);
     goto out;
+  }
   progress_init (&prog, "restore", idx->size);
   prog.io_verb = "written";
 
@@ -220,6 +226,8 @@ restore (struct pbs_reader *rd, const struct pbs_key *key,
       if (rc != 1 || res.job.index != i) {
         if (rc != -1)
           cli_error (snap, "internal error: chunk order");
+        else
+          cli_err_print (&err);
         goto out;
       }
       downloaded++;

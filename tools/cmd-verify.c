@@ -113,6 +113,7 @@ verify_archive (struct pbs_reader *rd, const struct pbs_manifest *m,
   uint64_t i, nchunks, first = 0, common;
   bool in_diff = false, any = false;
   struct progress prog;
+  struct cli_err err;
   int ret = -1;
 
   if (pbs_manifest_find (m, name, &f) == -1) {
@@ -130,8 +131,10 @@ verify_archive (struct pbs_reader *rd, const struct pbs_manifest *m,
   c = cli_open_chain (oo->chain_len ? NULL : image, oo);
   if (!c)
     goto out;
-  if (plan_data_chunks (c, image, &data, &nchunks) == -1)
+  if (plan_data_chunks (c, image, &data, &nchunks, &err) == -1) {
+    cli_err_print (&err);
     goto out;
+  }
   pbs_zero_chunk_digest (dkey, zero_digest);
   v.data = data;
   v.n = nchunks;
@@ -139,11 +142,14 @@ verify_archive (struct pbs_reader *rd, const struct pbs_manifest *m,
   po.chain = c;
   po.key = dkey;
   po.context = image;
+  po.err = &err;
   po.next_job = next_job;
   po.opaque = &v;
   pl = chunk_pipeline_start (&po);
-  if (!pl)
+  if (!pl) {
+    cli_err_print (&err);
     goto out;
+  }
   progress_init (&prog, "verify", v.size);
 
   common = nchunks < idx->count ? nchunks : idx->count;
@@ -159,6 +165,8 @@ verify_archive (struct pbs_reader *rd, const struct pbs_manifest *m,
       if (rc != 1 || r.job.index != i) {
         if (rc == 1 || rc == 0)
           cli_error (image, "internal error: chunk order");
+        else
+          cli_err_print (&err);
         goto out;
       }
       memcpy (d, r.digest, PBS_DIGEST_LEN);

@@ -60,7 +60,7 @@ hash_range (int fd, EVP_MD_CTX *ctx, uint64_t off, uint64_t len,
  * name) and of the L1 table: any rewrite that moves data changes them. */
 static int
 header_hash (const struct qcow_layer_info *li, char out[65],
-             const char *context)
+             const char *context, struct cli_err *err)
 {
   int fd;
   struct stat st;
@@ -70,14 +70,12 @@ header_hash (const struct qcow_layer_info *li, char out[65],
   int ret = -1;
 
   fd = open (li->path, O_RDONLY | O_CLOEXEC);
-  if (fd == -1) {
-    cli_error (li->path, "%s", strerror (errno));
-    return -1;
-  }
+  if (fd == -1)
+    return cli_err_set (err, li->path, "%s", strerror (errno));
   /* Make sure we hash the file qcowlib opened, not a replacement. */
   if (fstat (fd, &st) == -1 || st.st_dev != li->st.st_dev
       || st.st_ino != li->st.st_ino) {
-    cli_error (li->path, "file was replaced while being opened");
+    cli_err_set (err, li->path, "file was replaced while being opened");
     goto out;
   }
   ctx = EVP_MD_CTX_new ();
@@ -107,11 +105,11 @@ header_hash (const struct qcow_layer_info *li, char out[65],
   goto out;
 
 ioerr:
-  cli_error (li->path, "cannot read header: %s",
-             errno ? strerror (errno) : "short read");
+  cli_err_set (err, li->path, "cannot read header: %s",
+               errno ? strerror (errno) : "short read");
   goto out;
 nomem:
-  cli_error (context, "sha256 failed");
+  cli_err_set (err, context, "sha256 failed");
 out:
   EVP_MD_CTX_free (ctx);
   close (fd);
@@ -120,7 +118,7 @@ out:
 
 int
 identity_collect (struct qcow_chain *c, struct chain_identity *out,
-                  const char *context)
+                  const char *context, struct cli_err *err)
 {
   size_t n = qcow_depth (c), i;
   struct qcow_layer_info li;
@@ -128,22 +126,20 @@ identity_collect (struct qcow_chain *c, struct chain_identity *out,
 
   out->n = 0;
   out->layer = calloc (n, sizeof *out->layer);
-  if (!out->layer) {
-    cli_error (context, "out of memory");
-    return -1;
-  }
+  if (!out->layer)
+    return cli_err_set (err, context, "out of memory");
   for (i = 0; i < n; i++) {
     struct layer_identity *l = &out->layer[i];
     /* Oldest first: depth n-1 is the base. */
     if (qcow_layer_info (c, n - 1 - i, &li) == -1) {
-      cli_error (context, "%s", qcow_errmsg ());
+      cli_err_qcow (err, context);
       goto err;
     }
     out->n++;
     l->path = strdup (li.path);
     l->realpath = strdup (realpath (li.path, rp) ? rp : li.path);
     if (!l->path || !l->realpath) {
-      cli_error (context, "out of memory");
+      cli_err_set (err, context, "out of memory");
       goto err;
     }
     l->dev = (uint64_t) li.st.st_dev;
@@ -153,7 +149,7 @@ identity_collect (struct qcow_chain *c, struct chain_identity *out,
     l->ctime_ns = ts_ns (&li.st.st_ctim);
     l->virtual_size = li.virtual_size;
     l->has_data_file = li.data_file != NULL;
-    if (header_hash (&li, l->header_sha256, context) == -1)
+    if (header_hash (&li, l->header_sha256, context, err) == -1)
       goto err;
   }
   return 0;

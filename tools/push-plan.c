@@ -33,7 +33,7 @@ mark_extent (void *opaque, const struct qcow_extent *e)
 
 int
 plan_data_chunks (struct qcow_chain *c, const char *context, uint8_t **out,
-                  uint64_t *nchunks)
+                  uint64_t *nchunks, struct cli_err *err)
 {
   uint64_t size = qcow_virtual_size (c);
   struct mark m;
@@ -41,14 +41,11 @@ plan_data_chunks (struct qcow_chain *c, const char *context, uint8_t **out,
   m.nchunks = (size + PBS_CHUNK_SIZE - 1) / PBS_CHUNK_SIZE;
   m.map = calloc (m.nchunks ? m.nchunks : 1, 1);
   m.data_only = true;
-  if (!m.map) {
-    cli_error (context, "out of memory");
-    return -1;
-  }
+  if (!m.map)
+    return cli_err_set (err, context, "out of memory");
   if (size && qcow_map (c, 0, size, mark_extent, &m) == -1) {
-    cli_error (context, "%s", qcow_errmsg ());
     free (m.map);
-    return -1;
+    return cli_err_qcow (err, context);
   }
   *out = m.map;
   *nchunks = m.nchunks;
@@ -57,20 +54,17 @@ plan_data_chunks (struct qcow_chain *c, const char *context, uint8_t **out,
 
 int
 plan_touch_layer (struct qcow_chain *c, size_t depth, uint8_t *touched,
-                  uint64_t nchunks, const char *context)
+                  uint64_t nchunks, const char *context,
+                  struct cli_err *err)
 {
   struct qcow_layer_info li;
   struct mark m = { touched, nchunks, false };
 
-  if (qcow_layer_info (c, depth, &li) == -1) {
-    cli_error (context, "%s", qcow_errmsg ());
-    return -1;
-  }
+  if (qcow_layer_info (c, depth, &li) == -1)
+    return cli_err_qcow (err, context);
   if (nchunks && li.virtual_size
       && qcow_layer_map (c, depth, 0, li.virtual_size, mark_extent, &m)
-             == -1) {
-    cli_error (context, "%s", qcow_errmsg ());
-    return -1;
-  }
+             == -1)
+    return cli_err_qcow (err, context);
   return 0;
 }

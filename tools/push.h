@@ -2,8 +2,10 @@
  * arguments, keys, the known-digest set, the chunk pipeline, the chunk plan
  * and the identity record of a pushed chain (docs/incremental-identity.md).
  *
- * Every call returns -1/NULL on error after printing the one-line
- * "qcow2pbs: CONTEXT: message" itself, so callers just return 1. */
+ * Most calls return -1/NULL on error after printing the one-line
+ * "qcow2pbs: CONTEXT: message" itself, so callers just return 1; those
+ * that take a struct cli_err (cli.h) print nothing and leave the error
+ * for the command to print. */
 #ifndef QCOW2PBS_PUSH_H
 #define QCOW2PBS_PUSH_H
 
@@ -14,6 +16,8 @@
 
 #include "pbsproto.h"
 #include "qcowlib.h"
+
+struct cli_err; /* cli.h */
 
 /* ------------------------------------------------ repo-args.c */
 
@@ -146,8 +150,9 @@ struct chunk_pipeline_opts {
   bool decode, encrypted;
   unsigned threads;          /* 0 = number of online CPUs */
   const char *context;       /* for error messages: the image */
+  struct cli_err *err;       /* where a failure is described (required) */
   /* The job source: fills *JOB with the next job, returns false at end
-   * (or on error, setting *FAILED after printing the message).  Called on
+   * (or on error, setting *FAILED after describing it in ERR).  Called on
    * the consumer's thread, without the pipeline's lock, so it may block
    * (e.g. download a chunk). */
   bool (*next_job) (void *opaque, struct chunk_job *job, bool *failed);
@@ -157,8 +162,9 @@ struct chunk_pipeline_opts {
 struct chunk_pipeline;
 struct chunk_pipeline *chunk_pipeline_start (
     const struct chunk_pipeline_opts *opts);
-/* The next result in job order: 1 = got one, 0 = end, -1 = error (the
- * message is printed).  The result's blob is owned by the caller. */
+/* The next result in job order: 1 = got one, 0 = end, -1 = error (in
+ * OPTS->err, not printed).  The result's blob is owned by the caller.
+ * chunk_pipeline_start's NULL also leaves its error there. */
 int chunk_pipeline_next (struct chunk_pipeline *p, struct chunk_result *r);
 /* Stop the workers and free everything (also after an error). */
 void chunk_pipeline_free (struct chunk_pipeline *p);
@@ -174,13 +180,15 @@ enum chunk_plan {
 
 /* Mark, for each chunk of the merged disk, whether some byte of it is DATA
  * (1) or all of it reads as zeros from metadata alone (0).  *OUT is
- * malloc'd, one byte per chunk. */
+ * malloc'd, one byte per chunk.  Both return 0, or -1 with the error in
+ * *ERR (CONTEXT: message), printed by nobody yet. */
 int plan_data_chunks (struct qcow_chain *c, const char *context,
-                      uint8_t **out, uint64_t *nchunks);
+                      uint8_t **out, uint64_t *nchunks, struct cli_err *err);
 /* Add to TOUCHED (one byte per chunk of the top's size) the chunks that
  * layer DEPTH allocates (data or zero flag). */
 int plan_touch_layer (struct qcow_chain *c, size_t depth, uint8_t *touched,
-                      uint64_t nchunks, const char *context);
+                      uint64_t nchunks, const char *context,
+                      struct cli_err *err);
 
 /* ------------------------------------------------ push-evidence.c */
 
@@ -200,8 +208,9 @@ struct chain_identity {
   struct layer_identity *layer;
 };
 
+/* 0, or -1 with the error in *ERR (not printed). */
 int identity_collect (struct qcow_chain *c, struct chain_identity *out,
-                      const char *context);
+                      const char *context, struct cli_err *err);
 void identity_free (struct chain_identity *id);
 /* Re-stat each layer: 0 if all are as collected, else -1 with a reason in
  * WHY (caller's buffer). */

@@ -26,7 +26,7 @@ push_load_key (const char *path)
    * when the key is protected by one. */
   info = pbs_key_show (path);
   if (!info) {
-    cli_pbs_error (path);
+    cli_error (path, "%s", pbs_errmsg ());
     return NULL;
   }
   j = json_loads (info, 0, NULL);
@@ -49,7 +49,7 @@ push_load_key (const char *path)
     free (password);
   }
   if (!k)
-    cli_pbs_error (path);
+    cli_error (path, "%s", pbs_errmsg ());
   return k;
 }
 

@@ -54,14 +54,13 @@ key_config_free (struct key_config *kc)
   free (kc->data);
 }
 
-/* Messages about a file start with its path, once ("PATH: what is
- * wrong"), as qcowlib's do: callers such as cli_pbs_error print them
- * without adding the path again.  Messages without a path (a wrong
- * password) get the caller's context. */
+/* Messages never name the key file: every pbs_key_* call is given its
+ * path, so the caller prints it as the context ("qcow2pbs: PATH: what is
+ * wrong"), also for a message from deeper down (a wrong password). */
 static int
-not_a_key_file (const char *path, const char *why)
+not_a_key_file (const char *why)
 {
-  pbs__set_error (EINVAL, "%s: not a PBS key file (%s)", path, why);
+  pbs__set_error (EINVAL, "not a PBS key file (%s)", why);
   return -1;
 }
 
@@ -74,8 +73,7 @@ read_small_file (const char *path, char **out, size_t *outlen)
   ssize_t n;
 
   if (fd == -1) {
-    pbs__set_error (errno, "%s: cannot open key file: %s", path,
-                    strerror (errno));
+    pbs__set_error (errno, "cannot open key file: %s", strerror (errno));
     return -1;
   }
   buf = malloc (MAX_KEY_FILE + 1);
@@ -89,8 +87,7 @@ read_small_file (const char *path, char **out, size_t *outlen)
     if (n == -1 && errno == EINTR)
       continue;
     if (n == -1) {
-      pbs__set_error (errno, "%s: cannot read key file: %s", path,
-                      strerror (errno));
+      pbs__set_error (errno, "cannot read key file: %s", strerror (errno));
       goto err;
     }
     if (n == 0)
@@ -98,7 +95,7 @@ read_small_file (const char *path, char **out, size_t *outlen)
     len += (size_t) n;
   }
   if (len > MAX_KEY_FILE) {
-    not_a_key_file (path, "too large");
+    not_a_key_file ("too large");
     goto err;
   }
   close (fd);
@@ -143,11 +140,11 @@ load_config (const char *path, struct key_config *kc)
   kc->root = json_loadb (text, len, 0, &jerr);
   free (text);
   if (!kc->root || !json_is_object (kc->root))
-    return not_a_key_file (path, "not a JSON object");
+    return not_a_key_file ("not a JSON object");
   kdf = json_object_get (kc->root, "kdf");
   data = json_string_value (json_object_get (kc->root, "data"));
   if (!kdf || !data)
-    return not_a_key_file (path, "no kdf or data");
+    return not_a_key_file ("no kdf or data");
   if (json_is_null (kdf))
     kc->kdf = KDF_NONE;
   else if ((v = json_object_get (kdf, "Scrypt"))) {
@@ -155,23 +152,23 @@ load_config (const char *path, struct key_config *kc)
     if (json_object_size (kdf) != 1 || get_u64 (v, "n", &kc->n) == -1
         || get_u64 (v, "r", &kc->r) == -1 || get_u64 (v, "p", &kc->p) == -1
         || get_salt (v, kc) == -1)
-      return not_a_key_file (path, "bad Scrypt parameters");
+      return not_a_key_file ("bad Scrypt parameters");
   } else if ((v = json_object_get (kdf, "PBKDF2"))) {
     kc->kdf = KDF_PBKDF2;
     if (json_object_size (kdf) != 1 || get_u64 (v, "iter", &kc->iter) == -1
         || kc->iter > 0x7fffffff || get_salt (v, kc) == -1)
-      return not_a_key_file (path, "bad PBKDF2 parameters");
+      return not_a_key_file ("bad PBKDF2 parameters");
   } else
-    return not_a_key_file (path, "unknown kdf");
+    return not_a_key_file ("unknown kdf");
   if (pbs__base64_decode (data, &kc->data, &kc->data_len) == -1)
-    return not_a_key_file (path, "data is not base64");
+    return not_a_key_file ("data is not base64");
   if (kc->kdf == KDF_NONE ? kc->data_len != 32 : kc->data_len != 32 + 32)
-    return not_a_key_file (path, "data has the wrong length");
+    return not_a_key_file ("data has the wrong length");
   v = json_object_get (kc->root, "fingerprint");
   if (v && !json_is_null (v)) {
     kc->fingerprint = json_string_value (v);
     if (!kc->fingerprint || strlen (kc->fingerprint) != 95)
-      return not_a_key_file (path, "bad fingerprint");
+      return not_a_key_file ("bad fingerprint");
   }
   return 0;
 }
@@ -224,8 +221,8 @@ pbs_key_load (const char *path, const char *password)
     char fp[96];
     pbs_fingerprint_string (k->fingerprint, fp);
     if (strcasecmp (fp, kc.fingerprint) != 0) {
-      pbs__set_error (EBADMSG, "%s: key does not match its fingerprint %s",
-                      path, kc.fingerprint);
+      pbs__set_error (EBADMSG, "key does not match its fingerprint %s",
+                      kc.fingerprint);
       pbs_key_free (k);
       k = NULL;
     }
@@ -268,7 +265,7 @@ write_new_file (const char *path, const char *text)
   }
   fd = mkostemp (tmp, O_CLOEXEC); /* mode 0600 */
   if (fd == -1) {
-    pbs__set_error (errno, "%s: cannot create: %s", path, strerror (errno));
+    pbs__set_error (errno, "cannot create: %s", strerror (errno));
     goto out;
   }
   while (done < len) {
@@ -276,14 +273,14 @@ write_new_file (const char *path, const char *text)
     if (n == -1 && errno == EINTR)
       continue;
     if (n == -1) {
-      pbs__set_error (errno, "%s: cannot write: %s", path, strerror (errno));
+      pbs__set_error (errno, "cannot write: %s", strerror (errno));
       goto out_unlink;
     }
     done += (size_t) n;
   }
   if (fsync (fd) == -1 || close (fd) == -1) {
     fd = -1;
-    pbs__set_error (errno, "%s: cannot write: %s", path, strerror (errno));
+    pbs__set_error (errno, "cannot write: %s", strerror (errno));
     goto out_unlink;
   }
   fd = -1;
@@ -294,13 +291,13 @@ write_new_file (const char *path, const char *text)
     goto out;
   }
   if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) {
-    pbs__set_error (errno, errno == EEXIST ? "%s: already exists"
-                                           : "%s: cannot create: %m", path);
+    pbs__set_error (errno, errno == EEXIST ? "already exists"
+                                           : "cannot create: %m");
     goto out_unlink;
   }
   if (link (tmp, path) == -1) {
-    pbs__set_error (errno, errno == EEXIST ? "%s: already exists"
-                                           : "%s: cannot create: %m", path);
+    pbs__set_error (errno, errno == EEXIST ? "already exists"
+                                           : "cannot create: %m");
     goto out_unlink;
   }
   r = 0;
@@ -338,7 +335,7 @@ pbs_key_create_hint (const char *path, const char *kdf_name,
     return -1;
   }
   if (access (path, F_OK) == 0) {
-    pbs__set_error (EEXIST, "%s: already exists", path);
+    pbs__set_error (EEXIST, "already exists");
     return -1;
   }
   if (pbs__random (raw, 32) == -1)
@@ -423,12 +420,12 @@ pbs_key_show (const char *path)
     goto done;
   s = json_string_value (json_object_get (kc.root, "created"));
   if (!s || pbs_parse_time (s, &created) == -1) {
-    not_a_key_file (path, "bad created time");
+    not_a_key_file ("bad created time");
     goto done;
   }
   s = json_string_value (json_object_get (kc.root, "modified"));
   if (s && pbs_parse_time (s, &modified) == -1) {
-    not_a_key_file (path, "bad modified time");
+    not_a_key_file ("bad modified time");
     goto done;
   }
   if (!s)
