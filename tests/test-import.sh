@@ -66,9 +66,13 @@ ds=$DS_TMP/ds2
 mkfifo "$TMP/out.fifo"
 "$TOOL" import --repository "$ds" "$TMP/vm1" >"$TMP/out.fifo" 2>"$TMP/int.err" &
 ipid=$!
-read -r first <"$TMP/out.fifo" || true
+# One read end for the whole run: reopening the FIFO after the import has
+# exited would wait for a writer forever.
+exec {ofd}<"$TMP/out.fifo"
+read -r -u $ofd first || true
 kill -INT $ipid 2>/dev/null || true
-cat "$TMP/out.fifo" >/dev/null 2>&1 || true
+cat <&$ofd >/dev/null 2>&1 || true
+exec {ofd}<&-
 rc=0; wait $ipid || rc=$?
 check "interrupted import exits 130 after '$first'" test $rc = 130
 n=$(finished "$ds" vm1 | wc -w)

@@ -254,8 +254,17 @@ pve_push_protect (struct pve_push *pp, struct pbs_repo *r, const char *ns,
 
   if (!pp->protect)
     return 0;
-  if (pbs_repo_set_protected (r, ns, type, id, time, true) == 0)
-    return 0;
+  /* A server releases the finished session's snapshot lock when it has
+   * handled the end of the connection, which may come a moment after our
+   * side closed it; until then PBS's update_protection answers "possibly
+   * running or in use".  Wait for it, briefly. */
+  for (unsigned i = 0;; i++) {
+    if (pbs_repo_set_protected (r, ns, type, id, time, true) == 0)
+      return 0;
+    if (i == 20 || !strstr (pbs_errmsg (), "possibly running or in use"))
+      break;
+    usleep (i < 5 ? 20000 : 200000); /* about 3 s in all */
+  }
   pbs_time_to_rfc3339 (time, ts);
   return cli_error ("push", "snapshot %s/%s/%s was stored but could not be "
                     "protected: %s", type, id, ts, pbs_errmsg ());
