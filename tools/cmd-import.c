@@ -20,6 +20,7 @@
 #include "import-run.h"
 #include "push.h"
 #include "pve-push.h"
+#include "tar-index.h"
 
 enum {
   OPT_REPOSITORY = 0x400,
@@ -324,6 +325,8 @@ cmd_import (int argc, char **argv)
   const char *tmpdir = getenv ("TMPDIR");
   char *unpacked[64];
   size_t nunpacked = 0;
+  struct tar_index tix[64];
+  size_t ntix = 0;
   uint64_t temp_bytes = 0;
   size_t ng = 0, i, j, npass = 0, nren = 0;
   size_t counts[5] = { 0 };
@@ -439,6 +442,22 @@ cmd_import (int argc, char **argv)
   for (i = (size_t) optind; i < (size_t) argc; i++) {
     struct stat st;
     if (stat (argv[i], &st) == 0 && S_ISREG (st.st_mode)) {
+      /* An uncompressed tar of plain members is read in place: no
+       * temporary copy.  Compressed ones and GNU sparse members are
+       * unpacked. */
+      struct tar_index *ix = &tix[ntix];
+      if (ntix == sizeof tix / sizeof tix[0]) {
+        cli_error (argv[i], "more than 64 archives in one import");
+        goto out;
+      }
+      if (tar_index_read (argv[i], ix) == -1)
+        goto out;
+      ntix++;
+      if (!ix->compressed && !ix->any_sparse) {
+        if (import_scan_archive (argv[i], ix, &o, &g, &ng) == -1)
+          goto out;
+        continue;
+      }
       if (unpack_source (argv[i], tmpdir, rep.dry, unpacked, &nunpacked,
                          &temp_bytes) == -1
           || import_scan (unpacked[nunpacked - 1], argv[i], &o, &g, &ng)
@@ -616,5 +635,7 @@ out:
     remove_tree (unpacked[i]);
     free (unpacked[i]);
   }
+  for (i = 0; i < ntix; i++)
+    tar_index_free (&tix[i]);
   return ret;
 }

@@ -23,6 +23,7 @@
 #include "cli.h"
 #include "push.h"
 #include "pve-push.h"
+#include "tar-index.h"
 
 #define APPEND_BATCH 128 /* pairs per PUT fixed_index, as PVE's QEMU */
 
@@ -30,6 +31,7 @@ struct archive {
   char *name;        /* drive-scsi0.img.fidx */
   const char *image; /* as given */
   const struct qcow_open_opts *oo; /* --disk: this disk's chain, or NULL */
+  const struct tar_member *const *member; /* --from-archive: per layer */
   struct qcow_chain *chain;
   struct chain_identity ident;
   uint64_t size, nchunks;
@@ -85,6 +87,7 @@ static const struct option longopts[] = {
   { "output-format", required_argument, NULL, 'o' },
   CLI_PROGRESS_OPTIONS,
   { "disk", required_argument, NULL, 'D' },
+  { "from-archive", required_argument, NULL, 'A' },
   PVE_PUSH_OPTIONS,
   { "help", no_argument, NULL, 'h' },
   { NULL, 0, NULL, 0 },
@@ -114,6 +117,9 @@ static const char usage_text[] =
   "                            archive NAME from this chain, oldest layer\n"
   "                            first (the --chain syntax; ',,' = ',');\n"
   "                            repeat it for each disk of the VM\n"
+  "  --from-archive TAR        the --disk layers are members of the\n"
+  "                            uncompressed tar TAR (paths as tar -tf\n"
+  "                            lists them), read in place: no copy\n"
   "  --full                    read everything, reuse nothing\n"
   "  --dry-run                 report what would be read and stored (an\n"
   "                            upper bound: repeats far apart count twice);\n"
@@ -900,7 +906,8 @@ open_archives (struct push *p, struct qcow_open_opts *oo)
     a->size = qcow_virtual_size (a->chain);
     if (a->size == 0)
       return cli_error (a->image, "disk has size 0"), -1;
-    if (identity_collect (a->chain, &a->ident, a->image) == -1
+    if (identity_collect_members (a->chain, &a->ident, a->image, a->member)
+            == -1
         || plan_data_chunks (a->chain, a->image, &a->data, &a->nchunks)
                == -1)
       return -1;
@@ -916,7 +923,8 @@ cmd_push (int argc, char **argv)
 {
   struct push p = { 0 };
   struct qcow_open_opts oo = { 0 };
-  const char *keyfile = NULL, *chain;
+  const char *keyfile = NULL, *chain, *from_archive = NULL;
+  struct tar_index tix = { 0 };
   struct push_disk *disks = NULL;
   size_t ndisks = 0;
   unsigned attempt_no;
@@ -985,6 +993,7 @@ cmd_push (int argc, char **argv)
       }
       ret = 1;
       break;
+    case 'A': from_archive = optarg; break;
     case PVE_OPT_CONFIG: case PVE_OPT_STORAGE: case PVE_OPT_MEMORY:
     case PVE_OPT_CORES: case PVE_OPT_FW_CONFIG: case PVE_OPT_NOTES:
     case PVE_OPT_NOTES_FILE: case PVE_OPT_PROTECTED:
@@ -1015,6 +1024,20 @@ cmd_push (int argc, char **argv)
   }
   if (optind >= argc && !chain && !ndisks)
     return cli_usage_error ("push", "no image given");
+  if (from_archive && !ndisks) {
+    cli_free_chain (&oo);
+    return cli_usage_error ("push", "--from-archive names the archive "
+                            "whose members --disk gives: give --disk");
+  }
+  if (from_archive
+      && (ret = push_disks_from_archive (disks, ndisks, from_archive, &tix))
+             != 0) {
+    push_disks_free (disks, ndisks);
+    tar_index_free (&tix);
+    cli_free_chain (&oo);
+    return ret;
+  }
+  ret = 1;
   if (chain && argc - optind > 1)
     return cli_usage_error ("push", "--chain works with one image only");
 
@@ -1028,7 +1051,10 @@ cmd_push (int argc, char **argv)
     p.a[i].name = disks[i].name; /* taken */
     disks[i].name = NULL;
     p.a[i].oo = &disks[i].oo;
-    p.a[i].image = disks[i].oo.chain[disks[i].oo.chain_len - 1];
+    p.a[i].image = disks[i].spans
+                       ? disks[i].spans[disks[i].oo.chain_len - 1].name
+                       : disks[i].oo.chain[disks[i].oo.chain_len - 1];
+    p.a[i].member = disks[i].member;
   }
   for (i = 0; i < p.na && !ndisks; i++) {
     const char *arg = optind + (int) i < argc ? argv[optind + i] : "";
@@ -1130,6 +1156,7 @@ out:
   }
   free (p.a);
   push_disks_free (disks, ndisks);
+  tar_index_free (&tix);
   cli_free_chain (&oo);
   pbs_key_free (p.key);
   free (p.key_fp);
