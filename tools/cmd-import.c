@@ -403,6 +403,8 @@ cmd_import (int argc, char **argv)
             break;
         if (pve_push_option (&pve, opt, optarg) != 0)
           return 2;
+        if (opt == PVE_OPT_CONFIG)
+          x.pve_config = true;
         {
           char *flag = NULL;
           if (nowned == sizeof owned / sizeof owned[0]

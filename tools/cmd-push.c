@@ -996,7 +996,7 @@ cmd_push (int argc, char **argv)
     case 'A': from_archive = optarg; break;
     case PVE_OPT_CONFIG: case PVE_OPT_STORAGE: case PVE_OPT_MEMORY:
     case PVE_OPT_CORES: case PVE_OPT_FW_CONFIG: case PVE_OPT_NOTES:
-    case PVE_OPT_NOTES_FILE: case PVE_OPT_PROTECTED:
+    case PVE_OPT_NOTES_FILE: case PVE_OPT_PROTECTED: case PVE_OPT_DISK_FORMAT:
       if (pve_push_option (&p.pve, opt, optarg) != 0) {
         cli_free_chain (&oo);
         return 2;
@@ -1092,6 +1092,7 @@ cmd_push (int argc, char **argv)
     for (i = 0; i < p.na; i++) {
       pd[i].archive = p.a[i].name;
       pd[i].size = p.a[i].size;
+      pd[i].format = pve_push_disk_format (&p.pve, p.a[i].name);
     }
     st = pve_push_prepare (&p.pve, p.type, p.id, pd, p.na);
     free (pd);

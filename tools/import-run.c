@@ -232,8 +232,8 @@ static int
 run_point (struct import_ctx *x, struct import_job *j)
 {
   const struct import_point *p = &j->g->p[j->cur];
-  char **argv = calloc (32 + 2 * p->nd + x->npass, sizeof *argv);
-  char **disks = calloc (p->nd + 1, sizeof *disks);
+  char **argv = calloc (32 + 4 * p->nd + x->npass, sizeof *argv);
+  char **disks = calloc (2 * p->nd + 1, sizeof *disks);
   char tbuf[32], self[PATH_MAX];
   int argc = 0, pw = -1, kp = -1, ret = -1;
   ssize_t sl;
@@ -272,6 +272,16 @@ run_point (struct import_ctx *x, struct import_job *j)
       goto out;
     argv[argc++] = (char *) "--disk";
     argv[argc++] = disks[i];
+    /* qmpbackup's <file>.config: the disk's format, for the map line. */
+    if (x->pve_config && p->d[i].chain->format) {
+      if (asprintf (&disks[p->nd + i], "%s=%s", p->d[i].archive,
+                    p->d[i].chain->format) == -1) {
+        disks[p->nd + i] = NULL;
+        goto out;
+      }
+      argv[argc++] = (char *) "--pve-disk-format";
+      argv[argc++] = disks[p->nd + i];
+    }
   }
   j->out = memfd_create ("push-out", MFD_CLOEXEC);
   j->err = memfd_create ("push-err", MFD_CLOEXEC);
@@ -322,7 +332,7 @@ out:
       close (j->err);
     j->out = j->err = -1;
   }
-  for (i = 0; disks && i < p->nd; i++)
+  for (i = 0; disks && i < 2 * p->nd; i++)
     free (disks[i]);
   free (disks);
   free (argv);

@@ -27,6 +27,10 @@
 #include "push.h"
 #include "tar-index.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+#include <jansson.h>
+
 /* ------------------------------------------------------------ names */
 
 /* "FULL-1700000000-disk.qcow2[.partial]" */
@@ -733,13 +737,90 @@ out:
   return r;
 }
 
+/* Up to MAX bytes of PATH (real, or a member read in place), NUL-ended,
+ * malloc'd; NULL if it cannot be read or is larger. */
+static char *
+vread_small (const char *path, size_t max)
+{
+  const char *rel = vmember (path);
+  const struct tar_member *m = rel ? tar_index_find (vtar, rel) : NULL;
+  const char *file = rel ? vroot : path;
+  uint64_t off = m ? m->offset : 0;
+  struct stat st;
+  char *buf = NULL;
+  ssize_t r;
+  int fd;
+
+  if (rel && (!m || m->dir || !m->in_place || m->size > max))
+    return NULL;
+  fd = open (file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd == -1)
+    return NULL;
+  if (rel)
+    st.st_size = (off_t) m->size;
+  else if (fstat (fd, &st) == -1 || !S_ISREG (st.st_mode)
+           || (uint64_t) st.st_size > max) {
+    close (fd);
+    return NULL;
+  }
+  buf = malloc ((size_t) st.st_size + 1);
+  r = buf ? pread (fd, buf, (size_t) st.st_size, (off_t) off) : -1;
+  close (fd);
+  if (r != (ssize_t) st.st_size) {
+    free (buf);
+    return NULL;
+  }
+  buf[r] = 0;
+  return buf;
+}
+
+/* qmpbackup's image.save_info writes `qemu-img info --output json` of
+ * each disk's image file to <backup dir>/<file>.config, <file> being the
+ * name part of FULL-<t>-<file>: its "format" is the disk's original
+ * format (what the Proxmox VE config's map line asks the restore to
+ * allocate).  Chains FIRST.. of the group came from DIR. */
+static void
+read_side_formats (struct scan *s, const char *dir, size_t first)
+{
+  size_t i;
+
+  for (i = first; i < s->g->nc; i++) {
+    struct import_chain *c = &s->g->c[i];
+    const char *bn;
+    enum import_kind k;
+    int64_t t;
+    char *file = NULL, *cfg = NULL, *text;
+    bool partial;
+    json_t *j;
+    const char *fmt;
+    if (!c->n || c->format)
+      continue;
+    bn = strrchr (c->l[0].path, '/');
+    bn = bn ? bn + 1 : c->l[0].path;
+    if (!qmp_name (bn, &k, &t, &file, &partial))
+      continue;
+    if (asprintf (&cfg, "%s/%s.config", dir, file) == -1)
+      cfg = NULL;
+    free (file);
+    text = cfg ? vread_small (cfg, 1u << 20) : NULL;
+    free (cfg);
+    j = text ? json_loads (text, 0, NULL) : NULL;
+    free (text);
+    fmt = json_string_value (json_object_get (j, "format"));
+    if (fmt && (!strcmp (fmt, "raw") || !strcmp (fmt, "qcow2")
+                || !strcmp (fmt, "vmdk")))
+      c->format = strdup (fmt);
+    json_decref (j);
+  }
+}
+
 /* One era (the VM folder itself, or a YYYY-MM folder in it). */
 static int
 scan_era (struct scan *s, const char *dir)
 {
   struct dirent_list l;
   struct qmp_file *f = NULL;
-  size_t nf = 0, i, ndirs = 0;
+  size_t nf = 0, i, ndirs = 0, first_chain = s->g->nc;
   int r = -1;
 
   if (list_dir (dir, &l) == -1)
@@ -826,6 +907,7 @@ scan_era (struct scan *s, const char *dir)
       goto out;
   }
   (void) ndirs;
+  read_side_formats (s, dir, first_chain);
   r = 0;
 out:
   for (i = 0; i < nf; i++) {
@@ -1192,6 +1274,7 @@ import_group_clear (struct import_group *g)
       free (g->c[j].l[k].path);
     free (g->c[j].l);
     free (g->c[j].disk);
+    free (g->c[j].format);
   }
   for (j = 0; j < g->np; j++) {
     for (k = 0; k < g->p[j].nd; k++)

@@ -35,6 +35,8 @@ struct import_layer {
 /* One disk's layers that build on each other, oldest first. */
 struct import_chain {
   char *disk;    /* disk name: "scsi0" (folder scsi0.qcow2), "sda", ... */
+  char *format;  /* the original disk's format from qmpbackup's
+                  * <file>.config (raw, qcow2, vmdk), or NULL */
   struct import_layer *l;
   size_t n;
 };
