@@ -122,7 +122,7 @@ import json, sys
 p = json.load(open(sys.argv[1]))["points"]
 sys.exit(0 if [x["status"] for x in p] == ["present"] * 3 else 1)' "$TMP/ip2.json"
 check "in place: the empty --tmpdir stays empty" test -z "$(ls -A "$TMP/empty-tmp")"
-"$TOOL" import --dry-run --tmpdir "$TMP/no-such-dir" --backup-id vm1 "$TMP/vm1.tar" >"$TMP/ipd.out" 2>&1
+"$TOOL" import --dry-run --tmpdir "$TMP/no-such-dir" --backup-id vm1 "$TMP/vm1.tar" >"$TMP/ipd.out" 2>&1 || true
 check "in place: the plan needs no temporary space" grep -q "0 B of temporary space" "$TMP/ipd.out"
 # the same members in another archive are other files: not present
 cp "$TMP/vm1.tar" "$TMP/vm1-copy.tar"
