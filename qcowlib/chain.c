@@ -129,17 +129,25 @@ open_data_file (struct qcow__layer *l, unsigned flags,
 /* Open one layer file.  FMT_PROBE: qcow2 magic means qcow2, else raw. */
 static struct qcow__layer *
 layer_open (const char *path, enum layer_format fmt, unsigned flags,
-            const struct qcow__roots *allowed)
+            const struct qcow__roots *allowed, const struct qcow_span *span)
 {
-  struct qcow__layer *l = layer_new (path);
+  struct qcow__layer *l = layer_new (span ? span->name : path);
   uint8_t magic[4];
 
   if (!l)
     return NULL;
+  if (span && !(l->file = strdup (path))) {
+    qcow__set_error (ENOMEM, "%s: out of memory", path);
+    goto err;
+  }
   if (qcow__io_open (&l->io, path, &l->st) == -1)
     goto err;
+  /* Locks belong to the file: a span's are the container's. */
   if (qcow__lock_image (&l->io, path, flags) == -1)
     goto err;
+  if (span && qcow__io_span (&l->io, path, span->offset, span->length) == -1)
+    goto err;
+  path = l->path;
   if (fmt == FMT_PROBE) {
     if (qcow__io_pread (&l->io, path, magic, sizeof magic, 0) == -1)
       goto err;
@@ -160,6 +168,13 @@ layer_open (const char *path, enum layer_format fmt, unsigned flags,
   }
   if (qcow__parse_qcow2 (l) == -1)
     goto err;
+  if (l->has_data_file && span) {
+    qcow__set_error (EPERM,
+                     "%s: has an external data file, which cannot come "
+                     "from inside %s; unpack it",
+                     l->path, l->file);
+    goto err;
+  }
   if (l->has_data_file) {
     if (open_data_file (l, flags, allowed) == -1)
       goto err;
@@ -177,9 +192,11 @@ chain_add (struct qcow_chain *c, struct qcow__layer *l, size_t max)
 {
   size_t i;
 
+  /* Spans of one file are one layer only when they start alike. */
   for (i = 0; i < c->n; i++)
     if (c->layers[i]->st.st_dev == l->st.st_dev &&
-        c->layers[i]->st.st_ino == l->st.st_ino) {
+        c->layers[i]->st.st_ino == l->st.st_ino &&
+        c->layers[i]->io.base == l->io.base) {
       qcow__set_error (ELOOP, "%s: backing loop: %s is already in the chain",
                        c->layers[c->n - 1]->path, l->path);
       return -1;
@@ -267,7 +284,7 @@ open_backing (struct qcow_chain *c, struct qcow__layer *l, unsigned flags,
     free (path);
     return NULL;
   }
-  b = layer_open (path, fmt, flags, allowed);
+  b = layer_open (path, fmt, flags, allowed, NULL);
   if (!b) {
     int e = qcow_errno ();
     if (e == ENOENT)
@@ -312,6 +329,24 @@ check_chain_link (const struct qcow__layer *prev, const struct qcow__layer *l)
     return -1;
   }
   same = missing = false;
+  if (l->file || prev->file) {
+    /* Spans: the name, resolved against the span's own name as QEMU
+     * would against a file's, must be the span before it. */
+    path = l->file && prev->file && !qcow__has_protocol (name)
+               ? qcow__path_combine (l->path, name)
+               : NULL;
+    same = path && qcow__same_member (path, prev->path);
+    free (path);
+    if (!same) {
+      qcow__set_error (EINVAL,
+                       "%s: its backing file is %.200s, but the chain "
+                       "gives %s before it (give the chain oldest first, "
+                       "with no layer left out)",
+                       l->path, name, prev->path);
+      return -1;
+    }
+    goto format;
+  }
   path = qcow__has_protocol (name) ? NULL : qcow__path_combine (l->path, name);
   if (path && stat (path, &st) == 0)
     same = st.st_dev == prev->st.st_dev && st.st_ino == prev->st.st_ino;
@@ -338,6 +373,7 @@ check_chain_link (const struct qcow__layer *prev, const struct qcow__layer *l)
                      l->path, name, prev->path);
     return -1;
   }
+format:
   if (l->backing_format
       && strcmp (l->backing_format, prev->raw ? "raw" : "qcow2") != 0) {
     qcow__set_error (EINVAL,
@@ -373,9 +409,13 @@ open_explicit (const struct qcow_open_opts *opts, size_t max,
   if (!c)
     return NULL;
   for (i = opts->chain_len; i-- > 0;) {
+    if (opts->spans && !opts->spans[i].name) {
+      qcow__set_error (EINVAL, "qcow_open: span %zu has no name", i);
+      goto err;
+    }
     l = layer_open (opts->chain[i],
                     i == 0 && opts->chain_len > 1 ? FMT_PROBE : FMT_QCOW2,
-                    flags, allowed);
+                    flags, allowed, opts->spans ? &opts->spans[i] : NULL);
     if (!l)
       goto err;
     if (c->n == 0) {
@@ -422,6 +462,10 @@ qcow_open (const char *path, const struct qcow_open_opts *opts)
     c = open_explicit (opts, max, &allowed);
     goto out;
   }
+  if (opts && opts->spans) {
+    qcow__set_error (EINVAL, "qcow_open: spans need an explicit chain");
+    goto out;
+  }
   if (!path) {
     qcow__set_error (EINVAL, "qcow_open: no image given");
     goto out;
@@ -429,7 +473,7 @@ qcow_open (const char *path, const struct qcow_open_opts *opts)
   c = chain_new (max);
   if (!c)
     goto out;
-  l = layer_open (path, FMT_QCOW2, flags, &allowed);
+  l = layer_open (path, FMT_QCOW2, flags, &allowed, NULL);
   if (!l)
     goto err;
   c->layers[c->n++] = l;
@@ -548,5 +592,9 @@ qcow_layer_info (const struct qcow_chain *c, size_t depth,
   out->data_file = l->data_file_name;
   out->nb_bitmaps = l->nb_bitmaps;
   out->st = l->st;
+  out->span = l->file != NULL;
+  out->file = l->file ? l->file : l->path;
+  out->file_offset = l->io.base;
+  out->file_length = l->io.size;
   return 0;
 }

@@ -11,8 +11,9 @@
 #include "qcow-internal.h"
 #include "qcow2-format.h"
 
-int
-qcow_probe (const char *path, struct qcow_probe_info *out)
+static int
+probe (const char *path, bool span, uint64_t offset, uint64_t length,
+       struct qcow_probe_info *out)
 {
   struct qcow__io io;
   struct stat st;
@@ -24,6 +25,8 @@ qcow_probe (const char *path, struct qcow_probe_info *out)
   memset (out, 0, sizeof *out);
   if (qcow__io_open (&io, path, &st) == -1)
     return -1;
+  if (span && qcow__io_span (&io, path, offset, length) == -1)
+    goto out;
   out->file_size = io.size;
   if (io.size < sizeof h) {
     r = 0; /* too short for qcow2: not one */
@@ -66,6 +69,19 @@ qcow_probe (const char *path, struct qcow_probe_info *out)
 out:
   qcow__io_close (&io);
   return r;
+}
+
+int
+qcow_probe (const char *path, struct qcow_probe_info *out)
+{
+  return probe (path, false, 0, 0, out);
+}
+
+int
+qcow_probe_span (const char *path, uint64_t offset, uint64_t length,
+                 struct qcow_probe_info *out)
+{
+  return probe (path, true, offset, length, out);
 }
 
 void

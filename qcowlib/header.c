@@ -552,6 +552,7 @@ qcow__layer_free (struct qcow__layer *l)
     qcow__io_close (&l->dio);
   qcow__io_close (&l->io);
   free (l->path);
+  free (l->file);
   free (l->data_path);
   free (l->l1);
   free (l->backing_name);

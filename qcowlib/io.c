@@ -39,6 +39,8 @@ qcow__io_open (struct qcow__io *io, const char *path, struct stat *st)
     fcntl (fd, F_SETFL, flags & ~O_NONBLOCK);
   io->fd = fd;
   io->mem = NULL;
+  io->base = 0;
+  io->span = false;
   if (S_ISBLK (st->st_mode)) {
     off_t end = lseek (fd, 0, SEEK_END); /* at open only: no race yet */
     io->size = end < 0 ? 0 : (uint64_t) end;
@@ -49,6 +51,28 @@ qcow__io_open (struct qcow__io *io, const char *path, struct stat *st)
 err:
   close (fd);
   return -1;
+}
+
+int
+qcow__io_span (struct qcow__io *io, const char *path, uint64_t offset,
+               uint64_t length)
+{
+  uint64_t end;
+
+  if (io->fd < 0 || ADD_OVERFLOW (offset, length, &end) || end > io->size
+      || end > (uint64_t) INT64_MAX) {
+    qcow__set_error (EINVAL,
+                     "%s: bytes %llu..%llu lie past the end of the file "
+                     "(%llu bytes)",
+                     path, (unsigned long long) offset,
+                     (unsigned long long) offset + length,
+                     (unsigned long long) io->size);
+    return -1;
+  }
+  io->base = offset;
+  io->size = length;
+  io->span = true;
+  return 0;
 }
 
 void
@@ -73,6 +97,16 @@ qcow__io_pread (const struct qcow__io *io, const char *path, void *buf,
       memcpy (p, io->mem + off, n);
     memset (p + n, 0, len - n);
     return 0;
+  }
+  if (io->span) {
+    /* A span ends at its length: what follows belongs to someone else
+     * (the next tar member) and must read as zeros, like EOF. */
+    size_t n = 0;
+    if (off < io->size)
+      n = io->size - off < len ? (size_t) (io->size - off) : len;
+    memset (p + n, 0, len - n);
+    len = n;
+    off += io->base;
   }
   while (len > 0) {
     ssize_t r;

@@ -125,8 +125,8 @@ raw_status (struct qcow__layer *l, uint64_t off, uint64_t maxlen,
   }
   if (maxlen > end - off)
     r->len = end - off;
-  if (l->io.fd < 0 || !S_ISREG (l->st.st_mode))
-    return 0;
+  if (l->io.fd < 0 || !S_ISREG (l->st.st_mode) || l->io.span)
+    return 0; /* a span's holes are the container's: taken as data */
   d = lseek (l->io.fd, (off_t) off, SEEK_DATA);
   if (d == -1 && errno == ENXIO)
     d = (off_t) end; /* a hole up to EOF */

@@ -34,3 +34,35 @@ qcow__path_combine (const char *base, const char *name)
   memcpy (r + dirlen, name, nlen + 1);
   return r;
 }
+
+/* Skip "./" parts and repeated slashes at *P; the length of the next
+ * part. */
+static size_t
+next_part (const char **p)
+{
+  for (;;) {
+    while (**p == '/')
+      (*p)++;
+    if ((*p)[0] == '.' && ((*p)[1] == '/' || !(*p)[1]))
+      (*p)++;
+    else
+      return strcspn (*p, "/");
+  }
+}
+
+/* Do A and B name the same member of a container, lexically ("./a//b"
+ * and "a/b" do; ".." is never resolved, so it never matches a name
+ * without it)? */
+bool
+qcow__same_member (const char *a, const char *b)
+{
+  for (;;) {
+    size_t na = next_part (&a), nb = next_part (&b);
+    if (na != nb || strncmp (a, b, na) != 0)
+      return false;
+    if (!na)
+      return true;
+    a += na;
+    b += nb;
+  }
+}

@@ -22,7 +22,9 @@
 struct qcow__io {
   int fd;              /* -1 for memory */
   const uint8_t *mem;  /* memory image, or NULL */
-  uint64_t size;       /* file size at open */
+  uint64_t size;       /* file size at open (a span: its length) */
+  uint64_t base;       /* a span: where it starts in the file */
+  bool span;           /* reads are clipped to SIZE */
 };
 
 /* What one layer says about a guest range (qcow__layer_status). */
@@ -50,7 +52,8 @@ struct qcow__bitmap {
 
 struct qcow__layer {
   size_t depth;         /* 0 = top */
-  char *path;           /* as opened */
+  char *path;           /* as opened (a span: its name) */
+  char *file;           /* a span: the container file; else NULL */
   struct qcow__io io;   /* the image file */
   struct qcow__io dio;  /* where guest data lives (data file or io) */
   char *data_path;      /* resolved data-file path, or NULL */
@@ -92,6 +95,10 @@ void qcow__clear_error (void);
 /* io.c */
 int qcow__io_open (struct qcow__io *io, const char *path, struct stat *st);
 void qcow__io_close (struct qcow__io *io);
+/* Narrow the open IO to [OFFSET, OFFSET+LENGTH) of its file (PATH names
+ * it in errors): the range must lie inside the file. */
+int qcow__io_span (struct qcow__io *io, const char *path, uint64_t offset,
+                   uint64_t length);
 /* Read LEN bytes at OFF; bytes past the end of the file read as zeros,
  * as QEMU's file driver does.  On error sets a message naming PATH. */
 int qcow__io_pread (const struct qcow__io *io, const char *path, void *buf,
@@ -163,5 +170,6 @@ void qcow__not_a_file (const char *path, const struct stat *st);
 /* paths.c */
 bool qcow__has_protocol (const char *name);
 char *qcow__path_combine (const char *base, const char *name);
+bool qcow__same_member (const char *a, const char *b);
 
 #endif

@@ -38,6 +38,18 @@ struct qcow_chain; /* opaque */
  * qcow_close, so no QEMU can start writing it meanwhile (lock.c). */
 #define QCOW_OPEN_FORCE_SHARE              0x8u
 
+/* One image stored as a byte range of a bigger file (a member of an
+ * uncompressed tar archive, read in place): OFFSET and LENGTH bound what
+ * the image can see (LENGTH is its file size; reads past it give zeros,
+ * never the bytes that follow), NAME is what it is called inside the
+ * container (for messages and for matching backing names, which are
+ * resolved lexically against it).  QEMU's image locks are taken on the
+ * container file. */
+struct qcow_span {
+  uint64_t offset, length;
+  const char *name;
+};
+
 struct qcow_open_opts {
   unsigned flags;
   /* Explicit chain, oldest first (base ... top), overriding the backing
@@ -45,6 +57,10 @@ struct qcow_open_opts {
    * images' own backing names from the top image given to qcow_open. */
   const char *const *chain;
   size_t chain_len;
+  /* NULL, or chain_len entries: chain[i] is then the container file and
+   * spans[i] the image's place in it.  Only with an explicit chain.
+   * External data files are refused in a span (nothing names them). */
+  const struct qcow_span *spans;
   size_t max_depth; /* 0 = default (64 layers) */
   /* Every backing file name (and relative data-file name) is resolved
    * with realpath and must lead into the directory of the top image
@@ -80,6 +96,10 @@ struct qcow_probe_info {
   char *backing_name;    /* as stored, or NULL; malloc'd */
 };
 extern int qcow_probe (const char *path, struct qcow_probe_info *out);
+/* The same for the image at [OFFSET, OFFSET+LENGTH) of PATH (a tar
+ * member); FILE_SIZE is then LENGTH. */
+extern int qcow_probe_span (const char *path, uint64_t offset,
+                            uint64_t length, struct qcow_probe_info *out);
 extern void qcow_probe_free (struct qcow_probe_info *info);
 
 /* Guest-visible size of the top layer (floored to 512 bytes, as QEMU). */
@@ -103,6 +123,13 @@ struct qcow_layer_info {
   const char *data_file;      /* as stored, or NULL */
   size_t nb_bitmaps;
   struct stat st;             /* fstat of the open file, for identity checks */
+  /* A layer opened from a span (qcow_open_opts.spans): PATH is the span's
+   * name, FILE the container file, and the image lies at FILE_OFFSET for
+   * FILE_LENGTH bytes.  Otherwise FILE == PATH, FILE_OFFSET 0,
+   * FILE_LENGTH the file size, and SPAN false. */
+  const char *file;
+  uint64_t file_offset, file_length;
+  bool span;
 };
 
 /* Describe layer DEPTH (0 = top).  Strings are borrowed from the handle. */

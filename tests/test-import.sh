@@ -96,6 +96,88 @@ for a in vm1.tar vm1-zst.bin; do
   "$TOOL" import --repository "$ds" --backup-id vm1 --tmpdir "$TMP/tmpd" "$TMP/$a" >"$TMP/a2.out" 2>&1
   check "$a: a re-run finds every point present" grep -q '0 stored, 3 present' "$TMP/a2.out"
 done
+
+# --- an uncompressed tar is read in place: no temporary byte, no member
+# file ever made.  --tmpdir and TMPDIR name folders that do not exist, so
+# any attempt to unpack (or to make a temporary folder) would fail.
+ds=$DS_TMP/ds-inplace
+rc=0; TMPDIR="$TMP/no-such-tmp" "$TOOL" import --repository "$ds" --backup-id vm1 \
+  --tmpdir "$TMP/no-such-dir" --output-format json "$TMP/vm1.tar" >"$TMP/ip.json" 2>"$TMP/ip.err" || rc=$?
+check "in place: import of the .tar with no usable temporary folder exits 0 ($(head -c 300 "$TMP/ip.err"))" test $rc = 0
+check "in place: no temporary folder was made" test ! -e "$TMP/no-such-dir" -a ! -e "$TMP/no-such-tmp"
+check "in place: every point restores = qemu-img convert" restores_all "$ds" vm1 "$TMP/vm1" sda,sdb $T0 $T1 $T2
+check "in place: the layers are named as members of the archive" python3 -c '
+import json, sys
+p = json.load(open(sys.argv[1]))["points"]
+assert [x["status"] for x in p] == ["stored"] * 3, p
+ls = [l for x in p for a in x["archives"] for l in a["layers"]]
+import re
+assert ls and all(re.match(r"sd[ab]\.qcow2/(FULL|INC)-", l) for l in ls), ls
+assert all(a["incremental"] for x in p[1:] for a in x["archives"]), p' "$TMP/ip.json"
+mkdir "$TMP/empty-tmp"
+"$TOOL" import --repository "$ds" --backup-id vm1 --tmpdir "$TMP/empty-tmp" \
+  --output-format json "$TMP/vm1.tar" >"$TMP/ip2.json" 2>&1
+check "in place: a re-run of the same tar finds every point present" python3 -c '
+import json, sys
+p = json.load(open(sys.argv[1]))["points"]
+sys.exit(0 if [x["status"] for x in p] == ["present"] * 3 else 1)' "$TMP/ip2.json"
+check "in place: the empty --tmpdir stays empty" test -z "$(ls -A "$TMP/empty-tmp")"
+"$TOOL" import --dry-run --tmpdir "$TMP/no-such-dir" --backup-id vm1 "$TMP/vm1.tar" >"$TMP/ipd.out" 2>&1 || true
+check "in place: the plan needs no temporary space" grep -q "0 B of temporary space" "$TMP/ipd.out"
+# the same members in another archive are other files: not present
+cp "$TMP/vm1.tar" "$TMP/vm1-copy.tar"
+"$TOOL" import --repository "$ds" --backup-id vm1 --output-format json "$TMP/vm1-copy.tar" >"$TMP/ip3.json" 2>&1 || true
+check "in place: another archive file is not taken for the one recorded" python3 -c '
+import json, sys
+p = json.load(open(sys.argv[1]))["points"]
+sys.exit(0 if all(x["status"] == "failed" and "other files" in x["reason"] for x in p) else 1)' "$TMP/ip3.json"
+
+# --- a tar with GNU sparse members is still imported (unpacked)
+tar -C "$TMP/vm1" --sparse --format=gnu -cf "$TMP/vm1-sparse.tar" .
+check "the sparse tar holds GNU sparse members (type S)" python3 -c '
+import sys, tarfile
+sys.exit(0 if any(m.type == tarfile.GNUTYPE_SPARSE for m in tarfile.open(sys.argv[1])) else 1)' "$TMP/vm1-sparse.tar"
+ds=$DS_TMP/ds-sparse
+"$TOOL" import --repository "$ds" --backup-id vm1 --tmpdir "$TMP/tmpd" "$TMP/vm1-sparse.tar" >"$TMP/sp.out" 2>&1 &&
+  pass "import of a tar with GNU sparse members" || fail "sparse tar: $(cat "$TMP/sp.out")"
+check "sparse tar: every point restores" restores_all "$ds" vm1 "$TMP/vm1" sda,sdb $T0 $T1 $T2
+check "sparse tar: the temporary folder is removed" test -z "$(ls -A "$TMP/tmpd")"
+
+# --- push --from-archive: members by their paths; refusals name the fix
+ds=$DS_TMP/ds-fa
+"$TOOL" push --repository "$ds" --backup-id 7 --backup-time $T1 --from-archive "$TMP/vm1.tar" \
+  --disk "drive-sda=sda.qcow2/FULL-$T0-sda.qcow2,./sda.qcow2/INC-$T1-sda.qcow2" >"$TMP/fa.out" 2>&1 &&
+  pass "push --from-archive" || fail "push --from-archive: $(cat "$TMP/fa.out")"
+rm -f "$TMP/r.raw"; "$TOOL" restore --repository "$ds" vm/7/$T1 drive-sda "$TMP/r.raw" 2>/dev/null || true
+same_bytes "$TMP/r.raw" "$TMP/vm1.expect/sda-$T1.raw" "push --from-archive: restores = qemu-img convert"
+expect_fail "push --from-archive of a compressed archive" "$TOOL" push --repository "$ds" --backup-id 7 \
+  --from-archive "$TMP/vm1-zst.bin" --disk "drive-sda=vm1/sda.qcow2/FULL-$T0-sda.qcow2"
+expect_fail "push --from-archive of a missing member" "$TOOL" push --repository "$ds" --backup-id 7 \
+  --from-archive "$TMP/vm1.tar" --disk "drive-sda=sda.qcow2/FULL-1-sda.qcow2"
+expect_fail "push --from-archive of a GNU sparse member" "$TOOL" push --repository "$ds" --backup-id 7 \
+  --from-archive "$TMP/vm1-sparse.tar" --disk "drive-sda=sda.qcow2/FULL-$T0-sda.qcow2"
+
+# --- qmpbackup's <file>.config gives the disk's format for the Proxmox VE
+# map line (qemu-server's regex, PVE::QemuServer restore_update_config_line:
+# ^\#qmdump\#map:(\S+):(\S+):(\S*):(\S*):$ = key, archive, storage, format)
+fixture "$TMP/pv" --disks sda --points 2
+python3 -c 'import json, sys; json.dump({"format": "raw", "virtual-size": 1}, open(sys.argv[1], "w"))' \
+  "$TMP/pv/sda.qcow2.config"
+tar -C "$TMP/pv" -cf "$TMP/pv.tar" .
+for src in "$TMP/pv" "$TMP/pv.tar"; do
+  ds=$DS_TMP/ds-pve-$(basename "$src")
+  "$TOOL" import --repository "$ds" --backup-id 100 --archive-name sda=drive-scsi0 \
+    --pve-config auto "$src" >"$TMP/pv.out" 2>&1 &&
+    pass "import --pve-config auto of $(basename "$src")" || fail "pve import: $(cat "$TMP/pv.out")"
+  rm -f "$TMP/conf"
+  "$TOOL" restore --repository "$ds" vm/100/$T1 qemu-server.conf "$TMP/conf" 2>/dev/null || true
+  check "$(basename "$src"): the map line's format is the .config's (raw)" python3 -c '
+import re, sys
+lines = open(sys.argv[1], "rb").read().decode().split("\n")
+m = [re.match(r"^\#qmdump\#map:(\S+):(\S+):(\S*):(\S*):$", l) for l in lines if l.startswith("#qmdump#map:")]
+assert len(m) == 1 and m[0], lines
+assert m[0].group(1) == "scsi0" and m[0].group(2) == "drive-scsi0" and m[0].group(4) == "raw", m[0].groups()' "$TMP/conf"
+done
 head -c 300000 "$TMP/vm1.tar" >"$TMP/cut.tar"
 ds=$DS_TMP/ds-cut
 expect_fail "a truncated archive" "$TOOL" import --repository "$ds" --tmpdir "$TMP/tmpd" "$TMP/cut.tar"

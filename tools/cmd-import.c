@@ -20,6 +20,7 @@
 #include "import-run.h"
 #include "push.h"
 #include "pve-push.h"
+#include "tar-index.h"
 
 enum {
   OPT_REPOSITORY = 0x400,
@@ -349,6 +350,8 @@ cmd_import (int argc, char **argv)
   const char *tmpdir = getenv ("TMPDIR");
   char *unpacked[64];
   size_t nunpacked = 0;
+  struct tar_index tix[64];
+  size_t ntix = 0;
   uint64_t temp_bytes = 0;
   size_t ng = 0, i, j, npass = 0, nren = 0;
   size_t counts[5] = { 0 };
@@ -427,6 +430,8 @@ cmd_import (int argc, char **argv)
             break;
         if (pve_push_option (&pve, opt, optarg) != 0)
           return 2;
+        if (opt == PVE_OPT_CONFIG)
+          x.pve_config = true;
         {
           char *flag = NULL;
           if (nowned == sizeof owned / sizeof owned[0]
@@ -478,6 +483,22 @@ cmd_import (int argc, char **argv)
                    "push it with 'qcow2pbs push' (--chain or --disk for its "
                    "layers)");
         goto out;
+      }
+      /* An uncompressed tar of plain members is read in place: no
+       * temporary copy.  Compressed ones and GNU sparse members are
+       * unpacked. */
+      struct tar_index *ix = &tix[ntix];
+      if (ntix == sizeof tix / sizeof tix[0]) {
+        cli_error (argv[i], "more than 64 archives in one import");
+        goto out;
+      }
+      if (tar_index_read (argv[i], ix) == -1)
+        goto out;
+      ntix++;
+      if (!ix->compressed && !ix->any_sparse) {
+        if (import_scan_archive (argv[i], ix, &o, &g, &ng) == -1)
+          goto out;
+        continue;
       }
       if (unpack_source (argv[i], tmpdir, rep.dry, unpacked, &nunpacked,
                          &temp_bytes) == -1
@@ -683,5 +704,7 @@ out:
     remove_tree (unpacked[i]);
     free (unpacked[i]);
   }
+  for (i = 0; i < ntix; i++)
+    tar_index_free (&tix[i]);
   return ret;
 }

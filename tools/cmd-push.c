@@ -198,7 +198,8 @@ open_archives (struct push *p, struct qcow_open_opts *oo)
     a->size = qcow_virtual_size (a->chain);
     if (a->size == 0)
       return cli_error (a->image, "disk has size 0"), -1;
-    if (identity_collect (a->chain, &a->ident, a->image, &err) == -1
+    if (identity_collect_members (a->chain, &a->ident, a->image, a->member,
+                                  &err) == -1
         || plan_data_chunks (a->chain, a->image, &a->data, &a->nchunks,
                              &err)
                == -1)
@@ -252,6 +253,7 @@ cmd_push (int argc, char **argv)
     for (i = 0; i < p.na; i++) {
       pd[i].archive = p.a[i].name;
       pd[i].size = p.a[i].size;
+      pd[i].format = pve_push_disk_format (&p.pve, p.a[i].name);
     }
     st = pve_push_prepare (&p.pve, p.type, p.id, pd, p.na);
     free (pd);
@@ -319,6 +321,7 @@ out:
   }
   free (p.a);
   push_disks_free (args.disks, args.ndisks);
+  tar_index_free (&args.tix);
   cli_free_chain (&args.oo);
   pbs_key_free (p.key);
   free (p.key_fp);

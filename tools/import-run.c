@@ -29,6 +29,7 @@
 #include "cli.h"
 #include "import-run.h"
 #include "push.h"
+#include "tar-index.h"
 
 /* ------------------------------------------------------------ records */
 
@@ -37,7 +38,7 @@
  * (a new temporary folder each run): the same name, size and mtime. */
 static bool
 record_matches (json_t *archives, const struct import_point_disk *d,
-                bool member)
+                bool member, const char *archive_file)
 {
   json_t *layers = json_object_get (json_object_get (archives, d->archive),
                                     "layers");
@@ -49,7 +50,29 @@ record_matches (json_t *archives, const struct import_point_disk *d,
   for (i = 0; i < json_array_size (layers); i++) {
     const struct import_layer *l = &d->chain->l[d->first + i];
     json_t *e = json_array_get (layers, i);
-    char *rp = realpath (l->path, NULL);
+    char *rp;
+    if (l->tm) {
+      /* Read in place: the same archive file, and in it a member of the
+       * same name, size, time and headers. */
+      json_t *am = json_object_get (e, "archive-member");
+      const char *had = json_string_value (json_object_get (e, "realpath"));
+      const char *an = json_string_value (json_object_get (am, "name"));
+      const char *ah = json_string_value (json_object_get (am,
+                                                          "tar-header-sha256"));
+      char *arp = archive_file ? realpath (archive_file, NULL) : NULL;
+      bool ok = arp && had && an && ah && !strcmp (had, arp)
+                && !strcmp (an, l->tm->name)
+                && !strcmp (ah, l->tm->header_sha256)
+                && json_integer_value (json_object_get (e, "size"))
+                       == (json_int_t) l->tm->size
+                && json_integer_value (json_object_get (e, "mtime-ns"))
+                       == (json_int_t) l->tm->mtime_ns;
+      free (arp);
+      if (!ok)
+        return false;
+      continue;
+    }
+    rp = realpath (l->path, NULL);
     struct stat st;
     const char *had = json_string_value (json_object_get (e, "realpath"));
     const char *hb = had ? strrchr (had, '/') : NULL, *rb;
@@ -100,7 +123,8 @@ holds_point (struct import_ctx *x, const struct import_group *g,
       && json_object_size (archives) == p->nd) {
     r = 1;
     for (i = 0; i < p->nd; i++)
-      if (!record_matches (archives, &p->d[i], g->from_archive))
+      if (!record_matches (archives, &p->d[i], g->from_archive,
+                           g->archive))
         r = 0;
   }
   json_decref (root);
@@ -170,7 +194,9 @@ disk_arg (const struct import_point_disk *d)
     return NULL;
   q = s + sprintf (s, "%s=", d->archive);
   for (k = d->first; k <= d->last; k++) {
-    const char *p = d->chain->l[k].path;
+    /* A member read in place is named as in the archive. */
+    const char *p = d->chain->l[k].tm ? d->chain->l[k].tm->name
+                                      : d->chain->l[k].path;
     if (k > d->first)
       *q++ = ',';
     for (i = 0; p[i]; i++) {
@@ -206,8 +232,8 @@ static int
 run_point (struct import_ctx *x, struct import_job *j)
 {
   const struct import_point *p = &j->g->p[j->cur];
-  char **argv = calloc (32 + 2 * p->nd + x->npass, sizeof *argv);
-  char **disks = calloc (p->nd + 1, sizeof *disks);
+  char **argv = calloc (32 + 4 * p->nd + x->npass, sizeof *argv);
+  char **disks = calloc (2 * p->nd + 1, sizeof *disks);
   char tbuf[32], self[PATH_MAX];
   int argc = 0, pw = -1, kp = -1, ret = -1;
   ssize_t sl;
@@ -237,11 +263,25 @@ run_point (struct import_ctx *x, struct import_job *j)
   }
   for (i = 0; i < x->npass; i++)
     argv[argc++] = (char *) x->pass[i];
+  if (j->g->archive) {
+    argv[argc++] = (char *) "--from-archive";
+    argv[argc++] = j->g->archive;
+  }
   for (i = 0; i < p->nd; i++) {
     if (!(disks[i] = disk_arg (&p->d[i])))
       goto out;
     argv[argc++] = (char *) "--disk";
     argv[argc++] = disks[i];
+    /* qmpbackup's <file>.config: the disk's format, for the map line. */
+    if (x->pve_config && p->d[i].chain->format) {
+      if (asprintf (&disks[p->nd + i], "%s=%s", p->d[i].archive,
+                    p->d[i].chain->format) == -1) {
+        disks[p->nd + i] = NULL;
+        goto out;
+      }
+      argv[argc++] = (char *) "--pve-disk-format";
+      argv[argc++] = disks[p->nd + i];
+    }
   }
   j->out = memfd_create ("push-out", MFD_CLOEXEC);
   j->err = memfd_create ("push-err", MFD_CLOEXEC);
@@ -292,7 +332,7 @@ out:
       close (j->err);
     j->out = j->err = -1;
   }
-  for (i = 0; disks && i < p->nd; i++)
+  for (i = 0; disks && i < 2 * p->nd; i++)
     free (disks[i]);
   free (disks);
   free (argv);

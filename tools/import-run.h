@@ -19,6 +19,7 @@ struct import_ctx {
   char *key_secret;        /* PBS_ENCRYPTION_PASSWORD, or NULL */
   size_t jobs;             /* groups at a time */
   bool dry_run;
+  bool pve_config;         /* --pve-config: pass each disk's format */
   /* Progress. */
   size_t done_points, total_points;
   uint64_t done_bytes, total_bytes;

@@ -25,6 +25,11 @@
 #include "import.h"
 #include "pbsproto.h"
 #include "push.h"
+#include "tar-index.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <jansson.h>
 
 /* ------------------------------------------------------------ names */
 
@@ -151,6 +156,122 @@ import_time_from_name (const char *name)
   return -1;
 }
 
+/* ------------------------------------------------------------ archives
+ *
+ * An uncompressed tar is scanned in place: its index stands in for the
+ * folder tree (paths "ARCHIVE/member"), so no member is ever written.
+ * One scan at a time (import_scan_archive sets these). */
+
+static const struct tar_index *vtar;
+static const char *vroot;
+
+/* PATH's member name inside the archive being scanned ("" for its root),
+ * or NULL when PATH is a real file. */
+static const char *
+vmember (const char *path)
+{
+  size_t n;
+
+  if (!vtar)
+    return NULL;
+  n = strlen (vroot);
+  if (strncmp (path, vroot, n) != 0 || (path[n] && path[n] != '/'))
+    return NULL;
+  return path[n] ? path + n + 1 : "";
+}
+
+/* Is REL a folder of the archive (a folder member, or a prefix)? */
+static bool
+vis_dir (const char *rel)
+{
+  size_t n = strlen (rel), i;
+
+  if (!n)
+    return true;
+  for (i = 0; i < vtar->n; i++)
+    if (!strncmp (vtar->m[i].name, rel, n)
+        && (vtar->m[i].name[n] == '/'
+            || (!vtar->m[i].name[n] && vtar->m[i].dir)))
+      return true;
+  return false;
+}
+
+/* stat of PATH, real or a member: 0 or -1. */
+static int
+vstat (const char *path, struct stat *st)
+{
+  const char *rel = vmember (path);
+  const struct tar_member *m;
+
+  if (!rel)
+    return stat (path, st);
+  memset (st, 0, sizeof *st);
+  m = *rel ? tar_index_find (vtar, rel) : NULL;
+  if (m && !m->dir) {
+    st->st_mode = S_IFREG | 0400;
+    st->st_size = (off_t) m->size;
+    st->st_mtim.tv_sec = (time_t) (m->mtime_ns / 1000000000);
+    st->st_mtim.tv_nsec = (long) (m->mtime_ns % 1000000000);
+    return 0;
+  }
+  if (vis_dir (rel)) {
+    st->st_mode = S_IFDIR | 0500;
+    return 0;
+  }
+  errno = ENOENT;
+  return -1;
+}
+
+static int
+vprobe (const char *path, struct qcow_probe_info *pi)
+{
+  const char *rel = vmember (path);
+  const struct tar_member *m;
+
+  if (!rel)
+    return qcow_probe (path, pi);
+  m = tar_index_find (vtar, rel);
+  if (!m || m->dir || !m->in_place) {
+    memset (pi, 0, sizeof *pi);
+    return -1;
+  }
+  return qcow_probe_span (vroot, m->offset, m->size, pi);
+}
+
+/* The entries of archive folder REL, as list_dir gives them. */
+static int
+vlist (const char *rel, char ***names, size_t *n)
+{
+  size_t len = strlen (rel), i, j;
+
+  for (i = 0; i < vtar->n; i++) {
+    const char *nm = vtar->m[i].name, *c;
+    char *child, **g;
+    if (len && (strncmp (nm, rel, len) != 0 || nm[len] != '/'))
+      continue;
+    c = len ? nm + len + 1 : nm;
+    if (!*c)
+      continue;
+    child = strndup (c, strcspn (c, "/"));
+    if (!child)
+      return -1;
+    for (j = 0; j < *n && strcmp ((*names)[j], child); j++)
+      ;
+    if (j < *n) {
+      free (child);
+      continue;
+    }
+    g = realloc (*names, (*n + 1) * sizeof **names);
+    if (!g) {
+      free (child);
+      return -1;
+    }
+    *names = g;
+    g[(*n)++] = child;
+  }
+  return 0;
+}
+
 /* ------------------------------------------------------------ folders */
 
 struct dirent_list {
@@ -170,16 +291,24 @@ name_cmp (const void *a, const void *b)
 static int
 list_dir (const char *dir, struct dirent_list *out)
 {
-  DIR *d = opendir (dir);
+  DIR *d = vmember (dir) ? NULL : opendir (dir);
   struct dirent *de;
   char **names = NULL;
   size_t n = 0, i;
 
   memset (out, 0, sizeof *out);
-  if (!d)
+  if (vmember (dir)) {
+    if (vlist (vmember (dir), &names, &n) == -1) {
+      for (i = 0; i < n; i++)
+        free (names[i]);
+      free (names);
+      return cli_error (dir, "out of memory"), -1;
+    }
+  }
+  else if (!d)
     return cli_error (dir, "cannot read the folder: %s", strerror (errno)),
            -1;
-  while ((de = readdir (d))) {
+  while (d && (de = readdir (d))) {
     char **g;
     if (!strcmp (de->d_name, ".") || !strcmp (de->d_name, ".."))
       continue;
@@ -192,7 +321,8 @@ list_dir (const char *dir, struct dirent_list *out)
     names = g;
     n++;
   }
-  closedir (d);
+  if (d)
+    closedir (d);
   qsort (names, n, sizeof *names, name_cmp);
   out->name = names;
   out->n = n;
@@ -202,7 +332,8 @@ list_dir (const char *dir, struct dirent_list *out)
   for (i = 0; i < n; i++) {
     char *p = NULL;
     struct stat st;
-    if (asprintf (&p, "%s/%s", dir, names[i]) != -1 && lstat (p, &st) == 0)
+    if (asprintf (&p, "%s/%s", dir, names[i]) != -1
+        && (vmember (p) ? vstat (p, &st) : lstat (p, &st)) == 0)
       out->is_dir[i] = S_ISDIR (st.st_mode);
     free (p);
   }
@@ -241,7 +372,7 @@ is_qcow2_file (const char *path)
   struct qcow_probe_info pi;
   bool q;
 
-  if (qcow_probe (path, &pi) == -1)
+  if (vprobe (path, &pi) == -1)
     return false;
   q = pi.is_qcow2;
   qcow_probe_free (&pi);
@@ -431,10 +562,11 @@ qmp_chains (struct scan *s, struct qmp_file *f, size_t n)
     l.time = f[i].time;
     l.time_from_name = true;
     l.kind = f[i].kind;
+    l.tm = vmember (l.path) ? tar_index_find (vtar, vmember (l.path)) : NULL;
     l.partial = f[i].partial;
-    if (stat (l.path, &st) == 0)
+    if (vstat (l.path, &st) == 0)
       l.size = (uint64_t) st.st_size;
-    if (qcow_probe (l.path, &pi) == 0) {
+    if (vprobe (l.path, &pi) == 0) {
       l.raw = !pi.is_qcow2;
       qcow_probe_free (&pi);
     }
@@ -471,7 +603,7 @@ linked_chains (struct scan *s, const char *dir, const char *disk,
     if (l->is_dir[i] || is_side_file (l->name[i]))
       continue;
     path[i] = join (dir, l->name[i]);
-    if (!path[i] || qcow_probe (path[i], &pi) == -1 || !pi.is_qcow2) {
+    if (!path[i] || vprobe (path[i], &pi) == -1 || !pi.is_qcow2) {
       free (path[i]);
       path[i] = NULL;
       continue;
@@ -480,7 +612,24 @@ linked_chains (struct scan *s, const char *dir, const char *disk,
       /* Resolve like QEMU: relative to the image's own folder. */
       const char *slash = strrchr (pi.backing_name, '/');
       base[i] = strdup (slash ? slash + 1 : pi.backing_name);
-      if (pi.backing_name[0] == '/' || slash) {
+      if (vmember (dir) && (pi.backing_name[0] == '/' || slash)) {
+        /* In an archive names are only compared, lexically: one that
+         * leads out of this folder is a gap. */
+        char *want = join (vmember (dir), pi.backing_name);
+        const struct tar_member *bm = want && pi.backing_name[0] != '/'
+                                          ? tar_index_find (vtar, want)
+                                          : NULL;
+        const char *bs = bm ? strrchr (bm->name, '/') : NULL;
+        size_t dl = strlen (vmember (dir));
+        if (!bm || (dl ? !bs || (size_t) (bs - bm->name) != dl
+                             || strncmp (bm->name, vmember (dir), dl)
+                   : bs != NULL)) {
+          free (base[i]);
+          base[i] = strdup (pi.backing_name); /* kept: a gap */
+        }
+        free (want);
+      }
+      else if (pi.backing_name[0] == '/' || slash) {
         char *want = pi.backing_name[0] == '/' ? strdup (pi.backing_name)
                                                : join (dir, pi.backing_name);
         char *rw = want ? realpath (want, NULL) : NULL;
@@ -558,7 +707,9 @@ linked_chains (struct scan *s, const char *dir, const char *disk,
       ly.path = path[order[k]];
       path[order[k]] = NULL;
       ly.kind = IMPORT_LINKED;
-      if (stat (ly.path, &st) == 0) {
+      ly.tm = vmember (ly.path) ? tar_index_find (vtar, vmember (ly.path))
+                                : NULL;
+      if (vstat (ly.path, &st) == 0) {
         ly.size = (uint64_t) st.st_size;
         ly.time = (int64_t) st.st_mtime;
       }
@@ -586,13 +737,90 @@ out:
   return r;
 }
 
+/* Up to MAX bytes of PATH (real, or a member read in place), NUL-ended,
+ * malloc'd; NULL if it cannot be read or is larger. */
+static char *
+vread_small (const char *path, size_t max)
+{
+  const char *rel = vmember (path);
+  const struct tar_member *m = rel ? tar_index_find (vtar, rel) : NULL;
+  const char *file = rel ? vroot : path;
+  uint64_t off = m ? m->offset : 0;
+  struct stat st;
+  char *buf = NULL;
+  ssize_t r;
+  int fd;
+
+  if (rel && (!m || m->dir || !m->in_place || m->size > max))
+    return NULL;
+  fd = open (file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd == -1)
+    return NULL;
+  if (rel)
+    st.st_size = (off_t) m->size;
+  else if (fstat (fd, &st) == -1 || !S_ISREG (st.st_mode)
+           || (uint64_t) st.st_size > max) {
+    close (fd);
+    return NULL;
+  }
+  buf = malloc ((size_t) st.st_size + 1);
+  r = buf ? pread (fd, buf, (size_t) st.st_size, (off_t) off) : -1;
+  close (fd);
+  if (r != (ssize_t) st.st_size) {
+    free (buf);
+    return NULL;
+  }
+  buf[r] = 0;
+  return buf;
+}
+
+/* qmpbackup's image.save_info writes `qemu-img info --output json` of
+ * each disk's image file to <backup dir>/<file>.config, <file> being the
+ * name part of FULL-<t>-<file>: its "format" is the disk's original
+ * format (what the Proxmox VE config's map line asks the restore to
+ * allocate).  Chains FIRST.. of the group came from DIR. */
+static void
+read_side_formats (struct scan *s, const char *dir, size_t first)
+{
+  size_t i;
+
+  for (i = first; i < s->g->nc; i++) {
+    struct import_chain *c = &s->g->c[i];
+    const char *bn;
+    enum import_kind k;
+    int64_t t;
+    char *file = NULL, *cfg = NULL, *text;
+    bool partial;
+    json_t *j;
+    const char *fmt;
+    if (!c->n || c->format)
+      continue;
+    bn = strrchr (c->l[0].path, '/');
+    bn = bn ? bn + 1 : c->l[0].path;
+    if (!qmp_name (bn, &k, &t, &file, &partial))
+      continue;
+    if (asprintf (&cfg, "%s/%s.config", dir, file) == -1)
+      cfg = NULL;
+    free (file);
+    text = cfg ? vread_small (cfg, 1u << 20) : NULL;
+    free (cfg);
+    j = text ? json_loads (text, 0, NULL) : NULL;
+    free (text);
+    fmt = json_string_value (json_object_get (j, "format"));
+    if (fmt && (!strcmp (fmt, "raw") || !strcmp (fmt, "qcow2")
+                || !strcmp (fmt, "vmdk")))
+      c->format = strdup (fmt);
+    json_decref (j);
+  }
+}
+
 /* One era (the VM folder itself, or a YYYY-MM folder in it). */
 static int
 scan_era (struct scan *s, const char *dir)
 {
   struct dirent_list l;
   struct qmp_file *f = NULL;
-  size_t nf = 0, i, ndirs = 0;
+  size_t nf = 0, i, ndirs = 0, first_chain = s->g->nc;
   int r = -1;
 
   if (list_dir (dir, &l) == -1)
@@ -679,6 +907,7 @@ scan_era (struct scan *s, const char *dir)
       goto out;
   }
   (void) ndirs;
+  read_side_formats (s, dir, first_chain);
   r = 0;
 out:
   for (i = 0; i < nf; i++) {
@@ -998,7 +1227,7 @@ import_scan (const char *dir, const char *shown,
   char *id;
   int r = 0;
 
-  if (stat (source, &st) == -1)
+  if (vstat (source, &st) == -1)
     return cli_error (shown, "%s", strerror (errno)), -1;
   if (!S_ISDIR (st.st_mode))
     return cli_error (shown, "not a folder"), -1;
@@ -1049,6 +1278,27 @@ import_scan (const char *dir, const char *shown,
   return r;
 }
 
+int
+import_scan_archive (const char *archive, const struct tar_index *ix,
+                     const struct import_opts *o, struct import_group **g,
+                     size_t *ng)
+{
+  size_t before = *ng, i;
+  int r;
+
+  vtar = ix;
+  vroot = archive;
+  r = import_scan (archive, archive, o, g, ng);
+  vtar = NULL;
+  vroot = NULL;
+  for (i = before; r == 0 && i < *ng; i++) {
+    (*g)[i].archive = strdup (archive);
+    if (!(*g)[i].archive)
+      return cli_error (archive, "out of memory"), -1;
+  }
+  return r;
+}
+
 void
 import_group_clear (struct import_group *g)
 {
@@ -1059,6 +1309,7 @@ import_group_clear (struct import_group *g)
       free (g->c[j].l[k].path);
     free (g->c[j].l);
     free (g->c[j].disk);
+    free (g->c[j].format);
   }
   for (j = 0; j < g->np; j++) {
     for (k = 0; k < g->p[j].nd; k++)
@@ -1070,6 +1321,7 @@ import_group_clear (struct import_group *g)
   free (g->p);
   free (g->source);
   free (g->id);
+  free (g->archive);
   memset (g, 0, sizeof *g);
 }
 

@@ -27,11 +27,16 @@ struct import_layer {
   bool raw;             /* a raw image (qmpbackup FULL of a raw disk) */
   bool partial;         /* *.partial: an interrupted run */
   uint64_t size;        /* file size, for the plan's byte counts */
+  /* A member of an uncompressed tar read in place (PATH is then
+   * "ARCHIVE/member"), else NULL.  Owned by the archive's index. */
+  const struct tar_member *tm;
 };
 
 /* One disk's layers that build on each other, oldest first. */
 struct import_chain {
   char *disk;    /* disk name: "scsi0" (folder scsi0.qcow2), "sda", ... */
+  char *format;  /* the original disk's format from qmpbackup's
+                  * <file>.config (raw, qcow2, vmdk), or NULL */
   struct import_layer *l;
   size_t n;
 };
@@ -70,6 +75,8 @@ struct import_group {
   size_t np;
   uint64_t hash;          /* stable, for --shard */
   bool from_archive;      /* layers are unpacked archive members */
+  char *archive;          /* layers are members of this uncompressed tar,
+                           * read in place (tm), or NULL */
 };
 
 enum import_time_from { IMPORT_TIME_AUTO, IMPORT_TIME_NAME, IMPORT_TIME_MTIME };
@@ -98,6 +105,13 @@ int import_scan (const char *dir, const char *source,
  * *WRITTEN: bytes written.  0, or -1 after printing an error. */
 int import_archive_unpack (const char *archive, const char *dir,
                            bool skeleton, uint64_t *need, uint64_t *written);
+/* Scan the uncompressed tar ARCHIVE in place through its index IX (which
+ * must outlive the groups): the same groups as import_scan of the
+ * unpacked folder, whose layers name members (tm). */
+struct tar_index;
+int import_scan_archive (const char *archive, const struct tar_index *ix,
+                         const struct import_opts *o,
+                         struct import_group **g, size_t *ng);
 void import_groups_free (struct import_group *g, size_t ng);
 void import_group_clear (struct import_group *g); /* contents only */
 

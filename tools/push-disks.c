@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "push.h"
+#include "tar-index.h"
 
 int
 push_disk_option (struct push_disk **list, size_t *n, const char *arg)
@@ -39,12 +40,65 @@ push_disk_option (struct push_disk **list, size_t *n, const char *arg)
   return 0;
 }
 
+/* --from-archive: each layer name is a member path of the archive.  Only
+ * an uncompressed tar's plain members lie in one piece; others are
+ * refused with what to do (unpack, or let import do it). */
+int
+push_disks_from_archive (struct push_disk *list, size_t n,
+                         const char *archive, struct tar_index *ix)
+{
+  size_t i, k;
+
+  if (tar_index_read (archive, ix) == -1)
+    return 1;
+  if (ix->compressed)
+    return cli_error (archive, "--from-archive reads an uncompressed tar "
+                      "in place, this one is compressed: unpack it (or "
+                      "use qcow2pbs import, which does)");
+  for (i = 0; i < n; i++) {
+    struct push_disk *d = &list[i];
+    d->spans = calloc (d->oo.chain_len, sizeof *d->spans);
+    d->member = calloc (d->oo.chain_len, sizeof *d->member);
+    if (!d->spans || !d->member)
+      return cli_error ("push", "out of memory");
+    for (k = 0; k < d->oo.chain_len; k++) {
+      const char *name = d->oo.chain[k];
+      const struct tar_member *m = tar_index_find (ix, name);
+      char *file;
+      if (!m || m->dir)
+        return cli_error (archive, "has no file member '%s' (give member "
+                          "paths as tar -tf lists them)", name);
+      if (!m->in_place)
+        return cli_error (archive, "member %s is %s: it cannot be read in "
+                          "place; unpack it", name,
+                          m->sparse ? "a GNU sparse file" : "not plain");
+      file = strdup (archive);
+      if (!file)
+        return cli_error ("push", "out of memory");
+      /* The member name moves to the span; the chain names the file. */
+      d->spans[k].name = name;
+      d->spans[k].offset = m->offset;
+      d->spans[k].length = m->size;
+      d->member[k] = m;
+      ((const char **) d->oo.chain)[k] = file;
+    }
+    d->oo.spans = d->spans;
+  }
+  return 0;
+}
+
 void
 push_disks_free (struct push_disk *list, size_t n)
 {
-  size_t i;
+  size_t i, k;
 
   for (i = 0; i < n; i++) {
+    if (list[i].spans)
+      for (k = 0; k < list[i].oo.chain_len; k++)
+        free ((char *) list[i].spans[k].name);
+    free (list[i].spans);
+    free (list[i].member);
+    list[i].oo.spans = NULL;
     free (list[i].name);
     cli_free_chain (&list[i].oo);
   }

@@ -20,6 +20,7 @@
 #include "byteorder.h"
 #include "cli.h"
 #include "push.h"
+#include "tar-index.h"
 
 /* qcow2 header fields (big endian; qcow2 spec "Header"). */
 #define QCOW2_HDR_L1_SIZE   36 /* u32: entries */
@@ -69,9 +70,11 @@ header_hash (const struct qcow_layer_info *li, char out[65],
   EVP_MD_CTX *ctx = NULL;
   int ret = -1;
 
-  fd = open (li->path, O_RDONLY | O_CLOEXEC);
+  uint64_t base = li->file_offset, fsize;
+
+  fd = open (li->file, O_RDONLY | O_CLOEXEC);
   if (fd == -1)
-    return cli_err_set (err, li->path, "%s", strerror (errno));
+    return cli_err_set (err, li->file, "%s", strerror (errno));
   /* Make sure we hash the file qcowlib opened, not a replacement. */
   if (fstat (fd, &st) == -1 || st.st_dev != li->st.st_dev
       || st.st_ino != li->st.st_ino) {
@@ -81,22 +84,24 @@ header_hash (const struct qcow_layer_info *li, char out[65],
   ctx = EVP_MD_CTX_new ();
   if (!ctx || EVP_DigestInit_ex (ctx, EVP_sha256 (), NULL) != 1)
     goto nomem;
+  /* A tar member: offsets are its own, its length its file size. */
+  fsize = li->span ? li->file_length : (uint64_t) st.st_size;
   if (strcmp (li->format, "qcow2") == 0) {
     uint64_t l1_off, l1_bytes;
-    if (pread (fd, hdr, sizeof hdr, 0) != (ssize_t) sizeof hdr)
+    if (pread (fd, hdr, sizeof hdr, (off_t) base) != (ssize_t) sizeof hdr)
       goto ioerr;
     l1_bytes = (uint64_t) load_be32 (hdr + QCOW2_HDR_L1_SIZE) * 8;
     l1_off = load_be64 (hdr + QCOW2_HDR_L1_OFFSET);
     if (l1_bytes > MAX_L1_BYTES)
       l1_bytes = MAX_L1_BYTES;
-    if (hash_range (fd, ctx, 0, li->cluster_size, (uint64_t) st.st_size)
-            == -1
-        || hash_range (fd, ctx, l1_off, l1_bytes, (uint64_t) st.st_size)
+    if (l1_off > fsize)
+      l1_off = fsize;
+    if (hash_range (fd, ctx, base, li->cluster_size, base + fsize) == -1
+        || hash_range (fd, ctx, base + l1_off, l1_bytes, base + fsize)
                == -1)
       goto ioerr;
   }
-  else if (hash_range (fd, ctx, 0, RAW_HASH_BYTES, (uint64_t) st.st_size)
-           == -1)
+  else if (hash_range (fd, ctx, base, RAW_HASH_BYTES, base + fsize) == -1)
     goto ioerr;
   if (EVP_DigestFinal_ex (ctx, md, &mdlen) != 1)
     goto nomem;
@@ -120,6 +125,15 @@ int
 identity_collect (struct qcow_chain *c, struct chain_identity *out,
                   const char *context, struct cli_err *err)
 {
+  return identity_collect_members (c, out, context, NULL, err);
+}
+
+int
+identity_collect_members (struct qcow_chain *c, struct chain_identity *out,
+                          const char *context,
+                          const struct tar_member *const *member,
+                          struct cli_err *err)
+{
   size_t n = qcow_depth (c), i;
   struct qcow_layer_info li;
   char rp[PATH_MAX];
@@ -137,7 +151,7 @@ identity_collect (struct qcow_chain *c, struct chain_identity *out,
     }
     out->n++;
     l->path = strdup (li.path);
-    l->realpath = strdup (realpath (li.path, rp) ? rp : li.path);
+    l->realpath = strdup (realpath (li.file, rp) ? rp : li.file);
     if (!l->path || !l->realpath) {
       cli_err_set (err, context, "out of memory");
       goto err;
@@ -147,6 +161,25 @@ identity_collect (struct qcow_chain *c, struct chain_identity *out,
     l->size = (uint64_t) li.st.st_size;
     l->mtime_ns = ts_ns (&li.st.st_mtim);
     l->ctime_ns = ts_ns (&li.st.st_ctim);
+    if (li.span) {
+      /* A tar member: the archive's identity (device, inode, ctime) plus
+       * the member's own size, time and headers. */
+      const struct tar_member *tm = member ? member[i] : NULL;
+      if (!tm) {
+        cli_err_set (err, context, "internal error: no tar member for %s",
+                     li.path);
+        goto err;
+      }
+      l->archive = strdup (li.file);
+      if (!l->archive) {
+        cli_err_set (err, context, "out of memory");
+        goto err;
+      }
+      l->size = tm->size;
+      l->mtime_ns = tm->mtime_ns;
+      l->archive_offset = li.file_offset;
+      memcpy (l->tar_header_sha256, tm->header_sha256, 65);
+    }
     l->virtual_size = li.virtual_size;
     l->has_data_file = li.data_file != NULL;
     if (header_hash (&li, l->header_sha256, context, err) == -1)
@@ -166,6 +199,7 @@ identity_free (struct chain_identity *id)
   for (i = 0; i < id->n; i++) {
     free (id->layer[i].path);
     free (id->layer[i].realpath);
+    free (id->layer[i].archive);
   }
   free (id->layer);
   id->layer = NULL;
@@ -180,6 +214,17 @@ identity_recheck (const struct chain_identity *id, char *why, size_t whylen)
 
   for (i = 0; i < id->n; i++) {
     const struct layer_identity *l = &id->layer[i];
+    if (l->archive) {
+      /* Any write to the archive moves its ctime. */
+      if (stat (l->archive, &st) == -1 || (uint64_t) st.st_dev != l->dev
+          || (uint64_t) st.st_ino != l->ino
+          || ts_ns (&st.st_ctim) != l->ctime_ns) {
+        snprintf (why, whylen, "%s: the archive changed while %s was "
+                  "being read", l->archive, l->path);
+        return -1;
+      }
+      continue;
+    }
     if (stat (l->path, &st) == -1 || (uint64_t) st.st_dev != l->dev
         || (uint64_t) st.st_ino != l->ino
         || (uint64_t) st.st_size != l->size
@@ -206,15 +251,22 @@ identity_archive_json (const struct chain_identity *id,
   layers = json_array ();
   for (i = 0; i < id->n; i++) {
     const struct layer_identity *l = &id->layer[i];
-    json_array_append_new (
-        layers,
+    json_t *lo =
         json_pack ("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "path",
                    l->path, "realpath", l->realpath, "dev",
                    (json_int_t) l->dev, "ino", (json_int_t) l->ino, "size",
                    (json_int_t) l->size, "mtime-ns", (json_int_t) l->mtime_ns,
                    "ctime-ns", (json_int_t) l->ctime_ns, "virtual-size",
                    (json_int_t) l->virtual_size, "header-sha256",
-                   l->header_sha256));
+                   l->header_sha256);
+    if (lo && l->archive)
+      json_object_set_new (lo, "archive-member",
+                           json_pack ("{s:s, s:I, s:s}", "name", l->path,
+                                      "offset",
+                                      (json_int_t) l->archive_offset,
+                                      "tar-header-sha256",
+                                      l->tar_header_sha256));
+    json_array_append_new (layers, lo);
   }
   o = json_pack ("{s:s, s:I, s:o, s:o}", "index-csum", hex, "size",
                  (json_int_t) size, "key-fingerprint",
@@ -252,6 +304,19 @@ layer_diff (json_t *l, const struct layer_identity *c)
     return "virtual size";
   if (!h || strcmp (h, c->header_sha256) != 0)
     return "header";
+  {
+    /* Members of one archive share its device and inode: the member's
+     * name and headers tell them apart. */
+    json_t *am = json_object_get (l, "archive-member");
+    const char *an = json_string_value (json_object_get (am, "name"));
+    const char *ah = json_string_value (json_object_get (am,
+                                                        "tar-header-sha256"));
+    if ((am != NULL) != (c->archive != NULL)
+        || (c->archive
+            && (!an || !ah || strcmp (an, c->path) != 0
+                || strcmp (ah, c->tar_header_sha256) != 0)))
+      return "not the same archive member";
+  }
   return NULL;
 }
 

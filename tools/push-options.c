@@ -26,6 +26,7 @@ static const struct option longopts[] = {
   { "output-format", required_argument, NULL, 'o' },
   CLI_PROGRESS_OPTIONS,
   { "disk", required_argument, NULL, 'D' },
+  { "from-archive", required_argument, NULL, 'A' },
   PVE_PUSH_OPTIONS,
   { "help", no_argument, NULL, 'h' },
   { NULL, 0, NULL, 0 },
@@ -55,6 +56,9 @@ static const char usage_text[] =
   "                            archive NAME from this chain, oldest layer\n"
   "                            first (the --chain syntax; ',,' = ',');\n"
   "                            repeat it for each disk of the VM\n"
+  "  --from-archive TAR        the --disk layers are members of the\n"
+  "                            uncompressed tar TAR (paths as tar -tf\n"
+  "                            lists them), read in place: no copy\n"
   "  --full                    read everything, reuse nothing\n"
   "  --skip-unchanged          make no snapshot when the group's last one\n"
   "                            was made from these same, unchanged layers\n"
@@ -128,6 +132,7 @@ push_parse_options (struct push *p, struct push_args *args, int argc,
     case 'q': cli_set_progress_mode (CLI_PROGRESS_QUIET); break;
     case CLI_OPT_PROGRESS: cli_set_progress_mode (CLI_PROGRESS_LINES); break;
     case 'h': fputs (usage_text, stdout); cli_free_chain (oo); return 0;
+    case 'A': args->from_archive = optarg; break;
     case 'D':
       if ((ret = push_disk_option (&args->disks, &args->ndisks, optarg))
           != 0) {
@@ -140,7 +145,7 @@ push_parse_options (struct push *p, struct push_args *args, int argc,
       break;
     case PVE_OPT_CONFIG: case PVE_OPT_STORAGE: case PVE_OPT_MEMORY:
     case PVE_OPT_CORES: case PVE_OPT_FW_CONFIG: case PVE_OPT_NOTES:
-    case PVE_OPT_NOTES_FILE: case PVE_OPT_PROTECTED:
+    case PVE_OPT_NOTES_FILE: case PVE_OPT_PROTECTED: case PVE_OPT_DISK_FORMAT:
       if (pve_push_option (&p->pve, opt, optarg) != 0) {
         cli_free_chain (oo);
         return 2;
@@ -171,6 +176,14 @@ push_parse_options (struct push *p, struct push_args *args, int argc,
   }
   if (optind >= argc && !args->chain && !args->ndisks)
     return cli_usage_error ("push", "no image given");
+  if (args->from_archive && !args->ndisks)
+    return cli_usage_error ("push", "--from-archive names the archive "
+                            "whose members --disk gives: give --disk");
+  if (args->from_archive
+      && (ret = push_disks_from_archive (args->disks, args->ndisks,
+                                         args->from_archive, &args->tix))
+             != 0)
+    return ret;
   if (args->chain && argc - optind > 1)
     return cli_usage_error ("push", "--chain works with one image only");
   return -1;
@@ -193,7 +206,10 @@ push_name_archives (struct push *p, struct push_args *args, int argc,
     p->a[i].name = args->disks[i].name; /* taken */
     args->disks[i].name = NULL;
     p->a[i].oo = &args->disks[i].oo;
-    p->a[i].image = args->disks[i].oo.chain[args->disks[i].oo.chain_len - 1];
+    p->a[i].image = args->disks[i].spans
+                        ? args->disks[i].spans[args->disks[i].oo.chain_len - 1].name
+                        : args->disks[i].oo.chain[args->disks[i].oo.chain_len - 1];
+    p->a[i].member = args->disks[i].member;
   }
   for (i = 0; i < p->na && !args->ndisks; i++) {
     const char *arg = first + (int) i < argc ? argv[first + i] : "";

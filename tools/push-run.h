@@ -13,12 +13,14 @@
 
 #include "cli.h"
 #include "push.h"
+#include "tar-index.h"
 #include "pve-push.h"
 
 struct archive {
   char *name;        /* drive-scsi0.img.fidx */
   const char *image; /* as given */
   const struct qcow_open_opts *oo; /* --disk: this disk's chain, or NULL */
+  const struct tar_member *const *member; /* --from-archive: per layer */
   struct qcow_chain *chain;
   struct chain_identity ident;
   uint64_t size, nchunks;
@@ -68,6 +70,8 @@ struct push_args {
   const char *chain;        /* --chain's top layer, or NULL */
   struct push_disk *disks;  /* --disk */
   size_t ndisks;
+  const char *from_archive; /* --from-archive: --disk names its members */
+  struct tar_index tix;     /* that archive's members */
   int first_image;          /* argv index of the first IMAGE argument */
 };
 

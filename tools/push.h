@@ -52,11 +52,22 @@ char *push_archive_name (const char *arg);
 /* push-disks.c: --disk NAME=L0,L1,... (the --chain syntax, oldest first).
  * Each call appends one disk to *LIST; 0, or the exit status after a
  * message (2 usage, 1 error). */
+struct tar_member;
 struct push_disk {
   char *name;                 /* archive name, drive-scsi0.img.fidx */
   struct qcow_open_opts oo;   /* oo.chain: the layers */
+  /* --from-archive: oo.chain[i] is the tar file, spans[i] member i's
+   * bytes in it, member[i] what its index says (owned by the index). */
+  struct qcow_span *spans;
+  const struct tar_member **member;
 };
 int push_disk_option (struct push_disk **list, size_t *n, const char *arg);
+/* --from-archive ARCHIVE: the layers of every --disk are members of the
+ * uncompressed tar ARCHIVE, read in place.  *IX (the caller's, freed after
+ * the disks) gets its index.  0, or 1 after a message. */
+struct tar_index;
+int push_disks_from_archive (struct push_disk *list, size_t n,
+                             const char *archive, struct tar_index *ix);
 void push_disks_free (struct push_disk *list, size_t n);
 /* restore-blob.c: restore ARG, a blob archive of the snapshot
  * ("qemu-server.conf" or "qemu-server.conf.blob"), decrypted, to OUT_PATH
@@ -194,8 +205,11 @@ int plan_touch_layer (struct qcow_chain *c, size_t depth, uint8_t *touched,
 
 /* What push records about one layer of a chain (oldest first). */
 struct layer_identity {
-  char *path;
-  char *realpath;
+  char *path;       /* a tar member: its name */
+  char *realpath;   /* a tar member: the archive's */
+  char *archive;    /* a tar member: the archive as named, else NULL */
+  char tar_header_sha256[65]; /* a tar member: its headers' hash */
+  uint64_t archive_offset;
   uint64_t dev, ino, size;
   int64_t mtime_ns, ctime_ns;
   uint64_t virtual_size;
@@ -211,6 +225,13 @@ struct chain_identity {
 /* 0, or -1 with the error in *ERR (not printed). */
 int identity_collect (struct qcow_chain *c, struct chain_identity *out,
                       const char *context, struct cli_err *err);
+/* The same for a chain read from tar members: MEMBER[i] (oldest first)
+ * describes layer i, or is NULL for a file. */
+int identity_collect_members (struct qcow_chain *c,
+                              struct chain_identity *out,
+                              const char *context,
+                              const struct tar_member *const *member,
+                              struct cli_err *err);
 void identity_free (struct chain_identity *id);
 /* Re-stat each layer: 0 if all are as collected, else -1 with a reason in
  * WHY (caller's buffer). */

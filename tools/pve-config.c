@@ -210,7 +210,8 @@ put_map_lines (FILE *f, const struct pve_disk *d, size_t n,
 
   for (i = 0; i < n; i++)
     if (pve_disk_key (d[i].archive, k))
-      fprintf (f, MAP_PREFIX "%s:drive-%s:%s::\n", k, k, storage);
+      fprintf (f, MAP_PREFIX "%s:drive-%s:%s:%s:\n", k, k, storage,
+               d[i].format ? d[i].format : "");
 }
 
 /* The user's config: main section, sizes set, map lines appended. */

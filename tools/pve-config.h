@@ -12,6 +12,7 @@
 struct pve_disk {
   const char *archive; /* "drive-scsi0.img.fidx" */
   uint64_t size;       /* the disk's virtual size in bytes */
+  const char *format;  /* map line's format (raw, qcow2, vmdk), or NULL */
 };
 
 struct pve_config_opts {

@@ -102,8 +102,40 @@ pve_push_option (struct pve_push *pp, int opt, const char *arg)
   case PVE_OPT_NOTES: pp->notes_arg = arg; return 0;
   case PVE_OPT_NOTES_FILE: pp->notes_path = arg; return 0;
   case PVE_OPT_PROTECTED: pp->protect = true; return 0;
+  case PVE_OPT_DISK_FORMAT: {
+    /* Proxmox VE's disk formats (PVE::Storage's valid formats); the map
+     * line's field is (\S*), so nothing else may go in. */
+    const char *eq = strchr (arg, '=');
+    if (!eq || eq == arg
+        || (strcmp (eq + 1, "raw") && strcmp (eq + 1, "qcow2")
+            && strcmp (eq + 1, "vmdk")))
+      return cli_usage_error ("push", "--pve-disk-format takes NAME=FORMAT "
+                              "with FORMAT raw, qcow2 or vmdk, not '%s'",
+                              arg);
+    if (pp->ndisk_format == sizeof pp->disk_format / sizeof *pp->disk_format)
+      return cli_usage_error ("push", "too many --pve-disk-format");
+    pp->disk_format[pp->ndisk_format++] = arg;
+    return 0;
+  }
   }
   return cli_usage_error ("push", "invalid option");
+}
+
+const char *
+pve_push_disk_format (const struct pve_push *pp, const char *archive)
+{
+  size_t i;
+
+  /* NAME as --disk takes it: drive-scsi0, .img or .img.fidx. */
+  for (i = 0; i < pp->ndisk_format; i++) {
+    const char *a = pp->disk_format[i], *eq = strchr (a, '=');
+    size_t n = (size_t) (eq - a);
+    if (strncmp (a, archive, n) == 0
+        && (!archive[n] || !strcmp (archive + n, ".img.fidx")
+            || !strcmp (archive + n, ".fidx")))
+      return eq + 1; /* the first wins: the user's before import's */
+  }
+  return NULL;
 }
 
 static bool

@@ -21,6 +21,9 @@ struct pve_push {
   const char *notes_arg;  /* --notes TEXT */
   const char *notes_path; /* --notes-file FILE */
   bool protect;           /* --protected */
+  /* --pve-disk-format NAME=FORMAT, as given (borrowed from argv). */
+  const char *disk_format[64];
+  size_t ndisk_format;
   /* Made by pve_push_prepare. */
   char *config;           /* qemu-server.conf text, or NULL */
   char *fw;               /* fw.conf text, or NULL */
@@ -38,7 +41,8 @@ enum {
   PVE_OPT_NOTES,
   PVE_OPT_NOTES_FILE,
   PVE_OPT_PROTECTED,
-  PVE_OPT_LAST = PVE_OPT_PROTECTED
+  PVE_OPT_DISK_FORMAT,
+  PVE_OPT_LAST = PVE_OPT_DISK_FORMAT
 };
 #define PVE_PUSH_OPTIONS                                                      \
   { "pve-config", required_argument, NULL, PVE_OPT_CONFIG },                  \
@@ -48,7 +52,8 @@ enum {
   { "fw-config", required_argument, NULL, PVE_OPT_FW_CONFIG },                \
   { "notes", required_argument, NULL, PVE_OPT_NOTES },                        \
   { "notes-file", required_argument, NULL, PVE_OPT_NOTES_FILE },              \
-  { "protected", no_argument, NULL, PVE_OPT_PROTECTED }
+  { "protected", no_argument, NULL, PVE_OPT_PROTECTED },                      \
+  { "pve-disk-format", required_argument, NULL, PVE_OPT_DISK_FORMAT }
 #define PVE_PUSH_OPTIONS_HELP                                                 \
   "Proxmox VE (restore the snapshot as a VM with qmrestore or the GUI):\n"    \
   "  --pve-config FILE|auto  store qemu-server.conf: FILE is your VM\n"     \
@@ -66,7 +71,11 @@ enum {
   "  --notes TEXT       snapshot notes (the first line is the comment in\n" \
   "                     listings)\n"                                          \
   "  --notes-file FILE  the notes from a file\n"                            \
-  "  --protected        protect the snapshot from pruning and removal\n"
+  "  --protected        protect the snapshot from pruning and removal\n"     \
+  "  --pve-disk-format NAME=FORMAT  the format (raw, qcow2 or vmdk) in the\n"\
+  "                     #qmdump#map line of disk archive NAME: the format\n"\
+  "                     the restore allocates; import takes it from\n"      \
+  "                     qmpbackup's <file>.config\n"
 
 /* Take option OPT; 0, or 2 after a usage error (printed). */
 int pve_push_option (struct pve_push *pp, int opt, const char *arg);
@@ -85,6 +94,10 @@ int pve_push_store (struct pve_push *pp, struct pbs_backup *b,
 int pve_push_protect (struct pve_push *pp, struct pbs_repo *r,
                       const char *ns, const char *type, const char *id,
                       int64_t time);
+/* The --pve-disk-format of archive NAME ("drive-scsi0.img.fidx"), or
+ * NULL. */
+const char *pve_push_disk_format (const struct pve_push *pp,
+                                  const char *archive);
 void pve_push_free (struct pve_push *pp);
 
 #endif

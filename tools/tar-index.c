@@ -1,0 +1,318 @@
+/* tar-index.c -- find where each member of a tar archive keeps its bytes.
+ *
+ * libarchive reads the headers (it knows pax, GNU and every quirk); for an
+ * archive without compression the data of a plain member is one piece of
+ * the file, so it can be read in place (import, push --from-archive).
+ * libarchive gives the position of a member's first header block
+ * (archive_read_header_position); extension headers may come first (pax
+ * 'x'/'g', GNU long names 'L'/'K'), so we walk the 512-byte blocks from
+ * there to the member's own header (POSIX ustar layout: type flag at 156,
+ * size at 124, octal or GNU base-256) and its data follows it.  The
+ * member's own header must agree with libarchive (regular type, size), so
+ * a wrong offset is never used: such a member is just not in place.  GNU
+ * sparse members ('S', or pax GNU.sparse keys) are not in one piece. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <openssl/evp.h>
+
+#include "cli.h"
+#include "pbsproto.h"
+#include "tar-index.h"
+
+#define BLOCK 512
+/* Extension headers before one member: pax and long names are small. */
+#define MAX_EXT_BYTES (1u << 20)
+
+bool
+tar_name_safe (const char *name)
+{
+  const char *p = name;
+
+  if (!*name || name[0] == '/')
+    return false;
+  while (*p) {
+    size_t n = strcspn (p, "/");
+    if (n == 2 && p[0] == '.' && p[1] == '.')
+      return false;
+    p += n;
+    while (*p == '/')
+      p++;
+  }
+  return true;
+}
+
+/* "./a//b/" -> "a/b" (malloc'd). */
+static char *
+normal_name (const char *name)
+{
+  char *out = malloc (strlen (name) + 1), *q = out;
+  const char *p = name;
+
+  if (!out)
+    return NULL;
+  while (*p) {
+    size_t n;
+    while (*p == '/')
+      p++;
+    n = strcspn (p, "/");
+    if (n == 1 && p[0] == '.') {
+      p += n;
+      continue;
+    }
+    if (n) {
+      if (q != out)
+        *q++ = '/';
+      memcpy (q, p, n);
+      q += n;
+    }
+    p += n;
+  }
+  *q = 0;
+  return out;
+}
+
+/* A ustar number field: octal (NUL/space ended) or GNU base-256. */
+static bool
+tar_number (const unsigned char *f, size_t len, uint64_t *v)
+{
+  size_t i = 0;
+
+  *v = 0;
+  if (f[0] & 0x80) {
+    if (f[0] != 0x80)
+      return false; /* negative, or more than 7 bytes of it */
+    for (i = 1; i < len; i++) {
+      if (*v >> 56)
+        return false;
+      *v = (*v << 8) | f[i];
+    }
+    return true;
+  }
+  while (i < len && f[i] == ' ')
+    i++;
+  for (; i < len && f[i] >= '0' && f[i] <= '7'; i++) {
+    if (*v >> 60)
+      return false;
+    *v = (*v << 3) | (uint64_t) (f[i] - '0');
+  }
+  return i == len || f[i] == 0 || f[i] == ' ';
+}
+
+/* Walk from the member's first header at POS to its own header: fill
+ * M->offset, M->in_place, M->sparse and the header hash.  0, or -1 on a
+ * read error (message printed). */
+static int
+locate (int fd, const char *path, uint64_t pos, struct tar_member *m,
+        const char *name)
+{
+  unsigned char b[BLOCK], md[32];
+  uint64_t start = pos, size, ext = 0;
+  bool extended = false;
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new ();
+  unsigned mdlen;
+  int ret = -1;
+
+  if (!ctx || EVP_DigestInit_ex (ctx, EVP_sha256 (), NULL) != 1) {
+    cli_error (path, "sha256 failed");
+    goto out;
+  }
+  for (;;) {
+    if (pread (fd, b, BLOCK, (off_t) pos) != BLOCK) {
+      cli_error (path, "member %s: cannot read its header: %s", name,
+                 errno ? strerror (errno) : "short read");
+      goto out;
+    }
+    if (!tar_number (b + 124, 12, &size))
+      break; /* not what libarchive saw: not in place */
+    if (b[156] == 'x' || b[156] == 'g' || b[156] == 'L' || b[156] == 'K') {
+      uint64_t len = (size + BLOCK - 1) / BLOCK * BLOCK;
+      if (size > MAX_EXT_BYTES || (ext += BLOCK + len) > MAX_EXT_BYTES)
+        break;
+      if (b[156] == 'x') {
+        /* pax: GNU sparse keys make a sparse member of a plain type. */
+        char *text = malloc ((size_t) size + 1);
+        if (!text
+            || pread (fd, text, (size_t) size, (off_t) (pos + BLOCK))
+                   != (ssize_t) size) {
+          free (text);
+          cli_error (path, "member %s: cannot read its pax header", name);
+          goto out;
+        }
+        text[size] = 0;
+        if (memmem (text, (size_t) size, "GNU.sparse.", 11))
+          m->sparse = true;
+        EVP_DigestUpdate (ctx, b, BLOCK);
+        EVP_DigestUpdate (ctx, text, (size_t) size);
+        free (text);
+      }
+      else
+        EVP_DigestUpdate (ctx, b, BLOCK);
+      extended = true;
+      pos += BLOCK + len;
+      continue;
+    }
+    EVP_DigestUpdate (ctx, b, BLOCK);
+    if (b[156] == 'S')
+      m->sparse = true;
+    /* The member's own header: a plain file whose size is what libarchive
+     * read (a pax size may stand in for a too large ustar field) and,
+     * without extension headers, whose ustar name is its name. */
+    if (!m->sparse && (b[156] == '0' || b[156] == 0 || b[156] == '7')
+        && (size == m->size || extended)) {
+      char full[260];
+      snprintf (full, sizeof full, "%.155s%s%.100s", (const char *) b + 345,
+                b[345] ? "/" : "", (const char *) b);
+      if (extended || !strcmp (full, name)) {
+        m->in_place = true;
+        m->offset = pos + BLOCK;
+      }
+    }
+    break;
+  }
+  (void) start;
+  if (EVP_DigestFinal_ex (ctx, md, &mdlen) != 1) {
+    cli_error (path, "sha256 failed");
+    goto out;
+  }
+  pbs_digest_hex (md, m->header_sha256);
+  ret = 0;
+out:
+  EVP_MD_CTX_free (ctx);
+  return ret;
+}
+
+int
+tar_index_read (const char *path, struct tar_index *ix)
+{
+  struct archive *a = archive_read_new ();
+  struct archive_entry *e;
+  int r, fd = -1, ret = -1;
+  size_t cap = 0;
+
+  memset (ix, 0, sizeof *ix);
+  if (!a)
+    return cli_error (path, "out of memory"), -1;
+  archive_read_support_filter_all (a);
+  archive_read_support_format_tar (a);
+  fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd == -1 || fstat (fd, &ix->st) == -1) {
+    cli_error (path, "%s", strerror (errno));
+    goto out;
+  }
+  /* Small blocks: between headers libarchive seeks (an uncompressed
+   * file), so an index reads little more than the headers. */
+  if (archive_read_open_filename (a, path, 16384) != ARCHIVE_OK) {
+    cli_error (path, "%s", archive_error_string (a));
+    goto out;
+  }
+  while ((r = archive_read_next_header (a, &e)) == ARCHIVE_OK
+         || r == ARCHIVE_WARN) {
+    const char *name = archive_entry_pathname (e);
+    mode_t type = archive_entry_filetype (e);
+    struct tar_member *m;
+    la_int64_t pos = archive_read_header_position (a);
+    if (!name || !tar_name_safe (name)) {
+      cli_error (path, "member '%s' is an absolute path or climbs out "
+                 "with '..': refused", name ? name : "");
+      goto out;
+    }
+    if (ix->n == 0) {
+      ix->compressed = archive_filter_count (a) != 1
+                       || archive_filter_code (a, 0) != ARCHIVE_FILTER_NONE;
+      if (ix->compressed) {
+        /* Nothing of it can be read in place, and walking it would
+         * decompress it all: the caller unpacks it (and checks it). */
+        r = ARCHIVE_EOF;
+        ix->n = 1; /* "not empty" */
+        ix->m = calloc (1, sizeof *ix->m);
+        if (!ix->m || !(ix->m[0].name = strdup (name))) {
+          cli_error (path, "out of memory");
+          goto out;
+        }
+        break;
+      }
+    }
+    if (type != AE_IFREG && type != AE_IFDIR)
+      continue;
+    if (ix->n == cap) {
+      struct tar_member *g;
+      cap = cap ? cap * 2 : 16;
+      g = realloc (ix->m, cap * sizeof *g);
+      if (!g) {
+        cli_error (path, "out of memory");
+        goto out;
+      }
+      ix->m = g;
+    }
+    m = &ix->m[ix->n];
+    memset (m, 0, sizeof *m);
+    m->name = normal_name (name);
+    if (!m->name) {
+      cli_error (path, "out of memory");
+      goto out;
+    }
+    ix->n++;
+    m->dir = type == AE_IFDIR;
+    m->size = archive_entry_size (e) > 0 ? (uint64_t) archive_entry_size (e)
+                                         : 0;
+    m->mtime_ns = archive_entry_mtime_is_set (e)
+                      ? (int64_t) archive_entry_mtime (e) * 1000000000
+                            + archive_entry_mtime_nsec (e)
+                      : 0;
+    m->sparse = archive_entry_sparse_count (e) > 0;
+    if (!m->dir && !ix->compressed && pos >= 0
+        && locate (fd, path, (uint64_t) pos, m, name) == -1)
+      goto out;
+    if (!m->dir && m->sparse)
+      ix->any_sparse = true;
+  }
+  if (r != ARCHIVE_EOF) {
+    cli_error (path, "%s (truncated or corrupt archive)",
+               archive_error_string (a));
+    goto out;
+  }
+  if (ix->n == 0) {
+    cli_error (path, "not a tar archive (tar, tar.gz, tar.zst, tar.xz), "
+               "or an empty one");
+    goto out;
+  }
+  ret = 0;
+out:
+  if (fd >= 0)
+    close (fd);
+  archive_read_free (a);
+  if (ret == -1)
+    tar_index_free (ix);
+  return ret;
+}
+
+const struct tar_member *
+tar_index_find (const struct tar_index *ix, const char *name)
+{
+  char *n = normal_name (name);
+  const struct tar_member *found = NULL;
+  size_t i;
+
+  /* The last of the same name, as tar -x leaves it. */
+  for (i = ix->n; n && i-- > 0 && !found;)
+    if (!strcmp (ix->m[i].name, n))
+      found = &ix->m[i];
+  free (n);
+  return found;
+}
+
+void
+tar_index_free (struct tar_index *ix)
+{
+  for (size_t i = 0; i < ix->n; i++)
+    free (ix->m[i].name);
+  free (ix->m);
+  memset (ix, 0, sizeof *ix);
+}

@@ -1,0 +1,42 @@
+/* tar-index.h -- where each member of an uncompressed tar archive lies,
+ * so that its bytes can be read in place (tar-index.c). */
+#ifndef QCOW2PBS_TAR_INDEX_H
+#define QCOW2PBS_TAR_INDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+struct tar_member {
+  char *name;         /* as stored, without "./" and a trailing "/" */
+  bool dir;
+  bool sparse;        /* a GNU sparse member: its bytes are not in one piece */
+  bool in_place;      /* a plain regular member at OFFSET (uncompressed) */
+  uint64_t size;      /* bytes of data (a sparse member: its real size) */
+  uint64_t offset;    /* in_place: where its data starts in the archive */
+  int64_t mtime_ns;
+  char header_sha256[65]; /* sha256 of its header blocks (pax, long names,
+                           * its own): name, size, time, mode, owner */
+};
+
+struct tar_index {
+  struct stat st;     /* of the archive, when it was indexed */
+  bool compressed;    /* a compression filter: nothing is in place */
+  bool any_sparse;
+  struct tar_member *m;
+  size_t n;
+};
+
+/* Index the tar archive PATH (any compression libarchive reads; offsets
+ * only when it has none).  0, or -1 after printing the error. */
+int tar_index_read (const char *path, struct tar_index *ix);
+/* The member NAME ("./a//b" = "a/b"), or NULL. */
+const struct tar_member *tar_index_find (const struct tar_index *ix,
+                                         const char *name);
+void tar_index_free (struct tar_index *ix);
+/* Refuse absolute member names and ones climbing out with "..", as
+ * tar -x does. */
+bool tar_name_safe (const char *name);
+
+#endif
