@@ -70,7 +70,7 @@ struct pbs_backend_ops {
                            bool ok);
 };
 
-/* Backend constructors (local-backend.c, remote-backend.c).  Return the
+/* Backend constructors (local-backend.c, remote-repo.c).  Return the
  * backend's repo state or NULL. */
 void *pbs__local_open (const char *path, const struct pbs_repo_opts *opts);
 extern const struct pbs_backend_ops pbs__local_ops;

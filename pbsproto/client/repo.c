@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ends-with.h"
 #include "ds-internal.h"
 #include "pbs-internal.h"
 
@@ -247,13 +248,6 @@ pbs_backup_previous_time (struct pbs_backup *b, int64_t *out)
     return -1;
   }
   return b->repo->ops->previous_time (b->bb, out);
-}
-
-static bool
-ends_with (const char *s, const char *suffix)
-{
-  size_t a = strlen (s), n = strlen (suffix);
-  return a >= n && memcmp (s + a - n, suffix, n) == 0;
 }
 
 int

@@ -28,6 +28,7 @@
 
 #include <zlib.h>
 
+#include "ends-with.h"
 #include "checked-overflow.h"
 #include "ds-internal.h"
 #include "pbs-errors.h"
@@ -136,13 +137,6 @@ read_error_text (char *buf, size_t n)
     snprintf (buf, n, "%s", colon ? colon + 2 : m);
   else
     snprintf (buf, n, "%s (os error %d)", strerror (e), e);
-}
-
-static bool
-ends_with (const char *s, const char *suffix)
-{
-  size_t a = strlen (s), b = strlen (suffix);
-  return a >= b && memcmp (s + a - b, suffix, b) == 0;
 }
 
 /* flock FD (a directory opened without following symlinks) the way
@@ -879,34 +873,23 @@ wid_in_range (int wid)
 static size_t
 blob_header_len (int kind)
 {
-  return kind == PBS_BLOB_ENCRYPTED || kind == PBS_BLOB_ENCRYPTED_ZSTD ? 44
-                                                                       : 12;
+  return kind == PBS_BLOB_ENCRYPTED || kind == PBS_BLOB_ENCRYPTED_ZSTD
+             ? PBS_BLOB_ENCRYPTED_HEADER_LEN
+             : PBS_BLOB_HEADER_LEN;
 }
 
-int
-pbs_ds_backup_fixed_chunk (struct pbs_ds_backup *b, int wid,
-                           const char *digest_hex, uint64_t size,
-                           uint64_t encoded_size, const uint8_t *blob,
-                           size_t len)
+/* The rules on a chunk's announced sizes and its blob header that hold
+ * whoever hands the chunk in (PBS's parameter schema of upload_chunk and
+ * DataBlob's header checks).  *KIND and *HDR: the blob's kind and header
+ * length. */
+static int
+check_chunk_shape (uint64_t size, uint64_t encoded_size, const uint8_t *blob,
+                   size_t len, int *kind, size_t *hdr)
 {
-  uint8_t digest[32], *copy = NULL;
-  struct fixed_writer *w;
-  bool dup = false;
-  size_t hdr;
-  uint32_t crc;
-  int kind, r = -1;
-
-  if (!wid_in_range (wid))
-    return -1;
-  if (!pbs__ds_is_lower_hex64 (digest_hex)) {
-    bad ("parameter verification failed - 'digest': value does not match "
-         "the regex pattern");
-    return -1;
-  }
-  if (size < 1 || size > 16u * 1024 * 1024) {
+  if (size < 1 || size > PBS_CHUNK_MAX_RAW) {
     bad ("parameter verification failed - 'size': value must have a %s value "
          "of %u (got %" PRIu64 ")",
-         size < 1 ? "minimum" : "maximum", size < 1 ? 1 : 16u * 1024 * 1024,
+         size < 1 ? "minimum" : "maximum", size < 1 ? 1 : PBS_CHUNK_MAX_RAW,
          size);
     return -1;
   }
@@ -925,65 +908,34 @@ pbs_ds_backup_fixed_chunk (struct pbs_ds_backup *b, int wid,
     bad ("uploaded chunk has unexpected size.");
     return -1;
   }
-  pbs_digest_parse (digest_hex, digest);
-  kind = pbs_blob_kind (blob, len);
-  if (kind < 0) {
+  *kind = pbs_blob_kind (blob, len);
+  if (*kind < 0) {
     bad ("unable to parse raw blob - wrong magic");
     return -1;
   }
-  hdr = blob_header_len (kind);
-  if (len < hdr) {
+  *hdr = blob_header_len (*kind);
+  if (len < *hdr) {
     bad ("encrypted blob too small (%zu bytes).", len);
     return -1;
   }
-  /* Trap 7: the server ignores the uploaded CRC and stores its own.  The
-   * blob is copied only when the uploaded CRC is wrong. */
-  crc = (uint32_t)crc32 (0L, blob + hdr, (uInt)(len - hdr));
-  if (crc != ((uint32_t)blob[8] | (uint32_t)blob[9] << 8 |
-              (uint32_t)blob[10] << 16 | (uint32_t)blob[11] << 24)) {
-    copy = malloc (len);
-    if (!copy) {
-      oom ();
-      return -1;
-    }
-    memcpy (copy, blob, len);
-    copy[8] = crc & 0xff;
-    copy[9] = (crc >> 8) & 0xff;
-    copy[10] = (crc >> 16) & 0xff;
-    copy[11] = (crc >> 24) & 0xff;
-    blob = copy;
-  }
+  return 0;
+}
 
-  if (kind == PBS_BLOB_PLAIN || kind == PBS_BLOB_ZSTD) {
-    uint8_t *data = NULL, check[32];
-    const uint8_t *p = blob + hdr;
-    size_t dlen = len - hdr;
+/* Store a checked chunk and register it with writer WID: the part of
+ * §3.4 after the content checks, the same for both entries. */
+static int
+store_chunk (struct pbs_ds_backup *b, int wid, const uint8_t digest[32],
+             uint64_t size, const uint8_t *blob, size_t len)
+{
+  struct fixed_writer *w;
+  bool dup = false;
+  int r = -1;
 
-    /* A plain payload is the data itself: no decode, no second CRC. */
-    if (kind == PBS_BLOB_ZSTD) {
-      if (pbs_blob_decode (blob, len, NULL, 16u * 1024 * 1024, &data,
-                           &dlen) == -1) {
-        bad ("%s", pbs_errmsg ());
-        goto out;
-      }
-      p = data;
-    }
-    pbs_chunk_digest (NULL, p, dlen, check);
-    free (data);
-    if (memcmp (check, digest, 32) != 0) {
-      bad ("detected chunk with wrong digest.");
-      goto out;
-    }
-    if (dlen != size) {
-      bad ("detected chunk with wrong length (%" PRIu64 " != %zu)", size, dlen);
-      goto out;
-    }
-  }
   /* Stored before the writer is looked up, as PBS does: a bad wid still
    * leaves the chunk in the store. */
   if (pbs_datastore_insert_chunk (b->ds, digest, blob, len, &dup) == -1) {
     pbs__ds_restate_error (pbs_errno () == ENOSPC ? 500 : 400, NULL);
-    goto out;
+    return -1;
   }
 
   pthread_mutex_lock (&b->lock);
@@ -1029,9 +981,91 @@ pbs_ds_backup_fixed_chunk (struct pbs_ds_backup *b, int wid,
   r = 0;
 unlock:
   pthread_mutex_unlock (&b->lock);
+  return r;
+}
+
+int
+pbs_ds_backup_fixed_chunk (struct pbs_ds_backup *b, int wid,
+                           const char *digest_hex, uint64_t size,
+                           uint64_t encoded_size, const uint8_t *blob,
+                           size_t len)
+{
+  uint8_t digest[32], *copy = NULL;
+  size_t hdr;
+  uint32_t crc;
+  int kind, r = -1;
+
+  if (!wid_in_range (wid))
+    return -1;
+  if (!pbs__ds_is_lower_hex64 (digest_hex)) {
+    bad ("parameter verification failed - 'digest': value does not match "
+         "the regex pattern");
+    return -1;
+  }
+  if (check_chunk_shape (size, encoded_size, blob, len, &kind, &hdr) == -1)
+    return -1;
+  pbs_digest_parse (digest_hex, digest);
+  /* Trap 7: the server ignores the uploaded CRC and stores its own.  The
+   * blob is copied only when the uploaded CRC is wrong. */
+  crc = (uint32_t)crc32 (0L, blob + hdr, (uInt)(len - hdr));
+  if (crc != ((uint32_t)blob[8] | (uint32_t)blob[9] << 8 |
+              (uint32_t)blob[10] << 16 | (uint32_t)blob[11] << 24)) {
+    copy = malloc (len);
+    if (!copy) {
+      oom ();
+      return -1;
+    }
+    memcpy (copy, blob, len);
+    copy[8] = crc & 0xff;
+    copy[9] = (crc >> 8) & 0xff;
+    copy[10] = (crc >> 16) & 0xff;
+    copy[11] = (crc >> 24) & 0xff;
+    blob = copy;
+  }
+
+  if (kind == PBS_BLOB_PLAIN || kind == PBS_BLOB_ZSTD) {
+    uint8_t *data = NULL, check[32];
+    const uint8_t *p = blob + hdr;
+    size_t dlen = len - hdr;
+
+    /* A plain payload is the data itself: no decode, no second CRC. */
+    if (kind == PBS_BLOB_ZSTD) {
+      if (pbs_blob_decode (blob, len, NULL, PBS_CHUNK_MAX_RAW, &data,
+                           &dlen) == -1) {
+        bad ("%s", pbs_errmsg ());
+        goto out;
+      }
+      p = data;
+    }
+    pbs_chunk_digest (NULL, p, dlen, check);
+    free (data);
+    if (memcmp (check, digest, 32) != 0) {
+      bad ("detected chunk with wrong digest.");
+      goto out;
+    }
+    if (dlen != size) {
+      bad ("detected chunk with wrong length (%" PRIu64 " != %zu)", size, dlen);
+      goto out;
+    }
+  }
+  r = store_chunk (b, wid, digest, size, blob, len);
 out:
   free (copy);
   return r;
+}
+
+int
+pbs_ds_backup_fixed_chunk_trusted (struct pbs_ds_backup *b, int wid,
+                                   const uint8_t digest[32], uint64_t size,
+                                   const uint8_t *blob, size_t len)
+{
+  size_t hdr;
+  int kind;
+
+  if (!wid_in_range (wid) ||
+      check_chunk_shape (size, len, blob, len, &kind, &hdr) == -1)
+    return -1;
+  return store_chunk (b, wid, digest, size, blob, len);
 }
 
 /* PBS's FixedIndexWriter::check_chunk_alignment (END = offset + length). */

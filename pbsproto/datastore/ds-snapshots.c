@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "ends-with.h"
 #include "ds-internal.h"
 #include "pbs-errors.h"
 
@@ -22,13 +23,6 @@ struct list {
   struct pbs_snapshot *v;
   size_t n, cap;
 };
-
-static bool
-ends_with (const char *s, const char *suffix)
-{
-  size_t a = strlen (s), b = strlen (suffix);
-  return a >= b && memcmp (s + a - b, suffix, b) == 0;
-}
 
 static int
 add_file (struct pbs_snapshot *s, const char *name)

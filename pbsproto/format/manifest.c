@@ -1,5 +1,5 @@
 /* manifest.c -- index.json.blob (docs/pbs-protocol.md §5.8) and its signature
- * (§5.5), as pbs-datastore's manifest.rs.  The one file that sees jansson.
+ * (§5.5), as pbs-datastore's manifest.rs.
  *
  * The manifest lives as its JSON tree, so that fields this code does not
  * know survive a parse/serialise round trip and are covered by the
