@@ -422,7 +422,7 @@ pbs_backup_blob (struct pbs_backup *b, const char *name, const uint8_t *blob,
     pbs__set_error (EINVAL, "invalid blob name '%s'", name);
     return -1;
   }
-  if (len < 12 || len > PBS_BLOB_MAX_ENCODED) {
+  if (len < PBS_BLOB_HEADER_LEN || len > PBS_BLOB_MAX_ENCODED) {
     pbs__set_error (EINVAL, "%s: blob of %zu bytes is out of range", name, len);
     return -1;
   }

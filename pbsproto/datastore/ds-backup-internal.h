@@ -87,9 +87,6 @@ int pbs__dsb_open_dir_400 (int dirfd, const char *name, const char *shown,
 /* flock FD non-blocking; PBS's lock_dir messages (BUSY when held). */
 int pbs__dsb_lock_fd (int fd, const char *path, int how, const char *what,
                       const char *busy);
-/* Append a line to B's notes (pbs_ds_backup_notes). */
-__attribute__ ((format (printf, 2, 3))) void
-pbs__dsb_note (struct pbs_ds_backup *b, const char *fmt, ...);
 /* Open (creating) TYPE/ID below namespace NS (NSP its path), lock the
  * group, clean it up (client cleanup), write and check the owner (§4.1).
  * Fills B's ns_fd, type_fd, group_fd, group_path, created_*.  0 or -1. */

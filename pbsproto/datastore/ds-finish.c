@@ -27,12 +27,15 @@ pbs_ds_backup_blob (struct pbs_ds_backup *b, const char *name,
         "the regex pattern");
     return -1;
   }
-  if (encoded_size < 12 || encoded_size > PBS_BLOB_MAX_ENCODED) {
+  if (encoded_size < PBS_BLOB_HEADER_LEN
+      || encoded_size > PBS_BLOB_MAX_ENCODED) {
     pbs__dsb_bad (
         "parameter verification failed - 'encoded-size': value must have a "
         "%s value of %u (got %" PRIu64 ")",
-        encoded_size < 12 ? "minimum" : "maximum",
-        encoded_size < 12 ? 12 : PBS_BLOB_MAX_ENCODED, encoded_size);
+        encoded_size < PBS_BLOB_HEADER_LEN ? "minimum" : "maximum",
+        encoded_size < PBS_BLOB_HEADER_LEN ? PBS_BLOB_HEADER_LEN
+                                           : PBS_BLOB_MAX_ENCODED,
+        encoded_size);
     return -1;
   }
   if (!ends_with (name, ".blob")) {

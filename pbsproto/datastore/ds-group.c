@@ -38,8 +38,8 @@ pbs__dsb_lock_fd (int fd, const char *path, int how, const char *what,
   return 0;
 }
 
-__attribute__ ((format (printf, 2, 3))) void
-pbs__dsb_note (struct pbs_ds_backup *b, const char *fmt, ...)
+__attribute__ ((format (printf, 2, 3))) static void
+note (struct pbs_ds_backup *b, const char *fmt, ...)
 {
   char line[1024], *n = NULL;
   va_list ap;
@@ -247,10 +247,10 @@ tidy_group (struct pbs_ds_backup *b, const char *type, const char *id)
     if (flock (sfd, LOCK_EX | LOCK_NB) == 0) {
       pbs__dsb_remove_files (sfd);
       if (unlinkat (b->group_fd, de->d_name, AT_REMOVEDIR) == 0) {
-        pbs__dsb_note (b,
-                       "removed unfinished snapshot %s/%s/%s (left by an "
-                       "interrupted backup; no process held it)",
-                       type, id, de->d_name);
+        note (b,
+              "removed unfinished snapshot %s/%s/%s (left by an "
+              "interrupted backup; no process held it)",
+              type, id, de->d_name);
         others--;
       }
     }
@@ -259,10 +259,10 @@ tidy_group (struct pbs_ds_backup *b, const char *type, const char *id)
   closedir (d);
   if (has_owner || others)
     return 0;
-  pbs__dsb_note (b,
-                 "group %s/%s had no owner file and no snapshots (left by a "
-                 "failed first backup): taking it over",
-                 type, id);
+  note (b,
+        "group %s/%s had no owner file and no snapshots (left by a "
+        "failed first backup): taking it over",
+        type, id);
   return 1;
 }
 

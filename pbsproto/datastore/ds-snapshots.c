@@ -94,7 +94,7 @@ describe (struct pbs_snapshot *s, const char *dir)
   struct stat st;
   int r = -1;
 
-  if (asprintf (&mpath, "%s/index.json.blob", dir) == -1 ||
+  if (asprintf (&mpath, "%s/" PBS_MANIFEST_NAME, dir) == -1 ||
       asprintf (&ppath, "%s/.protected", dir) == -1) {
     mpath = ppath = NULL;
     goto out;
@@ -118,7 +118,7 @@ describe (struct pbs_snapshot *s, const char *dir)
         s->size += f.size;
       }
       /* Listed by PBS too, with the raw blob size. */
-      if (add_file (s, "index.json.blob") == -1) {
+      if (add_file (s, PBS_MANIFEST_NAME) == -1) {
         pbs_manifest_free (m);
         goto out;
       }

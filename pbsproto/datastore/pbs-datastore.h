@@ -45,7 +45,6 @@ extern void pbs_datastore_close (struct pbs_datastore *ds);
  * behaviour, which keeps both. */
 extern void pbs_datastore_set_client_cleanup (struct pbs_datastore *ds,
                                               bool on);
-extern const char *pbs_datastore_path (const struct pbs_datastore *ds);
 
 /* Insert an encoded chunk as PBS's insert_chunk (§6.3): temp file in the
  * chunk's directory, rename (no fsync here: see the sync level above); an

@@ -41,12 +41,6 @@ pbs__set_http_error (int http_status, int errnum, const char *fmt, ...)
   va_end (ap);
 }
 
-void
-pbs__set_transient (bool transient)
-{
-  transient_last = transient;
-}
-
 const char *
 pbs_errmsg (void)
 {
