@@ -28,7 +28,15 @@ extern "C" {
 
 #define PBS_DIGEST_LEN 32
 #define PBS_CHUNK_SIZE (4u * 1024 * 1024) /* fixed by the server for .fidx */
-#define PBS_BLOB_MAX_ENCODED (16u * 1024 * 1024 + 44) /* upload schema limit */
+/* A DataBlob's header (docs/pbs-protocol.md §5.2): magic, CRC32; encrypted ones add IV, tag. */
+#define PBS_BLOB_HEADER_LEN 12u
+#define PBS_BLOB_ENCRYPTED_HEADER_LEN 44u
+/* The largest chunk (raw bytes) the upload schema accepts, and the largest
+ * decoded blob this code reads (a chunk, a manifest). */
+#define PBS_CHUNK_MAX_RAW (16u * 1024 * 1024)
+#define PBS_BLOB_MAX_ENCODED (PBS_CHUNK_MAX_RAW + PBS_BLOB_ENCRYPTED_HEADER_LEN)
+/* The snapshot's manifest: its presence marks a finished snapshot. */
+#define PBS_MANIFEST_NAME "index.json.blob"
 
 /* ---------------------------------------------------------------- errors */
 
@@ -347,7 +355,9 @@ extern bool pbs_backup_known (struct pbs_backup *b,
                               const uint8_t digest[PBS_DIGEST_LEN]);
 /* Upload one chunk (§3.4): BLOB is the encoded DataBlob of SIZE raw bytes.
  * May be asynchronous (remote): errors can surface at a later call.  The
- * digest is known afterwards.  BLOB is copied. */
+ * digest is known afterwards.  BLOB is copied.  DIGEST must be the
+ * chunk digest of the SIZE bytes encoded into BLOB: a server checks that,
+ * a local repository trusts it (it is computed in this process). */
 extern int pbs_backup_fixed_chunk (struct pbs_backup *b, int wid,
                                    const uint8_t digest[PBS_DIGEST_LEN],
                                    uint32_t size, const uint8_t *blob,

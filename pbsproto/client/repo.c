@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ends-with.h"
 #include "ds-internal.h"
 #include "pbs-internal.h"
 
@@ -255,13 +256,6 @@ pbs_backup_previous_time (struct pbs_backup *b, int64_t *out)
   return b->repo->ops->previous_time (b->bb, out);
 }
 
-static bool
-ends_with (const char *s, const char *suffix)
-{
-  size_t a = strlen (s), n = strlen (suffix);
-  return a >= n && memcmp (s + a - n, suffix, n) == 0;
-}
-
 int
 pbs_backup_download_previous (struct pbs_backup *b, const char *name,
                               uint8_t **data, size_t *len)
@@ -434,7 +428,7 @@ pbs_backup_blob (struct pbs_backup *b, const char *name, const uint8_t *blob,
     pbs__set_error (EINVAL, "invalid blob name '%s'", name);
     return -1;
   }
-  if (len < 12 || len > PBS_BLOB_MAX_ENCODED) {
+  if (len < PBS_BLOB_HEADER_LEN || len > PBS_BLOB_MAX_ENCODED) {
     pbs__set_error (EINVAL, "%s: blob of %zu bytes is out of range", name, len);
     return -1;
   }

@@ -108,7 +108,7 @@ stored_chunk_intact (struct pbs_datastore *ds, const char *prefix,
     ok = true;
     goto out;
   }
-  if (pbs_blob_decode (old, olen, NULL, 16u * 1024 * 1024, &data, &dlen) ==
+  if (pbs_blob_decode (old, olen, NULL, PBS_CHUNK_MAX_RAW, &data, &dlen) ==
       -1)
     goto out;
   pbs_chunk_digest (NULL, data, dlen, check);

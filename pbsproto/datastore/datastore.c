@@ -204,12 +204,6 @@ pbs_datastore_set_client_cleanup (struct pbs_datastore *ds, bool on)
   ds->client_cleanup = on;
 }
 
-const char *
-pbs_datastore_path (const struct pbs_datastore *ds)
-{
-  return ds->path;
-}
-
 void
 pbs_datastore_set_sync (struct pbs_datastore *ds, enum pbs_sync_level level)
 {

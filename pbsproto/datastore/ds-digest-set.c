@@ -123,9 +123,3 @@ pbs__digest_set_get (const struct pbs__digest_set *s, const uint8_t d[32],
     *value = sl->value;
   return true;
 }
-
-size_t
-pbs__digest_set_count (const struct pbs__digest_set *s)
-{
-  return s->count;
-}

@@ -78,6 +78,5 @@ int pbs__digest_set_put (struct pbs__digest_set *s, const uint8_t d[32],
                          uint32_t value);
 bool pbs__digest_set_get (const struct pbs__digest_set *s, const uint8_t d[32],
                           uint32_t *value);
-size_t pbs__digest_set_count (const struct pbs__digest_set *s);
 
 #endif

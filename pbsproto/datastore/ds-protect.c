@@ -21,7 +21,6 @@
 #include "pbs-errors.h"
 #include "pbsproto.h"
 
-#define MANIFEST_NAME "index.json.blob"
 
 /* DS/<ns>/TYPE/ID/TIME, malloc'd, after checking that it is a directory:
  * 400 "snapshot TYPE/ID/TIME does not exist!" otherwise. */
@@ -136,7 +135,7 @@ load_manifest (const char *dir)
   size_t blen = 0;
   char *path = NULL;
 
-  if (asprintf (&path, "%s/" MANIFEST_NAME, dir) == -1) {
+  if (asprintf (&path, "%s/" PBS_MANIFEST_NAME, dir) == -1) {
     pbs__set_error (ENOMEM, "out of memory");
     return NULL;
   }
@@ -209,7 +208,7 @@ pbs_ds_set_notes (struct pbs_datastore *ds, const char *ns, const char *type,
   if (pbs_manifest_set_unprotected (m, "notes", value) == -1
       || pbs_manifest_to_json (m, NULL, &json) == -1
       || pbs_blob_encode (json, strlen (json), NULL, true, &blob, &blen) == -1
-      || pbs__ds_replace_file (dir, MANIFEST_NAME, blob, blen,
+      || pbs__ds_replace_file (dir, PBS_MANIFEST_NAME, blob, blen,
                                ds->sync != PBS_DS_SYNC_NONE)
              == -1) {
     pbs__ds_restate_error (400, "unable to update manifest blob - ");

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ends-with.h"
 #include "ds-internal.h"
 #include "pbs-errors.h"
 
@@ -147,13 +148,6 @@ err:
   free (group);
   pbs_ds_reader_end (r);
   return NULL;
-}
-
-static bool
-ends_with (const char *s, const char *suffix)
-{
-  size_t a = strlen (s), b = strlen (suffix);
-  return a >= b && memcmp (s + a - b, suffix, b) == 0;
 }
 
 int

@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "ends-with.h"
 #include "ds-internal.h"
 #include "pbs-errors.h"
 
@@ -22,13 +23,6 @@ struct list {
   struct pbs_snapshot *v;
   size_t n, cap;
 };
-
-static bool
-ends_with (const char *s, const char *suffix)
-{
-  size_t a = strlen (s), b = strlen (suffix);
-  return a >= b && memcmp (s + a - b, suffix, b) == 0;
-}
 
 static int
 add_file (struct pbs_snapshot *s, const char *name)
@@ -100,7 +94,7 @@ describe (struct pbs_snapshot *s, const char *dir)
   struct stat st;
   int r = -1;
 
-  if (asprintf (&mpath, "%s/index.json.blob", dir) == -1 ||
+  if (asprintf (&mpath, "%s/" PBS_MANIFEST_NAME, dir) == -1 ||
       asprintf (&ppath, "%s/.protected", dir) == -1) {
     mpath = ppath = NULL;
     goto out;
@@ -124,7 +118,7 @@ describe (struct pbs_snapshot *s, const char *dir)
         s->size += f.size;
       }
       /* Listed by PBS too, with the raw blob size. */
-      if (add_file (s, "index.json.blob") == -1) {
+      if (add_file (s, PBS_MANIFEST_NAME) == -1) {
         pbs_manifest_free (m);
         goto out;
       }

@@ -33,7 +33,6 @@
 #include "ds-internal.h"
 #include "pbs-errors.h"
 
-#define MANIFEST_NAME "index.json.blob"
 
 /* The node part: PBS's regex [a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?, taken
  * from the host name up to its first dot. */
@@ -170,7 +169,7 @@ pbs_ds_set_verify_state (struct pbs_datastore *ds, const char *auth_id,
   pbs_time_to_rfc3339 (time, ts);
   if (asprintf (&dir, "%s/%s", group, ts) == -1)
     dir = NULL;
-  else if (asprintf (&mpath, "%s/" MANIFEST_NAME, dir) == -1)
+  else if (asprintf (&mpath, "%s/" PBS_MANIFEST_NAME, dir) == -1)
     mpath = NULL;
   if (!mpath) {
     pbs__set_error (ENOMEM, "out of memory");
@@ -216,7 +215,7 @@ pbs_ds_set_verify_state (struct pbs_datastore *ds, const char *auth_id,
       pbs_manifest_to_json (m, NULL, &json) == -1 ||
       pbs_blob_encode (json, strlen (json), NULL, true, &enc, &enclen) ==
           -1 ||
-      pbs__ds_replace_file (dir, MANIFEST_NAME, enc, enclen,
+      pbs__ds_replace_file (dir, PBS_MANIFEST_NAME, enc, enclen,
                             ds->sync != PBS_DS_SYNC_NONE) == -1) {
     pbs__ds_restate_error (400, "unable to update manifest blob - ");
     goto out;

@@ -46,7 +46,6 @@ extern void pbs_datastore_close (struct pbs_datastore *ds);
  * behaviour, which keeps both. */
 extern void pbs_datastore_set_client_cleanup (struct pbs_datastore *ds,
                                               bool on);
-extern const char *pbs_datastore_path (const struct pbs_datastore *ds);
 
 /* Insert an encoded chunk as PBS's insert_chunk (§6.3): temp file in the
  * chunk's directory, rename (no fsync here: see the sync level above); an
@@ -116,6 +115,16 @@ extern int pbs_ds_backup_fixed_chunk (struct pbs_ds_backup *b, int wid,
                                       const char *digest_hex, uint64_t size,
                                       uint64_t encoded_size,
                                       const uint8_t *blob, size_t len);
+/* The same for a chunk this process encoded itself from data whose
+ * digest it computed (the local backend): DIGEST and SIZE are trusted, so
+ * no re-hash, CRC check or zstd decode; the rules on sizes, magic and
+ * header length, the writer's rules and insert's replace rules still
+ * apply.  Bytes from outside (the test server) take the entry above. */
+extern int pbs_ds_backup_fixed_chunk_trusted (struct pbs_ds_backup *b,
+                                              int wid,
+                                              const uint8_t digest[32],
+                                              uint64_t size,
+                                              const uint8_t *blob, size_t len);
 /* §3.5: pairs applied one by one. */
 extern int pbs_ds_backup_fixed_append (struct pbs_ds_backup *b, int wid,
                                        size_t n,

@@ -18,8 +18,8 @@
 #include "pbs-crypto.h"
 #include "pbs-errors.h"
 
-#define HDR_PLAIN 12
-#define HDR_CRYPT 44
+#define HDR_PLAIN PBS_BLOB_HEADER_LEN
+#define HDR_CRYPT PBS_BLOB_ENCRYPTED_HEADER_LEN
 /* DataBlob::encode refuses more (data_blob.rs MAX_BLOB_SIZE). */
 #define MAX_BLOB_DATA (128u * 1024 * 1024)
 

@@ -48,8 +48,9 @@ out:
   return r;
 }
 
-int
-pbs__key_derive (struct pbs_key *k)
+/* Fill K's derived fields from K->enc_key. */
+static int
+key_derive (struct pbs_key *k)
 {
   if (pbs__pbkdf2_sha256 (k->enc_key, 32, (const uint8_t *) "_id_key", 7, 10,
                           k->id_key, 32)
@@ -71,7 +72,7 @@ pbs_key_from_raw (const uint8_t raw[32])
     return NULL;
   }
   memcpy (k->enc_key, raw, 32);
-  if (pbs__key_derive (k) == -1) {
+  if (key_derive (k) == -1) {
     pbs_key_free (k);
     return NULL;
   }

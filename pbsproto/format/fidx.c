@@ -32,7 +32,7 @@ static const uint8_t fidx_magic[8] = { 47, 127, 65, 237, 145, 253, 15, 205 };
 static bool
 chunk_size_ok (uint64_t cs)
 {
-  return cs >= 4096 && cs <= 16u * 1024 * 1024 && (cs & (cs - 1)) == 0;
+  return cs >= 4096 && cs <= PBS_CHUNK_MAX_RAW && (cs & (cs - 1)) == 0;
 }
 
 /* Number of chunks, or -1 if SIZE and CHUNK_SIZE make no usable index. */

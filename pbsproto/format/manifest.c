@@ -18,7 +18,7 @@
 #include "pbs-errors.h"
 
 /* Upload schema: an encoded blob holds at most 16 MiB (§5.2). */
-#define MAX_MANIFEST_TEXT (16u * 1024 * 1024)
+#define MAX_MANIFEST_TEXT PBS_CHUNK_MAX_RAW
 
 struct pbs_manifest {
   json_t *root; /* an object; "files" an array of valid file objects */

@@ -64,7 +64,5 @@ void pbs__cleanse (void *p, size_t len);
  * set: callers describe what the text was). */
 int pbs__hex_decode (const char *hex, size_t hexlen, uint8_t *out);
 
-/* Fill K's derived fields from K->enc_key. */
-int pbs__key_derive (struct pbs_key *k);
 
 #endif

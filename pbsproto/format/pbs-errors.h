@@ -14,7 +14,6 @@ __attribute__ ((format (printf, 2, 3))) void pbs__set_error (int errnum,
                                                              ...);
 __attribute__ ((format (printf, 3, 4))) void
 pbs__set_http_error (int http_status, int errnum, const char *fmt, ...);
-void pbs__set_transient (bool transient);
 
 /* Free what one entry of a snapshot list holds and zero it
  * (snapshot-list.c). */

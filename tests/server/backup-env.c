@@ -7,7 +7,7 @@
 
 #include "server.h"
 
-#define MAX_CHUNK (16 * 1024 * 1024)
+#define MAX_CHUNK PBS_CHUNK_MAX_RAW
 
 const struct srv_param srv_backup_upgrade_schema[] = {
   { "store", SRV_P_STRING, false, 3, 32, srv_fmt_safe_id },
@@ -51,7 +51,7 @@ static const struct srv_param fixed_chunk_schema[] = {
   { "digest", SRV_P_STRING, false, 0, 0, srv_fmt_digest },
   { "size", SRV_P_INT, false, 1, MAX_CHUNK, NULL },
   /* DataBlobHeader + 1 .. 16 MiB + EncryptedDataBlobHeader */
-  { "encoded-size", SRV_P_INT, false, 13, MAX_CHUNK + 44, NULL },
+  { "encoded-size", SRV_P_INT, false, 13, PBS_BLOB_MAX_ENCODED, NULL },
   { NULL, 0, false, 0, 0, NULL },
 };
 
@@ -65,7 +65,7 @@ static const struct srv_param fixed_close_schema[] = {
 
 static const struct srv_param blob_schema[] = {
   { "file-name", SRV_P_STRING, false, 0, 0, srv_fmt_safe_id },
-  { "encoded-size", SRV_P_INT, false, 12, MAX_CHUNK + 44, NULL },
+  { "encoded-size", SRV_P_INT, false, 12, PBS_BLOB_MAX_ENCODED, NULL },
   { NULL, 0, false, 0, 0, NULL },
 };
 
@@ -356,7 +356,7 @@ body_limit (struct srv_env *env, const char *method, const char *path)
     return 0; /* counted, not kept */
   if (r && r->kind == UPLOAD)
     /* one byte more than any valid upload, to tell "too large" */
-    return MAX_CHUNK + 44 + 1;
+    return PBS_BLOB_MAX_ENCODED + 1;
   return SRV_MAX_PARAM_BODY - 1;
 }
 

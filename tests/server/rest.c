@@ -154,7 +154,7 @@ snapshot_item (const struct srv_store *st, const struct pbs_snapshot *s)
                             (json_int_t) s->time, "protected",
                             (int) s->protected_);
   json_t *files = json_array ();
-  char *mpath = snapshot_file (st, s, "index.json.blob");
+  char *mpath = snapshot_file (st, s, PBS_MANIFEST_NAME);
   uint8_t *blob = NULL, *json = NULL;
   size_t blen = 0, jlen = 0, i;
   struct pbs_manifest *m = NULL;
@@ -163,7 +163,7 @@ snapshot_item (const struct srv_store *st, const struct pbs_snapshot *s)
   if (s->owner)
     json_object_set_new (item, "owner", json_string (s->owner));
   if (s->finished && mpath && read_file (mpath, &blob, &blen) == 0
-      && pbs_blob_decode (blob, blen, NULL, 16 * 1024 * 1024, &json, &jlen)
+      && pbs_blob_decode (blob, blen, NULL, PBS_CHUNK_MAX_RAW, &json, &jlen)
            == 0)
     m = pbs_manifest_parse ((const char *) json, jlen, NULL,
                             PBS_MANIFEST_NO_VERIFY);
@@ -182,7 +182,7 @@ snapshot_item (const struct srv_store *st, const struct pbs_snapshot *s)
         total += f.size;
       }
     json_array_append_new (files, json_pack ("{s:s, s:s, s:I}", "filename",
-                                             "index.json.blob", "crypt-mode",
+                                             PBS_MANIFEST_NAME, "crypt-mode",
                                              fp ? "sign-only" : "none",
                                              "size", (json_int_t) blen));
     total += blen;
