@@ -119,17 +119,6 @@ has (const struct digest_set *s, const uint8_t d[PBS_DIGEST_LEN])
 }
 
 bool
-digest_set_has (struct digest_set *s, const uint8_t d[PBS_DIGEST_LEN])
-{
-  bool r;
-
-  pthread_mutex_lock (&s->lock);
-  r = has (s, d);
-  pthread_mutex_unlock (&s->lock);
-  return r;
-}
-
-bool
 digest_set_add (struct digest_set *s, const uint8_t d[PBS_DIGEST_LEN])
 {
   bool added = false;

@@ -121,7 +121,6 @@ void digest_set_free (struct digest_set *s);
 /* Add a base index's digests by reference (DIGEST must outlive S). */
 int digest_set_add_base (struct digest_set *s,
                          const uint8_t (*digest)[PBS_DIGEST_LEN], size_t n);
-bool digest_set_has (struct digest_set *s, const uint8_t d[PBS_DIGEST_LEN]);
 /* Claim D; true if it was neither a base digest nor claimed recently. */
 bool digest_set_add (struct digest_set *s, const uint8_t d[PBS_DIGEST_LEN]);
 
