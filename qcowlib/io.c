@@ -14,6 +14,20 @@
 #include "checked-overflow.h"
 #include "qcow-internal.h"
 
+/* What an image path that is no file is (probe.c names the non-qcow2
+ * files). */
+static void
+qcow__not_a_file (const char *path, const struct stat *st)
+{
+  if (S_ISDIR (st->st_mode))
+    qcow__set_error (EISDIR,
+                     "%s: a directory, not an image: give the image file "
+                     "in it (qmpbackup keeps one directory per disk)",
+                     path);
+  else
+    qcow__set_error (EINVAL, "%s: not a regular file or block device", path);
+}
+
 int
 qcow__io_open (struct qcow__io *io, const char *path, struct stat *st)
 {

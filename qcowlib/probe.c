@@ -97,14 +97,3 @@ qcow__not_qcow2 (struct qcow__layer *l)
                      l->path);
 }
 
-void
-qcow__not_a_file (const char *path, const struct stat *st)
-{
-  if (S_ISDIR (st->st_mode))
-    qcow__set_error (EISDIR,
-                     "%s: a directory, not an image: give the image file "
-                     "in it (qmpbackup keeps one directory per disk)",
-                     path);
-  else
-    qcow__set_error (EINVAL, "%s: not a regular file or block device", path);
-}

@@ -165,7 +165,6 @@ int qcow__roots_check (const struct qcow__roots *r, const char *who,
  * header: what the file is, and what to do with it. */
 void qcow__not_qcow2 (struct qcow__layer *l);
 /* The same for PATH that is not a regular file or block device. */
-void qcow__not_a_file (const char *path, const struct stat *st);
 
 /* paths.c */
 bool qcow__has_protocol (const char *name);

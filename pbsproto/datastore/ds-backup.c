@@ -16,7 +16,8 @@
  *
  * The session's other files: ds-group.c (group, owner, locks, cleanup),
  * ds-writer.c (the fixed index writer and its chunks), ds-finish.c (blobs,
- * finish, durability), ds-errtext.c (PBS's error texts). */
+ * finish, durability), ds-session.c (session state the writer needs too),
+ * ds-errtext.c (PBS's error texts). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -31,15 +32,6 @@
 #include "ends-with.h"
 #include "pbs-errors.h"
 
-int
-pbs__dsb_ensure_unfinished (struct pbs_ds_backup *b)
-{
-  if (b->finished) {
-    pbs__dsb_bad ("backup already marked as finished.");
-    return -1;
-  }
-  return 0;
-}
 
 struct pbs_ds_backup *
 pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
@@ -216,21 +208,6 @@ pbs_ds_backup_previous_time (struct pbs_ds_backup *b, int64_t *out)
 }
 
 /* Read NAME of the base snapshot. */
-int
-pbs__dsb_read_base_file (struct pbs_ds_backup *b, const char *name, size_t max,
-                         uint8_t **data, size_t *len)
-{
-  char *path = NULL;
-  int r;
-
-  if (asprintf (&path, "%s/%s", b->base_path, name) == -1) {
-    pbs__dsb_oom ();
-    return -1;
-  }
-  r = pbs__ds_read_file (path, max, data, len);
-  free (path);
-  return r;
-}
 
 int
 pbs_ds_backup_previous (struct pbs_ds_backup *b, const char *name,
