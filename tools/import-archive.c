@@ -22,6 +22,7 @@
 
 #include "cli.h"
 #include "import.h"
+#include "tar-index.h"
 
 #define SKELETON_BYTES (64u << 10)
 
@@ -45,23 +46,6 @@ make_parents (const char *root, const char *rel)
   return 0;
 }
 
-static bool
-safe_member (const char *name)
-{
-  const char *p = name;
-
-  if (!*name || name[0] == '/')
-    return false;
-  while (*p) {
-    size_t n = strcspn (p, "/");
-    if (n == 2 && p[0] == '.' && p[1] == '.')
-      return false;
-    p += n;
-    while (*p == '/')
-      p++;
-  }
-  return true;
-}
 
 /* Write the current member's data (all, or its first SKELETON_BYTES) to
  * FD: holes stay holes (offsets from libarchive, sparse members too). */
@@ -120,7 +104,7 @@ import_archive_unpack (const char *archive, const char *dir, bool skeleton,
       cli_error (archive, "interrupted");
       goto out;
     }
-    if (!name || !safe_member (name)) {
+    if (!name || !tar_name_safe (name)) {
       cli_error (archive, "member '%s' is an absolute path or climbs out "
                  "with '..': refused", name ? name : "");
       goto out;

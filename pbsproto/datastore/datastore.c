@@ -592,3 +592,27 @@ pbs__ds_verify_state (const struct pbs_manifest *m)
   json_decref (v);
   return state;
 }
+
+int
+pbs__ds_update_unprotected (struct pbs_datastore *ds, const char *dir,
+                            struct pbs_manifest *m, const char *key,
+                            const char *value)
+{
+  char *json = NULL;
+  uint8_t *blob = NULL;
+  size_t blen;
+  int r = -1;
+
+  if (pbs_manifest_set_unprotected (m, key, value) == -1
+      || pbs_manifest_to_json (m, NULL, &json) == -1
+      || pbs_blob_encode (json, strlen (json), NULL, true, &blob, &blen) == -1
+      || pbs__ds_replace_file (dir, PBS_MANIFEST_NAME, blob, blen,
+                               ds->sync != PBS_DS_SYNC_NONE)
+             == -1)
+    pbs__ds_restate_error (400, "unable to update manifest blob - ");
+  else
+    r = 0;
+  free (json);
+  free (blob);
+  return r;
+}

@@ -59,6 +59,13 @@ int pbs__ds_write_all (int fd, const uint8_t *p, size_t len, uint64_t off);
 /* Write DATA to DIR/NAME via a temp file + rename ("replace_file"). */
 int pbs__ds_replace_file (const char *dir, const char *name,
                           const uint8_t *data, size_t len, bool sync);
+/* Rewrite DIR's manifest M with unprotected[KEY] = VALUE (JSON text), as
+ * PBS's update_manifest: the signature covers only the protected part, so
+ * it stays valid.  400 "unable to update manifest blob - ..." on error. */
+struct pbs_manifest;
+int pbs__ds_update_unprotected (struct pbs_datastore *ds, const char *dir,
+                                struct pbs_manifest *m, const char *key,
+                                const char *value);
 /* Re-set the calling thread's error with HTTP_STATUS and PREFIX + the
  * current message (safe although the message is the error buffer). */
 void pbs__ds_restate_error (int http_status, const char *prefix);

@@ -180,11 +180,8 @@ int
 pbs_ds_set_notes (struct pbs_datastore *ds, const char *ns, const char *type,
                   const char *id, int64_t time, const char *notes)
 {
-  char *dir = snapshot_dir (ds, ns, type, id, time), *json = NULL;
-  char *value = NULL;
+  char *dir = snapshot_dir (ds, ns, type, id, time), *value = NULL;
   struct pbs_manifest *m = NULL;
-  uint8_t *blob = NULL;
-  size_t blen;
   json_t *s;
   int lock = -1, r = -1;
 
@@ -205,23 +202,14 @@ pbs_ds_set_notes (struct pbs_datastore *ds, const char *ns, const char *type,
     pbs__set_http_error (400, EINVAL, "notes are not valid UTF-8 text");
     goto out;
   }
-  if (pbs_manifest_set_unprotected (m, "notes", value) == -1
-      || pbs_manifest_to_json (m, NULL, &json) == -1
-      || pbs_blob_encode (json, strlen (json), NULL, true, &blob, &blen) == -1
-      || pbs__ds_replace_file (dir, PBS_MANIFEST_NAME, blob, blen,
-                               ds->sync != PBS_DS_SYNC_NONE)
-             == -1) {
-    pbs__ds_restate_error (400, "unable to update manifest blob - ");
+  if (pbs__ds_update_unprotected (ds, dir, m, "notes", value) == -1)
     goto out;
-  }
   r = 0;
 out:
   if (lock >= 0)
     close (lock);
   pbs_manifest_free (m);
   free (value);
-  free (json);
-  free (blob);
   free (dir);
   return r;
 }

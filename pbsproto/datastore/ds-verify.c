@@ -147,9 +147,9 @@ pbs_ds_set_verify_state (struct pbs_datastore *ds, const char *auth_id,
                          int64_t time, bool ok)
 {
   char ts[21], *group = NULL, *dir = NULL, *mpath = NULL, *upid = NULL;
-  char *value = NULL, *json = NULL;
-  uint8_t *blob = NULL, *enc = NULL;
-  size_t blen = 0, enclen = 0;
+  char *value = NULL;
+  uint8_t *blob = NULL;
+  size_t blen = 0;
   struct pbs_manifest *m = NULL;
   struct stat st;
   json_t *v = NULL;
@@ -211,15 +211,8 @@ pbs_ds_set_verify_state (struct pbs_datastore *ds, const char *auth_id,
   }
   /* The signature covers only the protected part: the manifest stays
    * valid for its key. */
-  if (pbs_manifest_set_unprotected (m, "verify_state", value) == -1 ||
-      pbs_manifest_to_json (m, NULL, &json) == -1 ||
-      pbs_blob_encode (json, strlen (json), NULL, true, &enc, &enclen) ==
-          -1 ||
-      pbs__ds_replace_file (dir, PBS_MANIFEST_NAME, enc, enclen,
-                            ds->sync != PBS_DS_SYNC_NONE) == -1) {
-    pbs__ds_restate_error (400, "unable to update manifest blob - ");
+  if (pbs__ds_update_unprotected (ds, dir, m, "verify_state", value) == -1)
     goto out;
-  }
   r = 0;
 out:
   if (lock >= 0)
@@ -227,8 +220,6 @@ out:
   json_decref (v);
   pbs_manifest_free (m);
   free (value);
-  free (json);
-  free (enc);
   free (blob);
   free (upid);
   free (mpath);
