@@ -71,10 +71,8 @@ srv_admin (const struct srv_request *req, struct srv_reply *rep,
   bool notes = strcmp (what, "notes") == 0;
   const struct srv_param *schema
       = !put ? get_schema : notes ? notes_schema : protected_schema;
-  char *errtext = NULL, *text;
-  json_t *p = srv_sync_params_uri (srv_header (req, "content-type"),
-                                   req->body, req->body_len, req->query,
-                                   uri, schema, &errtext);
+  char *text;
+  json_t *p = srv_params_or_reply (req, schema, uri, rep);
   struct srv_store *st;
   const char *ns, *type, *id;
   int64_t t;
@@ -82,11 +80,8 @@ srv_admin (const struct srv_request *req, struct srv_reply *rep,
   size_t n = 0, i;
   bool prot = false;
 
-  if (p == NULL) {
-    srv_reply_error (rep, 400, "%s", errtext ? errtext : "out of memory");
-    free (errtext);
+  if (p == NULL)
     return;
-  }
   st = srv_find_store (store);
   if (st == NULL) {
     srv_reply_error (rep, 400, "no such datastore '%s'", store);

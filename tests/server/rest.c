@@ -38,10 +38,10 @@ static const struct srv_param snapshots_schema[] = {
   { NULL, 0, false, 0, 0, NULL },
 };
 
-static json_t *
-params_or_reply (const struct srv_request *req,
-                 const struct srv_param *schema,
-                 const char *const *uri_params, struct srv_reply *rep)
+json_t *
+srv_params_or_reply (const struct srv_request *req,
+                     const struct srv_param *schema,
+                     const char *const *uri_params, struct srv_reply *rep)
 {
   char *errtext = NULL;
   json_t *p = srv_sync_params_uri (srv_header (req, "content-type"),
@@ -57,7 +57,7 @@ params_or_reply (const struct srv_request *req,
 static void
 ticket (const struct srv_request *req, struct srv_reply *rep)
 {
-  json_t *p = params_or_reply (req, ticket_schema, NULL, rep);
+  json_t *p = srv_params_or_reply (req, ticket_schema, NULL, rep);
   const char *user, *pass;
   char *t = NULL, *csrf = NULL;
 
@@ -84,7 +84,7 @@ ticket (const struct srv_request *req, struct srv_reply *rep)
 static void
 version (const struct srv_request *req, struct srv_reply *rep)
 {
-  json_t *p = params_or_reply (req, no_params, NULL, rep);
+  json_t *p = srv_params_or_reply (req, no_params, NULL, rep);
 
   if (p == NULL)
     return;
@@ -230,7 +230,7 @@ snapshots (const struct srv_request *req, struct srv_reply *rep,
            const struct srv_auth *auth, const char *store)
 {
   const char *uri[] = { "store", store, NULL };
-  json_t *p = params_or_reply (req, snapshots_schema, uri, rep), *list;
+  json_t *p = srv_params_or_reply (req, snapshots_schema, uri, rep), *list;
   struct srv_store *st;
   struct pbs_snapshot *s = NULL;
   size_t n = 0, i;

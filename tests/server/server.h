@@ -233,6 +233,12 @@ void srv_reply_free (struct srv_reply *r);
 
 /* Handle a plain REST call (not an upgrade). */
 void srv_rest (const struct srv_request *req, struct srv_reply *rep);
+/* A REST call's parameters (body and query) against SCHEMA; NULL after
+ * answering 400 with the schema error in REP. */
+json_t *srv_params_or_reply (const struct srv_request *req,
+                             const struct srv_param *schema,
+                             const char *const *uri_params,
+                             struct srv_reply *rep);
 /* admin.c: GET/PUT .../{store}/notes and .../{store}/protected (WHAT). */
 struct srv_auth;
 void srv_admin (const struct srv_request *req, struct srv_reply *rep,
