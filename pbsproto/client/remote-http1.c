@@ -245,6 +245,12 @@ read_answer (struct pbs_conn *t, struct rbuf *b0, struct pbs_http_resp *resp)
     }
   }
   hlen = (size_t) (hend - b.p) + 2; /* keep one CRLF to end the last line */
+  /* The checks below index the copy by HLEN: a NUL would cut it short
+   * (and no HTTP header holds one). */
+  if (memchr (b.p, 0, hlen)) {
+    pbs__set_error (EPROTO, "not an HTTP answer (a NUL byte in its header)");
+    goto err;
+  }
   hdr = strndup ((const char *) b.p, hlen);
   if (!hdr) {
     pbs__set_error (ENOMEM, "out of memory");
