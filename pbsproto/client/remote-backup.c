@@ -286,6 +286,25 @@ pbs__remote_backup_start (void *repo, const char *ns, const char *type,
   return b;
 }
 
+int
+pbs__json_data_parse (const uint8_t *ans, size_t len, json_t **data,
+                      const char *what)
+{
+  json_t *root = json_loadb ((const char *) ans, len, 0, NULL);
+
+  if (!json_is_object (root) || !json_object_get (root, "data")) {
+    json_decref (root);
+    pbs__set_error (EPROTO, "%s: unexpected answer from the server", what);
+    return -1;
+  }
+  if (data) {
+    *data = json_object_get (root, "data");
+    json_incref (*data);
+  }
+  json_decref (root);
+  return 0;
+}
+
 /* A synchronous call answering {"data": X}; *DATA gets X (new ref). */
 static int
 json_call (struct pbs_backend_backup *b, const char *method, const char *path,
@@ -294,7 +313,6 @@ json_call (struct pbs_backend_backup *b, const char *method, const char *path,
   char *text = NULL;
   uint8_t *ans = NULL;
   size_t len = 0;
-  json_t *root;
   int rc;
 
   if (check_failed (b) == -1)
@@ -315,19 +333,9 @@ json_call (struct pbs_backend_backup *b, const char *method, const char *path,
       record_failure (b);
     return -1;
   }
-  root = json_loadb ((const char *) ans, len, 0, NULL);
+  rc = pbs__json_data_parse (ans, len, data, what);
   free (ans);
-  if (!json_is_object (root) || !json_object_get (root, "data")) {
-    json_decref (root);
-    pbs__set_error (EPROTO, "%s: unexpected answer from the server", what);
-    return -1;
-  }
-  if (data) {
-    *data = json_object_get (root, "data");
-    json_incref (*data);
-  }
-  json_decref (root);
-  return 0;
+  return rc;
 }
 
 int

@@ -312,6 +312,24 @@ nomem:
   return -1;
 }
 
+/* A session's buffers, no connection or nghttp2 session yet.  NULL (set). */
+static struct pbs_h2 *
+h2_alloc (const char *authority)
+{
+  struct pbs_h2 *h = calloc (1, sizeof *h);
+
+  if (h) {
+    h->out = malloc (OUTBUF_SIZE);
+    h->in = malloc (INBUF_SIZE);
+    h->authority = strdup (authority);
+    if (h->out && h->in && h->authority)
+      return h;
+    pbs__h2_close (h);
+  }
+  pbs__set_error (ENOMEM, "out of memory");
+  return NULL;
+}
+
 struct pbs_h2 *
 pbs__h2_open (struct pbs_remote *r, const char *path_query,
               const char *protocol)
@@ -321,18 +339,9 @@ pbs__h2_open (struct pbs_remote *r, const char *path_query,
   char *auth = NULL, *hdrs = NULL;
   int rc;
 
-  h = calloc (1, sizeof *h);
-  if (!h) {
-    pbs__set_error (ENOMEM, "out of memory");
+  h = h2_alloc (r->spec.authority);
+  if (!h)
     return NULL;
-  }
-  h->out = malloc (OUTBUF_SIZE);
-  h->in = malloc (INBUF_SIZE);
-  if (!h->out || !h->in
-      || !(h->authority = strdup (r->spec.authority))) {
-    pbs__set_error (ENOMEM, "out of memory");
-    goto err;
-  }
   if (pbs__remote_refresh (r) == -1)
     goto err;
   auth = pbs__remote_auth_headers (r, true);
@@ -524,11 +533,28 @@ write_err:
   return -1;
 }
 
+/* Hand bytes from the server to nghttp2 (whose callbacks above collect the
+ * answers).  0, or -1 with the session broken. */
+static int
+recv_bytes (struct pbs_h2 *h, const uint8_t *buf, size_t len)
+{
+  ssize_t m = nghttp2_session_mem_recv (h->session, buf, len);
+
+  if (m < 0) {
+    char msg[128];
+    snprintf (msg, sizeof msg, "HTTP/2 from the server: %s",
+              nghttp2_strerror ((int) m));
+    set_broken (h, EPROTO, msg);
+    return -1;
+  }
+  return 0;
+}
+
 static int
 read_in (struct pbs_h2 *h, bool *progress)
 {
   for (;;) {
-    ssize_t n = pbs__conn_read (h->conn, h->in, INBUF_SIZE), m;
+    ssize_t n = pbs__conn_read (h->conn, h->in, INBUF_SIZE);
     if (n == PBS_CONN_AGAIN)
       return 0;
     if (n == 0) {
@@ -540,15 +566,43 @@ read_in (struct pbs_h2 *h, bool *progress)
       return -1;
     }
     *progress = true;
-    m = nghttp2_session_mem_recv (h->session, h->in, (size_t) n);
-    if (m < 0) {
-      char msg[128];
-      snprintf (msg, sizeof msg, "HTTP/2 from the server: %s",
-                nghttp2_strerror ((int) m));
-      set_broken (h, EPROTO, msg);
+    if (recv_bytes (h, h->in, (size_t) n) == -1)
       return -1;
-    }
   }
+}
+
+struct pbs_h2 *
+pbs__h2_detached (const char *authority, const uint8_t *extra,
+                  size_t extra_len)
+{
+  struct pbs_h2 *h = h2_alloc (authority);
+
+  if (h && session_init (h, extra, extra_len) == -1) {
+    pbs__h2_close (h);
+    return NULL;
+  }
+  return h;
+}
+
+int
+pbs__h2_feed (struct pbs_h2 *h, const uint8_t *buf, size_t len)
+{
+  const uint8_t *data;
+  ssize_t m;
+
+  if (h->broken)
+    return broken_error (h);
+  /* What the session would send first counts as sent: a stream the
+   * server answers must have left the client. */
+  while ((m = nghttp2_session_mem_send (h->session, &data)) > 0)
+    ;
+  if (m < 0) {
+    set_broken (h, EPROTO, nghttp2_strerror ((int) m));
+    return broken_error (h);
+  }
+  if (recv_bytes (h, buf, len) == -1)
+    return broken_error (h);
+  return 0;
 }
 
 int

@@ -40,10 +40,14 @@ rbuf_reserve (struct rbuf *b, size_t more)
   return 0;
 }
 
-/* Read more bytes into B (at least one).  0, 1 at EOF, -1 on error. */
+/* Read more bytes into B (at least one).  0, 1 at EOF, -1 on error.
+ * Without a connection (T NULL: an answer already whole in B, as
+ * pbs__http1_parse_response has it) every read is at EOF. */
 static int
 read_more (struct pbs_conn *t, struct rbuf *b)
 {
+  if (!t)
+    return 1;
   for (;;) {
     ssize_t n;
     if (rbuf_reserve (b, 65536) == -1)
@@ -175,6 +179,9 @@ err:
   return -1;
 }
 
+static int read_answer (struct pbs_conn *t, struct rbuf *b,
+                        struct pbs_http_resp *resp);
+
 int
 pbs__http1_request (struct pbs_conn *t, const struct pbs_remote *r,
                     const char *method, const char *target,
@@ -183,10 +190,8 @@ pbs__http1_request (struct pbs_conn *t, const struct pbs_remote *r,
                     struct pbs_http_resp *resp)
 {
   struct rbuf b = { 0 };
-  char *req = NULL, *hdr = NULL, val[64];
-  const uint8_t *hend;
-  size_t hlen, start;
-  int rc, major, minor, status;
+  char *req = NULL;
+  int rc;
 
   memset (resp, 0, sizeof *resp);
   if (asprintf (&req,
@@ -212,6 +217,19 @@ pbs__http1_request (struct pbs_conn *t, const struct pbs_remote *r,
     return -1;
   if (body_len && pbs__conn_write_all (t, body, body_len) == -1)
     return -1;
+  return read_answer (t, &b, resp);
+}
+
+/* Read (from T, after what B holds) and parse one answer into RESP; frees
+ * B.  0 (any status) or -1 (set). */
+static int
+read_answer (struct pbs_conn *t, struct rbuf *b0, struct pbs_http_resp *resp)
+{
+  struct rbuf b = *b0;
+  char *hdr = NULL, val[64];
+  const uint8_t *hend;
+  size_t hlen, start;
+  int rc, major, minor, status;
 
   while (!(hend = b.p ? find_crlfcrlf (b.p, b.len) : NULL)) {
     if (b.len > HEADER_MAX) {
@@ -227,6 +245,12 @@ pbs__http1_request (struct pbs_conn *t, const struct pbs_remote *r,
     }
   }
   hlen = (size_t) (hend - b.p) + 2; /* keep one CRLF to end the last line */
+  /* The checks below index the copy by HLEN: a NUL would cut it short
+   * (and no HTTP header holds one). */
+  if (memchr (b.p, 0, hlen)) {
+    pbs__set_error (EPROTO, "not an HTTP answer (a NUL byte in its header)");
+    goto err;
+  }
   hdr = strndup ((const char *) b.p, hlen);
   if (!hdr) {
     pbs__set_error (ENOMEM, "out of memory");
@@ -313,6 +337,22 @@ err:
   free (b.p);
   pbs__http_resp_free (resp);
   return -1;
+}
+
+int
+pbs__http1_parse_response (const uint8_t *buf, size_t len,
+                           struct pbs_http_resp *resp)
+{
+  struct rbuf b = { 0 };
+
+  memset (resp, 0, sizeof *resp);
+  if (rbuf_reserve (&b, len) == -1)
+    return -1;
+  if (len)
+    memcpy (b.p, buf, len);
+  b.len = len;
+  b.p[len] = 0;
+  return read_answer (NULL, &b, resp);
 }
 
 void

@@ -193,6 +193,10 @@ int pbs__http1_request (struct pbs_conn *t, const struct pbs_remote *r,
                         const void *body, size_t body_len,
                         struct pbs_http_resp *resp);
 void pbs__http_resp_free (struct pbs_http_resp *resp);
+/* The answer-reading half of pbs__http1_request, on an answer already
+ * whole in BUF (its end is the connection's end): for the fuzz target. */
+int pbs__http1_parse_response (const uint8_t *buf, size_t len,
+                               struct pbs_http_resp *resp);
 
 /* ------------------------------------------------ remote-rest.c */
 
@@ -267,6 +271,14 @@ int pbs__h2_wait (struct pbs_h2 *h, struct pbs_h2_req *rq, const char *what);
 int pbs__h2_req_error (const struct pbs_h2_req *rq, const char *what);
 void pbs__h2_req_release (struct pbs_h2_req *rq); /* frees buffers only */
 bool pbs__h2_broken (const struct pbs_h2 *h);
+/* For the fuzz target: a session on no connection, started as pbs__h2_open
+ * starts one after the 101 (EXTRA: the bytes that came with it), and
+ * pbs__h2_feed, which counts what the session would send as sent and
+ * hands BUF to it as bytes read from the server.  Requests submitted
+ * must be GETs (no body to write).  NULL / -1 (set). */
+struct pbs_h2 *pbs__h2_detached (const char *authority, const uint8_t *extra,
+                                 size_t extra_len);
+int pbs__h2_feed (struct pbs_h2 *h, const uint8_t *buf, size_t len);
 
 /* One synchronous request; on success *DATA (malloc'd) holds the body.
  * MAX caps the answer. */
@@ -274,6 +286,20 @@ int pbs__h2_call (struct pbs_h2 *h, const char *method,
                   const char *path_query, const char *content_type,
                   const void *body, size_t len, size_t max, uint8_t **data,
                   size_t *data_len, const char *what);
+
+/* remote-backup.c: a backup-protocol answer {"data": X} (ANS, LEN); *DATA
+ * (if DATA) gets X, a new reference.  0 or -1 (EPROTO, naming WHAT). */
+struct json_t;
+int pbs__json_data_parse (const uint8_t *ans, size_t len,
+                          struct json_t **data, const char *what);
+
+/* remote-repo.c: the snapshot listing's JSON (§6.4) as remote_snapshots
+ * reads it: entries of namespace NS ("" root), only TYPE / ID if not NULL,
+ * sorted.  0 or -1 (EPROTO). */
+struct pbs_snapshot;
+int pbs__snapshots_parse (const char *body, size_t len, const char *ns,
+                          const char *type, const char *id,
+                          struct pbs_snapshot **out, size_t *n);
 
 /* remote-backup.c / remote-reader.c: the ops of pbs__remote_ops. */
 struct pbs_backend_backup *pbs__remote_backup_start (void *repo,

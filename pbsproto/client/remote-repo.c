@@ -158,40 +158,19 @@ fill_snapshot (json_t *e, const char *ns, struct pbs_snapshot *s)
   return 0;
 }
 
-static int
-remote_snapshots (void *state, const char *ns, const char *type,
-                  const char *id, struct pbs_snapshot **out, size_t *n)
+int
+pbs__snapshots_parse (const char *body, size_t len, const char *ns,
+                      const char *type, const char *id,
+                      struct pbs_snapshot **out, size_t *n)
 {
-  struct pbs_remote *r = state;
-  struct pbs_http_resp resp;
   struct pbs_snapshot *list = NULL;
-  char *query = NULL, *store = NULL, *target = NULL;
-  json_t *root = NULL, *data, *e;
+  json_t *root, *data, *e;
   size_t i, count = 0;
   int rc = -1;
 
-  if (!ns)
-    ns = "";
   *out = NULL;
   *n = 0;
-  if ((*ns && pbs__query_add (&query, "ns", ns) == -1)
-      || (type && pbs__query_add (&query, "backup-type", type) == -1)
-      || (id && pbs__query_add (&query, "backup-id", id) == -1))
-    goto out;
-  store = pbs__pct_encode (r->spec.store, false);
-  if (!store
-      || asprintf (&target, "/api2/json/admin/datastore/%s/snapshots%s%s",
-                   store, query ? "?" : "", query ? query : "")
-             == -1) {
-    target = NULL;
-    pbs__set_error (ENOMEM, "out of memory");
-    goto out;
-  }
-  if (pbs__remote_refresh (r) == -1
-      || pbs__remote_rest (r, "GET", target, NULL, &resp) == -1)
-    goto out;
-  root = json_loadb ((const char *) resp.body, resp.body_len, 0, NULL);
-  pbs__http_resp_free (&resp);
+  root = json_loadb (body, len, 0, NULL);
   data = json_object_get (root, "data");
   if (!json_is_array (data)) {
     pbs__set_error (EPROTO, "snapshot list: unexpected answer from the server");
@@ -225,6 +204,42 @@ remote_snapshots (void *state, const char *ns, const char *type,
   rc = 0;
 out:
   json_decref (root);
+  return rc;
+}
+
+static int
+remote_snapshots (void *state, const char *ns, const char *type,
+                  const char *id, struct pbs_snapshot **out, size_t *n)
+{
+  struct pbs_remote *r = state;
+  struct pbs_http_resp resp;
+  char *query = NULL, *store = NULL, *target = NULL;
+  int rc = -1;
+
+  if (!ns)
+    ns = "";
+  *out = NULL;
+  *n = 0;
+  if ((*ns && pbs__query_add (&query, "ns", ns) == -1)
+      || (type && pbs__query_add (&query, "backup-type", type) == -1)
+      || (id && pbs__query_add (&query, "backup-id", id) == -1))
+    goto out;
+  store = pbs__pct_encode (r->spec.store, false);
+  if (!store
+      || asprintf (&target, "/api2/json/admin/datastore/%s/snapshots%s%s",
+                   store, query ? "?" : "", query ? query : "")
+             == -1) {
+    target = NULL;
+    pbs__set_error (ENOMEM, "out of memory");
+    goto out;
+  }
+  if (pbs__remote_refresh (r) == -1
+      || pbs__remote_rest (r, "GET", target, NULL, &resp) == -1)
+    goto out;
+  rc = pbs__snapshots_parse ((const char *) resp.body, resp.body_len, ns,
+                             type, id, out, n);
+  pbs__http_resp_free (&resp);
+out:
   free (query);
   free (store);
   free (target);
