@@ -380,19 +380,19 @@ cmd_import (int argc, char **argv)
       errno = 0;
       x.jobs = strtoul (optarg, &end, 10);
       if (errno || *end || !*optarg || x.jobs < 1 || x.jobs > 64)
-        return cli_usage_error ("import", "invalid --jobs '%s' (1 to 64)",
-                                optarg);
+        { ret = cli_usage_error ("import", "invalid --jobs '%s' (1 to 64)",
+                                optarg); goto out; }
       break;
     case OPT_SHARD:
       if (parse_shard (optarg, &shard_k, &shard_n) == -1)
-        return cli_usage_error ("import", "invalid --shard '%s' (K/N with "
-                                "1 <= K <= N)", optarg);
+        { ret = cli_usage_error ("import", "invalid --shard '%s' (K/N with "
+                                "1 <= K <= N)", optarg); goto out; }
       break;
     case OPT_DRY_RUN: rep.dry = true; break;
     case OPT_OUTPUT:
       if (cli_parse_output_format (optarg, &rep.json) == -1)
-        return cli_usage_error ("import", "invalid --output-format '%s'",
-                                optarg);
+        { ret = cli_usage_error ("import", "invalid --output-format '%s'",
+                                optarg); goto out; }
       break;
     case OPT_TIME_FROM:
       if (!strcmp (optarg, "name"))
@@ -400,19 +400,17 @@ cmd_import (int argc, char **argv)
       else if (!strcmp (optarg, "mtime"))
         o.time_from = IMPORT_TIME_MTIME;
       else
-        return cli_usage_error ("import", "invalid --time-from '%s' (name "
-                                "or mtime)", optarg);
+        { ret = cli_usage_error ("import", "invalid --time-from '%s' (name "
+                                "or mtime)", optarg); goto out; }
       break;
     case OPT_ARCHIVE_NAME: {
       const char *eq = strchr (optarg, '=');
       struct import_rename *r2 = realloc (ren, (nren + 1) * sizeof *ren);
       if (!r2)
-        return cli_error ("import", "out of memory");
+        { ret = cli_error ("import", "out of memory"); goto out; }
       ren = r2;
-      if (!eq || eq == optarg || !eq[1]) {
-        free (ren);
-        return cli_usage_error ("import", "--archive-name takes DISK=NAME");
-      }
+      if (!eq || eq == optarg || !eq[1])
+        { ret = cli_usage_error ("import", "--archive-name takes DISK=NAME"); goto out; }
       ren[nren].disk = strndup (optarg, (size_t) (eq - optarg));
       ren[nren++].name = eq + 1;
       break;
@@ -420,7 +418,7 @@ cmd_import (int argc, char **argv)
     case OPT_INCLUDE_RAW: o.include_raw = true; break;
     case OPT_TMPDIR: tmpdir = optarg; break;
     case OPT_ALLOW_MISSING: o.allow_missing_disks = true; break;
-    case 'h': usage (); return 0;
+    case 'h': usage (); ret = 0; goto out;
     default:
       if (opt >= PVE_OPT_CONFIG && opt <= PVE_OPT_LAST
           && npass + 2 < sizeof pass / sizeof pass[0]) {
@@ -429,37 +427,37 @@ cmd_import (int argc, char **argv)
           if (longopts[i].val == opt)
             break;
         if (pve_push_option (&pve, opt, optarg) != 0)
-          return 2;
+          { ret = 2; goto out; }
         if (opt == PVE_OPT_CONFIG)
           x.pve_config = true;
         {
           char *flag = NULL;
           if (nowned == sizeof owned / sizeof owned[0]
               || asprintf (&flag, "--%s", longopts[i].name) == -1)
-            return cli_error ("import", "out of memory");
+            { ret = cli_error ("import", "out of memory"); goto out; }
           pass[npass++] = owned[nowned++] = flag;
         }
         if (longopts[i].has_arg)
           pass[npass++] = optarg;
         break;
       }
-      return cli_getopt_error ("import", opt, argv, longopts);
+      { ret = cli_getopt_error ("import", opt, argv, longopts); goto out; }
     }
   }
   if (optind >= argc)
-    return cli_usage_error ("import", "no SOURCE given");
+    { ret = cli_usage_error ("import", "no SOURCE given"); goto out; }
   if (!pbs_valid_backup_type (x.type))
-    return cli_usage_error ("import", "invalid backup type '%s'", x.type);
+    { ret = cli_usage_error ("import", "invalid backup type '%s'", x.type); goto out; }
   if (!pbs_valid_ns (x.ns))
-    return cli_usage_error ("import", "invalid namespace '%s'", x.ns);
+    { ret = cli_usage_error ("import", "invalid namespace '%s'", x.ns); goto out; }
   if (o.backup_id && !pbs_valid_backup_id (o.backup_id))
-    return cli_usage_error ("import", "invalid backup id '%s'", o.backup_id);
+    { ret = cli_usage_error ("import", "invalid backup id '%s'", o.backup_id); goto out; }
   if (o.backup_id && argc - optind > 1)
-    return cli_usage_error ("import", "--backup-id names one group: give "
-                            "one SOURCE");
+    { ret = cli_usage_error ("import", "--backup-id names one group: give "
+                            "one SOURCE"); goto out; }
   if ((pve.config_arg || pve.fw_path) && strcmp (x.type, "vm") != 0)
-    return cli_usage_error ("import", "--pve-config and --fw-config need "
-                            "--backup-type vm");
+    { ret = cli_usage_error ("import", "--pve-config and --fw-config need "
+                            "--backup-type vm"); goto out; }
   o.rename = ren;
   o.nrename = nren;
   rep.type = x.type;

@@ -229,8 +229,14 @@ cmd_push (int argc, char **argv)
   p.ns = "";
   p.retries = 3;
   p.time = (int64_t) time (NULL);
-  if ((st = push_parse_options (&p, &args, argc, argv)) != -1)
+  if ((st = push_parse_options (&p, &args, argc, argv)) != -1) {
+    /* Whatever the parser had gathered by then (disks, an archive's
+     * index, the chain) goes with it. */
+    push_disks_free (args.disks, args.ndisks);
+    tar_index_free (&args.tix);
+    cli_free_chain (&args.oo);
     return st;
+  }
   if ((st = push_name_archives (&p, &args, argc, argv)) != 0) {
     ret = st;
     goto out;
