@@ -96,7 +96,7 @@ python3 - "$TMP" <<'EOF'
 import json, sys
 k = json.load(open(sys.argv[1] + "/a.key"))
 json.dump(dict(k, kdf={"Argon2": {"salt": k["data"]}}), open(sys.argv[1] + "/argon.key", "w"))
-json.dump(dict(k, fingerprint="ff" + k["fingerprint"][2:]), open(sys.argv[1] + "/otherfp.key", "w"))
+json.dump(dict(k, fingerprint=("00" if k["fingerprint"][:2] == "ff" else "ff") + k["fingerprint"][2:]), open(sys.argv[1] + "/otherfp.key", "w"))
 EOF
 push_key_fails "keyfile with an unsupported kdf" "$TMP/argon.key"
 push_key_fails "keyfile whose fingerprint is not its key's" "$TMP/otherfp.key"
