@@ -116,7 +116,7 @@ if [ $rc != 0 ]; then
   [ -n "$why" ] || why=${plug:-nbdkit failed: $(tail -n1 "$work/nbdkit.log")}
   [ -z "$plug" ] || [ "$why" = "$plug" ] || why="$why ($plug)"
   if [ -e "$partial" ]; then
-    die "$why; $partial is incomplete and still backed by the backup: keep the backup, remove it and run again"
+    die "$why; $partial is incomplete and still needs the backup (keep the backup; delete this file to try again)"
   fi
   die "$why"
 fi
