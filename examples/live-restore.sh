@@ -36,8 +36,8 @@ PLUGIN=${PLUGIN:-$here/../build/nbdkit-qcow2pbs-plugin.so}
 QMP_PY=${QMP_PY:-$here/../tests/qmp.py}
 QEMU=${QEMU:-qemu-system-x86_64}
 
-[ -e "$target" ] && die "$target: exists; give a new path (a restore never overwrites)"
-[ -e "$partial" ] && die "$partial: left by an earlier failed restore; remove it first"
+{ [ -e "$target" ] || [ -L "$target" ]; } && die "$target: exists; give a new path (a restore never overwrites)"
+{ [ -e "$partial" ] || [ -L "$partial" ]; } && die "$partial: left by an earlier failed restore; remove it first"
 [ -d "$(dirname "$target")" ] || die "$target: its directory does not exist"
 for c in nbdkit qemu-img python3 "$QEMU"; do
   command -v "$c" >/dev/null || die "$c: not installed"
@@ -59,7 +59,15 @@ cleanup () {
   rm -rf "$work"
 }
 trap cleanup EXIT
-trap 'echo "$me: interrupted; $partial is incomplete" >&2; exit 1' INT TERM HUP
+interrupted () {
+  if [ -e "$partial" ]; then
+    echo "$me: interrupted; $partial is incomplete and still needs the backup (delete it to try again)" >&2
+  else
+    echo "$me: interrupted" >&2
+  fi
+  exit 1
+}
+trap interrupted INT TERM HUP
 
 cat >"$work/stream.py" <<'PY'
 # Runs under `nbdkit --run`: argv = socket, overlay, qmp.py's directory.
@@ -112,7 +120,8 @@ npid=
 if [ $rc != 0 ]; then
   why=$(head -c 300 "$work/error" 2>/dev/null)
   # The plugin's first error names what broke (a chunk digest, a password).
-  plug=$(grep -m1 'error:' "$work/nbdkit.log" | sed 's/.*error: //')
+  plug=$(grep -m1 -E '^qcow2pbs: |error: ' "$work/nbdkit.log" | sed -E 's/^qcow2pbs: //; s/.*error: //')
+  ! grep -q 'needs keyfile=' "$work/nbdkit.log" || plug="$plug (an encrypted snapshot: set KEYFILE)"
   [ -n "$why" ] || why=${plug:-nbdkit failed: $(tail -n1 "$work/nbdkit.log")}
   [ -z "$plug" ] || [ "$why" = "$plug" ] || why="$why ($plug)"
   if [ -e "$partial" ]; then

@@ -107,9 +107,10 @@ check "missing snapshot: one line" one_line "$TMP/nosnap.err"
 check "missing snapshot: no target, no .partial" \
   test ! -e "$out/nosnap.qcow2" -a ! -e "$out/nosnap.qcow2.partial"
 lr nokey "$ds" vm/200/2000 drive-scsi0 "$out/nokey.qcow2"
-check "encrypted without KEYFILE: exit 1, says keyfile" \
-  eval 'test $rc = 1 && grep -q keyfile "$TMP/nokey.err"'
+check "encrypted without KEYFILE: exit 1, says set KEYFILE" \
+  eval 'test $rc = 1 && grep -q "set KEYFILE" "$TMP/nokey.err"'
 check "refusals: nothing left behind" nothing_left
+cat "$TMP/exists.err" "$TMP/nosnap.err" "$TMP/nokey.err"
 
 # A damaged chunk (chunk 2, pattern 0x44, only in the incremental): the
 # plugin refuses to serve it, the stream job fails.
@@ -157,6 +158,7 @@ check "interrupt: exit 1" test $rc = 1
 check "interrupt: one line, says incomplete" \
   eval 'one_line "$TMP/int.err" && grep -q "int.qcow2.partial is incomplete" "$TMP/int.err"'
 check "interrupt: no target" test ! -e "$out/int.qcow2"
+cat "$TMP/int.err"
 check "interrupt: nbdkit, QEMU and the socket are gone" nothing_left
 kill "$holder" 2>/dev/null || true; wait "$holder" 2>/dev/null || true
 rm "$f"; cp "$TMP/save" "$f"
