@@ -53,8 +53,15 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/live-restore.XXXXXX") || die "cannot make a te
 npid=
 cleanup () {
   if [ -n "$npid" ]; then
+    # The whole group: nbdkit, the python driver and its QEMU.  Wait until
+    # all are gone (QEMU may take a moment to quit), at most ~10 s.
     kill -TERM -- "-$npid" 2>/dev/null
     wait "$npid" 2>/dev/null
+    local i=0
+    while kill -0 -- "-$npid" 2>/dev/null && [ $i -lt 100 ]; do
+      sleep 0.1; i=$((i + 1))
+    done
+    kill -KILL -- "-$npid" 2>/dev/null
   fi
   rm -rf "$work"
 }
@@ -71,7 +78,7 @@ trap interrupted INT TERM HUP
 
 cat >"$work/stream.py" <<'PY'
 # Runs under `nbdkit --run`: argv = socket, overlay, qmp.py's directory.
-import json, os, signal, subprocess, sys
+import json, os, signal, subprocess, sys, time
 sock, overlay, qmpdir, errfile = sys.argv[1:5]
 sys.path.insert(0, qmpdir)
 import qmp
@@ -97,6 +104,28 @@ try:
                     if n["node-name"] == "restore0")
         print("streaming %d MiB from the backup..." % (size >> 20), flush=True)
         vm.cmd("block-stream", **{"job-id": "restore", "device": "restore0"})
+        # Progress on a terminal: poll query-block-jobs; the completion
+        # event, read meanwhile, waits in the queue for run_job.
+        tty = None
+        if os.environ.get("LR_TTY"):  # the script's stderr, a terminal
+            try:
+                tty = os.fdopen(int(os.environ["LR_TTY"]), "w")
+            except OSError:
+                pass
+        while not any(e["event"] == "BLOCK_JOB_COMPLETED"
+                      for e in vm.qmp.events):
+            jobs = [j for j in vm.cmd("query-block-jobs")
+                    if j["device"] == "restore"]
+            if not jobs:
+                break
+            if tty and jobs[0]["len"]:
+                tty.write("\r%3d%% streamed" %
+                          (100 * jobs[0]["offset"] // jobs[0]["len"]))
+                tty.flush()
+            time.sleep(1)
+        if tty:
+            tty.write("\r              \r")
+            tty.close()
         try:
             vm.run_job("restore")
         except qmp.QMPError as e:
@@ -109,11 +138,13 @@ PY
 # nbdkit's own messages (and the plugin's, naming a bad chunk) go to a log
 # that is shown, in one line, when something fails.
 case $partial in /*) ;; *) partial=$PWD/$partial ;; esac
-export LR_DIR=$work LR_PARTIAL=$partial LR_QMPDIR=$(cd "$(dirname "$QMP_PY")" && pwd)
+# Progress goes to the terminal (nbdkit's stderr is the log), on fd 3.
+LR_TTY=; [ -t 2 ] && LR_TTY=3
+export LR_TTY LR_DIR=$work LR_PARTIAL=$partial LR_QMPDIR=$(cd "$(dirname "$QMP_PY")" && pwd)
 setsid nbdkit -U "$work/nbd.sock" "$PLUGIN" repository="$repo" \
   snapshot="$snap" archive="$archive" ${KEYFILE:+keyfile="$KEYFILE"} \
   --run 'python3 "$LR_DIR/stream.py" "$unixsocket" "$LR_PARTIAL" "$LR_QMPDIR" "$LR_DIR/error"' \
-  2>"$work/nbdkit.log" &
+  3>&2 2>"$work/nbdkit.log" &
 npid=$!
 wait "$npid"; rc=$?
 npid=
