@@ -87,13 +87,14 @@ qp_unload (void)
 /* 4 MiB chunk buffers come and go on many threads: with glibc's default
  * of 8 arenas a core they pile up in per-thread arenas, and the RSS grew
  * to ~250 MiB whatever cache= says (measured with nbdcopy).  A fixed 1 MiB
- * mmap threshold kept the RSS down but cost two mmap+munmap and 2048 page
- * faults a chunk (half of nbdkit's time, perf).  Two arenas keep the
- * freed buffers few and reused. */
+ * mmap threshold kept the RSS down but cost an mmap, a munmap and 2048
+ * page faults a chunk (half of nbdkit's time, perf).  One arena reuses
+ * the freed buffers: with the 64 MiB cache, 1 GiB through nbdcopy peaks
+ * at ~78 MiB (two arenas: 100-115 MiB, the same speed). */
 static void
 qp_load (void)
 {
-  mallopt (M_ARENA_MAX, 2);
+  mallopt (M_ARENA_MAX, 1);
 }
 
 static int
@@ -426,6 +427,7 @@ struct centry {
   const uint8_t *data; /* the chunk's bytes */
   int state;
   unsigned refs;
+  bool ahead; /* loaded by the readahead and not read since */
   struct centry *prev, *next; /* LRU list, most recent first */
 };
 
@@ -484,9 +486,27 @@ make_room (int64_t need)
   }
 }
 
-/* Chunk I, decoded and proved, held (release with put_chunk). */
+/* Is there room for a chunk read ahead: free space, or an unused entry
+ * other than one read ahead and not read yet (evicting those for more
+ * readahead would throw work away when the cache is small for the number
+ * of streams)?  CACHE_LOCK held. */
+static bool
+room_ahead (void)
+{
+  struct centry *e;
+
+  if (cache_bytes + CHUNK <= cache_max)
+    return true;
+  for (e = lru_tail; e; e = e->prev)
+    if (!e->refs && e->state != C_LOADING && !e->ahead)
+      return true;
+  return false;
+}
+
+/* Chunk I, decoded and proved, held (release with put_chunk).  AHEAD (the
+ * readahead): only if there is room_ahead, else NULL with no error. */
 static struct centry *
-get_chunk (uint64_t i)
+get_chunk (uint64_t i, bool ahead)
 {
   struct centry *e;
   uint8_t *mem;
@@ -499,6 +519,8 @@ get_chunk (uint64_t i)
       break;
   if (e) {
     e->refs++;
+    if (!ahead)
+      e->ahead = false;
     lru_unlink (e);
     lru_push_front (e);
     while (e->state == C_LOADING)
@@ -515,6 +537,10 @@ get_chunk (uint64_t i)
     pthread_mutex_unlock (&cache_lock);
     return e;
   }
+  if (ahead && !room_ahead ()) {
+    pthread_mutex_unlock (&cache_lock);
+    return NULL;
+  }
   e = calloc (1, sizeof *e);
   if (!e) {
     pthread_mutex_unlock (&cache_lock);
@@ -522,6 +548,7 @@ get_chunk (uint64_t i)
     return NULL;
   }
   make_room (CHUNK);
+  e->ahead = ahead;
   e->chunk = i;
   e->state = C_LOADING;
   e->refs = 1;
@@ -602,7 +629,7 @@ readahead (void *arg)
     ra_len--;
     pthread_mutex_unlock (&ra_lock);
     if (!cached (i)) {
-      struct centry *e = get_chunk (i);
+      struct centry *e = get_chunk (i, true);
       if (e)
         put_chunk (e);
     }
@@ -744,7 +771,7 @@ qp_pread (void *h, void *buf, uint32_t count, uint64_t offset,
     if (is_zero_chunk (i))
       memset (out, 0, n);
     else {
-      struct centry *e = get_chunk (i);
+      struct centry *e = get_chunk (i, false);
       if (!e)
         return -1;
       memcpy (out, e->data + in, n);
@@ -769,7 +796,7 @@ qp_cache (void *h, uint32_t count, uint64_t offset, uint32_t flags)
   last = (offset + count - 1) / CHUNK;
   for (i = offset / CHUNK; i <= last; i++)
     if (!is_zero_chunk (i)) {
-      struct centry *e = get_chunk (i);
+      struct centry *e = get_chunk (i, false);
       if (!e)
         return -1;
       put_chunk (e);
