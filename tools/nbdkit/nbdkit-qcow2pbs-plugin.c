@@ -40,9 +40,9 @@
 #include "push.h"
 
 #define CHUNK PBS_CHUNK_SIZE
-/* Sessions: chunks fetched at once.  One more than the readahead threads,
- * so that a read the readahead did not foresee never waits for all of
- * them. */
+/* Sessions: chunks fetched at once (fewer if a server refuses more).  One
+ * more than the readahead threads, so that a read the readahead did not
+ * foresee does not wait for all of them. */
 #define NREADERS 3
 #define NRA_THREADS (NREADERS - 1)
 #define RA_CHUNKS 4 /* chunks read ahead of a sequential stream, at most */
@@ -70,6 +70,7 @@ static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_cond = PTHREAD_COND_INITIALIZER;
 static struct pbs_reader *pool[NREADERS];
 static bool busy[NREADERS];
+static int npool; /* sessions opened in get_ready: 1 to NREADERS */
 
 /* ------------------------------------------------------------ config */
 
@@ -187,21 +188,23 @@ qp_config_complete (void)
   "Secrets: PBS_PASSWORD[_FD|_FILE|_CMD], PBS_ENCRYPTION_PASSWORD[...]."
 
 /* A reader session with the index downloaded (a server allows a chunk
- * only after an index naming it). */
+ * only after an index naming it).  QUIET: a failure is only a debug
+ * message. */
 static struct pbs_reader *
-open_reader (void)
+open_reader (bool quiet)
 {
   struct pbs_reader *rd;
   uint8_t *data;
   size_t len;
+  void (*say) (const char *, ...) = quiet ? nbdkit_debug : nbdkit_error;
 
   rd = pbs_reader_start (repo, ns ? ns : "", snap_type, snap_id, snap_time);
   if (!rd) {
-    nbdkit_error ("%s: %s", snapshot, pbs_errmsg ());
+    say ("%s: %s", snapshot, pbs_errmsg ());
     return NULL;
   }
   if (pbs_reader_download (rd, archive, &data, &len) == -1) {
-    nbdkit_error ("%s: %s: %s", snapshot, archive, pbs_errmsg ());
+    say ("%s: %s: %s", snapshot, archive, pbs_errmsg ());
     pbs_reader_free (rd);
     return NULL;
   }
@@ -260,6 +263,12 @@ qp_get_ready (void)
   pbs_zero_chunk_digest (encrypted ? key : NULL, zero_digest);
   pool[0] = rd;
   rd = NULL;
+  /* The other sessions now, before nbdkit forks, like the first; a
+   * server that refuses more serves on fewer. */
+  for (npool = 1; npool < NREADERS; npool++)
+    if (!(pool[npool] = open_reader (true)))
+      break;
+  nbdkit_debug ("%d reader sessions", npool);
   ret = 0;
 out:
   pbs_manifest_free (m);
@@ -299,7 +308,7 @@ is_zero_chunk (uint64_t i)
 }
 
 /* A session of the pool, held until give_reader: an opened one if one
- * is free. */
+ * is free (one that broke is NULL until reopened). */
 static int
 take_reader (void)
 {
@@ -308,7 +317,7 @@ take_reader (void)
   pthread_mutex_lock (&pool_lock);
   for (;;) {
     pick = -1;
-    for (i = 0; i < NREADERS; i++)
+    for (i = 0; i < npool; i++)
       if (!busy[i] && (pick == -1 || (!pool[pick] && pool[i])))
         pick = i;
     if (pick != -1)
@@ -337,7 +346,7 @@ fetch_blob (uint64_t i, uint8_t **blob, size_t *len)
   int attempt, rc = -1, s = take_reader ();
 
   for (attempt = 0; attempt < 2; attempt++) {
-    if (!pool[s] && !(pool[s] = open_reader ()))
+    if (!pool[s] && !(pool[s] = open_reader (false)))
       break;
     rc = pbs_reader_chunk (pool[s], idx->digest[i], blob, len);
     if (rc == 0 || !pbs_error_is_transient ())
