@@ -39,7 +39,8 @@ PY
 }
 : >"$TMP/pairs"
 for i in $(seq "$rounds"); do
-  read -r tr cr _ rc < <(measure_cpu sh -c "'$TOOL' restore --repository '$ds' $s drive-scsi0 - >/dev/null")
+  read -r tr cr _ rc < <(measure_cpu sh -c \
+    "'$TOOL' restore --repository '$ds' $s drive-scsi0 - >/dev/null")
   [ "$rc" = 0 ] || { echo "restore failed"; exit 1; }
   # measure's RSS is the largest of nbdkit's processes: the server.
   read -r tn cn rss rc < <(measure_cpu nbdkit -U - "$PLUGIN" repository="$ds" \

@@ -214,8 +214,8 @@ open_reader (bool quiet)
 
 /* Everything is opened and checked before nbdkit serves or runs its
  * --run command, so a wrong key or a bad snapshot stops it at once.
- * Sockets survive nbdkit's fork into the background; the readahead thread
- * starts only with the first connection. */
+ * Sockets survive nbdkit's fork into the background; the readahead
+ * threads start only with the first connection. */
 static int
 qp_get_ready (void)
 {
