@@ -48,9 +48,8 @@ tar_name_safe (const char *name)
   return true;
 }
 
-/* "./a//b/" -> "a/b" (malloc'd). */
-static char *
-normal_name (const char *name)
+char *
+tar_name_normal (const char *name)
 {
   char *out = malloc (strlen (name) + 1), *q = out;
   const char *p = name;
@@ -253,7 +252,7 @@ tar_index_read (const char *path, struct tar_index *ix)
     }
     m = &ix->m[ix->n];
     memset (m, 0, sizeof *m);
-    m->name = normal_name (name);
+    m->name = tar_name_normal (name);
     if (!m->name) {
       cli_error (path, "out of memory");
       goto out;
@@ -296,7 +295,7 @@ out:
 const struct tar_member *
 tar_index_find (const struct tar_index *ix, const char *name)
 {
-  char *n = normal_name (name);
+  char *n = tar_name_normal (name);
   const struct tar_member *found = NULL;
   size_t i;
 

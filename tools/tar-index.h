@@ -38,5 +38,7 @@ void tar_index_free (struct tar_index *ix);
 /* Refuse absolute member names and ones climbing out with "..", as
  * tar -x does. */
 bool tar_name_safe (const char *name);
+/* "./a//b/" -> "a/b" (malloc'd; NULL: out of memory). */
+char *tar_name_normal (const char *name);
 
 #endif
