@@ -102,14 +102,27 @@ read_member (struct archive *a, int fd, int64_t size, bool skeleton,
   const void *buf;
   size_t len;
   la_int64_t off;
-  uint64_t last = 0, ignore = 0;
+  uint64_t last = 0, last_w = 0, ignore = 0;
   int r;
 
   while ((r = archive_read_data_block (a, &buf, &len, &off)) == ARCHIVE_OK) {
-    bool put = !skeleton || (uint64_t) off < SKELETON_BYTES;
-    if (put_block (put ? fd : -1, buf, len, (uint64_t) off,
-                   pages ? pages : &ignore, &last) == -1)
-      return -1;
+    if (!skeleton) {
+      if (put_block (fd, buf, len, (uint64_t) off, pages ? pages : &ignore,
+                     &last) == -1)
+        return -1;
+    }
+    else {
+      /* A skeleton holds the first 64 KiB exactly; all pages are counted
+       * (the plan needs them). */
+      size_t head = (uint64_t) off >= SKELETON_BYTES ? 0
+                    : len < SKELETON_BYTES - (uint64_t) off
+                        ? len : (size_t) (SKELETON_BYTES - (uint64_t) off);
+      if (fd >= 0 && head && put_block (fd, buf, head, (uint64_t) off,
+                                        &ignore, &last_w) == -1)
+        return -1;
+      put_block (-1, buf, len, (uint64_t) off, pages ? pages : &ignore,
+                 &last);
+    }
     if (tick && tick (opaque) == -1)
       return -3;
   }
