@@ -639,8 +639,10 @@ cmd_import (int argc, char **argv)
       human ((uint64_t) vfs.f_bavail * vfs.f_frsize, b, sizeof b);
       cli_error (tmpdir, "the archive%s need%s %s more of temporary space "
                  "at once while streaming, but it has %s free: give "
-                 "--tmpdir DIR with room (or --jobs 1)",
-                 nstreams > 1 ? "s" : "", nstreams > 1 ? "" : "s", a, b);
+                 "--tmpdir DIR with room%s",
+                 nstreams > 1 ? "s" : "", nstreams > 1 ? "" : "s", a, b,
+                 x.jobs > 1 ? " (or fewer --jobs: each takes a group's room)"
+                            : "");
       goto out;
     }
   }
