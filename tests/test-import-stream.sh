@@ -147,7 +147,7 @@ assert sorted((x["backup-id"], x["status"]) for x in p) == [("vmA", "stored")] *
 import json, sys
 assert int(open(sys.argv[1]).read()) <= json.load(open(sys.argv[2]))["temporary-bytes"] + 65536' "$TMP/peak" "$TMP/dry.json"
   check "$a: the temporary folder is removed" sh -c "[ -z \"\$(ls -A '$tmpd')\" ]"
-  "$TOOL" import --repository "$ds" --tmpdir "$tmpd" "$TMP/$a" >"$TMP/re.out" 2>&1
+  "$TOOL" import --repository "$ds" --tmpdir "$tmpd" "$TMP/$a" >"$TMP/re.out" 2>&1 || true
   check "$a: a re-run finds every point present" grep -q '0 stored, 6 present' "$TMP/re.out"
 done
 
