@@ -615,8 +615,9 @@ cmd_import (int argc, char **argv)
    * streamed archive: settle them before planning its temporary space.
    * (Other groups are judged again just before each push.) */
   for (i = 0; i < ng; i++)
-    if (x.repo && (rep.dry || g[i].stream) && import_judge (&x, &g[i]) == -1) {
-      cli_pbs_error (x.repo_spec);
+    if (x.repo && (rep.dry || g[i].stream)
+        && import_judge (&x, &g[i], &err) == -1) {
+      cli_err_print (&err);
       goto out;
     }
   for (i = 0; i < nstreams; i++) {

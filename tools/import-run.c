@@ -449,14 +449,19 @@ next_point (struct import_ctx *x, struct import_job *j)
 }
 
 int
-import_judge (struct import_ctx *x, struct import_group *g)
+import_judge (struct import_ctx *x, struct import_group *g,
+              struct cli_err *e)
 {
   struct pbs_snapshot *s = NULL;
   size_t n = 0, i;
 
   if (pbs_repo_snapshots (x->repo, x->ns, x->type, g->id, &s, &n) == -1) {
-    if (pbs_errno () != ENOENT)
-      return -1;
+    if (pbs_errno () != ENOENT) {
+      /* The local datastore's messages name their path already. */
+      const char *msg = pbs_errmsg ();
+      bool named = !strncmp (msg, x->repo_spec, strlen (x->repo_spec));
+      return cli_err_set (e, named ? "" : x->repo_spec, "%s", msg);
+    }
     n = 0;
   }
   for (i = 0; i < g->np; i++)

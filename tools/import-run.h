@@ -60,8 +60,10 @@ int import_runner_wait (struct import_ctx *x, struct import_runner *r);
 void import_runner_free (struct import_runner *r);
 
 /* Decide every point of G that the group's listing settles (present,
- * older) without pushing: for --dry-run.  0 or -1. */
-int import_judge (struct import_ctx *x, struct import_group *g);
+ * older) without pushing: for --dry-run and streamed archives.  0 or -1
+ * (E). */
+int import_judge (struct import_ctx *x, struct import_group *g,
+                  struct cli_err *e);
 /* Push every point still to do.  0, or -1 on an internal error (in E). */
 int import_run (struct import_ctx *x, struct import_group *g, size_t ng,
                 struct cli_err *e);
