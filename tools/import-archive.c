@@ -17,6 +17,7 @@
  * go into a struct cli_err; nothing here prints. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,6 +241,19 @@ add_member (struct import_members *ms, const char *name, uint64_t size,
   return 0;
 }
 
+static uint64_t tree_bytes;
+
+static int
+add_tree_bytes (const char *path, const struct stat *st, int flag,
+                struct FTW *ftw)
+{
+  (void) path;
+  (void) flag;
+  (void) ftw;
+  tree_bytes += (uint64_t) st->st_blocks * 512;
+  return 0;
+}
+
 int
 import_archive_skeleton (const char *archive, const char *dir,
                          struct import_members *ms, struct cli_err *e)
@@ -256,7 +270,6 @@ import_archive_skeleton (const char *archive, const char *dir,
     mode_t type = archive_entry_filetype (en);
     int64_t size = archive_entry_size (en);
     uint64_t pages = 0;
-    struct stat st;
     int fd, rr;
 
     members++;
@@ -283,8 +296,6 @@ import_archive_skeleton (const char *archive, const char *dir,
     rr = read_member (a, fd, size < 0 ? 0 : size, true, &pages, NULL, NULL);
     if (rr == 0 && seal (fd, en, false) == -1)
       rr = -1;
-    if (rr == 0 && fstat (fd, &st) == 0)
-      ms->skeleton_bytes += (uint64_t) st.st_blocks * 512;
     close (fd);
     if (rr != 0) {
       member_error (rr, a, archive, dir, name, e);
@@ -302,6 +313,10 @@ import_archive_skeleton (const char *archive, const char *dir,
                  "tar.xz), or an empty one");
     goto out;
   }
+  /* What the folder takes now, folders too (du counts them). */
+  tree_bytes = 0;
+  nftw (dir, add_tree_bytes, 16, FTW_PHYS);
+  ms->skeleton_bytes = tree_bytes;
   ret = 0;
 out:
   archive_read_free (a);

@@ -112,6 +112,6 @@ rc=0; wait $zpid || rc=$?
 [ "$rc" = 0 ] || { echo "import of the .tar.zst failed: $(cat "$d/zst.err")" >&2; exit 1; }
 secs=$(python3 -c "import time; print('%.3f' % (time.time() - $t0))")
 read_arch=n/a
-[ -e "$d/st.log" ] && read_arch=$(awk -v f="<$d/vm100.tar.zst>" 'index($0, f) { n = $NF; if (n + 0 > 0) s += n } END { print s + 0 }' "$d/st.log")
+[ -e "$d/st.log" ] && read_arch=$(awk -v f="<$d/vm100.tar.zst>" 'index($0, f) { n = $NF; if (n + 0 > 0) s += n } END { printf "%.0f\n", s }' "$d/st.log")
 echo "bench import-zst-read archive_bytes=$arch read_bytes=$read_arch ratio=$(ratio "${read_arch/n\/a/0}" "$arch") passes=2 (skeleton 1.0 + data 1.0) import_s=$secs"
 echo "bench import-zst-tmp peak_seen_bytes=$peak plan_bytes=$plan unpacked_bytes=$whole ratio=$(ratio "$peak" "$whole") left=$(ls -A "$d/tmpz" | wc -l)"
