@@ -146,7 +146,8 @@ layer_open (const char *path, enum layer_format fmt, unsigned flags,
   if (qcow__lock_image (&l->io, path, flags) == -1)
     goto err;
   if (span && (span->nextents
-                   ? qcow__io_span_extents (&l->io, path, span->length,
+                   ? qcow__io_span_extents (&l->io, path, span->offset,
+                                            span->length,
                                             span->extents, span->nextents)
                    : qcow__io_span (&l->io, path, span->offset,
                                     span->length)) == -1)

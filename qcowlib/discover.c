@@ -26,7 +26,8 @@ probe (const char *path, const struct qcow_span *span,
   if (qcow__io_open (&io, path, &st) == -1)
     return -1;
   if (span && (span->nextents
-                   ? qcow__io_span_extents (&io, path, span->length,
+                   ? qcow__io_span_extents (&io, path, span->offset,
+                                            span->length,
                                             span->extents, span->nextents)
                    : qcow__io_span (&io, path, span->offset, span->length))
                   == -1)

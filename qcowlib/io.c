@@ -94,8 +94,8 @@ qcow__io_span (struct qcow__io *io, const char *path, uint64_t offset,
 
 int
 qcow__io_span_extents (struct qcow__io *io, const char *path,
-                       uint64_t length, const struct qcow_span_piece *ext,
-                       size_t n)
+                       uint64_t offset, uint64_t length,
+                       const struct qcow_span_piece *ext, size_t n)
 {
   uint64_t prev = 0, fend, lend;
 
@@ -118,7 +118,7 @@ qcow__io_span_extents (struct qcow__io *io, const char *path,
   if (n)
     memcpy (io->ext, ext, n * sizeof *ext);
   io->next = n;
-  io->base = 0;
+  io->base = offset; /* not for reads: tells spans of one file apart */
   io->size = length;
   io->span = true;
   return 0;

@@ -53,8 +53,10 @@ struct qcow_span {
   uint64_t offset, length;
   const char *name;
   /* A GNU sparse tar member: only these byte ranges of the image are
-   * stored (ascending, not overlapping, inside LENGTH); the rest reads as
-   * zeros, and OFFSET is not used.  NEXTENTS 0: one piece at OFFSET. */
+   * stored (ascending, not overlapping, inside LENGTH; file offsets
+   * absolute); the rest reads as zeros, and OFFSET, where its stored data
+   * starts, only tells it from other spans of the file.  NEXTENTS 0: one
+   * piece at OFFSET. */
   const struct qcow_span_piece *extents;
   size_t nextents;
 };
