@@ -737,6 +737,10 @@ cmd_import (int argc, char **argv)
   else
     ret = counts[IMPORT_FAILED] ? 1 : 0;
 out:
+  /* Stopped by Ctrl-C before the pushes (while planning): 128+signal,
+   * as when the pushes are stopped. */
+  if (ret == 1 && cli_interrupted ())
+    ret = 128 + cli_interrupted ();
   import_groups_free (g, ng);
   pbs_repo_close (x.repo);
   if (x.secret) {

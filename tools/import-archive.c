@@ -241,6 +241,14 @@ add_member (struct import_members *ms, const char *name, uint64_t size,
   return 0;
 }
 
+/* The plan's pass stops on Ctrl-C within a member, too. */
+static int
+stop_on_signal (void *opaque)
+{
+  (void) opaque;
+  return cli_interrupted () ? -1 : 0;
+}
+
 static uint64_t tree_bytes;
 
 static int
@@ -293,7 +301,8 @@ import_archive_skeleton (const char *archive, const char *dir,
       continue; /* links, devices: not backups */
     if ((fd = open_out (dir, name, e)) == -1)
       goto out;
-    rr = read_member (a, fd, size < 0 ? 0 : size, true, &pages, NULL, NULL);
+    rr = read_member (a, fd, size < 0 ? 0 : size, true, &pages,
+                      stop_on_signal, NULL);
     if (rr == 0 && seal (fd, en, false) == -1)
       rr = -1;
     close (fd);
