@@ -60,15 +60,30 @@ all_zero (const unsigned char *b, size_t n)
   return n == 0 || (b[0] == 0 && memcmp (b, b + 1, n - 1) == 0);
 }
 
+/* Write BUF[0..LEN) at OFF to FD.  0 or -1 (errno). */
+static int
+write_all (int fd, const unsigned char *buf, size_t len, uint64_t off)
+{
+  while (len > 0) {
+    ssize_t r = pwrite (fd, buf, len, (off_t) off);
+    if (r <= 0)
+      return -1;
+    buf += r;
+    len -= (size_t) r;
+    off += (uint64_t) r;
+  }
+  return 0;
+}
+
 /* The bytes of data block BUF[0..LEN) at file offset OFF that are not in
- * all-zero pages: written to FD (when FD >= 0) and counted in *PAGES as
- * whole 4 KiB pages (*LAST: the last page counted, blocks come in file
- * order).  0, or -1 (errno) when writing fails. */
+ * all-zero pages: written to FD (when FD >= 0; runs of them in one
+ * write) and counted in *PAGES as whole 4 KiB pages (*LAST: 1 + the last
+ * page counted; blocks come in file order).  0, or -1 (errno). */
 static int
 put_block (int fd, const unsigned char *buf, size_t len, uint64_t off,
            uint64_t *pages, uint64_t *last)
 {
-  size_t done = 0;
+  size_t done = 0, run = 0, run_len = 0;
 
   while (done < len) {
     uint64_t at = off + done, page = at / PAGE;
@@ -80,15 +95,19 @@ put_block (int fd, const unsigned char *buf, size_t len, uint64_t off,
         *pages += PAGE;
         *last = page + 1;
       }
-      for (size_t w = 0; fd >= 0 && w < n;) {
-        ssize_t r = pwrite (fd, buf + done + w, n - w, (off_t) (at + w));
-        if (r <= 0)
-          return -1;
-        w += (size_t) r;
-      }
+      if (!run_len)
+        run = done;
+      run_len += n;
+    }
+    else if (run_len) {
+      if (fd >= 0 && write_all (fd, buf + run, run_len, off + run) == -1)
+        return -1;
+      run_len = 0;
     }
     done += n;
   }
+  if (run_len && fd >= 0 && write_all (fd, buf + run, run_len, off + run) == -1)
+    return -1;
   return 0;
 }
 
