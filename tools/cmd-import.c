@@ -110,10 +110,11 @@ usage (void)
       "  --include-raw      take raw FULL files (raw disks) too\n"
       "  --allow-missing-disks  push a point that lacks a disk whose chain\n"
       "                     began earlier (default: skip it as incomplete)\n"
-      "  --tmpdir DIR       where an archive's members are unpacked, sparse,\n"
-      "                     for the import (default $TMPDIR, else /var/tmp);\n"
-      "                     removed afterwards; the plan says how much room\n"
-      "                     it needs and a shortage stops before any work\n"
+      "  --tmpdir DIR       where a compressed archive's members are put,\n"
+      "                     sparse, one group at a time as they stream in\n"
+      "                     (default $TMPDIR, else /var/tmp); removed\n"
+      "                     afterwards; the plan says how much room it\n"
+      "                     needs and a shortage stops before any work\n"
       CLI_REPO_OPTIONS_HELP
       PVE_PUSH_OPTIONS_HELP
       "  -h, --help         this help\n");

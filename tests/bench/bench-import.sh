@@ -104,7 +104,7 @@ else
 fi
 zpid=$! peak=0
 while kill -0 $zpid 2>/dev/null; do
-  u=$(du -sB1 "$d/tmpz" 2>/dev/null | cut -f1) || u=0
+  u=$(du -scB1 "$d"/tmpz/qcow2pbs-import.* 2>/dev/null | tail -1 | cut -f1) || u=0
   [ "${u:-0}" -gt $peak ] && peak=$u
   sleep 0.2
 done
