@@ -10,7 +10,9 @@
  * size at 124, octal or GNU base-256) and its data follows it.  The
  * member's own header must agree with libarchive (regular type, size), so
  * a wrong offset is never used: such a member is just not in place.  GNU
- * sparse members ('S', or pax GNU.sparse keys) are not in one piece. */
+ * sparse members ('S', or pax GNU.sparse keys) are not in one piece:
+ * their stored pieces follow each other in the order of the sparse map
+ * libarchive read (sparse_pieces), and must add up to the stored size. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -256,6 +258,7 @@ locate (int fd, const char *path, uint64_t pos, struct tar_member *m,
       while (more && blocks++ < MAX_EXT_BYTES / BLOCK) {
         if (pread (fd, x, BLOCK, (off_t) data) != BLOCK)
           break;
+        EVP_DigestUpdate (ctx, x, BLOCK); /* the rest of its map */
         data += BLOCK;
         more = x[504] != 0;
       }

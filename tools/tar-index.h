@@ -22,7 +22,8 @@ struct tar_member {
   struct qcow_span_piece *ext; /* in_place sparse: its stored pieces */
   size_t next;
   char header_sha256[65]; /* sha256 of its header blocks (pax, long names,
-                           * its own): name, size, time, mode, owner */
+                           * its own, an old GNU sparse map's extension
+                           * blocks): name, size, time, mode, owner */
 };
 
 struct tar_index {
