@@ -582,23 +582,3 @@ import_runner_wait (struct import_ctx *x, struct import_runner *r)
       return -1;
   return 0;
 }
-
-int
-import_run (struct import_ctx *x, struct import_group *g, size_t ng,
-            struct cli_err *e)
-{
-  struct import_runner r;
-  size_t i;
-  int ret = 0;
-
-  if (import_runner_init (x, &r, e) == -1)
-    return -1;
-  for (i = 0; i < ng && ret == 0; i++)
-    ret = import_runner_add (x, &r, &g[i]);
-  if (ret == 0)
-    ret = import_runner_wait (x, &r);
-  if (ret == -1)
-    cli_err_set (e, "import", "waiting for a push: %s", strerror (errno));
-  import_runner_free (&r);
-  return ret;
-}

@@ -64,8 +64,5 @@ void import_runner_free (struct import_runner *r);
  * (E). */
 int import_judge (struct import_ctx *x, struct import_group *g,
                   struct cli_err *e);
-/* Push every point still to do.  0, or -1 on an internal error (in E). */
-int import_run (struct import_ctx *x, struct import_group *g, size_t ng,
-                struct cli_err *e);
 
 #endif
