@@ -235,7 +235,12 @@ vprobe (const char *path, struct qcow_probe_info *pi)
     memset (pi, 0, sizeof *pi);
     return -1;
   }
-  return qcow_probe_span (vroot, m->offset, m->size, pi);
+  {
+    struct qcow_span sp = { .offset = m->offset, .length = m->size,
+                            .name = rel, .extents = m->ext,
+                            .nextents = m->next };
+    return qcow_probe_in_span (vroot, &sp, pi);
+  }
 }
 
 /* The entries of archive folder REL, as list_dir gives them. */
@@ -751,7 +756,7 @@ vread_small (const char *path, size_t max)
   ssize_t r;
   int fd;
 
-  if (rel && (!m || m->dir || !m->in_place || m->size > max))
+  if (rel && (!m || m->dir || !m->in_place || m->next || m->size > max))
     return NULL;
   fd = open (file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd == -1)

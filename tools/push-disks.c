@@ -41,8 +41,9 @@ push_disk_option (struct push_disk **list, size_t *n, const char *arg)
 }
 
 /* --from-archive: each layer name is a member path of the archive.  Only
- * an uncompressed tar's plain members lie in one piece; others are
- * refused with what to do (unpack, or let import do it). */
+ * an uncompressed tar's plain members lie in one piece, and its GNU
+ * sparse members in pieces libarchive's map finds (tar-index.c); others
+ * are refused with what to do (unpack, or let import do it). */
 int
 push_disks_from_archive (struct push_disk *list, size_t n,
                          const char *archive, struct tar_index *ix)
@@ -79,6 +80,8 @@ push_disks_from_archive (struct push_disk *list, size_t n,
       d->spans[k].name = name;
       d->spans[k].offset = m->offset;
       d->spans[k].length = m->size;
+      d->spans[k].extents = m->ext; /* a GNU sparse member: its pieces */
+      d->spans[k].nextents = m->next;
       d->member[k] = m;
       ((const char **) d->oo.chain)[k] = file;
     }
