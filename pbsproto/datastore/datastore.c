@@ -515,14 +515,14 @@ out:
 }
 
 void
-pbs__ds_restate_error (int http_status, const char *prefix)
+pbs__ds_prefix_error (const char *prefix)
 {
   char msg[512];
   int e = pbs_errno ();
 
   /* Copy first: the message lives in the buffer we are about to fill. */
   snprintf (msg, sizeof msg, "%s", pbs_errmsg ());
-  pbs__set_http_error (http_status, e, "%s%s", prefix ? prefix : "", msg);
+  pbs__set_error (e, "%s%s", prefix, msg);
 }
 
 struct pbs_manifest *
@@ -609,7 +609,7 @@ pbs__ds_update_unprotected (struct pbs_datastore *ds, const char *dir,
       || pbs__ds_replace_file (dir, PBS_MANIFEST_NAME, blob, blen,
                                ds->sync != PBS_DS_SYNC_NONE)
              == -1)
-    pbs__ds_restate_error (400, "unable to update manifest blob - ");
+    pbs__ds_prefix_error ("unable to update manifest blob - ");
   else
     r = 0;
   free (json);

@@ -150,7 +150,7 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
       goto err;
     }
     /* Keep the base from being pruned while it is referenced. */
-    b->base_fd = pbs__dsb_open_dir_400 (b->group_fd,
+    b->base_fd = pbs__ds_open_dir (b->group_fd,
                                         pbs__dsb_path_tail (b->base_path, 1),
                                         b->base_path, false, NULL);
     if (b->base_fd == -1 ||
@@ -171,14 +171,14 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
   }
   if (mkdirat (b->group_fd, b->snap_name, 0755) == -1) {
     if (errno == EEXIST)
-      pbs__set_http_error (400, EEXIST, "backup directory already exists.");
+      pbs__set_error (EEXIST, "backup directory already exists.");
     else /* create_locked_backup_dir: the bare io::Error */
-      pbs__set_http_error (400, errno, "%s (os error %d)", strerror (errno),
+      pbs__set_error (errno, "%s (os error %d)", strerror (errno),
                            errno);
     goto err;
   }
   b->created = true;
-  b->snap_fd = pbs__dsb_open_dir_400 (b->group_fd, b->snap_name, b->snap_path,
+  b->snap_fd = pbs__ds_open_dir (b->group_fd, b->snap_name, b->snap_path,
                                       false, NULL);
   if (b->snap_fd == -1 ||
       pbs__dsb_lock_fd (
@@ -224,7 +224,7 @@ pbs_ds_backup_previous (struct pbs_ds_backup *b, const char *name,
     return -1;
   }
   if (!b->has_base) {
-    pbs__set_http_error (400, ENOENT, "no valid previous backup");
+    pbs__set_error (ENOENT, "no valid previous backup");
     return -1;
   }
   if (ends_with (name, ".blob")) {
@@ -233,13 +233,13 @@ pbs_ds_backup_previous (struct pbs_ds_backup *b, const char *name,
         -1) {
       char detail[300];
       if (pbs_errno () == ENOENT)
-        pbs__set_http_error (404, ENOENT,
+        pbs__set_error (ENOENT,
                              "open file \"%s/%s\" failed - not found",
                              b->base_path, name);
       else {
         int e = pbs_errno ();
         pbs__dsb_read_error_text (detail, sizeof detail);
-        pbs__set_http_error (400, e, "open file \"%s/%s\" failed: %s",
+        pbs__set_error (e, "open file \"%s/%s\" failed: %s",
                              b->base_path, name, detail);
       }
       return -1;
@@ -260,7 +260,7 @@ pbs_ds_backup_previous (struct pbs_ds_backup *b, const char *name,
     char detail[300];
     int e = pbs_errno ();
     pbs__dsb_read_error_text (detail, sizeof detail);
-    pbs__set_http_error (400, e, "Unable to open fixed index \"%s/%s\" - %s",
+    pbs__set_error (e, "Unable to open fixed index \"%s/%s\" - %s",
                          b->base_path, name, detail);
     return -1;
   }

@@ -74,7 +74,6 @@ pbs_ds_backup_blob (struct pbs_ds_backup *b, const char *name,
     b->manifest_len = len;
   } else if (pbs__ds_replace_file (b->snap_path, name, blob, len, false) ==
              -1) {
-    pbs__ds_restate_error (pbs_errno () == ENOSPC ? 500 : 400, NULL);
     goto out;
   }
   b->file_counter++;
@@ -222,8 +221,7 @@ pbs_ds_backup_finish (struct pbs_ds_backup *b)
     goto out;
   if (pbs__ds_replace_file (b->snap_path, PBS_MANIFEST_NAME, blob, blen,
                             b->ds->sync != PBS_DS_SYNC_NONE) == -1) {
-    pbs__ds_restate_error (pbs_errno () == ENOSPC ? 500 : 400,
-                           "unable to update manifest blob - ");
+    pbs__ds_prefix_error ("unable to update manifest blob - ");
     goto out;
   }
   if (b->ds->sync != PBS_DS_SYNC_NONE)

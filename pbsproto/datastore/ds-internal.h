@@ -66,9 +66,9 @@ struct pbs_manifest;
 int pbs__ds_update_unprotected (struct pbs_datastore *ds, const char *dir,
                                 struct pbs_manifest *m, const char *key,
                                 const char *value);
-/* Re-set the calling thread's error with HTTP_STATUS and PREFIX + the
- * current message (safe although the message is the error buffer). */
-void pbs__ds_restate_error (int http_status, const char *prefix);
+/* Put PREFIX (what was being done) before the calling thread's current
+ * message, errno kept (safe although the message is the error buffer). */
+void pbs__ds_prefix_error (const char *prefix);
 /* Decode + parse an index.json.blob image (no signature check). */
 struct pbs_manifest *pbs__ds_manifest_from_blob (const uint8_t *blob,
                                                  size_t len, const char *what);
