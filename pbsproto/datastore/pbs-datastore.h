@@ -28,7 +28,7 @@
 
 struct pbs_datastore; /* opaque */
 
-/* Open the datastore at PATH.  CREATE: make PATH, .chunks/0000..ffff and
+/* Open the datastore at PATH (messages do not repeat PATH).  CREATE: make PATH, .chunks/0000..ffff and
  * .lock if missing (as PBS does when a datastore is created; .lock last,
  * so an interrupted creation resumes).  A PATH that is a file (ENOTDIR),
  * a directory without .chunks when !CREATE (ENOENT), or a non-empty
