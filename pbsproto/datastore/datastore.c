@@ -383,18 +383,6 @@ pbs__ds_group_path (struct pbs_datastore *ds, const char *ns, const char *type,
   return out;
 }
 
-bool
-pbs__ds_is_lower_hex64 (const char *s)
-{
-  size_t i;
-  if (!s)
-    return false;
-  for (i = 0; i < 64; i++)
-    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-      return false;
-  return s[64] == 0;
-}
-
 int
 pbs__ds_read_file (const char *path, size_t max, uint8_t **data, size_t *len)
 {

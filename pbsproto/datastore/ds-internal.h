@@ -48,8 +48,6 @@ int pbs__ds_open_dir (int dirfd, const char *name, const char *shown,
  * root, walked one component at a time with pbs__ds_open_dir.  Its fd, or
  * -1 (ENOENT, ELOOP naming the symlink, ...). */
 int pbs__ds_open_path (struct pbs_datastore *ds, const char *rel);
-/* Is S exactly 64 lower-case hex chars (PBS's SHA256_HEX_REGEX)? */
-bool pbs__ds_is_lower_hex64 (const char *s);
 /* Read a whole (small) file, at most MAX bytes; ENOENT, EFBIG, EIO, ELOOP
  * (the file is a symlink: not followed). */
 int pbs__ds_read_file (const char *path, size_t max, uint8_t **data,
