@@ -149,6 +149,8 @@ raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$(backup
 expect_line 1 "${E400}parameter verification failed - 'backup-time': invalid digit found in string$" "$o" "upgrade: backup-time not an integer"
 raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$(backup_q vm 100 99999999999999999999)" </dev/null >"$o"
 expect_line 1 "${E400}parameter verification failed - 'backup-time': number too large to fit in target type$" "$o" "upgrade: backup-time over i64"
+raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?$(backup_q vm 100 253402300800)" </dev/null >"$o"
+expect_line 1 "${E400}parameter verification failed - 'backup-time': 253402300800 is after 9999-12-31T23:59:59Z$" "$o" "upgrade: backup-time after 9999 (no snapshot name)"
 raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?store=store1&backup-type=vm&backup-id=1&backup-time=" </dev/null >"$o"
 expect_line 1 "${E400}parameter verification failed - 'backup-time': cannot parse integer from empty string$" "$o" "upgrade: backup-time empty"
 raw -A "$TMP/auth-root" -u $BACKUP_PROTO "$PORT" GET "/api2/json/backup?store=store1&backup-type=vm&backup-time=5" </dev/null >"$o"

@@ -50,36 +50,26 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
     return NULL;
   }
   if (!type || !pbs_valid_backup_type (type)) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'backup-type': value '%s' is not "
-        "defined in the enumeration.",
-        type ? type : "");
+    pbs__dsb_bad ("invalid backup type '%s'", type ? type : "");
     return NULL;
   }
   if (!id || !pbs_valid_backup_id (id)) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'backup-id': value does not match "
-        "the regex pattern");
+    pbs__dsb_bad ("invalid backup id '%s'", id ? id : "");
     return NULL;
   }
   if (time < 1) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'backup-time': value must have a "
-        "minimum value of 1 (got %" PRId64 ")",
-        time);
+    pbs__dsb_bad ("invalid backup time %" PRId64 " (the first is 1)", time);
     return NULL;
   }
   /* No snapshot name for it (PBS fails formatting the time as well). */
   if (time > PBS_TIME_MAX) {
-    pbs__dsb_bad ("parameter verification failed - 'backup-time': %" PRId64
-                  " is after 9999-12-31T23:59:59Z",
+    pbs__dsb_bad ("backup time %" PRId64 " is after 9999-12-31T23:59:59Z",
                   time);
     return NULL;
   }
   nsp = pbs__ds_ns_path (ns);
   if (!nsp) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'ns': invalid namespace '%s'", ns);
+    pbs__dsb_bad ("invalid namespace '%s'", ns);
     return NULL;
   }
   /* §1.3 step 7; this API has no benchmark flag, i.e. benchmark=false. */
@@ -218,9 +208,7 @@ pbs_ds_backup_previous (struct pbs_ds_backup *b, const char *name,
   int r = -1;
 
   if (!name || !pbs_valid_safe_id (name)) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'archive-name': value does not "
-        "match the regex pattern");
+    pbs__dsb_bad ("invalid archive name '%s'", name ? name : "");
     return -1;
   }
   if (!b->has_base) {

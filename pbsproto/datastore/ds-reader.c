@@ -38,9 +38,7 @@ pbs_ds_reader_start (struct pbs_datastore *ds, const char *auth_id,
   }
   if (!type || !pbs_valid_backup_type (type) || !id ||
       !pbs_valid_backup_id (id) || time < 1) {
-    pbs__set_error (EINVAL,
-                         "parameter verification failed - "
-                         "invalid backup-type, backup-id or backup-time");
+    pbs__set_error (EINVAL, "invalid backup type, id or time");
     return NULL;
   }
   group = pbs__ds_group_path (ds, ns, type, id);
@@ -156,10 +154,7 @@ pbs_ds_reader_download (struct pbs_ds_reader *r, const char *name,
   int rc;
 
   if (!name || !pbs_valid_safe_id (name)) {
-    pbs__set_error (EINVAL,
-                         "parameter verification failed - "
-                         "'file-name': value does not match the regex "
-                         "pattern");
+    pbs__set_error (EINVAL, "invalid file name '%s'", name ? name : "");
     return -1;
   }
   /* download_file (src/api2/reader/mod.rs): archive_type first, then an

@@ -37,10 +37,7 @@ static bool
 wid_in_range (int wid)
 {
   if (wid < 1 || wid > MAX_WID) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'wid': value must have a %s value "
-        "of %d (got %d)",
-        wid < 1 ? "minimum" : "maximum", wid < 1 ? 1 : MAX_WID, wid);
+    pbs__dsb_bad ("invalid writer id %d (1 to %d)", wid, MAX_WID);
     return false;
   }
   return true;
@@ -65,16 +62,11 @@ pbs_ds_backup_fixed_index (struct pbs_ds_backup *b, const char *name,
   int wid = -1;
 
   if (!name || !pbs_valid_safe_id (name)) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'archive-name': value does not "
-        "match the regex pattern");
+    pbs__dsb_bad ("invalid archive name '%s'", name ? name : "");
     return -1;
   }
   if (size < 1 || size > INT64_MAX) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'size': value must have a minimum "
-        "value of 1 (got %" PRIu64 ")",
-        size);
+    pbs__dsb_bad ("invalid index size %" PRIu64, size);
     return -1;
   }
   if (!ends_with (name, ".fidx")) {
@@ -179,19 +171,13 @@ check_chunk_shape (uint64_t size, uint64_t encoded_size, const uint8_t *blob,
                    size_t len, int *kind, size_t *hdr)
 {
   if (size < 1 || size > PBS_CHUNK_MAX_RAW) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'size': value must have a %s value "
-        "of %u (got %" PRIu64 ")",
-        size < 1 ? "minimum" : "maximum", size < 1 ? 1 : PBS_CHUNK_MAX_RAW,
-        size);
+    pbs__dsb_bad ("chunk size %" PRIu64 " out of range (1 to %u)", size,
+                  PBS_CHUNK_MAX_RAW);
     return -1;
   }
   if (encoded_size < 13 || encoded_size > PBS_BLOB_MAX_ENCODED) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'encoded-size': value must have a "
-        "%s value of %u (got %" PRIu64 ")",
-        encoded_size < 13 ? "minimum" : "maximum",
-        encoded_size < 13 ? 13 : PBS_BLOB_MAX_ENCODED, encoded_size);
+    pbs__dsb_bad ("encoded chunk size %" PRIu64 " out of range (13 to %u)",
+                  encoded_size, PBS_BLOB_MAX_ENCODED);
     return -1;
   }
   if (len > encoded_size) {
@@ -481,8 +467,9 @@ pbs_ds_backup_fixed_close (struct pbs_ds_backup *b, int wid,
   if (!wid_in_range (wid))
     return -1;
   if (chunk_count > INT64_MAX || size > INT64_MAX) {
-    pbs__dsb_bad ("parameter verification failed - '%s': expected integer",
-                  chunk_count > INT64_MAX ? "chunk-count" : "size");
+    pbs__dsb_bad ("%s %" PRIu64 " out of range",
+                  chunk_count > INT64_MAX ? "chunk count" : "size",
+                  chunk_count > INT64_MAX ? chunk_count : size);
     return -1;
   }
   pthread_mutex_lock (&b->lock);

@@ -475,6 +475,15 @@ srv_backup_env_new (struct srv_store *st, const struct srv_auth *auth,
     srv_reply_error (rep, 500, "out of memory");
     return NULL;
   }
+  /* The schema allows any i64; no snapshot name exists past 9999 (PBS
+   * fails formatting the time). */
+  if (iparam (params, "backup-time") > PBS_TIME_MAX) {
+    srv_reply_error (rep, 400, "parameter verification failed - "
+                     "'backup-time': %lld is after 9999-12-31T23:59:59Z",
+                     (long long) iparam (params, "backup-time"));
+    free (e);
+    return NULL;
+  }
   e->b = pbs_ds_backup_start (st->ds, auth->auth_id, ns ? ns : "", type, id,
                               iparam (params, "backup-time"));
   if (e->b == NULL) { /* ENOENT: "namespace not found" */
