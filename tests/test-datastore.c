@@ -159,8 +159,8 @@ do_backup (const char *auth, const char *ns, const char *id, int64_t t)
   if (wid >= 1 &&
       pbs_ds_backup_fixed_chunk (b, wid, big.d, big.len, big.blen, big.blob,
                                  big.blen) == 0 &&
-      pbs_ds_backup_fixed_chunk (b, wid, tail.d, tail.len, tail.blen,
-                                 tail.blob, tail.blen) == 0 &&
+      pbs_ds_backup_fixed_chunk (b, wid, tail.d, tail.len, tail.blen, tail.blob,
+                                 tail.blen) == 0 &&
       append (b, wid, 2, hx, off) == 0 &&
       close_hex (b, wid, 2, IMG_SIZE, ch) == 0 &&
       pbs_ds_backup_blob (b, "index.json.blob", ml, mb, ml) == 0 &&
@@ -251,13 +251,13 @@ test_open (void)
   close (fd);
   x = pbs_datastore_open (p, true);
   /* The caller names the path (pbsproto.h "Errors"). */
-  ok (!x && pbs_errno () == ENOTDIR && err_has ("not a directory")
-          && !err_has ("afile"),
+  ok (!x && pbs_errno () == ENOTDIR && err_has ("not a directory") &&
+          !err_has ("afile"),
       "open on a regular file: ENOTDIR, 'not a directory', path not repeated");
   snprintf (p, sizeof p, "%s/nothere", top);
   x = pbs_datastore_open (p, false);
-  ok (!x && pbs_errno () == ENOENT && err_has ("no datastore here")
-          && !err_has ("nothere"),
+  ok (!x && pbs_errno () == ENOENT && err_has ("no datastore here") &&
+          !err_has ("nothere"),
       "open of a missing dir without create: 'no datastore here'");
   x = pbs_datastore_open (top, false);
   ok (!x, "a directory without .chunks is not a datastore");
@@ -517,8 +517,8 @@ test_fixed_index_rules (void)
   {
     const uint8_t *hx[1] = {big.d};
     uint64_t off[1] = {0};
-    ok (append (b, wid, 1, hx, off) == -1 &&
-            err_has ("no such chunk ") && err_has (big.hex),
+    ok (append (b, wid, 1, hx, off) == -1 && err_has ("no such chunk ") &&
+            err_has (big.hex),
         "reuse-csum does not make the base's chunks known");
   }
   /* Incremental close: count and size are informational. */
@@ -561,8 +561,7 @@ test_chunk_rules (void)
       "unregistered wid: PBS's text");
   ok (pbs_datastore_has_chunk (ds, c.d),
       "... but the chunk was stored first, as PBS does");
-  ok (pbs_ds_backup_fixed_chunk (b, wid, c.d, 0, c.blen, c.blob, c.blen) ==
-          -1,
+  ok (pbs_ds_backup_fixed_chunk (b, wid, c.d, 0, c.blen, c.blob, c.blen) == -1,
       "size 0 rejected");
   ok (pbs_ds_backup_fixed_chunk (b, wid, c.d, 16 * 1024 * 1024 + 1, c.blen,
                                  c.blob, c.blen) == -1,
@@ -618,8 +617,8 @@ test_chunk_rules (void)
     free (st);
   }
   free (bad);
-  ok (pbs_ds_backup_fixed_chunk (b, wid, huge.d, huge.len, huge.blen,
-                                 huge.blob, huge.blen) == -1 &&
+  ok (pbs_ds_backup_fixed_chunk (b, wid, huge.d, huge.len, huge.blen, huge.blob,
+                                 huge.blen) == -1 &&
           err_is ("fixed writer 'drive-scsi0.img.fidx' - got large chunk "
                   "(4194305 > 4194304"),
       "chunk > 4 MiB: 'got large chunk' (PBS's text, sic)");
@@ -644,8 +643,8 @@ test_chunk_rules (void)
     free (eb);
     pbs_key_free (k);
   }
-  ok (pbs_ds_backup_fixed_chunk (b, wid, tail.d, tail.len, tail.blen,
-                                 tail.blob, tail.blen) == 0,
+  ok (pbs_ds_backup_fixed_chunk (b, wid, tail.d, tail.len, tail.blen, tail.blob,
+                                 tail.blen) == 0,
       "first short chunk ok");
   ok (pbs_ds_backup_fixed_chunk (b, wid, tail2.d, tail2.len, tail2.blen,
                                  tail2.blob, tail2.blen) == -1 &&
@@ -673,8 +672,8 @@ test_append_close_rules (void)
   ok (wid == 1, "writer for 2 MiB*4 + 1000");
   hx[0] = big.d;
   off[0] = 0;
-  ok (append (b, wid, 1, hx, off) == -1 &&
-          err_has ("no such chunk ") && err_has (big.hex),
+  ok (append (b, wid, 1, hx, off) == -1 && err_has ("no such chunk ") &&
+          err_has (big.hex),
       "unknown digest: 'no such chunk <hex>'");
   pbs_ds_backup_fixed_chunk (b, wid, big.d, big.len, big.blen, big.blob,
                              big.blen);
@@ -685,8 +684,7 @@ test_append_close_rules (void)
           err_is ("got unaligned chunk (pos = 1)"),
       "unaligned offset: 'got unaligned chunk'");
   off[0] = 2 * CS;
-  ok (append (b, wid, 1, hx, off) == -1 &&
-          err_has ("chunk data exceeds size"),
+  ok (append (b, wid, 1, hx, off) == -1 && err_has ("chunk data exceeds size"),
       "4 MiB chunk past the end: 'chunk data exceeds size'");
   hx[0] = tail.d;
   off[0] = 0;
@@ -699,8 +697,7 @@ test_append_close_rules (void)
   off[1] = CS;
   hx[1] = tail.d;
   off[1] = 5;
-  ok (append (b, wid, 2, hx, off) == -1,
-      "pair 2 bad: call fails");
+  ok (append (b, wid, 2, hx, off) == -1, "pair 2 bad: call fails");
   memset (csum, 0, 32);
   hex32 (csum, ch);
   ok (close_hex (b, wid, 0, size, ch) == -1 &&
@@ -757,8 +754,7 @@ test_append_close_rules (void)
         "... the final .fidx is on disk anyway (trap 12)");
     wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", size, NULL);
     append (b, wid, 3, hx, off);
-    ok (close_hex (b, wid, 3, size, upper) == 0,
-        "close with the right csum");
+    ok (close_hex (b, wid, 3, size, upper) == 0, "close with the right csum");
   }
   ok (pbs_ds_backup_finish (b) == -1 &&
           err_has ("unable to update manifest blob - "),
@@ -1014,18 +1010,19 @@ test_reader (void)
   ok (pbs_ds_reader_chunk (r, big.d, &data, &len) == -1 &&
           pbs_errno () == EACCES && err_has ("download chunk ") &&
           err_has (" not allowed"),
-      "chunk before its index: EACCES (401 from the server) 'download chunk <hex> not allowed'");
+      "chunk before its index: EACCES (401 from the server) 'download chunk "
+      "<hex> not allowed'");
   /* An index is opened first (FixedIndexReader::open, 400); other files
    * are streamed (create_download_response: 404 when absent). */
   ok (pbs_ds_reader_download (r, "nope.fidx", &data, &len) == -1 &&
-          pbs_errno () == ENOENT &&
-          err_has ("Unable to open fixed index \"") &&
+          pbs_errno () == ENOENT && err_has ("Unable to open fixed index \"") &&
           err_has ("/nope.fidx\" - No such file or directory (os error 2)"),
-      "missing index: ENOENT 'Unable to open fixed index ...' (the server answers 400)");
+      "missing index: ENOENT 'Unable to open fixed index ...' (the server "
+      "answers 400)");
   ok (pbs_ds_reader_download (r, "nope.blob", &data, &len) == -1 &&
-          pbs_errno () == ENOENT &&
-          err_has ("/nope.blob\" failed - not found"),
-      "missing blob: ENOENT (the server answers 404) 'open file ... failed - not found'");
+          pbs_errno () == ENOENT && err_has ("/nope.blob\" failed - not found"),
+      "missing blob: ENOENT (the server answers 404) 'open file ... failed - "
+      "not found'");
   ok (pbs_ds_reader_download (r, "nope.txt", &data, &len) == -1 &&
           pbs_errno () == EINVAL &&
           err_is ("unknown archive type: \"nope.txt\""),
@@ -1102,8 +1099,8 @@ test_repo (void)
   fd = open (p, O_WRONLY | O_CREAT, 0644);
   close (fd);
   r = pbs_repo_open (p, NULL);
-  ok (!r && pbs_errno () == ENOTDIR && err_has ("not a directory")
-          && !err_has (p),
+  ok (!r && pbs_errno () == ENOTDIR && err_has ("not a directory") &&
+          !err_has (p),
       "pbs_repo_open on a file: ENOTDIR, the caller names the path");
   {
     struct pbs_repo_opts o = { .create = true };

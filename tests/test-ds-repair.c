@@ -130,7 +130,8 @@ backup (const char *id, int64_t t)
                                  c1.blen) == -1 ||
       pbs_ds_backup_fixed_chunk (b, wid, c2.d, c2.len, c2.blen, c2.blob,
                                  c2.blen) == -1 ||
-      pbs_ds_backup_fixed_append (b, wid, 2, (const uint8_t (*)[32])d, off) == -1 ||
+      pbs_ds_backup_fixed_append (b, wid, 2, (const uint8_t (*)[32])d, off) ==
+          -1 ||
       pbs_ds_backup_fixed_close (b, wid, 2, CS + c2.len, csum) == -1 ||
       pbs_ds_backup_blob (b, "index.json.blob", mlen, mb, mlen) == -1 ||
       pbs_ds_backup_finish (b) == -1)

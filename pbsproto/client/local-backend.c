@@ -4,7 +4,8 @@
  * exactly the checks a PBS server would make.
  *
  * Differences from talking to a server: errors are the datastore's errno
- * and message as they are (no HTTP status), and a namespace is created on first use (on PBS an admin creates it). */
+ * and message as they are (no HTTP status), and a namespace is created on first
+ * use (on PBS an admin creates it). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,8 +180,8 @@ static struct pbs_backend_reader *
 l_reader_start (void *st, const char *ns, const char *type, const char *id,
                 int64_t time)
 {
-  return (struct pbs_backend_reader *)pbs_ds_reader_start (
-      st, LOCAL_AUTH_ID, ns, type, id, time);
+  return (struct pbs_backend_reader *)pbs_ds_reader_start (st, LOCAL_AUTH_ID,
+                                                           ns, type, id, time);
 }
 
 static int

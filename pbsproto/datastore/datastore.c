@@ -126,7 +126,7 @@ pbs_datastore_open (const char *path, bool create)
   if (stat (path, &st) == -1) {
     if (errno == ENOENT && !create) {
       pbs__set_error (ENOENT, "no datastore here (a push creates one; "
-                      "check the path)");
+                              "check the path)");
       return NULL;
     }
     if (errno != ENOENT) {
@@ -168,7 +168,7 @@ pbs_datastore_open (const char *path, bool create)
       goto err;
   } else if (!create) {
     pbs__set_error (ENOENT, "no datastore here (no .chunks and .lock; "
-                    "a push creates one)");
+                            "a push creates one)");
     goto err;
   } else if (faccessat (ds->dirfd, ".chunks", F_OK, 0) == -1 &&
              !dir_is_empty (ds->dirfd)) {
@@ -176,7 +176,7 @@ pbs_datastore_open (const char *path, bool create)
      * directories.  (.chunks without .lock: an interrupted creation,
      * resumed below.) */
     pbs__set_error (EEXIST, "not a datastore and not empty; a new datastore "
-                    "needs an empty or missing directory");
+                            "needs an empty or missing directory");
     goto err;
   } else if (create_chunk_tree (ds) == -1)
     goto err;

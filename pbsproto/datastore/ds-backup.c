@@ -140,9 +140,9 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
       goto err;
     }
     /* Keep the base from being pruned while it is referenced. */
-    b->base_fd = pbs__ds_open_dir (b->group_fd,
-                                        pbs__dsb_path_tail (b->base_path, 1),
-                                        b->base_path, false, NULL);
+    b->base_fd =
+        pbs__ds_open_dir (b->group_fd, pbs__dsb_path_tail (b->base_path, 1),
+                          b->base_path, false, NULL);
     if (b->base_fd == -1 ||
         pbs__dsb_lock_fd (
             b->base_fd, b->base_path, LOCK_SH, "snapshot",
@@ -163,13 +163,12 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
     if (errno == EEXIST)
       pbs__set_error (EEXIST, "backup directory already exists.");
     else /* create_locked_backup_dir: the bare io::Error */
-      pbs__set_error (errno, "%s (os error %d)", strerror (errno),
-                           errno);
+      pbs__set_error (errno, "%s (os error %d)", strerror (errno), errno);
     goto err;
   }
   b->created = true;
-  b->snap_fd = pbs__ds_open_dir (b->group_fd, b->snap_name, b->snap_path,
-                                      false, NULL);
+  b->snap_fd =
+      pbs__ds_open_dir (b->group_fd, b->snap_name, b->snap_path, false, NULL);
   if (b->snap_fd == -1 ||
       pbs__dsb_lock_fd (
           b->snap_fd, b->snap_path, LOCK_EX, "snapshot",
@@ -221,14 +220,13 @@ pbs_ds_backup_previous (struct pbs_ds_backup *b, const char *name,
         -1) {
       char detail[300];
       if (pbs_errno () == ENOENT)
-        pbs__set_error (ENOENT,
-                             "open file \"%s/%s\" failed - not found",
-                             b->base_path, name);
+        pbs__set_error (ENOENT, "open file \"%s/%s\" failed - not found",
+                        b->base_path, name);
       else {
         int e = pbs_errno ();
         pbs__dsb_read_error_text (detail, sizeof detail);
-        pbs__set_error (e, "open file \"%s/%s\" failed: %s",
-                             b->base_path, name, detail);
+        pbs__set_error (e, "open file \"%s/%s\" failed: %s", b->base_path, name,
+                        detail);
       }
       return -1;
     }
@@ -249,7 +247,7 @@ pbs_ds_backup_previous (struct pbs_ds_backup *b, const char *name,
     int e = pbs_errno ();
     pbs__dsb_read_error_text (detail, sizeof detail);
     pbs__set_error (e, "Unable to open fixed index \"%s/%s\" - %s",
-                         b->base_path, name, detail);
+                    b->base_path, name, detail);
     return -1;
   }
   idx = pbs_fidx_parse (*data, *len);

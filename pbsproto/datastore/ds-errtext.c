@@ -32,8 +32,8 @@ pbs__dsb_oom (void)
 void
 pbs__dsb_os_error (int e, const char *what, const char *path)
 {
-  pbs__set_error (e, "%s \"%s\" - %s (os error %d)", what, path,
-                       strerror (e), e);
+  pbs__set_error (e, "%s \"%s\" - %s (os error %d)", what, path, strerror (e),
+                  e);
 }
 
 /* The last N components of PATH ("vm/100" of ".../vm/100"). */

@@ -27,8 +27,8 @@ pbs_ds_backup_blob (struct pbs_ds_backup *b, const char *name,
   }
   if (encoded_size < PBS_BLOB_HEADER_LEN
       || encoded_size > PBS_BLOB_MAX_ENCODED) {
-    pbs__dsb_bad ("blob size %" PRIu64 " out of range (%u to %u)",
-                  encoded_size, PBS_BLOB_HEADER_LEN, PBS_BLOB_MAX_ENCODED);
+    pbs__dsb_bad ("blob size %" PRIu64 " out of range (%u to %u)", encoded_size,
+                  PBS_BLOB_HEADER_LEN, PBS_BLOB_MAX_ENCODED);
     return -1;
   }
   if (!ends_with (name, ".blob")) {

@@ -25,14 +25,14 @@ pbs__dsb_lock_fd (int fd, const char *path, int how, const char *what,
     int e = errno;
     if (e == EWOULDBLOCK)
       pbs__set_error (EBUSY,
-                           "unable to acquire lock on %s directory \"%s\" - "
-                           "%s",
-                           what, path, busy);
+                      "unable to acquire lock on %s directory \"%s\" - "
+                      "%s",
+                      what, path, busy);
     else
       pbs__set_error (e,
-                           "unable to acquire lock on %s directory \"%s\" - "
-                           "%s (os error %d)",
-                           what, path, strerror (e), e);
+                      "unable to acquire lock on %s directory \"%s\" - "
+                      "%s (os error %d)",
+                      what, path, strerror (e), e);
     return -1;
   }
   return 0;
@@ -301,8 +301,8 @@ pbs__dsb_open_group (struct pbs_ds_backup *b, const char *ns, const char *nsp,
   b->group_path = pbs__ds_group_path (ds, ns, type, id);
   if (!b->group_path)
     goto err;
-  b->group_fd = pbs__ds_open_dir (b->type_fd, id, b->group_path, true,
-                                       &created_group);
+  b->group_fd =
+      pbs__ds_open_dir (b->type_fd, id, b->group_path, true, &created_group);
   if (b->group_fd == -1)
     goto err;
   if (pbs__dsb_lock_fd (b->group_fd, b->group_path, LOCK_EX, "backup group",
@@ -324,8 +324,8 @@ pbs__dsb_open_group (struct pbs_ds_backup *b, const char *ns, const char *nsp,
   if (!owner)
     goto err;
   if (!owner_ok (owner, auth_id)) {
-    pbs__set_error (EACCES, "backup owner check failed (%s != %s)",
-                         auth_id, owner);
+    pbs__set_error (EACCES, "backup owner check failed (%s != %s)", auth_id,
+                    owner);
     goto err;
   }
 

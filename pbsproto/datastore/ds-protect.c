@@ -39,8 +39,7 @@ snapshot_dir (struct pbs_datastore *ds, const char *ns, const char *type,
     dir = NULL;
   }
   else if (lstat (dir, &st) == -1 || !S_ISDIR (st.st_mode)) {
-    pbs__set_error (ENOENT, "snapshot %s/%s/%s does not exist!",
-                         type, id, ts);
+    pbs__set_error (ENOENT, "snapshot %s/%s/%s does not exist!", type, id, ts);
     free (dir);
     dir = NULL;
   }
@@ -58,18 +57,18 @@ lock_snapshot (const char *dir)
   if (fd == -1) {
     e = errno;
     pbs__set_error (e,
-                         "unable to open snapshot directory \"%s\" for "
-                         "locking - %s",
-                         dir, strerror (e));
+                    "unable to open snapshot directory \"%s\" for "
+                    "locking - %s",
+                    dir, strerror (e));
     return -1;
   }
   if (flock (fd, LOCK_EX | LOCK_NB) == -1) {
     e = errno;
     close (fd);
     pbs__set_error (e == EWOULDBLOCK ? EBUSY : e,
-                         "unable to acquire lock on snapshot directory "
-                         "\"%s\" - possibly running or in use",
-                         dir);
+                    "unable to acquire lock on snapshot directory "
+                    "\"%s\" - possibly running or in use",
+                    dir);
     return -1;
   }
   return fd;
@@ -97,22 +96,20 @@ pbs_ds_set_protection (struct pbs_datastore *ds, const char *ns,
     fd = open (path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd == -1) {
       pbs__set_error (errno,
-                           "could not create protection file: %s "
-                           "(os error %d)",
-                           strerror (errno), errno);
+                      "could not create protection file: %s "
+                      "(os error %d)",
+                      strerror (errno), errno);
       goto out;
     }
     /* Durable like the snapshot itself: a crash must not unprotect. */
     if (ds->sync != PBS_DS_SYNC_NONE && fsync (lock) == -1) {
-      pbs__set_error (errno, "could not sync %s: %s", dir,
-                           strerror (errno));
+      pbs__set_error (errno, "could not sync %s: %s", dir, strerror (errno));
       goto out;
     }
   }
   else if (unlink (path) == -1 && errno != ENOENT) {
-    pbs__set_error (errno,
-                         "could not remove protection file: %s (os error %d)",
-                         strerror (errno), errno);
+    pbs__set_error (errno, "could not remove protection file: %s (os error %d)",
+                    strerror (errno), errno);
     goto out;
   }
   r = 0;
@@ -140,9 +137,8 @@ load_manifest (const char *dir)
     return NULL;
   }
   if (pbs__ds_read_file (path, PBS_BLOB_MAX_ENCODED, &blob, &blen) == -1)
-    pbs__set_error (pbs_errno (),
-                         "unable to load blob '%s' - %s", path,
-                         pbs_errmsg ());
+    pbs__set_error (pbs_errno (), "unable to load blob '%s' - %s", path,
+                    pbs_errmsg ());
   else
     m = pbs__ds_manifest_from_blob (blob, blen, path);
   free (blob);

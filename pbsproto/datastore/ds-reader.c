@@ -72,8 +72,8 @@ pbs_ds_reader_start (struct pbs_datastore *ds, const char *auth_id,
     if (pbs__ds_read_file (opath, 4096, &o, &olen) == -1) {
       /* get_owner: proxmox-sys file_read_firstline */
       int e = pbs_errno ();
-      pbs__set_error (e, "unable to read \"%s\" - %s (os error %d)",
-                           opath, strerror (e), e);
+      pbs__set_error (e, "unable to read \"%s\" - %s (os error %d)", opath,
+                      strerror (e), e);
       free (opath);
       goto err;
     }
@@ -113,26 +113,26 @@ pbs_ds_reader_start (struct pbs_datastore *ds, const char *auth_id,
     int e = errno;
     if (e == ENOENT)
       /* backup_dir.dir() prints "type/id/time" */
-      pbs__set_error (ENOENT, "snapshot %s/%s/%s does not exist.",
-                           type, id, name);
+      pbs__set_error (ENOENT, "snapshot %s/%s/%s does not exist.", type, id,
+                      name);
     else /* proxmox-sys do_lock_dir_noblock */
       pbs__set_error (e,
-                           "unable to open snapshot directory \"%s\" for "
-                           "locking - %s: %s",
-                           r->snap_path,
-                           strerrorname_np (e) ? strerrorname_np (e)
-                                               : "UnknownErrno",
-                           strerror (e));
+                      "unable to open snapshot directory \"%s\" for "
+                      "locking - %s: %s",
+                      r->snap_path,
+                      strerrorname_np (e) ? strerrorname_np (e)
+                                          : "UnknownErrno",
+                      strerror (e));
     goto err;
   }
   if (flock (r->snap_fd, LOCK_SH | LOCK_NB) == -1) {
     int e = errno;
     pbs__set_error (e == EWOULDBLOCK ? EBUSY : e,
-                         "unable to acquire lock on snapshot directory "
-                         "\"%s\" - %s",
-                         r->snap_path,
-                         e == EWOULDBLOCK ? "locked by another operation"
-                                          : strerror (e));
+                    "unable to acquire lock on snapshot directory "
+                    "\"%s\" - %s",
+                    r->snap_path,
+                    e == EWOULDBLOCK ? "locked by another operation"
+                                     : strerror (e));
     goto err;
   }
   free (group);
@@ -181,14 +181,12 @@ pbs_ds_reader_download (struct pbs_ds_reader *r, const char *name,
     else
       snprintf (detail, sizeof detail, "%s (os error %d)", strerror (e), e);
     if (is_fidx) /* FixedIndexReader::open */
-      pbs__set_error (e, "Unable to open fixed index \"%s\" - %s",
-                           path, detail);
+      pbs__set_error (e, "Unable to open fixed index \"%s\" - %s", path,
+                      detail);
     else if (e == ENOENT)
-      pbs__set_error (e, "open file \"%s\" failed - not found",
-                           path);
+      pbs__set_error (e, "open file \"%s\" failed - not found", path);
     else
-      pbs__set_error (e, "open file \"%s\" failed: %s", path,
-                           detail);
+      pbs__set_error (e, "open file \"%s\" failed: %s", path, detail);
   }
   if (rc == 0 && is_fidx) {
     /* The index's digests become allowed chunk downloads. */
@@ -229,9 +227,9 @@ pbs_ds_reader_chunk (struct pbs_ds_reader *r, const uint8_t digest[32],
     /* download_chunk: "reading file {path:?} failed: {io error}", 400 */
     int e = pbs_errno ();
     pbs__set_error (e,
-                         "reading file \"%s/.chunks/%.4s/%s\" failed: %s "
-                         "(os error %d)",
-                         r->ds->path, hex, hex, strerror (e), e);
+                    "reading file \"%s/.chunks/%.4s/%s\" failed: %s "
+                    "(os error %d)",
+                    r->ds->path, hex, hex, strerror (e), e);
     return -1;
   }
   return 0;

@@ -170,9 +170,10 @@ symlink_error (int dirfd, const char *parent, const char *name)
 
   if (fstatat (dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
       S_ISLNK (st.st_mode)) {
-    pbs__set_error (ELOOP, "%s/%s is a symlink; a datastore holds "
-                         "none, so it is not followed (remove it)",
-                         parent, name);
+    pbs__set_error (ELOOP,
+                    "%s/%s is a symlink; a datastore holds "
+                    "none, so it is not followed (remove it)",
+                    parent, name);
     return true;
   }
   return false;

@@ -176,8 +176,7 @@ pbs_ds_set_verify_state (struct pbs_datastore *ds, const char *auth_id,
     goto out;
   }
   if (lstat (dir, &st) == -1 || !S_ISDIR (st.st_mode)) {
-    pbs__set_error (ENOENT, "snapshot %s/%s/%s does not exist!",
-                         type, id, ts);
+    pbs__set_error (ENOENT, "snapshot %s/%s/%s does not exist!", type, id, ts);
     goto out;
   }
   /* verify_backup_dir: lock_dir_noblock_shared (dir, "snapshot", "locked
@@ -186,9 +185,9 @@ pbs_ds_set_verify_state (struct pbs_datastore *ds, const char *auth_id,
   if (lock == -1 || flock (lock, LOCK_SH | LOCK_NB) == -1) {
     int e = errno;
     pbs__set_error (e == EWOULDBLOCK ? EBUSY : e,
-                         "unable to acquire lock on snapshot directory "
-                         "\"%s\" - locked by another operation",
-                         dir);
+                    "unable to acquire lock on snapshot directory "
+                    "\"%s\" - locked by another operation",
+                    dir);
     goto out;
   }
   if (pbs__ds_read_file (mpath, PBS_BLOB_MAX_ENCODED, &blob, &blen) == -1) {

@@ -446,9 +446,9 @@ missing_chunk (struct pbs_ds_backup *b, struct fixed_writer *w)
         !pbs_datastore_has_chunk (b->ds, w->idx->digest[i])) {
       pbs_digest_hex (w->idx->digest[i], hex);
       pbs__set_error (ENOENT,
-                           "fixed writer '%s' close failed - chunk %s is "
-                           "missing from the datastore",
-                           w->name, hex);
+                      "fixed writer '%s' close failed - chunk %s is "
+                      "missing from the datastore",
+                      w->name, hex);
       return -1;
     }
   return 0;

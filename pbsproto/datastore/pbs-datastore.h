@@ -28,11 +28,11 @@
 
 struct pbs_datastore; /* opaque */
 
-/* Open the datastore at PATH (messages do not repeat PATH).  CREATE: make PATH, .chunks/0000..ffff and
- * .lock if missing (as PBS does when a datastore is created; .lock last,
- * so an interrupted creation resumes).  A PATH that is a file (ENOTDIR),
- * a directory without .chunks when !CREATE (ENOENT), or a non-empty
- * directory without .chunks (EEXIST) is an error.  Finish syncs at
+/* Open the datastore at PATH (messages do not repeat PATH).  CREATE: make PATH,
+ * .chunks/0000..ffff and .lock if missing (as PBS does when a datastore is
+ * created; .lock last, so an interrupted creation resumes).  A PATH that is a
+ * file (ENOTDIR), a directory without .chunks when !CREATE (ENOENT), or a
+ * non-empty directory without .chunks (EEXIST) is an error.  Finish syncs at
  * PBS_SYNC_OWN until pbs_datastore_set_sync says otherwise. */
 extern struct pbs_datastore *pbs_datastore_open (const char *path,
                                                  bool create);
@@ -131,8 +131,7 @@ extern int pbs_ds_backup_fixed_chunk_trusted (struct pbs_ds_backup *b,
 /* §3.5: N pairs (DIGESTS[i] at OFFSETS[i]) applied one by one; a digest
  * must be known to the session. */
 extern int pbs_ds_backup_fixed_append (struct pbs_ds_backup *b, int wid,
-                                       size_t n,
-                                       const uint8_t (*digests)[32],
+                                       size_t n, const uint8_t (*digests)[32],
                                        const uint64_t *offsets);
 /* From now on, §3.6 close refuses an index that references a chunk
  * missing from the store ("chunk <hex> is missing from the datastore").
