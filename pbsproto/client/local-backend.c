@@ -4,8 +4,8 @@
  * exactly the checks a PBS server would make.
  *
  * Differences from talking to a server: errors are the datastore's errno
- * and message as they are (no HTTP status), and a namespace is created on first
- * use (on PBS an admin creates it). */
+ * and message as they are (no HTTP status), and a namespace is created on
+ * first use (on PBS an admin creates it). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
