@@ -65,9 +65,9 @@ struct pbs_ds_backup {
 };
 
 /* ------------------------------------------- PBS's error texts (ds-errtext.c)
- * Each sets the thread's error with PBS's text and HTTP status. */
+ * Each sets the thread's error with PBS's text and an errno. */
 
-/* 400 with FMT. */
+/* EINVAL with FMT. */
 __attribute__ ((format (printf, 1, 2))) void pbs__dsb_bad (const char *fmt,
                                                            ...);
 /* 500 "out of memory". */

@@ -2,10 +2,12 @@
  * (docs/pbs-protocol.md §3, §4) over a datastore directory: PBS's
  * BackupEnvironment plus the checks of
  * src/api2/backup/{mod.rs,upload_chunk.rs} for image (fixed index) backups,
- * with PBS's error texts and HTTP status codes.
+ * with PBS's error texts and an errno (the HTTP status is the test
+ * server's choice).
  *
- * Parameter names are the HTTP layer's business; values are checked here,
- * so the local backend and the HTTPS test server enforce the same rules.
+ * Parameter names and schemas are the HTTP layer's business; values are
+ * checked here, so the local backend and the HTTPS test server enforce the
+ * same rules.
  *
  * Deliberate difference from PBS: an uploaded index.json.blob is kept in
  * memory and written only by finish, after syncfs().  On PBS the uploaded

@@ -59,7 +59,7 @@ int pbs__ds_replace_file (const char *dir, const char *name,
                           const uint8_t *data, size_t len, bool sync);
 /* Rewrite DIR's manifest M with unprotected[KEY] = VALUE (JSON text), as
  * PBS's update_manifest: the signature covers only the protected part, so
- * it stays valid.  400 "unable to update manifest blob - ..." on error. */
+ * it stays valid.  "unable to update manifest blob - ..." on error. */
 struct pbs_manifest;
 int pbs__ds_update_unprotected (struct pbs_datastore *ds, const char *dir,
                                 struct pbs_manifest *m, const char *key,

@@ -23,7 +23,7 @@
 
 
 /* DS/<ns>/TYPE/ID/TIME, malloc'd, after checking that it is a directory:
- * 400 "snapshot TYPE/ID/TIME does not exist!" otherwise. */
+ * ENOENT "snapshot TYPE/ID/TIME does not exist!" otherwise. */
 static char *
 snapshot_dir (struct pbs_datastore *ds, const char *ns, const char *type,
               const char *id, int64_t time)

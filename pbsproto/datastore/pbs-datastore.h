@@ -84,7 +84,7 @@ extern int pbs_datastore_snapshots (struct pbs_datastore *ds, const char *ns,
 
 struct pbs_ds_backup; /* opaque */
 
-/* The checks of §1.3 steps 6-10 and §4: namespace exists (404 "namespace
+/* The checks of §1.3 steps 6-10 and §4: namespace exists (ENOENT "namespace
  * not found"), group lock ("another backup is already running"), owner
  * (created with AUTH_ID; "backup owner check failed (a != b)"), base
  * selection (last finished snapshot; none if its verify_state failed), time
@@ -163,7 +163,7 @@ extern void pbs_ds_backup_end (struct pbs_ds_backup *b);
 /* ------------------------------------ protection and notes (ds-protect.c) */
 
 /* set_protection / update_protection: create or remove the snapshot's
- * ".protected" under a non-blocking exclusive snapshot lock.  400 "snapshot
+ * ".protected" under a non-blocking exclusive snapshot lock.  ENOENT "snapshot
  * T/I/TIME does not exist!", busy while a session holds the snapshot. */
 extern int pbs_ds_set_protection (struct pbs_datastore *ds, const char *ns,
                                   const char *type, const char *id,
