@@ -114,6 +114,8 @@ raw -A "$TMP/auth-root" "$PORT" GET '/api2/json/admin/datastore/store1/snapshots
 expect_line 1 "${E400}parameter verification failed - 'backup-type': value 'xx' is not defined in the enumeration\.$" "$o" "snapshots: bad backup-type"
 raw -A "$TMP/auth-root" "$PORT" GET '/api2/json/admin/datastore/nostore/snapshots' >"$o"
 expect_line 1 "${E400}no such datastore 'nostore'" "$o" "snapshots: unknown store"
+raw -A "$TMP/auth-root" "$PORT" GET '/api2/json/admin/datastore/store1/snapshots?ns=nons' >"$o"
+expect_line 1 "^404 $J namespace not found$" "$o" "snapshots: unknown namespace: 404"
 raw -A "$TMP/auth-root" "$PORT" GET '/api2/json/admin/datastore/st/snapshots' >"$o"
 expect_line 1 "${E400}parameter verification failed - 'store': value must be at least 3 characters long$" "$o" "snapshots: the URI's store is a parameter"
 raw -A "$TMP/auth-root" "$PORT" GET '/api2/json/admin/datastore/store1/snapshots?store=store1' >"$o"
