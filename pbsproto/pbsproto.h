@@ -11,7 +11,10 @@
  * Facts: docs/pbs-protocol.md (section numbers below refer to it).
  *
  * Errors: calls return -1 or NULL; pbs_errmsg(), pbs_errno() and
- * pbs_http_status() describe the calling thread's last failure.
+ * pbs_http_status() describe the calling thread's last failure.  A
+ * message never starts with the name the caller passed (the repository
+ * SPEC or path, a snapshot, a file name): the caller puts it in front.
+ * A path inside a message is that of another file (below a datastore).
  * Threads: format functions are reentrant.  A repository, backup or reader
  * handle is used by one thread at a time unless a call says otherwise.
  */
@@ -251,7 +254,7 @@ struct pbs_repo_opts {
 
 /* Open a repository.  A SPEC containing '/' is a local datastore directory
  * (created with its .chunks tree only with OPTS->create; otherwise a path
- * without one is ENOENT "PATH: no datastore here"); anything else is
+ * without one is ENOENT "no datastore here ..."); anything else is
  * [[USER@REALM[!TOKEN]@]HOST[:PORT]:]DATASTORE (§2.3). */
 extern struct pbs_repo *pbs_repo_open (const char *spec,
                                        const struct pbs_repo_opts *opts);

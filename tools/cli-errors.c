@@ -217,17 +217,13 @@ cli_getopt_error (const char *cmd, int opt, char **argv,
   return cli_usage_error (cmd, "unknown option '%s'", name);
 }
 
-/* The local datastore's messages start with its path ("DIR: no datastore
- * here"), so the path is dropped from the message when it is CONTEXT too.
- * Control characters (a file name may hold a newline) are escaped so the
- * error stays one line. */
+/* The failed pbsproto call's message after CONTEXT, the name the caller
+ * gave it (a repository, a snapshot, a file).  pbsproto's messages never
+ * repeat that name (pbsproto.h "Errors"); a path they contain is that of
+ * another file.  cli_error escapes control characters (a file name may
+ * hold a newline) so the error stays one line. */
 int
 cli_pbs_error (const char *context)
 {
-  const char *msg = pbs_errmsg ();
-  size_t n = strlen (context);
-
-  if (strncmp (msg, context, n) == 0 && (msg[n] == ':' || msg[n] == ' '))
-    msg += n + 1 + (msg[n] == ':' && msg[n + 1] == ' ');
-  return cli_error (context, "%s", msg);
+  return cli_error (context, "%s", pbs_errmsg ());
 }

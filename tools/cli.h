@@ -50,10 +50,8 @@ int cli_error_line (const char *line);
  * object on stderr instead of a text line (cli-errors.c). */
 void cli_set_json_errors (bool on);
 bool cli_json_errors (void);
-/* cli_error (CONTEXT, pbs_errmsg ()), without repeating CONTEXT when the
- * library's message already starts with it (the local datastore's
- * messages name their path; key files' never do: give their path as
- * CONTEXT to cli_error).  Returns 1. */
+/* cli_error (CONTEXT, pbs_errmsg ()): CONTEXT is the name the failed call
+ * was given (pbsproto's messages never start with it).  Returns 1. */
 int cli_pbs_error (const char *context);
 /* Untrusted text (names from a manifest or a server, paths from an image)
  * for text output: control characters as \xNN / \u00NN, '\\' doubled
