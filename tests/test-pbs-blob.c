@@ -11,8 +11,6 @@
 #include <pthread.h>
 #include <unistd.h>
 
-#include <zlib.h>
-
 #include "pbsproto.h"
 #include "tap.h"
 
@@ -332,36 +330,6 @@ main (void)
   blob_case ("empty encrypted", rnd, 0, key, keyhex, true, PBS_BLOB_ENCRYPTED,
              have_crypto);
   blob_case ("one byte", rnd, 1, NULL, NULL, true, PBS_BLOB_PLAIN, oracle);
-
-  /* The CRC (crc32.c folds with carry-less multiplication from 256 bytes
-   * on) against zlib's own crc32 at every length up to 1100 bytes, some
-   * long ones, and four alignments; a flipped bit anywhere is noticed. */
-  {
-    static const size_t longs[] = { 4095, 4096, 4097, 65537, 1u << 20 };
-    size_t len, a, n_bad = 0, n_missed = 0, n = 0, j;
-    for (a = 0; a < 4; a++)
-      for (j = 0; j < 1101 + sizeof longs / sizeof longs[0]; j++) {
-        len = j < 1101 ? j : longs[j - 1101];
-        if (pbs_blob_encode (rnd + a, len, NULL, false, &blob, &blen) != 0)
-          continue;
-        n++;
-        if ((blob[8] | blob[9] << 8 | blob[10] << 16
-             | (uint32_t) blob[11] << 24)
-                != (uint32_t) crc32_z (0, rnd + a, len)
-            || pbs_blob_check_crc (blob, blen) != 0)
-          n_bad++;
-        if (len) {
-          blob[12 + (len * 7 + a) % len] ^= (uint8_t) (1u << (len % 8));
-          if (pbs_blob_check_crc (blob, blen) == 0)
-            n_missed++;
-        }
-        free (blob);
-      }
-    ok (n == 4 * (1101 + sizeof longs / sizeof longs[0]) && n_bad == 0,
-        "CRC equals zlib's crc32 at %zu lengths/alignments (%zu differ)", n,
-        n_bad);
-    ok (n_missed == 0, "a flipped bit fails the CRC (%zu missed)", n_missed);
-  }
 
   /* Decoding failures. */
   pbs_blob_encode (txt, 300000, key, true, &blob, &blen);

@@ -4,13 +4,14 @@
  *   plain:      magic[8] | crc32 LE[4] | payload (raw or zstd)
  *   encrypted:  magic[8] | crc32 LE[4] | iv[16] | tag[16] | ciphertext
  *
- * The CRC (zlib's crc32, crc32.c) covers everything after the header, so for
+ * The CRC (zlib crc32) covers everything after the header, so for
  * encrypted blobs only the ciphertext.  The one file that sees zstd. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <zlib.h>
 #include <zstd.h>
 
 #include "byteorder.h"
@@ -273,7 +274,7 @@ pbs_blob_check_crc (const uint8_t *blob, size_t len)
   if (kind == -1)
     return -1;
   h = header_len (kind);
-  if (pbs__crc32 (0, blob + h, len - h) != load_le32 (blob + 8)) {
+  if ((uint32_t) crc32_z (0, blob + h, len - h) != load_le32 (blob + 8)) {
     pbs__set_error (EBADMSG, "blob has wrong CRC checksum");
     return -1;
   }
@@ -322,7 +323,7 @@ pbs_blob_encode (const void *data, size_t len, const struct pbs_key *key,
       return -1;
     }
   }
-  store_le32 (buf + 8, pbs__crc32 (0, buf + h, plen));
+  store_le32 (buf + 8, (uint32_t) crc32_z (0, buf + h, plen));
   if (h + plen < h + len) {
     shrunk = realloc (buf, h + plen);
     if (shrunk)

@@ -22,10 +22,6 @@ struct pbs_key {
   uint8_t zero_digest[32]; /* digest of one 4 MiB chunk of zeros */
 };
 
-/* zlib's crc32 (CRC over P, which is not NULL unless LEN is 0), with
- * carry-less multiplication where the CPU has it (crc32.c).  Any thread. */
-uint32_t pbs__crc32 (uint32_t crc, const uint8_t *p, size_t len);
-
 /* sha256 over the concatenation of up to two buffers (B may be NULL). */
 int pbs__sha256 (const void *a, size_t alen, const void *b, size_t blen,
                  uint8_t out[32]);
