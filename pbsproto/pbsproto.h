@@ -118,6 +118,16 @@ extern int pbs_blob_encode (const void *data, size_t len,
 extern int pbs_blob_decode (const uint8_t *blob, size_t len,
                             const struct pbs_key *key, size_t max_len,
                             uint8_t **out, size_t *outlen);
+/* As pbs_blob_decode, without allocating the result and without checking
+ * the CRC: the caller must check the result's digest (pbs_chunk_digest),
+ * as PBS's own client does.  *DATA points into BLOB itself for an
+ * unencrypted, uncompressed blob, else into BUF, where the data was
+ * decoded (at most CAP bytes, else EBADMSG).  *DATA stays valid while
+ * both BLOB and BUF do.  Any thread. */
+extern int pbs_blob_decode_to (const uint8_t *blob, size_t len,
+                               const struct pbs_key *key, uint8_t *buf,
+                               size_t cap, const uint8_t **data,
+                               size_t *dlen);
 /* The blob's kind from its magic, or -1 (EBADMSG) if it is not a blob. */
 extern int pbs_blob_kind (const uint8_t *blob, size_t len);
 /* Verify the blob's CRC: 0 ok, -1 (EBADMSG) if wrong. */
