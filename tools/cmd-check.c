@@ -492,6 +492,7 @@ compare_images (struct check *ck, struct snap_check *s, char **images,
   struct pbs_reader *rd;
   struct pbs_manifest *m;
   struct qcow_open_opts oo = { 0 };
+  struct cli_err err;
   int i, r, differ = 0, saved = -1;
 
   rd = pbs_reader_start (ck->repo, ck->ns, s->type, s->id, s->time);
@@ -517,7 +518,9 @@ compare_images (struct check *ck, struct snap_check *s, char **images,
   for (i = 0; i < nimages && differ != -1; i++) {
     char *name = NULL;
     const char *image;
-    if (push_parse_image_arg (images[i], (size_t) i, &name, &image) == -1) {
+    if (push_parse_image_arg (images[i], (size_t) i, &name, &image, &err)
+        == -1) {
+      cli_err_print (&err);
       differ = -1;
       break;
     }

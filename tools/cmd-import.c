@@ -426,8 +426,9 @@ cmd_import (int argc, char **argv)
         for (i = 0; longopts[i].name; i++)
           if (longopts[i].val == opt)
             break;
-        if (pve_push_option (&pve, opt, optarg) != 0)
-          { ret = 2; goto out; }
+        struct cli_err err;
+        if (pve_push_option (&pve, opt, optarg, &err) != 0)
+          { ret = cli_err_print (&err); goto out; }
         if (opt == PVE_OPT_CONFIG)
           x.pve_config = true;
         {

@@ -128,9 +128,11 @@ verify_archive (struct pbs_reader *rd, const struct pbs_manifest *m,
   idx = push_fetch_index (rd, NULL, m, name, snap);
   if (!idx)
     goto out;
-  c = cli_open_chain (oo->chain_len ? NULL : image, oo);
-  if (!c)
+  c = cli_open_chain (oo->chain_len ? NULL : image, oo, &err);
+  if (!c) {
+    cli_err_print (&err);
     goto out;
+  }
   if (plan_data_chunks (c, image, &data, &nchunks, &err) == -1) {
     cli_err_print (&err);
     goto out;
@@ -236,6 +238,7 @@ cmd_verify (int argc, char **argv)
   struct snapshot_source src = { 0 };
   struct pbs_manifest *m = NULL;
   json_t *archives = NULL;
+  struct cli_err err;
   bool json = false;
   int opt, ret = 2, i, n, differ = 0; /* 2: trouble, as cmp says it */
 
@@ -255,9 +258,9 @@ cmd_verify (int argc, char **argv)
     case CLI_OPT_FORCE_SHARE:
     case 'U':
     case CLI_OPT_ALLOW_BACKING_DIR:
-      if (cli_image_option (opt, optarg, &oo) == -1) {
+      if (cli_image_option (opt, optarg, &oo, &err) == -1) {
         cli_free_chain (&oo);
-        return 2;
+        return cli_err_print (&err);
       }
       break;
     case 'q': cli_set_progress_mode (CLI_PROGRESS_QUIET); break;
@@ -298,12 +301,14 @@ cmd_verify (int argc, char **argv)
     const char *image = chain;
     int r;
     if (n && push_parse_image_arg (argv[optind + 1 + i], (size_t) i, &name,
-                                   &image)
-                 == -1)
+                                   &image, &err)
+                 == -1) {
+      cli_err_print (&err);
       goto out;
-    if ((r = cli_check_chain_top ("verify", image, &oo)) != 0) {
+    }
+    if (cli_check_chain_top ("verify", image, &oo, &err) != 0) {
       free (name);
-      ret = r;
+      ret = cli_err_print (&err);
       goto out;
     }
     if (!n)

@@ -61,13 +61,16 @@ struct push_disk {
   struct qcow_span *spans;
   const struct tar_member **member;
 };
-int push_disk_option (struct push_disk **list, size_t *n, const char *arg);
+/* One --disk ARG into *LIST.  0, or -1 with ERR (a usage error). */
+int push_disk_option (struct push_disk **list, size_t *n, const char *arg,
+                      struct cli_err *err);
 /* --from-archive ARCHIVE: the layers of every --disk are members of the
  * uncompressed tar ARCHIVE, read in place.  *IX (the caller's, freed after
- * the disks) gets its index.  0, or 1 after a message. */
+ * the disks) gets its index.  0, or -1 with ERR. */
 struct tar_index;
 int push_disks_from_archive (struct push_disk *list, size_t n,
-                             const char *archive, struct tar_index *ix);
+                             const char *archive, struct tar_index *ix,
+                             struct cli_err *err);
 void push_disks_free (struct push_disk *list, size_t n);
 /* restore-blob.c: restore ARG, a blob archive of the snapshot
  * ("qemu-server.conf" or "qemu-server.conf.blob"), decrypted, to OUT_PATH
@@ -80,7 +83,7 @@ int restore_blob (struct pbs_reader *rd, const struct pbs_key *key,
 /* "NAME=IMAGE" or "IMAGE" (-> default name drive-scsiN for argument N):
  * *NAME malloc'd archive name (.img.fidx), *IMAGE borrowed. */
 int push_parse_image_arg (const char *arg, size_t n, char **name,
-                          const char **image);
+                          const char **image, struct cli_err *err);
 
 /* Download and decode SNAPSHOT's manifest through a reader session; with
  * VERIFY the signature is checked against KEY (a keyed manifest without a

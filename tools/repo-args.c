@@ -118,7 +118,7 @@ push_archive_name (const char *arg)
 
 int
 push_parse_image_arg (const char *arg, size_t n, char **name,
-                      const char **image)
+                      const char **image, struct cli_err *err)
 {
   const char *eq = strchr (arg, '=');
   char buf[64];
@@ -128,7 +128,7 @@ push_parse_image_arg (const char *arg, size_t n, char **name,
   if (eq && eq != arg && !memchr (arg, '/', (size_t) (eq - arg))) {
     char *nm = strndup (arg, (size_t) (eq - arg));
     if (!nm)
-      return -1;
+      return cli_err_set (err, arg, "out of memory");
     *name = push_archive_name (nm);
     free (nm);
     *image = eq + 1;
@@ -140,15 +140,12 @@ push_parse_image_arg (const char *arg, size_t n, char **name,
     *name = push_archive_name (buf);
     *image = arg;
   }
-  if (!*name) {
-    cli_error (arg, "invalid archive name");
-    return -1;
-  }
+  if (!*name)
+    return cli_err_set (err, arg, "invalid archive name");
   if (!**image) {
     free (*name);
     *name = NULL;
-    cli_error (arg, "no image given");
-    return -1;
+    return cli_err_set (err, arg, "no image given");
   }
   return 0;
 }
