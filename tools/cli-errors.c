@@ -162,12 +162,19 @@ cli_err_arg (struct cli_err *e, const char *context, const char *fmt, ...)
   return -1;
 }
 
+void
+cli_err_clear (struct cli_err *e)
+{
+  e->ctx[0] = e->msg[0] = '\0';
+  e->status = 1;
+  e->usage = false;
+}
+
 int
 cli_err_printed (struct cli_err *e, int status)
 {
-  e->ctx[0] = e->msg[0] = '\0';
+  cli_err_clear (e);
   e->status = status;
-  e->usage = false;
   return -1;
 }
 

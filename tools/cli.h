@@ -60,6 +60,8 @@ int cli_err_getopt (struct cli_err *e, const char *cmd, int opt, char **argv,
  * yet (tar-index.c, import-archive.c, import-run.c): E carries only
  * STATUS, and cli_err_print prints nothing.  Returns -1. */
 int cli_err_printed (struct cli_err *e, int status);
+/* No message (yet): cli_err_print prints nothing and returns 1. */
+void cli_err_clear (struct cli_err *e);
 /* Print E in the current mode; returns its exit status (1 or 2). */
 int cli_err_print (const struct cli_err *e);
 /* One "qcow2pbs: CONTEXT: message" line on stderr that is no error (what
@@ -315,19 +317,21 @@ const char *out_file_error (const struct out_file *f);
 /* Open the repository SPEC (or $PBS_REPOSITORY when SPEC is NULL).  For a
  * server: the password or token secret from PBS_PASSWORD, PBS_PASSWORD_FD,
  * PBS_PASSWORD_FILE or a TTY prompt; FINGERPRINT (or PBS_FINGERPRINT) pins
- * the certificate.  Prints "qcow2pbs: REPO: error" and returns NULL on
- * failure. */
+ * the certificate.  NULL with "REPO: error" in ERR on failure. */
 struct pbs_repo;
-struct pbs_repo *cli_open_repo (const char *spec, const char *fingerprint);
+struct pbs_repo *cli_open_repo (const char *spec, const char *fingerprint,
+                                struct cli_err *err);
 /* The same; CREATE: a local datastore is made if missing (a real push
  * only: the other commands refuse "PATH: no datastore here"). */
 struct pbs_repo *cli_open_repo_create (const char *spec,
-                                       const char *fingerprint, bool create);
+                                       const char *fingerprint, bool create,
+                                       struct cli_err *err);
 /* The same with the server's SECRET already read (NULL: read it as
  * above). */
 struct pbs_repo *cli_open_repo_with (const char *spec,
                                      const char *fingerprint,
-                                     const char *secret, bool create);
+                                     const char *secret, bool create,
+                                     struct cli_err *err);
 /* Close R; with QCOW2PBS_STATS=1 first print "bytes_sent=N" (what went
  * to the server) on stderr. */
 void cli_close_repo (struct pbs_repo *r);
@@ -352,10 +356,11 @@ void cli_protect_secrets (void);
  * in proxmox-backup-client.  Else, if stdin is a terminal, PROMPT on
  * /dev/tty with echo off.  E.g. PREFIX "PBS_ENCRYPTION_PASSWORD" or
  * "PBS_PASSWORD".  Returns a malloc'd string the caller wipes
- * (explicit_bzero) and frees, or NULL after printing one
- * "qcow2pbs: PREFIX: ..." line. */
-char *cli_read_secret (const char *env_prefix, const char *prompt);
+ * (explicit_bzero) and frees, or NULL with "PREFIX: ..." in ERR. */
+char *cli_read_secret (const char *env_prefix, const char *prompt,
+                       struct cli_err *err);
 /* The same for a new password: a terminal asks twice (key create). */
-char *cli_read_new_secret (const char *env_prefix, const char *prompt);
+char *cli_read_new_secret (const char *env_prefix, const char *prompt,
+                           struct cli_err *err);
 
 #endif

@@ -356,6 +356,7 @@ cmd_import (int argc, char **argv)
   size_t ng = 0, i, j, npass = 0, nren = 0;
   size_t counts[5] = { 0 };
   unsigned shard_k = 0, shard_n = 0;
+  struct cli_err cerr;
   int opt, ret = 1;
   char *end;
 
@@ -564,15 +565,19 @@ cmd_import (int argc, char **argv)
       && (!rep.dry || !strchr (x.repo_spec, '/')
           || access (x.repo_spec, F_OK) == 0)) {
     if (!strchr (x.repo_spec, '/')) {
-      x.secret = cli_read_secret ("PBS_PASSWORD", "Password: ");
-      if (!x.secret)
+      x.secret = cli_read_secret ("PBS_PASSWORD", "Password: ", &cerr);
+      if (!x.secret) {
+        cli_err_print (&cerr);
         goto out;
+      }
     }
     /* A real import makes a missing local datastore, as push does. */
     x.repo = cli_open_repo_with (x.repo_spec, fingerprint, x.secret,
-                                 !rep.dry);
-    if (!x.repo)
+                                 !rep.dry, &cerr);
+    if (!x.repo) {
+      cli_err_print (&cerr);
       goto out;
+    }
   }
   else if (!rep.dry) {
     cli_error ("repository", "no repository given (--repository or "
@@ -591,8 +596,9 @@ cmd_import (int argc, char **argv)
     }
     if (kdf && strcmp (kdf, "none") != 0) {
       x.key_secret = cli_read_secret ("PBS_ENCRYPTION_PASSWORD",
-                                      "Encryption key password: ");
+                                      "Encryption key password: ", &cerr);
       if (!x.key_secret) {
+        cli_err_print (&cerr);
         json_decref (k);
         goto out;
       }

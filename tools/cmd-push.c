@@ -56,13 +56,17 @@ attempt (struct push *p)
   uint64_t total = 0;
   char why[512];
   bool base_failed = false;
+  struct cli_err err;
   int ret = -1;
 
   if (cli_interrupted ()) /* during the backoff before a retry */
     return push_fail (p, "push", "interrupted");
-  p->repo = cli_open_repo_create (p->repo_spec, p->fingerprint, !p->dry_run);
-  if (!p->repo)
+  p->repo = cli_open_repo_create (p->repo_spec, p->fingerprint, !p->dry_run,
+                                  &err);
+  if (!p->repo) {
+    cli_err_print (&err);
     return push_failed_printed (p);
+  }
   p->known = digest_set_new ();
   if (!p->known)
     return push_fail (p, "push", "out of memory");
@@ -242,9 +246,11 @@ cmd_push (int argc, char **argv)
     goto out;
   }
   if (args.keyfile) {
-    p.key = push_load_key (args.keyfile);
-    if (!p.key)
+    p.key = push_load_key (args.keyfile, &args.err);
+    if (!p.key) {
+      cli_err_print (&args.err);
       goto out;
+    }
     p.key_fp = push_key_fingerprint (p.key);
   }
   pbs_zero_chunk_digest (p.key, p.zero_digest);

@@ -125,9 +125,11 @@ verify_archive (struct pbs_reader *rd, const struct pbs_manifest *m,
     goto out;
   }
   dkey = strcmp (f.crypt_mode, "encrypt") == 0 ? key : NULL;
-  idx = push_fetch_index (rd, NULL, m, name, snap);
-  if (!idx)
+  idx = push_fetch_index (rd, NULL, m, name, snap, &err);
+  if (!idx) {
+    cli_err_print (&err);
     goto out;
+  }
   c = cli_open_chain (oo->chain_len ? NULL : image, oo, &err);
   if (!c) {
     cli_err_print (&err);
@@ -287,11 +289,15 @@ cmd_verify (int argc, char **argv)
   if (!pbs_valid_ns (ns))
     return cli_usage_error ("verify", "invalid namespace '%s'", ns);
   if (snapshot_source_open (&src, argv[optind], repo_spec, fingerprint, ns,
-                            keyfile) == -1)
+                            keyfile, &err) == -1) {
+    cli_err_print (&err);
     goto out;
-  m = push_read_manifest (src.rd, src.key, true, argv[optind]);
-  if (!m)
+  }
+  m = push_fetch_manifest (src.rd, src.key, true, argv[optind], &err);
+  if (!m) {
+    cli_err_print (&err);
     goto out;
+  }
   if (json && !(archives = json_array ())) {
     cli_error ("verify", "out of memory");
     goto out;
