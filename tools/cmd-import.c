@@ -279,28 +279,29 @@ remove_tree (const char *dir)
 
 /* Unpack archive SOURCE into a new folder below TMPDIR (appended to
  * DIRS): only what a plan needs for a dry run, else everything, after
- * checking that TMPDIR has room.  0, or -1 after printing an error. */
+ * checking that TMPDIR has room.  0, or -1 with ERR. */
 static int
 unpack_source (const char *source, const char *tmpdir, bool dry,
-               char **dirs, size_t *ndirs, uint64_t *temp_bytes)
+               char **dirs, size_t *ndirs, uint64_t *temp_bytes,
+               struct cli_err *err)
 {
   struct statvfs vfs;
   uint64_t need = 0, room;
   char *dir = NULL;
 
   if (*ndirs == 64)
-    return cli_error (source, "more than 64 archives in one import"), -1;
+    return cli_err_set (err, source, "more than 64 archives in one import");
   if (asprintf (&dir, "%s/qcow2pbs-import.XXXXXX", tmpdir) == -1)
-    return cli_error (source, "out of memory"), -1;
+    return cli_err_set (err, source, "out of memory");
   if (!mkdtemp (dir)) {
-    cli_error (tmpdir, "cannot make a temporary folder: %s (--tmpdir)",
-               strerror (errno));
+    cli_err_set (err, tmpdir, "cannot make a temporary folder: %s "
+                 "(--tmpdir)", strerror (errno));
     free (dir);
     return -1;
   }
   dirs[(*ndirs)++] = dir;
   if (import_archive_unpack (source, dir, true, &need, NULL) == -1)
-    return -1;
+    return cli_err_printed (err, 1); /* import-archive.c printed it */
   *temp_bytes += need;
   if (dry)
     return 0;
@@ -310,12 +311,14 @@ unpack_source (const char *source, const char *tmpdir, bool dry,
       char a[32], b[32];
       human (need, a, sizeof a);
       human (room, b, sizeof b);
-      return cli_error (source, "needs %s of temporary space to unpack, "
-                        "%s has %s free: give --tmpdir DIR with room", a,
-                        tmpdir, b), -1;
+      return cli_err_set (err, source, "needs %s of temporary space to "
+                          "unpack, %s has %s free: give --tmpdir DIR with "
+                          "room", a, tmpdir, b);
     }
   }
-  return import_archive_unpack (source, dir, false, NULL, NULL);
+  if (import_archive_unpack (source, dir, false, NULL, NULL) == -1)
+    return cli_err_printed (err, 1);
+  return 0;
 }
 
 static int
@@ -496,18 +499,25 @@ cmd_import (int argc, char **argv)
         goto out;
       ntix++;
       if (!ix->compressed && !ix->any_sparse) {
-        if (import_scan_archive (argv[i], ix, &o, &g, &ng) == -1)
+        if (import_scan_archive (argv[i], ix, &o, &g, &ng, &cerr) == -1) {
+          cli_err_print (&cerr);
           goto out;
+        }
         continue;
       }
       if (unpack_source (argv[i], tmpdir, rep.dry, unpacked, &nunpacked,
-                         &temp_bytes) == -1
-          || import_scan (unpacked[nunpacked - 1], argv[i], &o, &g, &ng)
-                 == -1)
+                         &temp_bytes, &cerr) == -1
+          || import_scan (unpacked[nunpacked - 1], argv[i], &o, &g, &ng,
+                          &cerr)
+                 == -1) {
+        cli_err_print (&cerr);
         goto out;
+      }
     }
-    else if (import_scan (argv[i], argv[i], &o, &g, &ng) == -1)
+    else if (import_scan (argv[i], argv[i], &o, &g, &ng, &cerr) == -1) {
+      cli_err_print (&cerr);
       goto out;
+    }
   }
   /* --shard: keep the groups of this shard. */
   if (shard_n) {

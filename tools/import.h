@@ -94,10 +94,12 @@ struct import_opts {
 
 /* Find the groups of folder DIR and append them to *G.  SOURCE names DIR
  * to the user (the archive it was unpacked from, or DIR itself) and gives
- * the default backup-id.  0, or -1 after printing an error. */
+ * the default backup-id.  0, or -1 with ERR (which may be empty: nothing
+ * to say, cli_err_print prints nothing). */
+struct cli_err;
 int import_scan (const char *dir, const char *source,
                  const struct import_opts *o, struct import_group **g,
-                 size_t *ng);
+                 size_t *ng, struct cli_err *err);
 
 /* import-archive.c: unpack tar archive ARCHIVE into folder DIR (members
  * sparse, with their mtimes); SKELETON: only each member's first 64 KiB,
@@ -111,7 +113,8 @@ int import_archive_unpack (const char *archive, const char *dir,
 struct tar_index;
 int import_scan_archive (const char *archive, const struct tar_index *ix,
                          const struct import_opts *o,
-                         struct import_group **g, size_t *ng);
+                         struct import_group **g, size_t *ng,
+                         struct cli_err *err);
 void import_groups_free (struct import_group *g, size_t ng);
 void import_group_clear (struct import_group *g); /* contents only */
 
