@@ -214,6 +214,25 @@ cli_note (const char *context, const char *fmt, ...)
 }
 
 void
+cli_cmd_note (const char *cmd, const char *fmt, ...)
+{
+  va_list ap;
+  char *msg;
+
+  va_start (ap, fmt);
+  if (vasprintf (&msg, fmt, ap) == -1)
+    msg = NULL;
+  va_end (ap);
+  if (!msg)
+    return;
+  fputs (cmd, stderr);
+  fputs (": ", stderr);
+  cli_fputs_escaped (msg, stderr);
+  fputc ('\n', stderr);
+  free (msg);
+}
+
+void
 cli_warning (const char *fmt, ...)
 {
   va_list ap;

@@ -68,6 +68,11 @@ int cli_err_print (const struct cli_err *e);
  * a command left out, e.g.), escaped as cli_error's. */
 __attribute__ ((format (printf, 2, 3))) void cli_note (const char *context,
                                                        const char *fmt, ...);
+/* One "CMD: message" line on stderr: what command CMD tells while it
+ * runs ("push: waiting for the next second"), escaped as cli_error's. */
+__attribute__ ((format (printf, 2, 3))) void cli_cmd_note (const char *cmd,
+                                                           const char *fmt,
+                                                           ...);
 /* One "qcow2pbs: warning: ..." line on stderr, control characters shown
  * as '?': the one way a helper's warning (not an error) is printed. */
 __attribute__ ((format (printf, 1, 2))) void cli_warning (const char *fmt,
