@@ -168,8 +168,9 @@ struct qcow_chain *cli_open_chain (const char *image,
 int cli_check_chain_names (struct qcow_chain *c, struct cli_err *err);
 void cli_warn_lone_incremental (struct qcow_chain *c);
 
-/* (cli-errors.c) Print the calling thread's last qcowlib error as "qcow2pbs: FILE: msg"
- * (CONTEXT stands in when the message names no file).  Returns 1. */
+/* (cli-errors.c) Print the calling thread's last qcowlib error as
+ * "qcow2pbs: FILE: msg" (CONTEXT stands in when the message names no
+ * file).  Returns 1. */
 int cli_qcow_error (const char *context);
 
 /* "text" or "json" -> false/true; anything else is a usage error (-1).

@@ -54,8 +54,8 @@ push_disks_from_archive (struct push_disk *list, size_t n,
   if (tar_index_read (archive, ix) == -1)
     return cli_err_printed (err, 1);
   if (ix->compressed)
-    return cli_err_set (err, archive, "--from-archive reads an uncompressed tar "
-                        "in place, this one is compressed: unpack it (or "
+    return cli_err_set (err, archive, "--from-archive reads an uncompressed "
+                        "tar in place, this one is compressed: unpack it (or "
                         "use qcow2pbs import, which does)");
   for (i = 0; i < n; i++) {
     struct push_disk *d = &list[i];

@@ -2,10 +2,10 @@
  * arguments, keys, the known-digest set, the chunk pipeline, the chunk plan
  * and the identity record of a pushed chain (docs/incremental-identity.md).
  *
- * Most calls return -1/NULL on error after printing the one-line
- * "qcow2pbs: CONTEXT: message" itself, so callers just return 1; those
- * that take a struct cli_err (cli.h) print nothing and leave the error
- * for the command to print. */
+ * Calls that take a struct cli_err (cli.h) print nothing and leave the
+ * error for the command to print; push_read_manifest (a wrapper kept for
+ * the files that do not take one yet) and the cmd-*.c functions declared
+ * here print the one-line "qcow2pbs: CONTEXT: message" themselves. */
 #ifndef QCOW2PBS_PUSH_H
 #define QCOW2PBS_PUSH_H
 
