@@ -323,7 +323,8 @@ list_dir (const char *dir, struct dirent_list *out, struct cli_err *err)
   }
   if (d)
     closedir (d);
-  qsort (names, n, sizeof *names, name_cmp);
+  if (n) /* an empty folder: NAMES is NULL, which qsort may not take */
+    qsort (names, n, sizeof *names, name_cmp);
   out->name = names;
   out->n = n;
   out->is_dir = calloc (n ? n : 1, sizeof *out->is_dir);
