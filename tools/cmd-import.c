@@ -301,8 +301,8 @@ plan_stream (const char *source, const char *tmpdir, struct import_stream *s,
                         "(--tmpdir)", strerror (errno));
   if (import_archive_skeleton (source, s->dir, &s->ms, e) == -1)
     return -1;
-  if (import_scan (s->dir, source, o, g, ng) == -1)
-    return -1; /* printed by import_scan */
+  if (import_scan (s->dir, source, o, g, ng, e) == -1)
+    return -1;
   for (size_t i = before; i < *ng; i++)
     (*g)[i].stream = id;
   return 0;
@@ -343,7 +343,7 @@ cmd_import (int argc, char **argv)
   struct tar_index tix[64];
   size_t ntix = 0;
   uint64_t temp_bytes = 0, skeleton_bytes = 0, stream_peak = 0;
-  struct cli_err err = { { 0 }, { 0 } };
+  struct cli_err err = { .status = 0 };
   struct import_runner runner = { 0 };
   size_t ng = 0, i, j, npass = 0, nren = 0;
   size_t counts[5] = { 0 };
@@ -418,8 +418,8 @@ cmd_import (int argc, char **argv)
         for (i = 0; longopts[i].name; i++)
           if (longopts[i].val == opt)
             break;
-        if (pve_push_option (&pve, opt, optarg) != 0)
-          { ret = 2; goto out; }
+        if (pve_push_option (&pve, opt, optarg, &err) != 0)
+          { ret = cli_err_print (&err); goto out; }
         if (opt == PVE_OPT_CONFIG)
           x.pve_config = true;
         {
@@ -486,8 +486,10 @@ cmd_import (int argc, char **argv)
         goto out;
       ntix++;
       if (!ix->compressed && !ix->any_sparse) {
-        if (import_scan_archive (argv[i], ix, &o, &g, &ng) == -1)
+        if (import_scan_archive (argv[i], ix, &o, &g, &ng, &err) == -1) {
+          cli_err_print (&err);
           goto out;
+        }
         continue;
       }
       /* Read as a stream: a skeleton now for the plan, the data once
@@ -505,8 +507,10 @@ cmd_import (int argc, char **argv)
         goto out;
       }
     }
-    else if (import_scan (argv[i], argv[i], &o, &g, &ng) == -1)
+    else if (import_scan (argv[i], argv[i], &o, &g, &ng, &err) == -1) {
+      cli_err_print (&err);
       goto out;
+    }
   }
   /* --shard: keep the groups of this shard. */
   if (shard_n) {
@@ -564,15 +568,19 @@ cmd_import (int argc, char **argv)
       && (!rep.dry || !strchr (x.repo_spec, '/')
           || access (x.repo_spec, F_OK) == 0)) {
     if (!strchr (x.repo_spec, '/')) {
-      x.secret = cli_read_secret ("PBS_PASSWORD", "Password: ");
-      if (!x.secret)
+      x.secret = cli_read_secret ("PBS_PASSWORD", "Password: ", &err);
+      if (!x.secret) {
+        cli_err_print (&err);
         goto out;
+      }
     }
     /* A real import makes a missing local datastore, as push does. */
     x.repo = cli_open_repo_with (x.repo_spec, fingerprint, x.secret,
-                                 !rep.dry);
-    if (!x.repo)
+                                 !rep.dry, &err);
+    if (!x.repo) {
+      cli_err_print (&err);
       goto out;
+    }
   }
   else if (!rep.dry) {
     cli_error ("repository", "no repository given (--repository or "
@@ -591,8 +599,9 @@ cmd_import (int argc, char **argv)
     }
     if (kdf && strcmp (kdf, "none") != 0) {
       x.key_secret = cli_read_secret ("PBS_ENCRYPTION_PASSWORD",
-                                      "Encryption key password: ");
+                                      "Encryption key password: ", &err);
       if (!x.key_secret) {
+        cli_err_print (&err);
         json_decref (k);
         goto out;
       }

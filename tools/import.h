@@ -96,10 +96,12 @@ struct import_opts {
 
 /* Find the groups of folder DIR and append them to *G.  SOURCE names DIR
  * to the user (the archive it was unpacked from, or DIR itself) and gives
- * the default backup-id.  0, or -1 after printing an error. */
+ * the default backup-id.  0, or -1 with ERR (which may be empty: nothing
+ * to say, cli_err_print prints nothing). */
+struct cli_err;
 int import_scan (const char *dir, const char *source,
                  const struct import_opts *o, struct import_group **g,
-                 size_t *ng);
+                 size_t *ng, struct cli_err *err);
 
 /* import-archive.c: a tar archive read as a stream.  The regular members
  * in archive order: name (normalised, "a/b"), size, and the bytes it
@@ -140,7 +142,8 @@ void import_members_free (struct import_members *ms);
 struct tar_index;
 int import_scan_archive (const char *archive, const struct tar_index *ix,
                          const struct import_opts *o,
-                         struct import_group **g, size_t *ng);
+                         struct import_group **g, size_t *ng,
+                         struct cli_err *err);
 void import_groups_free (struct import_group *g, size_t ng);
 void import_group_clear (struct import_group *g); /* contents only */
 

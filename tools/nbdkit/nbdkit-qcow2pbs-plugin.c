@@ -148,6 +148,7 @@ qp_config (const char *k, const char *v)
 static int
 qp_config_complete (void)
 {
+  struct cli_err err;
   char *a;
 
   if (!snapshot) {
@@ -169,8 +170,9 @@ qp_config_complete (void)
   }
   free (archive);
   archive = a;
-  if (push_parse_snapshot (snapshot, &snap_type, &snap_id, &snap_time)
+  if (push_parse_snapshot (snapshot, &snap_type, &snap_id, &snap_time, &err)
       == -1) {
+    cli_err_print (&err);
     nbdkit_error ("snapshot=%s: not TYPE/ID/TIME", snapshot);
     return -1;
   }
@@ -222,14 +224,17 @@ qp_get_ready (void)
   struct pbs_reader *rd = NULL;
   struct pbs_manifest *m = NULL;
   struct pbs_manifest_file f;
+  struct cli_err err;
   int ret = -1;
 
-  if (keyfile && !(key = push_load_key (keyfile))) {
+  if (keyfile && !(key = push_load_key (keyfile, &err))) {
+    cli_err_print (&err);
     nbdkit_error ("keyfile=%s: cannot load the key (see above)", keyfile);
     return -1;
   }
-  repo = cli_open_repo (repository, fingerprint);
+  repo = cli_open_repo (repository, fingerprint, &err);
   if (!repo) {
+    cli_err_print (&err);
     nbdkit_error ("cannot open the repository (see above)");
     return -1;
   }
@@ -255,8 +260,9 @@ qp_get_ready (void)
     nbdkit_error ("%s: %s is encrypted: give keyfile=", snapshot, archive);
     goto out;
   }
-  idx = push_fetch_index (rd, NULL, m, archive, snapshot);
+  idx = push_fetch_index (rd, NULL, m, archive, snapshot, &err);
   if (!idx) {
+    cli_err_print (&err);
     nbdkit_error ("%s: %s: bad index (see above)", snapshot, archive);
     goto out;
   }
