@@ -47,9 +47,6 @@
 #define NRA_THREADS (NREADERS - 1)
 #define RA_CHUNKS 4 /* chunks read ahead of a sequential stream, at most */
 #define NSTREAMS 8  /* sequential streams followed at once (multi-conn) */
-/* A plain blob: 8 bytes magic, CRC32, then the data (pbs-protocol.md
- * §5.2); its data is served in place, not copied. */
-#define PLAIN_BLOB_HEADER 12
 
 /* Parameters. */
 static char *repository, *snapshot, *archive, *ns, *keyfile, *fingerprint;
@@ -397,8 +394,8 @@ load_chunk (uint64_t i, uint8_t **mem, const uint8_t **data)
     /* The CRC is not checked: the digest below covers the same bytes
      * (PBS's DataBlob: the CRC is for the server side, "usually no need
      * to compute it on the client side"), and it cost 10% of the time. */
-    bytes = blob + PLAIN_BLOB_HEADER;
-    dlen = blen - PLAIN_BLOB_HEADER;
+    bytes = blob + PBS_BLOB_HEADER_LEN;
+    dlen = blen - PBS_BLOB_HEADER_LEN;
   }
   else if (pbs_blob_decode (blob, blen, encrypted ? key : NULL, CHUNK,
                             &plain, &dlen)
