@@ -301,7 +301,8 @@ plan_stream (const char *source, const char *tmpdir, struct import_stream *s,
                         "(--tmpdir)", strerror (errno));
   if (import_archive_skeleton (source, s->dir, &s->ms, e) == -1)
     return -1;
-  if (import_scan (s->dir, source, o, g, ng, e) == -1)
+  if (import_scan (s->dir, source, import_top_name (&s->ms.top), o, g, ng,
+                   e) == -1)
     return -1;
   for (size_t i = before; i < *ng; i++)
     (*g)[i].stream = id;
@@ -507,7 +508,7 @@ cmd_import (int argc, char **argv)
         goto out;
       }
     }
-    else if (import_scan (argv[i], argv[i], &o, &g, &ng, &err) == -1) {
+    else if (import_scan (argv[i], argv[i], NULL, &o, &g, &ng, &err) == -1) {
       cli_err_print (&err);
       goto out;
     }
