@@ -199,29 +199,44 @@ check "the text plan names the archive's top folder as the source ($(grep '^grou
 check "... and the archive itself when it has no top folder ($(grep '^group' "$TMP/t.out" | tr '\n' ' '))" \
   grep -q "^group vm/vm1 from .*/dot/vm1.tar:" "$TMP/t.out"
 
-# The real import of the folder of VMs from its tar (read in place), every
-# snapshot restored and compared with qemu-img convert of its chain.
-ds=$DS_TMP/ds-layouts
-rc=0
-"$TOOL" import --repository "$ds" --output-format json "$TMP/A/vms/top/vms.tar" \
-  >"$TMP/imp.json" 2>"$TMP/imp.err" || rc=$?
-check "vms.tar: the import exits 0 ($(head -c 300 "$TMP/imp.err"))" test $rc = 0
-check "vms.tar: 6 points stored" python3 -c '
+# The real import of the folder of VMs from its tar (read in place) and
+# from its tar.zst (streamed), every snapshot restored and compared with
+# qemu-img convert of its chain.
+for a in vms.tar vms.tar.zst; do
+  ds=$DS_TMP/ds-$a
+  rc=0
+  "$TOOL" import --repository "$ds" --output-format json --tmpdir "$TMP/tmpd" \
+    "$TMP/A/vms/top/$a" >"$TMP/imp.json" 2>"$TMP/imp.err" || rc=$?
+  check "$a: the import exits 0 ($(head -c 300 "$TMP/imp.err"))" test $rc = 0
+  check "$a: 6 points stored" python3 -c '
 import json, sys
 p = json.load(open(sys.argv[1]))["points"]
 assert [x["status"] for x in p].count("stored") == 6 == len(p), p' "$TMP/imp.json"
-bad=0 n=0
-for spec in vm1:sda:$T0 vm1:sda:$T1 vm1:sda:$T2 vm2:sda:$T0 vm2:sda:$T1 \
-            vm2:sdb:$T0 vm2:sdb:$T1 vm3:disk:$T0; do
-  IFS=: read -r id d t <<<"$spec"
-  rm -f "$TMP/r.raw"
-  n=$((n + 1))
-  if ! "$TOOL" restore --repository "$ds" "vm/$id/$t" "drive-$d" "$TMP/r.raw" 2>"$TMP/r.err" ||
-     ! cmp -s "$TMP/r.raw" "$EXP/vms-$id-$d-$t.raw"; then
-    bad=1
-    echo "# vm/$id/$t drive-$d differs: $(head -c 200 "$TMP/r.err")"
-  fi
+  bad=0 n=0
+  for spec in vm1:sda:$T0 vm1:sda:$T1 vm1:sda:$T2 vm2:sda:$T0 vm2:sda:$T1 \
+              vm2:sdb:$T0 vm2:sdb:$T1 vm3:disk:$T0; do
+    IFS=: read -r id d t <<<"$spec"
+    rm -f "$TMP/r.raw"
+    n=$((n + 1))
+    if ! "$TOOL" restore --repository "$ds" "vm/$id/$t" "drive-$d" "$TMP/r.raw" 2>"$TMP/r.err" ||
+       ! cmp -s "$TMP/r.raw" "$EXP/vms-$id-$d-$t.raw"; then
+      bad=1
+      echo "# vm/$id/$t drive-$d differs: $(head -c 200 "$TMP/r.err")"
+    fi
+  done
+  check "$a: all $n disks of the 6 snapshots restore byte-identical to qemu-img convert of their chains" \
+    test $bad = 0
+  "$TOOL" import --repository "$ds" --output-format json --tmpdir "$TMP/tmpd" \
+    "$TMP/A/vms/top/$a" >"$TMP/imp2.json" 2>"$TMP/imp2.err" || true
+  check "$a: a re-run finds the 6 points present ($(head -c 200 "$TMP/imp2.err"))" python3 -c '
+import json, sys
+p = json.load(open(sys.argv[1]))["points"]
+assert [x["status"] for x in p].count("present") == 6 == len(p), p' "$TMP/imp2.json"
 done
-check "vms.tar: all $n disks of the 6 snapshots restore byte-identical to qemu-img convert of their chains" \
-  test $bad = 0
+# A top folder without backups is said as the SOURCE it is.
+mkdir -p "$TMP/E/notes" && echo hello >"$TMP/E/notes/README"
+tar -C "$TMP/E" -cf "$TMP/E/notes.tar" notes
+expect_fail "a tar whose top folder holds no backups" \
+  "$TOOL" import --dry-run "$TMP/E/notes.tar"
+check "... names the folder in it" grep -q "notes.tar:notes: no backups found" "$TMP/ef.err"
 done_testing
