@@ -89,6 +89,10 @@ disk "$L/vms/vms/vm2/sda.qcow2" sda.qcow2 vms-vm2-sda $T0 $T1
 disk "$L/vms/vms/vm2/sdb.qcow2" sdb.qcow2 vms-vm2-sdb $T0 $T1
 side "$L/vms/vms/vm2" sda.qcow2 sdb.qcow2
 disk "$L/vms/vms/vm3" disk.qcow2 vms-vm3-disk $T0
+# onedisk: one disk folder and nothing else (side files left behind):
+# `tar -C vm1 -cf vm1.tar .` stores ./sda.qcow2/... under the member "./",
+# the archive's root, which is the VM folder, not sda.qcow2/.
+disk "$L/onedisk/vm1/sda.qcow2" sda.qcow2 onedisk-vm1-sda $T0 $T1
 # issue: the issue's example, as given.
 mkdir -p "$L/issue/vms/vm1" "$L/issue/vms/vm2"
 for v in vm1 vm2; do
@@ -101,10 +105,11 @@ declare -A WANT=(
   [nodedir]="vm1:drive-drive0.img.fidx,drive-drive1.img.fidx"
   [flat]="vm1:drive-sda.img.fidx,drive-sdb.img.fidx"
   [monthly]="vm1:drive-sda.img.fidx"
+  [onedisk]="vm1:drive-sda.img.fidx"
   [vms]="vm1:drive-sda.img.fidx vm2:drive-sda.img.fidx,drive-sdb.img.fidx vm3:drive-disk.img.fidx"
   [issue]="vm1:drive-disk.img.fidx vm2:drive-disk.img.fidx"
 )
-declare -A NAME=([vmdir]=vm1 [nodedir]=vm1 [flat]=vm1 [monthly]=vm1 [vms]=vms [issue]=vms)
+declare -A NAME=([vmdir]=vm1 [nodedir]=vm1 [flat]=vm1 [monthly]=vm1 [onedisk]=vm1 [vms]=vms [issue]=vms)
 
 # norm.py JSON PREFIX-REGEX: the plan without where its layers lie: each
 # layer path must start with PREFIX (the SOURCE folder), which is cut.
@@ -154,7 +159,7 @@ same_plan () { # DESCRIPTION FOLDER-PLAN FORM-PLAN
 esc () { python3 -c 'import re, sys; print(re.escape(sys.argv[1]))' "$1"; }
 STREAM='.*/qcow2pbs-import\.[^/]+/'
 
-for lay in vmdir nodedir flat monthly vms issue; do
+for lay in vmdir nodedir flat monthly onedisk vms issue; do
   n=${NAME[$lay]} root=$L/$lay a=$TMP/A/$lay
   mkdir -p "$a/top" "$a/dottop" "$a/dot" "$a/list"
   plan "$TMP/$lay.folder" "$root/$n" "$(esc "$root/$n/")"
@@ -179,6 +184,9 @@ for lay in vmdir nodedir flat monthly vms issue; do
     same_plan "$lay: its .tar.zst (streamed) too" "$TMP/$lay.folder" "$TMP/$lay.$f.zst"
   done
   for f in dot list; do
+    # onedisk's entries are its one folder: that archive unpacks to
+    # sda.qcow2/, not to the VM folder.
+    [ $lay.$f = onedisk.list ] && continue
     plan "$TMP/$lay.$f.tar" "$a/$f/$n.tar" "$(esc "$a/$f/$n.tar/")"
     if [ $f = dot ]; then how="tar -C $n -cf $n.tar ."; else how="tar -C $n -cf $n.tar <its entries>"; fi
     same_plan "$lay: $how, read in place, is planned as the folder" \
