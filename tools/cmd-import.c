@@ -89,7 +89,8 @@ usage (void)
       "  --ns NS            the namespace (default: the root)\n"
       "  --backup-type vm|host|ct  the groups' type (default vm)\n"
       "  --backup-id ID     the group (one SOURCE group only); default the\n"
-      "                     folder's name\n"
+      "                     folder's name (an archive: its one top folder's,\n"
+      "                     else its own without .tar...)\n"
       "  --keyfile FILE     encrypt with this key (password asked once)\n"
       "  --jobs N           import up to N groups at once (default 1); the\n"
       "                     points of one group stay in order\n"
@@ -301,7 +302,8 @@ plan_stream (const char *source, const char *tmpdir, struct import_stream *s,
                         "(--tmpdir)", strerror (errno));
   if (import_archive_skeleton (source, s->dir, &s->ms, e) == -1)
     return -1;
-  if (import_scan (s->dir, source, o, g, ng, e) == -1)
+  if (import_scan (s->dir, source, import_top_name (&s->ms.top), o, g, ng,
+                   e) == -1)
     return -1;
   for (size_t i = before; i < *ng; i++)
     (*g)[i].stream = id;
@@ -507,7 +509,7 @@ cmd_import (int argc, char **argv)
         goto out;
       }
     }
-    else if (import_scan (argv[i], argv[i], &o, &g, &ng, &err) == -1) {
+    else if (import_scan (argv[i], argv[i], NULL, &o, &g, &ng, &err) == -1) {
       cli_err_print (&err);
       goto out;
     }

@@ -260,6 +260,32 @@ add_member (struct import_members *ms, const char *name, uint64_t size,
   return 0;
 }
 
+int
+import_top_add (struct import_top *t, const char *name, bool dir)
+{
+  size_t n = strcspn (name, "/");
+
+  if (t->none)
+    return 0;
+  if (!*name || (!name[n] && !dir)) {
+    /* The archive's root itself, or a file at the top level: the
+     * archive is the folder. */
+    t->none = true;
+    return 0;
+  }
+  if (!t->name)
+    return (t->name = strndup (name, n)) ? 0 : -1;
+  if (strlen (t->name) != n || strncmp (t->name, name, n) != 0)
+    t->none = true;
+  return 0;
+}
+
+const char *
+import_top_name (const struct import_top *t)
+{
+  return t->none ? NULL : t->name;
+}
+
 /* The plan's pass stops on Ctrl-C within a member, too. */
 static int
 stop_on_signal (void *opaque)
@@ -303,6 +329,17 @@ import_archive_skeleton (const char *archive, const char *dir,
     if (cli_interrupted ()) {
       cli_err_set (e, archive, "interrupted");
       goto out;
+    }
+    {
+      /* Every member counts for the top folder, links too: each is an
+       * entry of the folder the archive unpacks to. */
+      char *norm = tar_name_normal (name);
+      if (!norm || import_top_add (&ms->top, norm, type == AE_IFDIR) == -1) {
+        free (norm);
+        cli_err_set (e, archive, "out of memory");
+        goto out;
+      }
+      free (norm);
     }
     if (type == AE_IFDIR) {
       char *path = NULL;
@@ -421,5 +458,6 @@ import_members_free (struct import_members *ms)
   for (size_t i = 0; i < ms->n; i++)
     free (ms->m[i].name);
   free (ms->m);
+  free (ms->top.name);
   memset (ms, 0, sizeof *ms);
 }

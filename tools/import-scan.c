@@ -488,8 +488,14 @@ holds_vms (const char *source)
     bool partial;
     if (!p)
       continue;
+    /* qmpbackup writes its side files (uuid, <file>.config) into the
+     * VM's backup folder, never into a folder of VMs: with them, the
+     * sub-folders are that VM's disks, whatever they are named (before
+     * 2026-01 qmpbackup named them after the QEMU node: drive0/ holding
+     * FULL-<t>-sda.qcow2). */
     if (!l.is_dir[i])
-      own |= qmp_name (l.name[i], &k, &t, &f, &partial) || is_qcow2_file (p);
+      own |= qmp_name (l.name[i], &k, &t, &f, &partial) || is_qcow2_file (p)
+             || is_side_file (l.name[i]);
     else if (is_month (l.name[i]) || is_disk_folder (p, l.name[i]))
       own = true;
     else if (is_vm_root (p, 2))
@@ -1235,8 +1241,13 @@ source_id (const char *source)
   return b;
 }
 
-int
-import_scan (const char *dir, const char *shown,
+/* Scan SOURCE folder DIR, shown as SHOWN, its default backup-id ID_FROM's
+ * name.  STREAMED: DIR was unpacked from an archive; IN_ARCHIVE: DIR lies
+ * in one (streamed, or read in place), so the VM folders in it are shown
+ * as "SHOWN:vm1" ("ARCHIVE:TOP/vm1" below a top folder). */
+static int
+scan_source (const char *dir, const char *shown, const char *id_from,
+             bool streamed, bool in_archive, bool below_top,
              const struct import_opts *o, struct import_group **g,
              size_t *ng, struct cli_err *err)
 {
@@ -1247,7 +1258,6 @@ import_scan (const char *dir, const char *shown,
   char *id;
   int r = 0;
 
-  cli_err_clear (err); /* some failures (out of memory) say nothing */
   if (vstat (source, &st) == -1)
     return cli_err_set (err, shown, "%s", strerror (errno));
   if (!S_ISDIR (st.st_mode))
@@ -1267,26 +1277,27 @@ import_scan (const char *dir, const char *shown,
                  && scan_group (p, p, o->backup_id ? o->backup_id : l.name[i],
                                 o, g, ng, err) == -1))
         r = -1;
-      if (r == 0 && strcmp (dir, shown) != 0 && *ng > before) {
-        /* Unpacked from an archive: name the member folder in it. */
+      if (r == 0 && in_archive && *ng > before
+          && !strcmp (g[0][*ng - 1].source, p)) {
+        /* In an archive: name the member folder in it. */
         free (g[0][*ng - 1].source);
-        if (asprintf (&g[0][*ng - 1].source, "%s:%s", shown, l.name[i])
-            == -1)
+        if (asprintf (&g[0][*ng - 1].source, "%s%s%s", shown,
+                      below_top ? "/" : ":", l.name[i]) == -1)
           g[0][*ng - 1].source = NULL;
-        g[0][*ng - 1].from_archive = true;
+        g[0][*ng - 1].from_archive = streamed;
       }
       free (p);
     }
     free_list (&l);
     if (r == 0 && o->backup_id && *ng - before > 1)
-      return cli_err_set (err, source, "holds %zu VMs: --backup-id names "
+      return cli_err_set (err, shown, "holds %zu VMs: --backup-id names "
                           "one group; leave it out to take the folder names",
                           *ng - before);
     return r;
   }
-  id = o->backup_id ? strdup (o->backup_id) : source_id (shown);
+  id = o->backup_id ? strdup (o->backup_id) : source_id (id_from);
   if (!id)
-    return cli_err_set (err, source, "out of memory");
+    return cli_err_set (err, shown, "out of memory");
   if (!pbs_valid_backup_id (id)) {
     cli_err_set (err, shown, "'%s' is not a valid backup id; give "
                  "--backup-id", id);
@@ -1294,9 +1305,35 @@ import_scan (const char *dir, const char *shown,
     return -1;
   }
   r = scan_group (source, shown, id, o, g, ng, err);
-  if (r == 0 && strcmp (dir, shown) != 0)
-    g[0][*ng - 1].from_archive = true;
+  if (r == 0)
+    g[0][*ng - 1].from_archive = streamed;
   free (id);
+  return r;
+}
+
+int
+import_scan (const char *dir, const char *shown, const char *top,
+             const struct import_opts *o, struct import_group **g,
+             size_t *ng, struct cli_err *err)
+{
+  bool streamed = strcmp (dir, shown) != 0, in_archive = streamed || vtar;
+  char *sdir = NULL, *sshown = NULL;
+  int r;
+
+  cli_err_clear (err); /* some failures (out of memory) say nothing */
+  if (!top || !in_archive)
+    return scan_source (dir, shown, shown, streamed, in_archive, false, o,
+                        g, ng, err);
+  /* The archive's one top folder is the SOURCE, as `import TOP` of the
+   * unpacked archive would take it. */
+  if (!(sdir = join (dir, top))
+      || asprintf (&sshown, "%s:%s", shown, top) == -1) {
+    free (sdir);
+    return cli_err_set (err, shown, "out of memory");
+  }
+  r = scan_source (sdir, sshown, top, streamed, true, true, o, g, ng, err);
+  free (sdir);
+  free (sshown);
   return r;
 }
 
@@ -1305,14 +1342,20 @@ import_scan_archive (const char *archive, const struct tar_index *ix,
                      const struct import_opts *o, struct import_group **g,
                      size_t *ng, struct cli_err *err)
 {
+  struct import_top top = { 0 };
   size_t before = *ng, i;
-  int r;
+  int r = 0;
 
+  for (i = 0; i < ix->n && r == 0; i++)
+    r = import_top_add (&top, ix->m[i].name, ix->m[i].dir);
+  if (r == -1)
+    return cli_err_set (err, archive, "out of memory");
   vtar = ix;
   vroot = archive;
-  r = import_scan (archive, archive, o, g, ng, err);
+  r = import_scan (archive, archive, import_top_name (&top), o, g, ng, err);
   vtar = NULL;
   vroot = NULL;
+  free (top.name);
   for (i = before; r == 0 && i < *ng; i++) {
     (*g)[i].archive = strdup (archive);
     if (!(*g)[i].archive)

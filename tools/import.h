@@ -95,13 +95,33 @@ struct import_opts {
 };
 
 /* Find the groups of folder DIR and append them to *G.  SOURCE names DIR
- * to the user (the archive it was unpacked from, or DIR itself) and gives
- * the default backup-id.  0, or -1 with ERR (which may be empty: nothing
- * to say, cli_err_print prints nothing). */
+ * to the user: DIR itself, or the archive DIR was unpacked from (a
+ * streamed archive).  TOP: the archive's one top folder (import_top), or
+ * NULL.  An archive is read as the folder it unpacks to would be: with a
+ * top folder, DIR/TOP is the SOURCE folder (named "ARCHIVE:TOP", default
+ * backup-id TOP, as `import TOP` gives); without, DIR (the archive's
+ * root) is (default backup-id the archive's name without .tar...).  0, or
+ * -1 with ERR (which may be empty: nothing to say, cli_err_print prints
+ * nothing). */
 struct cli_err;
-int import_scan (const char *dir, const char *source,
+int import_scan (const char *dir, const char *source, const char *top,
                  const struct import_opts *o, struct import_group **g,
                  size_t *ng, struct cli_err *err);
+
+/* An archive's one top folder, told from its members one by one
+ * (import_top_add: every member, NAME normalised by tar_name_normal): the
+ * folder all members sit in (`tar cf x.tar vm1`, `tar cf x.tar ./vm1`).
+ * There is none when a member other than that folder lies at the top
+ * level, or when a member is the archive's root itself ("./", as
+ * `tar -C vm1 -cf x.tar .` makes: the archive is the folder then). */
+struct import_top {
+  char *name; /* the candidate so far (malloc'd), or NULL */
+  bool none;
+};
+/* 0, or -1: out of memory. */
+int import_top_add (struct import_top *t, const char *name, bool dir);
+/* The top folder, or NULL (none, or no members). */
+const char *import_top_name (const struct import_top *t);
 
 /* import-archive.c: a tar archive read as a stream.  The regular members
  * in archive order: name (normalised, "a/b"), size, and the bytes it
@@ -114,6 +134,7 @@ struct import_members {
   struct import_member *m;
   size_t n;
   uint64_t skeleton_bytes; /* what the skeleton folder takes */
+  struct import_top top;   /* the archive's one top folder, if any */
 };
 struct cli_err;
 /* The plan's pass: ARCHIVE's folders and members into folder DIR, each
