@@ -141,6 +141,15 @@ extern int pbs_fidx_encode (struct pbs_fidx *idx, uint8_t **out,
                             size_t *outlen);
 /* sha256 over all digests in order: the index csum of §3.6 / §5.6. */
 extern void pbs_fidx_csum (const struct pbs_fidx *idx, uint8_t out[32]);
+/* The same csum computed digest by digest, for a writer that does not
+ * hold the whole index: new, add each digest in index order, final (which
+ * frees it; -1 only if OpenSSL fails).  free: give up without a result. */
+struct pbs_fidx_csum_ctx; /* opaque */
+extern struct pbs_fidx_csum_ctx *pbs_fidx_csum_new (void);
+extern void pbs_fidx_csum_add (struct pbs_fidx_csum_ctx *c,
+                               const uint8_t digest[PBS_DIGEST_LEN]);
+extern int pbs_fidx_csum_final (struct pbs_fidx_csum_ctx *c, uint8_t out[32]);
+extern void pbs_fidx_csum_free (struct pbs_fidx_csum_ctx *c);
 extern void pbs_fidx_free (struct pbs_fidx *idx);
 
 /* ------------------------------------------------------------ manifest */
