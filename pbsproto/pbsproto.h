@@ -353,6 +353,13 @@ extern int pbs_backup_previous_time (struct pbs_backup *b, int64_t *out);
 extern int pbs_backup_download_previous (struct pbs_backup *b,
                                          const char *name, uint8_t **data,
                                          size_t *len);
+/* The base's index NAME (.fidx), parsed once (a local datastore hands up
+ * the parse it makes anyway), its digests known as with
+ * pbs_backup_download_previous.  The caller still checks it against the
+ * base manifest.  Borrowed: valid until pbs_backup_free.  NULL on error
+ * (ENOENT: no base or no such index). */
+extern const struct pbs_fidx *pbs_backup_previous_index (struct pbs_backup *b,
+                                                         const char *name);
 /* Open a fixed index writer (§3.3).  REUSE_CSUM: lower-case hex csum of
  * the base's index of that name, or NULL.  Returns the wid (>= 1) or -1. */
 extern int pbs_backup_fixed_index (struct pbs_backup *b, const char *name,

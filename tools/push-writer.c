@@ -153,6 +153,7 @@ push_write_archive (struct push *p, struct archive *a)
   po.key = p->key;
   po.encode = true;
   po.known = p->known;
+  po.session = p->b;
   po.context = a->image;
   po.err = &err;
   po.next_job = next_job;

@@ -34,6 +34,12 @@ struct fixed_writer {
   struct upload_stat stat;
 };
 
+/* A base index this session has read (previous_file): parsed once. */
+struct pbs__dsb_base_index {
+  char *name;
+  struct pbs_fidx *idx;
+};
+
 struct pbs_ds_backup {
   struct pbs_datastore *ds;
   char *auth_id;
@@ -50,6 +56,8 @@ struct pbs_ds_backup {
   char *base_path;
   bool created;
   bool require_chunks; /* pbs_ds_backup_require_chunks */
+  struct pbs__dsb_base_index *base_idx; /* base indexes read (lock) */
+  size_t nbase_idx;
 
   pthread_mutex_t lock; /* everything below */
   bool finished;
@@ -104,6 +112,10 @@ void pbs__dsb_group_cleanup (struct pbs_ds_backup *b);
 
 /* -1 with "backup already marked as finished." once finished. */
 int pbs__dsb_ensure_unfinished (struct pbs_ds_backup *b);
+/* Lock held: base index NAME if this session has read it (ds-backup.c),
+ * else NULL. */
+const struct pbs_fidx *pbs__dsb_base_index (const struct pbs_ds_backup *b,
+                                            const char *name);
 /* Read NAME of the base snapshot, at most MAX bytes (pbs__ds_read_file's
  * errors). */
 int pbs__dsb_read_base_file (struct pbs_ds_backup *b, const char *name,
