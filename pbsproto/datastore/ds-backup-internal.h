@@ -112,10 +112,17 @@ void pbs__dsb_group_cleanup (struct pbs_ds_backup *b);
 
 /* -1 with "backup already marked as finished." once finished. */
 int pbs__dsb_ensure_unfinished (struct pbs_ds_backup *b);
-/* Lock held: base index NAME if this session has read it (ds-backup.c),
- * else NULL. */
+
+/* ------------------------- base indexes read once (ds-base-index.c) */
+
+/* Lock held: base index NAME if this session has read it, else NULL. */
 const struct pbs_fidx *pbs__dsb_base_index (const struct pbs_ds_backup *b,
                                             const char *name);
+/* Lock held: keep IDX (taken on success) as base index NAME.  0 or -1. */
+int pbs__dsb_keep_base_index (struct pbs_ds_backup *b, const char *name,
+                              struct pbs_fidx *idx);
+/* At session end. */
+void pbs__dsb_free_base_indexes (struct pbs_ds_backup *b);
 /* Read NAME of the base snapshot, at most MAX bytes (pbs__ds_read_file's
  * errors). */
 int pbs__dsb_read_base_file (struct pbs_ds_backup *b, const char *name,

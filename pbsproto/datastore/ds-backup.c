@@ -207,9 +207,6 @@ pbs_ds_backup_previous_time (struct pbs_ds_backup *b, int64_t *out)
   return 0;
 }
 
-static int remember_base_index (struct pbs_ds_backup *b, const char *name,
-                                struct pbs_fidx *idx);
-
 /* Read NAME of the base snapshot into *DATA (unless DATA is NULL); a
  * .fidx is also parsed, once per session, its digests registered as known,
  * and kept (*IDX_OUT, borrowed) for the caller and for a writer that
@@ -302,7 +299,7 @@ previous_file (struct pbs_ds_backup *b, const char *name, uint8_t **data,
       if (pbs__digest_set_put (b->known, idx->digest[i], (uint32_t)l) == -1)
         break;
     }
-    if (i == idx->count && remember_base_index (b, name, idx) == 0)
+    if (i == idx->count && pbs__dsb_keep_base_index (b, name, idx) == 0)
       r = 0;
   }
   pthread_mutex_unlock (&b->lock);
@@ -347,43 +344,6 @@ pbs_ds_backup_previous_index (struct pbs_ds_backup *b, const char *name)
   return idx;
 }
 
-/* Lock held.  Keep base index NAME (taking IDX): a writer with reuse-csum
- * clones it instead of reading and parsing the file again (the base is
- * locked shared for the whole session and never rewritten). */
-static int
-remember_base_index (struct pbs_ds_backup *b, const char *name,
-                     struct pbs_fidx *idx)
-{
-  struct pbs__dsb_base_index *n;
-
-  n = realloc (b->base_idx, (b->nbase_idx + 1) * sizeof *n);
-  if (!n) {
-    pbs__dsb_oom ();
-    return -1;
-  }
-  b->base_idx = n;
-  n = &b->base_idx[b->nbase_idx];
-  n->name = strdup (name);
-  if (!n->name) {
-    pbs__dsb_oom ();
-    return -1;
-  }
-  n->idx = idx;
-  b->nbase_idx++;
-  return 0;
-}
-
-const struct pbs_fidx *
-pbs__dsb_base_index (const struct pbs_ds_backup *b, const char *name)
-{
-  size_t i;
-
-  for (i = 0; i < b->nbase_idx; i++)
-    if (strcmp (b->base_idx[i].name, name) == 0)
-      return b->base_idx[i].idx;
-  return NULL;
-}
-
 /* Remove the unfinished snapshot directory we created: its files (only
  * plain files are ever written there), then the directory. */
 static void
@@ -418,11 +378,7 @@ pbs_ds_backup_end (struct pbs_ds_backup *b)
   if (b->ns_fd >= 0)
     close (b->ns_fd);
   free (b->notes);
-  for (size_t k = 0; k < b->nbase_idx; k++) {
-    free (b->base_idx[k].name);
-    pbs_fidx_free (b->base_idx[k].idx);
-  }
-  free (b->base_idx);
+  pbs__dsb_free_base_indexes (b);
   pbs__digest_set_free (b->known);
   pthread_mutex_destroy (&b->lock);
   free (b->manifest);
