@@ -11,7 +11,10 @@
  * Facts: docs/pbs-protocol.md (section numbers below refer to it).
  *
  * Errors: calls return -1 or NULL; pbs_errmsg(), pbs_errno() and
- * pbs_http_status() describe the calling thread's last failure.
+ * pbs_http_status() describe the calling thread's last failure.  A
+ * message never starts with the name the caller passed (the repository
+ * SPEC or path, a snapshot, a file name): the caller puts it in front.
+ * A path inside a message is that of another file (below a datastore).
  * Threads: format functions are reentrant.  A repository, backup or reader
  * handle is used by one thread at a time unless a call says otherwise.
  */
@@ -115,6 +118,16 @@ extern int pbs_blob_encode (const void *data, size_t len,
 extern int pbs_blob_decode (const uint8_t *blob, size_t len,
                             const struct pbs_key *key, size_t max_len,
                             uint8_t **out, size_t *outlen);
+/* As pbs_blob_decode, without allocating the result and without checking
+ * the CRC: the caller must check the result's digest (pbs_chunk_digest),
+ * as PBS's own client does.  *DATA points into BLOB itself for an
+ * unencrypted, uncompressed blob, else into BUF, where the data was
+ * decoded (at most CAP bytes, else EBADMSG).  *DATA stays valid while
+ * both BLOB and BUF do.  Any thread. */
+extern int pbs_blob_decode_to (const uint8_t *blob, size_t len,
+                               const struct pbs_key *key, uint8_t *buf,
+                               size_t cap, const uint8_t **data,
+                               size_t *dlen);
 /* The blob's kind from its magic, or -1 (EBADMSG) if it is not a blob. */
 extern int pbs_blob_kind (const uint8_t *blob, size_t len);
 /* Verify the blob's CRC: 0 ok, -1 (EBADMSG) if wrong. */
@@ -260,7 +273,7 @@ struct pbs_repo_opts {
 
 /* Open a repository.  A SPEC containing '/' is a local datastore directory
  * (created with its .chunks tree only with OPTS->create; otherwise a path
- * without one is ENOENT "PATH: no datastore here"); anything else is
+ * without one is ENOENT "no datastore here ..."); anything else is
  * [[USER@REALM[!TOKEN]@]HOST[:PORT]:]DATASTORE (§2.3). */
 extern struct pbs_repo *pbs_repo_open (const char *spec,
                                        const struct pbs_repo_opts *opts);

@@ -145,7 +145,12 @@ layer_open (const char *path, enum layer_format fmt, unsigned flags,
   /* Locks belong to the file: a span's are the container's. */
   if (qcow__lock_image (&l->io, path, flags) == -1)
     goto err;
-  if (span && qcow__io_span (&l->io, path, span->offset, span->length) == -1)
+  if (span && (span->nextents
+                   ? qcow__io_span_extents (&l->io, path, span->offset,
+                                            span->length,
+                                            span->extents, span->nextents)
+                   : qcow__io_span (&l->io, path, span->offset,
+                                    span->length)) == -1)
     goto err;
   path = l->path;
   if (fmt == FMT_PROBE) {

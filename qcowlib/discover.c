@@ -12,7 +12,7 @@
 #include "qcow2-format.h"
 
 static int
-probe (const char *path, bool span, uint64_t offset, uint64_t length,
+probe (const char *path, const struct qcow_span *span,
        struct qcow_probe_info *out)
 {
   struct qcow__io io;
@@ -25,7 +25,12 @@ probe (const char *path, bool span, uint64_t offset, uint64_t length,
   memset (out, 0, sizeof *out);
   if (qcow__io_open (&io, path, &st) == -1)
     return -1;
-  if (span && qcow__io_span (&io, path, offset, length) == -1)
+  if (span && (span->nextents
+                   ? qcow__io_span_extents (&io, path, span->offset,
+                                            span->length,
+                                            span->extents, span->nextents)
+                   : qcow__io_span (&io, path, span->offset, span->length))
+                  == -1)
     goto out;
   out->file_size = io.size;
   if (io.size < sizeof h) {
@@ -74,14 +79,23 @@ out:
 int
 qcow_probe (const char *path, struct qcow_probe_info *out)
 {
-  return probe (path, false, 0, 0, out);
+  return probe (path, NULL, out);
 }
 
 int
 qcow_probe_span (const char *path, uint64_t offset, uint64_t length,
                  struct qcow_probe_info *out)
 {
-  return probe (path, true, offset, length, out);
+  struct qcow_span sp = { .offset = offset, .length = length };
+
+  return probe (path, &sp, out);
+}
+
+int
+qcow_probe_in_span (const char *path, const struct qcow_span *span,
+                    struct qcow_probe_info *out)
+{
+  return probe (path, span, out);
 }
 
 void

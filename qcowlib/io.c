@@ -8,6 +8,7 @@
  * qcow__io_pread_strict. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -55,6 +56,8 @@ qcow__io_open (struct qcow__io *io, const char *path, struct stat *st)
   io->mem = NULL;
   io->base = 0;
   io->span = false;
+  io->ext = NULL;
+  io->next = 0;
   if (S_ISBLK (st->st_mode)) {
     off_t end = lseek (fd, 0, SEEK_END); /* at open only: no race yet */
     io->size = end < 0 ? 0 : (uint64_t) end;
@@ -89,9 +92,87 @@ qcow__io_span (struct qcow__io *io, const char *path, uint64_t offset,
   return 0;
 }
 
+int
+qcow__io_span_extents (struct qcow__io *io, const char *path,
+                       uint64_t offset, uint64_t length,
+                       const struct qcow_span_piece *ext, size_t n)
+{
+  uint64_t prev = 0, fend, lend;
+
+  for (size_t i = 0; i < n; i++)
+    if (ext[i].offset < prev || ADD_OVERFLOW (ext[i].offset, ext[i].length,
+                                              &lend)
+        || lend > length
+        || ADD_OVERFLOW (ext[i].file_offset, ext[i].length, &fend)
+        || fend > io->size || fend > (uint64_t) INT64_MAX) {
+      qcow__set_error (EINVAL, "%s: sparse piece %zu lies outside the "
+                       "image or the file", path, i);
+      return -1;
+    }
+    else
+      prev = lend;
+  if (n && !(io->ext = malloc (n * sizeof *io->ext))) {
+    qcow__set_error (ENOMEM, "%s: out of memory", path);
+    return -1;
+  }
+  if (n)
+    memcpy (io->ext, ext, n * sizeof *ext);
+  io->next = n;
+  io->base = offset; /* not for reads: tells spans of one file apart */
+  io->size = length;
+  io->span = true;
+  return 0;
+}
+
+/* A read of a sparse span: the stored pieces from the file, zeros
+ * between them. */
+static int
+pread_extents (const struct qcow__io *io, const char *path, uint8_t *p,
+               size_t len, uint64_t off)
+{
+  size_t lo = 0, hi = io->next;
+
+  memset (p, 0, len);
+  /* The first piece that ends after OFF. */
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (io->ext[mid].offset + io->ext[mid].length <= off)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  for (; lo < io->next && io->ext[lo].offset < off + len; lo++) {
+    const struct qcow_span_piece *x = &io->ext[lo];
+    uint64_t from = x->offset > off ? x->offset : off;
+    uint64_t to = x->offset + x->length < off + len ? x->offset + x->length
+                                                     : off + len;
+    uint8_t *q = p + (from - off);
+    uint64_t at = x->file_offset + (from - x->offset);
+    size_t n = (size_t) (to - from);
+    while (n > 0) {
+      ssize_t r = pread (io->fd, q, n, (off_t) at);
+      if (r == -1 && errno == EINTR)
+        continue;
+      if (r <= 0) {
+        qcow__set_error (EIO, "%s: read at 0x%llx: %s", path,
+                         (unsigned long long) at,
+                         r == 0 ? "the file ends early" : strerror (errno));
+        return -1;
+      }
+      q += r;
+      n -= (size_t) r;
+      at += (uint64_t) r;
+    }
+  }
+  return 0;
+}
+
 void
 qcow__io_close (struct qcow__io *io)
 {
+  free (io->ext);
+  io->ext = NULL;
+  io->next = 0;
   if (io->fd >= 0)
     close (io->fd);
   io->fd = -1;
@@ -111,6 +192,14 @@ qcow__io_pread (const struct qcow__io *io, const char *path, void *buf,
       memcpy (p, io->mem + off, n);
     memset (p + n, 0, len - n);
     return 0;
+  }
+  if (io->span && io->ext) {
+    /* A sparse span: past its length zeros, as below. */
+    size_t n = 0;
+    if (off < io->size)
+      n = io->size - off < len ? (size_t) (io->size - off) : len;
+    memset (p + n, 0, len - n);
+    return pread_extents (io, path, p, n, off);
   }
   if (io->span) {
     /* A span ends at its length: what follows belongs to someone else

@@ -25,6 +25,8 @@ struct qcow__io {
   uint64_t size;       /* file size at open (a span: its length) */
   uint64_t base;       /* a span: where it starts in the file */
   bool span;           /* reads are clipped to SIZE */
+  struct qcow_span_piece *ext; /* a sparse span: where its bytes are, or NULL */
+  size_t next;
 };
 
 /* What one layer says about a guest range (qcow__layer_status). */
@@ -99,6 +101,11 @@ int qcow__io_open (struct qcow__io *io, const char *path, struct stat *st);
 void qcow__io_close (struct qcow__io *io);
 /* Narrow the open IO to [OFFSET, OFFSET+LENGTH) of its file (PATH names
  * it in errors): the range must lie inside the file. */
+/* A sparse span of LENGTH bytes stored in EXT[0..N) (copied), its
+ * stored data starting at OFFSET (which tells it from other spans). */
+int qcow__io_span_extents (struct qcow__io *io, const char *path,
+                           uint64_t offset, uint64_t length,
+                           const struct qcow_span_piece *ext, size_t n);
 int qcow__io_span (struct qcow__io *io, const char *path, uint64_t offset,
                    uint64_t length);
 /* Read LEN bytes at OFF; bytes past the end of the file read as zeros,

@@ -45,9 +45,20 @@ struct qcow_chain; /* opaque */
  * container (for messages and for matching backing names, which are
  * resolved lexically against it).  QEMU's image locks are taken on the
  * container file. */
+struct qcow_span_piece {
+  uint64_t offset, length; /* bytes of the image ... */
+  uint64_t file_offset;    /* ... and where they lie in the container */
+};
 struct qcow_span {
   uint64_t offset, length;
   const char *name;
+  /* A GNU sparse tar member: only these byte ranges of the image are
+   * stored (ascending, not overlapping, inside LENGTH; file offsets
+   * absolute); the rest reads as zeros, and OFFSET, where its stored data
+   * starts, only tells it from other spans of the file.  NEXTENTS 0: one
+   * piece at OFFSET. */
+  const struct qcow_span_piece *extents;
+  size_t nextents;
 };
 
 struct qcow_open_opts {
@@ -100,6 +111,9 @@ extern int qcow_probe (const char *path, struct qcow_probe_info *out);
  * member); FILE_SIZE is then LENGTH. */
 extern int qcow_probe_span (const char *path, uint64_t offset,
                             uint64_t length, struct qcow_probe_info *out);
+/* The same for the image SPAN of PATH (its extents too). */
+extern int qcow_probe_in_span (const char *path, const struct qcow_span *span,
+                               struct qcow_probe_info *out);
 extern void qcow_probe_free (struct qcow_probe_info *info);
 
 /* Guest-visible size of the top layer (floored to 512 bytes, as QEMU). */

@@ -28,4 +28,12 @@ for low in qcowlib pbsproto/format pbsproto/datastore pbsproto/client; do
   done
 done
 rm -f "$B/.layers.defs"
+# The datastore reports errno and a message; HTTP statuses and the hex of
+# the protocol belong to its HTTP front (tests/server).
+for o in "$B"/pbsproto/datastore/*.o; do
+  for s in $(nm -u "$o" | awk '$2 ~ /http|digest_parse/ { print $2 }'); do
+    echo "layers: ${o#"$B"/} calls $s: the datastore knows no HTTP and takes binary digests" >&2
+    bad=1
+  done
+done
 exit $bad

@@ -104,10 +104,9 @@ backup (const char *id, int64_t t)
                                                  id, t);
   struct pbs_fidx idx = {.size = CS + c2.len, .chunk_size = CS, .count = 2};
   uint8_t d[2][32], csum[32], *mb = NULL;
-  const char *hx[2] = {c1.hex, c2.hex};
   uint64_t off[2] = {0, CS};
   struct pbs_manifest *m;
-  char chex[65], *json = NULL;
+  char *json = NULL;
   size_t mlen;
   int wid, r = -1;
 
@@ -117,7 +116,6 @@ backup (const char *id, int64_t t)
   memcpy (d[1], c2.d, 32);
   idx.digest = d;
   pbs_fidx_csum (&idx, csum);
-  pbs_digest_hex (csum, chex);
   m = pbs_manifest_new ("vm", id, t);
   if (!m ||
       pbs_manifest_add_file (m, "drive-scsi0.img.fidx", "none", CS + c2.len,
@@ -128,12 +126,13 @@ backup (const char *id, int64_t t)
   wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", CS + c2.len,
                                    NULL);
   if (wid < 1 ||
-      pbs_ds_backup_fixed_chunk (b, wid, c1.hex, c1.len, c1.blen, c1.blob,
+      pbs_ds_backup_fixed_chunk (b, wid, c1.d, c1.len, c1.blen, c1.blob,
                                  c1.blen) == -1 ||
-      pbs_ds_backup_fixed_chunk (b, wid, c2.hex, c2.len, c2.blen, c2.blob,
+      pbs_ds_backup_fixed_chunk (b, wid, c2.d, c2.len, c2.blen, c2.blob,
                                  c2.blen) == -1 ||
-      pbs_ds_backup_fixed_append (b, wid, 2, hx, off) == -1 ||
-      pbs_ds_backup_fixed_close (b, wid, 2, CS + c2.len, chex) == -1 ||
+      pbs_ds_backup_fixed_append (b, wid, 2, (const uint8_t (*)[32])d, off) ==
+          -1 ||
+      pbs_ds_backup_fixed_close (b, wid, 2, CS + c2.len, csum) == -1 ||
       pbs_ds_backup_blob (b, "index.json.blob", mlen, mb, mlen) == -1 ||
       pbs_ds_backup_finish (b) == -1)
     goto out;
@@ -174,7 +173,7 @@ reuse_backup (const char *id, int64_t t, bool require)
     wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", CS + c2.len,
                                      chex);
     if (wid >= 1)
-      r = pbs_ds_backup_fixed_close (b, wid, 0, 0, chex);
+      r = pbs_ds_backup_fixed_close (b, wid, 0, 0, csum);
   }
   free (data);
   pbs_ds_backup_end (b);

@@ -132,16 +132,27 @@ import json, sys
 p = json.load(open(sys.argv[1]))["points"]
 sys.exit(0 if all(x["status"] == "failed" and "other files" in x["reason"] for x in p) else 1)' "$TMP/ip3.json"
 
-# --- a tar with GNU sparse members is still imported (unpacked)
+# --- a tar with GNU sparse members (tar --sparse: old GNU 'S' headers,
+# and pax 1.0) is read in place through the members' sparse maps: no
+# temporary folder (--tmpdir and TMPDIR name folders that do not exist)
 tar -C "$TMP/vm1" --sparse --format=gnu -cf "$TMP/vm1-sparse.tar" .
+tar -C "$TMP/vm1" --sparse --format=posix --sparse-version=1.0 -cf "$TMP/vm1-sparse10.tar" .
 check "the sparse tar holds GNU sparse members (type S)" python3 -c '
 import sys, tarfile
 sys.exit(0 if any(m.type == tarfile.GNUTYPE_SPARSE for m in tarfile.open(sys.argv[1])) else 1)' "$TMP/vm1-sparse.tar"
-ds=$DS_TMP/ds-sparse
-"$TOOL" import --repository "$ds" --backup-id vm1 --tmpdir "$TMP/tmpd" "$TMP/vm1-sparse.tar" >"$TMP/sp.out" 2>&1 &&
-  pass "import of a tar with GNU sparse members" || fail "sparse tar: $(cat "$TMP/sp.out")"
-check "sparse tar: every point restores" restores_all "$ds" vm1 "$TMP/vm1" sda,sdb $T0 $T1 $T2
-check "sparse tar: the temporary folder is removed" test -z "$(ls -A "$TMP/tmpd")"
+check "the pax tar holds GNU sparse 1.0 members" python3 -c '
+import sys, tarfile
+sys.exit(0 if any(m.pax_headers.get("GNU.sparse.major") == "1" for m in tarfile.open(sys.argv[1])) else 1)' "$TMP/vm1-sparse10.tar"
+for a in vm1-sparse.tar vm1-sparse10.tar; do
+  ds=$DS_TMP/ds-$a
+  rc=0; TMPDIR="$TMP/no-such-tmp" "$TOOL" import --repository "$ds" --backup-id vm1 \
+    --tmpdir "$TMP/no-such-dir" "$TMP/$a" >"$TMP/sp.out" 2>&1 || rc=$?
+  check "$a: import with no usable temporary folder exits 0 ($(tail -1 "$TMP/sp.out"))" test $rc = 0
+  check "$a: no temporary folder was made" test ! -e "$TMP/no-such-dir" -a ! -e "$TMP/no-such-tmp"
+  check "$a: every point restores = qemu-img convert" restores_all "$ds" vm1 "$TMP/vm1" sda,sdb $T0 $T1 $T2
+done
+"$TOOL" import --dry-run --tmpdir "$TMP/no-such-dir" --backup-id vm1 "$TMP/vm1-sparse.tar" >"$TMP/spd.out" 2>&1 || true
+check "sparse tar: the plan needs no temporary space" grep -q "0 B of temporary space" "$TMP/spd.out"
 
 # --- push --from-archive: members by their paths; refusals name the fix
 ds=$DS_TMP/ds-fa
@@ -154,8 +165,11 @@ expect_fail "push --from-archive of a compressed archive" "$TOOL" push --reposit
   --from-archive "$TMP/vm1-zst.bin" --disk "drive-sda=vm1/sda.qcow2/FULL-$T0-sda.qcow2"
 expect_fail "push --from-archive of a missing member" "$TOOL" push --repository "$ds" --backup-id 7 \
   --from-archive "$TMP/vm1.tar" --disk "drive-sda=sda.qcow2/FULL-1-sda.qcow2"
-expect_fail "push --from-archive of a GNU sparse member" "$TOOL" push --repository "$ds" --backup-id 7 \
-  --from-archive "$TMP/vm1-sparse.tar" --disk "drive-sda=sda.qcow2/FULL-$T0-sda.qcow2"
+"$TOOL" push --repository "$ds" --backup-id 8 --backup-time $T1 --from-archive "$TMP/vm1-sparse.tar" \
+  --disk "drive-sda=sda.qcow2/FULL-$T0-sda.qcow2,sda.qcow2/INC-$T1-sda.qcow2" >"$TMP/fa.out" 2>&1 &&
+  pass "push --from-archive of GNU sparse members" || fail "push --from-archive, sparse: $(cat "$TMP/fa.out")"
+rm -f "$TMP/r.raw"; "$TOOL" restore --repository "$ds" vm/8/$T1 drive-sda "$TMP/r.raw" 2>/dev/null || true
+same_bytes "$TMP/r.raw" "$TMP/vm1.expect/sda-$T1.raw" "push --from-archive, sparse members: restores = qemu-img convert"
 
 # --- qmpbackup's <file>.config gives the disk's format for the Proxmox VE
 # map line (qemu-server's regex, PVE::QemuServer restore_update_config_line:

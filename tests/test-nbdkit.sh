@@ -5,7 +5,11 @@
 # `qemu-img map --output=json` over NBD (expected set computed by python3
 # over the raw disk), locally, encrypted, and through the HTTPS test
 # server; a damaged chunk gives a read error, never other bytes; secrets
-# on the command line are refused.
+# on the command line are refused.  A 96 MiB disk of random and patterned
+# chunks read by many parallel requests (nbdcopy --connections=4, a small
+# cache) equals python3's bytes, a damaged chunk among them fails alone
+# while parallel readers read the others, and the peak RSS of the nbdkit
+# process (/proc VmHWM) stays under 64 MiB + cache=.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/push-functions.sh"
 requires qemu-img
@@ -13,6 +17,7 @@ requires qemu-io
 requires nbdkit
 requires nbdcopy
 requires python3
+requires pgrep
 PLUGIN=$B/nbdkit-qcow2pbs-plugin.so
 [ -f "$PLUGIN" ] || skip "$PLUGIN not built (nbdkit-plugin-dev missing)"
 
@@ -34,6 +39,19 @@ p --backup-id 100 --backup-time 1000 "$d/full.qcow2"
 p --backup-id 100 --backup-time 2000 "$d/incr.qcow2"
 p --backup-id 200 --backup-time 2000 --keyfile "$TMP/s.key" "$d/incr.qcow2"
 S=vm/100/1970-01-01T00:33:20Z SE=vm/200/2000
+
+# 24 chunks: 0-11 random (stored plain), 12-23 each one byte 0x40+N
+# (stored compressed); python3 writes the golden raw disk.
+python3 - "$TMP/big.raw" <<'PY'
+import os, sys
+C = 4 << 20
+with open(sys.argv[1], "wb") as f:
+    for i in range(24):
+        f.write(os.urandom(C) if i < 12 else bytes([0x40 + i]) * C)
+PY
+qemu-img convert -O qcow2 "$TMP/big.raw" "$d/big.qcow2"
+p --backup-id 300 --backup-time 3000 "$d/big.qcow2"
+SB=vm/300/3000
 
 # The chunks of the raw disk that are 4 MiB of zeros (python3), as
 # "first-last" chunk numbers, one a line.
@@ -77,6 +95,16 @@ cases () { # cases WHERE REPO [--ns NS]
   serve copy$w repository="$repo" snapshot=$S cache=8M -- 'nbdcopy "$uri" '"$TMP/copy.raw"
   same_bytes "$TMP/copy.raw" "$TMP/incr.raw" "$w: nbdcopy (cache=8M) equals qemu-img convert"
   rm -f "$TMP/copy.raw"
+  # Many requests at once over four connections, readahead of several
+  # streams into a cache of two chunks.
+  serve mc$w repository="$repo" snapshot=$SB cache=8M -- \
+    'nbdcopy --connections=4 --requests=16 "$uri" '"$TMP/mc.raw"
+  same_bytes "$TMP/mc.raw" "$TMP/big.raw" "$w: nbdcopy --connections=4 (cache=8M) of 24 chunks equals python3's disk"
+  rm -f "$TMP/mc.raw"
+  serve mcenc$w repository="$repo" snapshot=$SE keyfile="$TMP/s.key" cache=8M -- \
+    'nbdcopy --connections=4 "$uri" '"$TMP/mc.raw"
+  same_bytes "$TMP/mc.raw" "$TMP/incr.raw" "$w: encrypted: nbdcopy --connections=4 equals qemu-img convert"
+  rm -f "$TMP/mc.raw"
   serve enc$w repository="$repo" snapshot=$SE keyfile="$TMP/s.key" -- \
     'qemu-img compare "$uri" '"$d/incr.qcow2"' && qemu-img map --output=json "$uri"'
   check "$w: encrypted: qemu-img compare identical" test $rc = 0
@@ -107,6 +135,37 @@ serve bad2 repository="$ds" snapshot=$S -- \
 check "damaged chunk: chunk 0 still reads" grep -q "read 1048576/1048576" "$TMP/bad2.out"
 check "damaged chunk: its own read fails" eval '! grep -q "read 4096/4096" "$TMP/bad2.out"'
 cp "$TMP/save" "$f"
+
+# A damaged chunk among parallel reads: chunk 14 (0x4e) of the 24-chunk
+# disk.  nbdcopy over four connections fails naming it, while qemu-io
+# reads its neighbours through the same server at the same time.
+dig=$(python3 -c 'import hashlib; print(hashlib.sha256(bytes([0x4e]) * 4194304).hexdigest())')
+f=$ds/.chunks/${dig:0:4}/$dig
+cp "$f" "$TMP/save"
+python3 -c 'import sys
+p=sys.argv[1]; b=bytearray(open(p,"rb").read()); b[-1]^=1; open(p,"wb").write(b)' "$f"
+serve badmc repository="$ds" snapshot=$SB cache=8M -- \
+  '{ nbdcopy --connections=4 "$uri" '"$TMP/badmc.raw"'; echo "nbdcopy exit $?"; } &
+   qemu-io -r -f raw -c "read -P 0x4d 52M 4M" -c "read -P 0x4f 60M 4M" \
+     -c "read -P 0x4e 56M 4k" -c "read -P 0x57 92M 4M" "$uri"; wait'
+check "damaged chunk, parallel: nbdcopy --connections=4 fails" eval '! grep -q "nbdcopy exit 0" "$TMP/badmc.out"'
+check "damaged chunk, parallel: the digest is named" grep -q "chunk $dig" "$TMP/badmc.err"
+check "damaged chunk, parallel: the chunks beside it read" test "$(grep -c "read 4194304/4194304" "$TMP/badmc.out")" = 3
+check "damaged chunk, parallel: its own read fails" eval '! grep -q "read 4096/4096" "$TMP/badmc.out"'
+cp "$TMP/save" "$f"
+
+# The cache bound: the server's peak RSS after many parallel reads of
+# the 96 MiB disk stays under 64 MiB + cache=.  nbdkit --run forks the
+# server beside the command's shell: the nbdkit child of the shell's
+# parent, checked to have the plugin loaded; VmHWM from its /proc.
+for c in 16 64; do
+  serve rss$c repository="$ds" snapshot=$SB cache=${c}M -- \
+    'nbdcopy --connections=4 "$uri" null: && srv=$(pgrep -P $PPID -x nbdkit) && grep -q nbdkit-qcow2pbs-plugin /proc/$srv/maps && grep VmHWM /proc/$srv/status'
+  hwm=$(awk '/^VmHWM:/ { print $2 }' "$TMP/rss$c.out")
+  echo "# cache=${c}M: peak RSS ${hwm:-?} KiB"
+  check "cache=${c}M: nbdcopy ran, /proc of the server read" test -n "$hwm"
+  check "cache=${c}M: peak RSS ${hwm:-?} KiB <= (64 + $c) MiB" test "${hwm:-999999999}" -le $(((64 + c) * 1024))
+done
 
 serve pw repository="$ds" snapshot=$S password=x -- 'true'
 check "password= on the command line: refused" grep -q "never taken from the command line" "$TMP/pw.err"

@@ -124,6 +124,33 @@ fill_text (uint8_t *p, size_t n)
     p[i] = (uint8_t) "the quick brown fox jumps over the lazy dog\n"[i % 44];
 }
 
+/* pbs_blob_decode_to into a buffer of exactly LEN bytes (restore's chunk
+ * buffer): the data, in place for a plain blob, and one byte less of room
+ * is refused when the data is not empty. */
+static void
+decode_to_case (const char *what, const uint8_t *blob, size_t blen,
+                const uint8_t *data, size_t len, const struct pbs_key *key,
+                int kind)
+{
+  uint8_t *buf = malloc (len ? len : 1);
+  const uint8_t *got = NULL;
+  size_t glen = 0;
+
+  ok (pbs_blob_decode_to (blob, blen, key, buf, len, &got, &glen) == 0
+          && glen == len && memcmp (got, data, len) == 0,
+      "%s: decode_to gives the data", what);
+  if (kind == PBS_BLOB_PLAIN)
+    ok (got == blob + 12, "%s: decode_to uses a plain blob in place", what);
+  else
+    ok (got == buf, "%s: decode_to decodes into the buffer", what);
+  if (len > 0)
+    ok (pbs_blob_decode_to (blob, blen, key, buf, len - 1, &got, &glen) == -1
+            && pbs_errno () == EBADMSG,
+        "%s: decode_to refuses one byte less room (%s)", what,
+        pbs_errmsg ());
+  free (buf);
+}
+
 /* Encode DATA, check the kind, hand it to the python oracle, and decode
  * it again. */
 static void
@@ -152,6 +179,7 @@ blob_case (const char *what, const uint8_t *data, size_t len,
           && backlen == len && memcmp (back, data, len) == 0,
       "%s: decodes to the data", what);
   free (back);
+  decode_to_case (what, blob, blen, data, len, key, want_kind);
   free (blob);
 }
 
@@ -316,6 +344,23 @@ main (void)
   ok (i == (size_t) -1 && pbs_errno () == EBADMSG,
       "flipped ciphertext bit: EBADMSG (%s)", pbs_errmsg ());
   ok (pbs_blob_check_crc (blob, blen) == -1, "check_crc sees it too");
+  {
+    uint8_t *buf = malloc (300000);
+    const uint8_t *got;
+    /* decode_to skips the CRC (its callers check the digest); the GCM
+     * tag still refuses a flipped ciphertext bit. */
+    ok (pbs_blob_decode_to (blob, blen, key, buf, 300000, &got, &outlen)
+            == -1 && pbs_errno () == EACCES,
+        "decode_to: flipped ciphertext bit (GCM tag) (%s)", pbs_errmsg ());
+    blob[blen - 1] ^= 1;
+    ok (pbs_blob_decode_to (blob, blen, NULL, buf, 300000, &got, &outlen)
+            == -1 && pbs_errno () == EACCES,
+        "decode_to: encrypted without key: EACCES (%s)", pbs_errmsg ());
+    ok (pbs_blob_decode_to (blob, blen, other, buf, 300000, &got, &outlen)
+            == -1 && pbs_errno () == EACCES,
+        "decode_to: another key: EACCES (%s)", pbs_errmsg ());
+    free (buf);
+  }
   free (blob);
   pbs_blob_encode (txt, 300000, NULL, true, &blob, &blen);
   i = (size_t) pbs_blob_decode (blob, blen, NULL, 299999, &out, &outlen);
@@ -366,6 +411,39 @@ main (void)
                                  &outlen)
                     == -1,
         "streamed zstd blob still capped");
+    {
+      uint8_t *buf = malloc (5u << 20);
+      const uint8_t *got = NULL;
+      ok (blob && pbs_blob_decode_to (blob, blen, NULL, buf, 5u << 20, &got,
+                                      &outlen) == 0
+              && got == buf && outlen == (5u << 20)
+              && memcmp (buf, five, outlen) == 0,
+          "decode_to: streamed zstd blob into a buffer of exactly 5 MiB");
+      ok (blob && pbs_blob_decode_to (blob, blen, NULL, buf, (5u << 20) - 1,
+                                      &got, &outlen) == -1
+              && pbs_errno () == EBADMSG,
+          "decode_to: streamed zstd blob capped (%s)", pbs_errmsg ());
+      free (buf);
+    }
+    free (blob);
+    /* A frame cut short, under a CRC that fits it: only zstd notices. */
+    ok (sh ("python3 -c \"import zlib,struct,hashlib\n"
+            "z=open('five.zst','rb').read()[:-100]\n"
+            "m=hashlib.sha256(b'Proxmox Backup zstd compressed blob v1.0')"
+            ".digest()[:8]\n"
+            "open('cut.blob','wb').write(m+struct.pack('<I',zlib.crc32(z))"
+            "+z)\""),
+        "a truncated zstd frame with a matching CRC");
+    blob = read_file ("cut.blob", &blen);
+    {
+      uint8_t *buf = malloc (5u << 20);
+      const uint8_t *got = NULL;
+      ok (blob && pbs_blob_decode_to (blob, blen, NULL, buf, 5u << 20, &got,
+                                      &outlen) == -1
+              && pbs_errno () == EBADMSG,
+          "decode_to: truncated zstd frame refused (%s)", pbs_errmsg ());
+      free (buf);
+    }
     free (blob);
     ok (sh ("zstd -q -1 --no-content-size -c < txt1000 > t.zst && cat t.zst "
             "t.zst > tt.zst && python3 -c \"import zlib,struct,hashlib\n"
@@ -381,6 +459,18 @@ main (void)
             && memcmp (out + 1000, txt, 1000) == 0,
         "concatenated frames decode");
     free (out);
+    {
+      uint8_t buf[2000];
+      const uint8_t *got = NULL;
+      ok (blob && pbs_blob_decode_to (blob, blen, NULL, buf, sizeof buf, &got,
+                                      &outlen) == 0
+              && outlen == 2000 && memcmp (buf, txt, 1000) == 0
+              && memcmp (buf + 1000, txt, 1000) == 0,
+          "decode_to: concatenated frames");
+      ok (blob && pbs_blob_decode_to (blob, blen, NULL, buf, 1999, &got,
+                                      &outlen) == -1,
+          "decode_to: concatenated frames capped at 1999");
+    }
     if (blob) {
       ok (pbs_blob_decode (blob, blen - 3, NULL, 2000, &out, &outlen) == -1,
           "truncated frame (CRC) rejected");

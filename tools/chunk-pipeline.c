@@ -23,6 +23,7 @@ struct slot {
   uint64_t seq;
   struct chunk_job job;
   uint8_t *buf;
+  const uint8_t *data; /* the raw bytes: BUF, or inside JOB.BLOB */
   uint8_t digest[PBS_DIGEST_LEN];
   uint8_t *blob;
   size_t blob_len;
@@ -44,13 +45,16 @@ struct chunk_pipeline {
   bool stop;
 };
 
-/* Decode mode: check and decode the stored blob into the slot buffer. */
+/* Decode mode: check the stored blob and decode it into the slot buffer;
+ * an unencrypted, uncompressed blob's bytes are used where they are, so
+ * the blob lives until the consumer is done with the slot (restore is
+ * bound by the bytes it moves: no copy that is not needed). */
 static void
 decode (struct chunk_pipeline *p, struct slot *s)
 {
   const struct chunk_pipeline_opts *o = &p->o;
   int kind = pbs_blob_kind (s->job.blob, s->job.blob_len);
-  uint8_t *data = NULL;
+  const uint8_t *data = NULL;
   size_t dlen;
   char hex[65];
 
@@ -60,8 +64,8 @@ decode (struct chunk_pipeline *p, struct slot *s)
                            || kind == PBS_BLOB_ENCRYPTED_ZSTD)))
     snprintf (s->err, sizeof s->err, "chunk %s: wrong crypt mode or not a "
               "blob", hex);
-  else if (pbs_blob_decode (s->job.blob, s->job.blob_len, o->key,
-                            PBS_CHUNK_SIZE, &data, &dlen) == -1)
+  else if (pbs_blob_decode_to (s->job.blob, s->job.blob_len, o->key,
+                               s->buf, PBS_CHUNK_SIZE, &data, &dlen) == -1)
     snprintf (s->err, sizeof s->err, "chunk %s: %s", hex, pbs_errmsg ());
   else {
     pbs_chunk_digest (o->key, data, dlen, s->digest);
@@ -71,11 +75,8 @@ decode (struct chunk_pipeline *p, struct slot *s)
       snprintf (s->err, sizeof s->err, "chunk %s: %zu bytes, index "
                 "expects %u", hex, dlen, s->job.len);
     else
-      memcpy (s->buf, data, dlen);
+      s->data = data;
   }
-  free (data);
-  free (s->job.blob);
-  s->job.blob = NULL;
 }
 
 static void
@@ -83,6 +84,7 @@ process (struct chunk_pipeline *p, struct slot *s)
 {
   const struct chunk_pipeline_opts *o = &p->o;
 
+  s->data = s->buf;
   if (o->decode) {
     decode (p, s);
     return;
@@ -219,7 +221,10 @@ chunk_pipeline_next (struct chunk_pipeline *p, struct chunk_result *r)
 
   pthread_mutex_lock (&p->lock);
   if (p->held) {
-    p->slot[p->consumed % p->nslots].state = SLOT_FREE;
+    s = &p->slot[p->consumed % p->nslots];
+    free (s->job.blob);
+    s->job.blob = NULL;
+    s->state = SLOT_FREE;
     p->consumed++;
     p->held = false;
   }
@@ -241,13 +246,15 @@ chunk_pipeline_next (struct chunk_pipeline *p, struct chunk_result *r)
                  s->err);
     free (s->blob);
     s->blob = NULL;
+    free (s->job.blob);
+    s->job.blob = NULL;
     return -1;
   }
   r->job = s->job;
   memcpy (r->digest, s->digest, PBS_DIGEST_LEN);
   r->blob = s->blob;
   r->blob_len = s->blob_len;
-  r->data = s->buf;
+  r->data = s->data;
   s->blob = NULL; /* ownership goes to the caller */
   p->held = true;
   return 1;
@@ -278,6 +285,7 @@ chunk_pipeline_free (struct chunk_pipeline *p)
     for (i = 0; i < p->nslots; i++) {
       free (p->slot[i].buf);
       free (p->slot[i].blob);
+      free (p->slot[i].job.blob);
     }
   free (p->slot);
   free (p->tid);

@@ -120,7 +120,7 @@ skipped_layer (const char *path, const char *disk, unsigned long long below,
 }
 
 int
-cli_check_chain_names (struct qcow_chain *c)
+cli_check_chain_names (struct qcow_chain *c, struct cli_err *err)
 {
   struct qcow_layer_info li, below;
   unsigned long long t, tb;
@@ -133,38 +133,38 @@ cli_check_chain_names (struct qcow_chain *c)
   for (d = n ? n - 1 : 0; d-- > 0;) {
     if (qcow_layer_info (c, d, &li) == -1
         || qcow_layer_info (c, d + 1, &below) == -1)
-      return cli_qcow_error ("chain");
+      return cli_err_qcow (err, "chain");
     if (li.backing_name)
       continue;
     lv = qmpbackup_level (li.path, &t, &disk);
     if (lv == QMPB_FULL || lv == QMPB_COPY)
-      return cli_error (li.path,
-                        "a qmpbackup full backup, but --chain gives %s "
-                        "below it: its empty areas would show that older "
-                        "data; start --chain with it",
-                        below.path);
+      return cli_err_set (err, li.path,
+                          "a qmpbackup full backup, but --chain gives %s "
+                          "below it: its empty areas would show that older "
+                          "data; start --chain with it",
+                          below.path);
     lvb = qmpbackup_level (below.path, &tb, &diskb);
     if (lv != QMPB_NONE && lvb != QMPB_NONE && t <= tb)
-      return cli_error (li.path,
-                        "made at %llu (its qmpbackup name), not after %s "
-                        "that --chain gives before it: give the layers "
-                        "oldest first",
-                        t, below.path);
+      return cli_err_set (err, li.path,
+                          "made at %llu (its qmpbackup name), not after %s "
+                          "that --chain gives before it: give the layers "
+                          "oldest first",
+                          t, below.path);
     /* Same virtual size is no proof of the same disk: a VM's disks are
      * often made alike, and the --no-subdir layout puts them side by
      * side, so a slip of tab completion would merge two disks. */
     if (lv != QMPB_NONE && lvb != QMPB_NONE && strcmp (disk, diskb) != 0)
-      return cli_error (li.path,
-                        "a qmpbackup backup of disk %s, but --chain gives "
-                        "%s (a backup of %s) before it: give the layers of "
-                        "one disk",
-                        disk, below.path, diskb);
+      return cli_err_set (err, li.path,
+                          "a qmpbackup backup of disk %s, but --chain gives "
+                          "%s (a backup of %s) before it: give the layers of "
+                          "one disk",
+                          disk, below.path, diskb);
   }
   /* Then, the order being right, the layers a chain leaves out. */
   for (d = n ? n - 1 : 0; d-- > 0;) {
     if (qcow_layer_info (c, d, &li) == -1
         || qcow_layer_info (c, d + 1, &below) == -1)
-      return cli_qcow_error ("chain");
+      return cli_err_qcow (err, "chain");
     if (li.backing_name)
       continue;
     lv = qmpbackup_level (li.path, &t, &disk);
@@ -172,14 +172,14 @@ cli_check_chain_names (struct qcow_chain *c)
     if (lv == QMPB_INC && lvb != QMPB_NONE) {
       char *skipped = skipped_layer (li.path, disk, tb, t);
       if (skipped) {
-        cli_error (li.path,
-                   "--chain skips %s (same folder, made after %s and "
-                   "before this file): an incremental holds only the "
-                   "changes since the backup before it; give every "
-                   "layer, oldest first",
-                   skipped, below.path);
+        cli_err_set (err, li.path,
+                     "--chain skips %s (same folder, made after %s and "
+                     "before this file): an incremental holds only the "
+                     "changes since the backup before it; give every "
+                     "layer, oldest first",
+                     skipped, below.path);
         free (skipped);
-        return 1;
+        return -1;
       }
     }
   }
@@ -193,9 +193,8 @@ cli_warn_lone_incremental (struct qcow_chain *c)
   unsigned long long t;
   enum qmpb_level lv;
   const char *disk;
-  size_t n = qcow_depth (c), i;
+  size_t n = qcow_depth (c);
   const char *why;
-  char *line;
 
   if (n == 0 || qcow_layer_info (c, n - 1, &li) == -1 || li.backing_name)
     return;
@@ -207,18 +206,9 @@ cli_warn_lone_incremental (struct qcow_chain *c)
     why = "by its name an incremental backup";
   else
     return;
-  if (asprintf (&line,
-                "qcow2pbs: warning: %s is %s with no backing file: the disk "
-                "read holds only its changes, zeros elsewhere; give the "
-                "whole chain with --chain FULL,...,%s, or import the "
-                "whole backup folder with 'qcow2pbs import'",
-                li.path, why, base_name (li.path))
-      == -1)
-    return;
-  for (i = 0; line[i]; i++) /* one line, whatever the file name holds */
-    if ((unsigned char) line[i] < 0x20 || line[i] == 0x7f)
-      line[i] = '?';
-  fflush (stdout);
-  fprintf (stderr, "%s\n", line);
-  free (line);
+  cli_warning ("%s is %s with no backing file: the disk read holds only "
+               "its changes, zeros elsewhere; give the whole chain with "
+               "--chain FULL,...,%s, or import the whole backup folder with "
+               "'qcow2pbs import'",
+               li.path, why, base_name (li.path));
 }

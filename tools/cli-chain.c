@@ -46,7 +46,8 @@ next_name (const char **p, bool *sep)
 }
 
 int
-cli_parse_chain (const char *arg, struct qcow_open_opts *opts)
+cli_parse_chain (const char *arg, struct qcow_open_opts *opts,
+                 struct cli_err *err)
 {
   char **names = NULL, **grown;
   size_t n = 0, cap = 0;
@@ -54,13 +55,12 @@ cli_parse_chain (const char *arg, struct qcow_open_opts *opts)
   bool sep = true;
 
   if (opts->chain) {
-    cli_error ("--chain", "given more than once");
-    return -1;
+    return cli_err_arg (err, "--chain", "given more than once");
   }
   while (sep) {
     if (n + 2 > cap) {
       if (cap >= CLI_CHAIN_MAX) {
-        cli_error ("--chain", "more than %d images", CLI_CHAIN_MAX);
+        cli_err_arg (err, "--chain", "more than %d images", CLI_CHAIN_MAX);
         goto err;
       }
       cap = cap ? cap * 2 : 8;
@@ -74,7 +74,7 @@ cli_parse_chain (const char *arg, struct qcow_open_opts *opts)
       goto nomem;
     if (!*names[n]) {
       free (names[n]);
-      cli_error ("--chain", "empty image name in '%s'", arg);
+      cli_err_arg (err, "--chain", "empty image name in '%s'", arg);
       goto err;
     }
     names[++n] = NULL;
@@ -84,7 +84,7 @@ cli_parse_chain (const char *arg, struct qcow_open_opts *opts)
   return 0;
 
 nomem:
-  cli_error ("--chain", "%s", strerror (ENOMEM));
+  cli_err_arg (err, "--chain", "%s", strerror (ENOMEM));
 err:
   while (n > 0)
     free (names[--n]);
@@ -111,11 +111,12 @@ cli_free_chain (struct qcow_open_opts *opts)
 }
 
 int
-cli_image_option (int opt, const char *arg, struct qcow_open_opts *opts)
+cli_image_option (int opt, const char *arg, struct qcow_open_opts *opts,
+                  struct cli_err *err)
 {
   switch (opt) {
   case CLI_OPT_CHAIN:
-    return cli_parse_chain (arg, opts);
+    return cli_parse_chain (arg, opts, err);
   case CLI_OPT_ALLOW_ABSOLUTE_DATA_FILE:
     opts->flags |= QCOW_OPEN_ALLOW_ABSOLUTE_DATA_FILE;
     return 0;
@@ -128,46 +129,25 @@ cli_image_option (int opt, const char *arg, struct qcow_open_opts *opts)
     return 0;
   case CLI_OPT_ALLOW_BACKING_DIR: {
     const char **dirs;
-    if (!*arg) {
-      cli_error ("--allow-backing-dir", "empty directory name");
-      return -1;
-    }
+    if (!*arg)
+      return cli_err_arg (err, "--allow-backing-dir", "empty directory name");
     dirs = realloc ((void *) opts->allowed_dirs,
                     (opts->allowed_dirs_len + 1) * sizeof *dirs);
-    if (!dirs) {
-      cli_error ("--allow-backing-dir", "%s", strerror (ENOMEM));
-      return -1;
-    }
+    if (!dirs)
+      return cli_err_arg (err, "--allow-backing-dir", "%s",
+                          strerror (ENOMEM));
     dirs[opts->allowed_dirs_len++] = arg;
     opts->allowed_dirs = dirs;
     return 0;
   }
   default:
-    cli_error ("option", "unknown option code %d", opt);
-    return -1;
+    return cli_err_arg (err, "option", "unknown option code %d", opt);
   }
-}
-
-/* "qcow2pbs: FILE: message" for the last qcowlib error.  qcowlib's
- * messages already start with the file they are about ("incr0.qcow2: L2
- * entry ..."); only a message that does not is given CONTEXT.  Control
- * characters (a file name may hold a newline) are replaced so the error
- * stays one line. */
-int
-cli_qcow_error (const char *context)
-{
-  const char *msg = qcow_errmsg ();
-
-  if (!msg || !*msg)
-    msg = strerror (qcow_errno () ? qcow_errno () : EIO);
-  if (!strstr (msg, ": "))
-    return cli_error (context, "%s", msg);
-  return cli_error_line (msg);
 }
 
 int
 cli_check_chain_top (const char *cmd, const char *image,
-                     const struct qcow_open_opts *opts)
+                     const struct qcow_open_opts *opts, struct cli_err *err)
 {
   const char *top;
   struct stat si, st;
@@ -176,19 +156,20 @@ cli_check_chain_top (const char *cmd, const char *image,
     return 0;
   top = opts->chain[opts->chain_len - 1];
   if (stat (image, &si) == -1)
-    return cli_error (image, "%s", strerror (errno));
+    return cli_err_set (err, image, "%s", strerror (errno));
   if (stat (top, &st) == -1)
     return 0; /* opening the chain reports it */
   if (si.st_dev == st.st_dev && si.st_ino == st.st_ino)
     return 0;
-  return cli_usage_error (cmd,
-                          "IMAGE %s is not the top of --chain (%s): give "
-                          "IMAGE alone, or --chain ending with it",
-                          image, top);
+  return cli_err_usage (err, cmd,
+                        "IMAGE %s is not the top of --chain (%s): give "
+                        "IMAGE alone, or --chain ending with it",
+                        image, top);
 }
 
 struct qcow_chain *
-cli_open_chain (const char *image, const struct qcow_open_opts *opts)
+cli_open_chain (const char *image, const struct qcow_open_opts *opts,
+                struct cli_err *err)
 {
   struct qcow_chain *c;
   const char *context = image;
@@ -199,8 +180,8 @@ cli_open_chain (const char *image, const struct qcow_open_opts *opts)
     context = "image";
   c = qcow_open (opts && opts->chain_len ? NULL : image, opts);
   if (!c)
-    cli_qcow_error (context);
-  else if (cli_check_chain_names (c) != 0) {
+    cli_err_qcow (err, context);
+  else if (cli_check_chain_names (c, err) != 0) {
     qcow_close (c);
     c = NULL;
   }
@@ -214,7 +195,7 @@ int
 cli_parse_image_args (struct cli_image_args *a, int argc, char **argv,
                       const struct option *longopts)
 {
-  int opt, r, nargs = a->arg_name ? 2 : 1;
+  int opt, nargs = a->arg_name ? 2 : 1;
 
   optind = 1;
   opterr = 0;
@@ -224,17 +205,17 @@ cli_parse_image_args (struct cli_image_args *a, int argc, char **argv,
     switch (opt) {
     case '?':
     case ':':
-      a->status = cli_getopt_error (a->cmd, opt, argv, longopts);
-      goto stop;
+      cli_err_getopt (&a->err, a->cmd, opt, argv, longopts);
+      goto error;
     case 'h':
       fputs (a->usage, stdout);
       a->status = 0;
       goto stop;
     case CLI_OPT_OUTPUT_FORMAT:
       if (cli_parse_output_format (optarg, &a->json) == -1) {
-        a->status = cli_usage_error (a->cmd, "unknown output format '%s'",
-                                     optarg);
-        goto stop;
+        cli_err_usage (&a->err, a->cmd, "unknown output format '%s'",
+                       optarg);
+        goto error;
       }
       break;
     case CLI_OPT_CHAIN:
@@ -243,51 +224,46 @@ cli_parse_image_args (struct cli_image_args *a, int argc, char **argv,
     case CLI_OPT_FORCE_SHARE:
     case 'U':
     case CLI_OPT_ALLOW_BACKING_DIR:
-      if (cli_image_option (opt, optarg, &a->opts) == -1)
-        goto usage;
+      if (cli_image_option (opt, optarg, &a->opts, &a->err) == -1)
+        goto error;
       break;
     default:
       if (opt < CLI_OPT_FIRST_FREE || !a->option) {
-        a->status = cli_usage_error (a->cmd, "bad option");
-        goto stop;
+        cli_err_usage (&a->err, a->cmd, "bad option");
+        goto error;
       }
-      r = a->option (a->opaque, opt, optarg);
-      if (r != 0) {
-        a->status = r;
-        goto stop;
-      }
+      if (a->option (a->opaque, opt, optarg, &a->err) != 0)
+        goto error;
       break;
     }
   }
   /* --chain stands for IMAGE; an IMAGE given too must be its top. */
   if (a->opts.chain && argc - optind == nargs) {
-    a->status = cli_check_chain_top (a->cmd, argv[optind], &a->opts);
-    if (a->status)
-      goto stop;
+    if (cli_check_chain_top (a->cmd, argv[optind], &a->opts, &a->err) != 0)
+      goto error;
     optind++;
   }
   if (a->opts.chain)
     nargs--;
   if (argc - optind != nargs) {
     if (!a->arg_name)
-      a->status = cli_usage_error (a->cmd, a->opts.chain
-                                             ? "at most one IMAGE with --chain"
-                                             : "expected exactly one IMAGE");
+      cli_err_usage (&a->err, a->cmd, a->opts.chain
+                                        ? "at most one IMAGE with --chain"
+                                        : "expected exactly one IMAGE");
     else if (a->opts.chain)
-      a->status = cli_usage_error (a->cmd, "expected [IMAGE] %s after --chain",
-                                   a->arg_name);
+      cli_err_usage (&a->err, a->cmd, "expected [IMAGE] %s after --chain",
+                     a->arg_name);
     else
-      a->status = cli_usage_error (a->cmd, "expected IMAGE and %s",
-                                   a->arg_name);
-    goto stop;
+      cli_err_usage (&a->err, a->cmd, "expected IMAGE and %s", a->arg_name);
+    goto error;
   }
   a->image = a->opts.chain ? NULL : argv[optind++];
   a->arg = a->arg_name ? argv[optind] : NULL;
   a->context = a->image ? a->image : a->opts.chain[a->opts.chain_len - 1];
   return 0;
 
-usage:
-  a->status = 2;
+error:
+  a->status = a->err.status;
 stop:
   cli_free_chain (&a->opts);
   return -1;

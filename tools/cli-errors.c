@@ -118,24 +118,139 @@ cli_usage_error (const char *cmd, const char *fmt, ...)
   return r;
 }
 
+static int
+err_fill (struct cli_err *e, const char *context, int status, bool usage,
+          const char *fmt, va_list ap)
+{
+  snprintf (e->ctx, sizeof e->ctx, "%s", context);
+  vsnprintf (e->msg, sizeof e->msg, fmt, ap);
+  e->status = status;
+  e->usage = usage;
+  return -1;
+}
+
 int
 cli_err_set (struct cli_err *e, const char *context, const char *fmt, ...)
 {
   va_list ap;
 
-  snprintf (e->ctx, sizeof e->ctx, "%s", context);
   va_start (ap, fmt);
-  vsnprintf (e->msg, sizeof e->msg, fmt, ap);
+  err_fill (e, context, 1, false, fmt, ap);
   va_end (ap);
+  return -1;
+}
+
+int
+cli_err_usage (struct cli_err *e, const char *cmd, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  err_fill (e, cmd, 2, true, fmt, ap);
+  va_end (ap);
+  return -1;
+}
+
+int
+cli_err_arg (struct cli_err *e, const char *context, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  err_fill (e, context, 2, false, fmt, ap);
+  va_end (ap);
+  return -1;
+}
+
+void
+cli_err_clear (struct cli_err *e)
+{
+  e->ctx[0] = e->msg[0] = '\0';
+  e->status = 1;
+  e->usage = false;
+}
+
+int
+cli_err_printed (struct cli_err *e, int status)
+{
+  cli_err_clear (e);
+  e->status = status;
   return -1;
 }
 
 int
 cli_err_print (const struct cli_err *e)
 {
+  if (!e->msg[0]) /* cli_err_printed */
+    return e->status;
+  if (e->usage)
+    return cli_usage_error (e->ctx, "%s", e->msg);
   if (!e->ctx[0]) /* the message names its file */
-    return cli_error_line (e->msg);
-  return cli_error (e->ctx, "%s", e->msg);
+    cli_error_line (e->msg);
+  else
+    cli_error (e->ctx, "%s", e->msg);
+  return e->status;
+}
+
+void
+cli_note (const char *context, const char *fmt, ...)
+{
+  va_list ap;
+  char *msg;
+
+  va_start (ap, fmt);
+  if (vasprintf (&msg, fmt, ap) == -1)
+    msg = NULL;
+  va_end (ap);
+  if (!msg)
+    return;
+  fflush (stdout);
+  fputs ("qcow2pbs: ", stderr);
+  cli_fputs_escaped (context, stderr);
+  fputs (": ", stderr);
+  cli_fputs_escaped (msg, stderr);
+  fputc ('\n', stderr);
+  free (msg);
+}
+
+void
+cli_cmd_note (const char *cmd, const char *fmt, ...)
+{
+  va_list ap;
+  char *msg;
+
+  va_start (ap, fmt);
+  if (vasprintf (&msg, fmt, ap) == -1)
+    msg = NULL;
+  va_end (ap);
+  if (!msg)
+    return;
+  fputs (cmd, stderr);
+  fputs (": ", stderr);
+  cli_fputs_escaped (msg, stderr);
+  fputc ('\n', stderr);
+  free (msg);
+}
+
+void
+cli_warning (const char *fmt, ...)
+{
+  va_list ap;
+  char *line;
+  size_t i;
+
+  va_start (ap, fmt);
+  if (vasprintf (&line, fmt, ap) == -1)
+    line = NULL;
+  va_end (ap);
+  if (!line)
+    return;
+  for (i = 0; line[i]; i++) /* one line, whatever a file name holds */
+    if ((unsigned char) line[i] < 0x20 || line[i] == 0x7f)
+      line[i] = '?';
+  fflush (stdout);
+  fprintf (stderr, "qcow2pbs: warning: %s\n", line);
+  free (line);
 }
 
 int
@@ -149,6 +264,23 @@ cli_err_qcow (struct cli_err *e, const char *context)
   if (!strstr (msg, ": "))
     return cli_err_set (e, context, "%s", msg);
   return cli_err_set (e, "", "%s", msg);
+}
+
+/* "qcow2pbs: FILE: message" for the last qcowlib error.  qcowlib's
+ * messages already start with the file they are about ("incr0.qcow2: L2
+ * entry ..."); only a message that does not is given CONTEXT.  Control
+ * characters (a file name may hold a newline) are replaced so the error
+ * stays one line. */
+int
+cli_qcow_error (const char *context)
+{
+  const char *msg = qcow_errmsg ();
+
+  if (!msg || !*msg)
+    msg = strerror (qcow_errno () ? qcow_errno () : EIO);
+  if (!strstr (msg, ": "))
+    return cli_error (context, "%s", msg);
+  return cli_error_line (msg);
 }
 
 int
@@ -170,8 +302,8 @@ cli_error_line (const char *line)
  * long-option errors (then argv[optind - 1] is the option as written), and
  * to the character for a short one (which may sit in a cluster "-qZ"). */
 int
-cli_getopt_error (const char *cmd, int opt, char **argv,
-                  const struct option *longopts)
+cli_err_getopt (struct cli_err *e, const char *cmd, int opt, char **argv,
+                const struct option *longopts)
 {
   const char *arg = optind > 0 ? argv[optind - 1] : NULL;
   char name[128];
@@ -200,8 +332,8 @@ cli_getopt_error (const char *cmd, int opt, char **argv,
     snprintf (name, sizeof name, "-%c", optopt > 32 && optopt < 127
                                             ? optopt : '?');
     if (opt == ':')
-      return cli_usage_error (cmd, "option '%s' needs an argument", name);
-    return cli_usage_error (cmd, "unknown option '%s'", name);
+      return cli_err_usage (e, cmd, "option '%s' needs an argument", name);
+    return cli_err_usage (e, cmd, "unknown option '%s'", name);
   }
   if (found)
     snprintf (name, sizeof name, "--%s", found->name);
@@ -209,25 +341,39 @@ cli_getopt_error (const char *cmd, int opt, char **argv,
     snprintf (name, sizeof name, "--%.*s", (int) (n < 100 ? n : 100),
               arg + 2);
   if (opt == ':')
-    return cli_usage_error (cmd, "option '%s' needs an argument", name);
+    return cli_err_usage (e, cmd, "option '%s' needs an argument", name);
   if (found && arg[2 + n] == '=')
-    return cli_usage_error (cmd, "option '%s' takes no argument", name);
+    return cli_err_usage (e, cmd, "option '%s' takes no argument", name);
   if (matches > 1)
-    return cli_usage_error (cmd, "ambiguous option '%s'", name);
-  return cli_usage_error (cmd, "unknown option '%s'", name);
+    return cli_err_usage (e, cmd, "ambiguous option '%s'", name);
+  return cli_err_usage (e, cmd, "unknown option '%s'", name);
 }
 
-/* The local datastore's messages start with its path ("DIR: no datastore
- * here"), so the path is dropped from the message when it is CONTEXT too.
- * Control characters (a file name may hold a newline) are escaped so the
- * error stays one line. */
+int
+cli_getopt_error (const char *cmd, int opt, char **argv,
+                  const struct option *longopts)
+{
+  struct cli_err e;
+
+  cli_err_getopt (&e, cmd, opt, argv, longopts);
+  return cli_err_print (&e);
+}
+
+/* The failed pbsproto call's message after CONTEXT, the name the caller
+ * gave it (a repository, a snapshot, a file).  pbsproto's messages never
+ * repeat that name (pbsproto.h "Errors"); a path they contain is that of
+ * another file.  cli_error escapes control characters (a file name may
+ * hold a newline) so the error stays one line. */
 int
 cli_pbs_error (const char *context)
 {
-  const char *msg = pbs_errmsg ();
-  size_t n = strlen (context);
+  return cli_error (context, "%s", pbs_errmsg ());
+}
 
-  if (strncmp (msg, context, n) == 0 && (msg[n] == ':' || msg[n] == ' '))
-    msg += n + 1 + (msg[n] == ':' && msg[n + 1] == ' ');
-  return cli_error (context, "%s", msg);
+/* cli_pbs_error for a helper that returns the error: pbsproto's messages
+ * never repeat the name the caller gives (pbsproto.h, "Errors"). */
+int
+cli_err_pbs (struct cli_err *e, const char *context)
+{
+  return cli_err_set (e, context, "%s", pbs_errmsg ());
 }

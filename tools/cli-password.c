@@ -113,7 +113,7 @@ scrubbed_environ (void)
 
 /* PREFIX_CMD: /bin/sh -c CMD, stdout is the secret. */
 static char *
-from_command (const char *var, const char *cmd)
+from_command (const char *var, const char *cmd, struct cli_err *err)
 {
   struct secret_buf b = { NULL, 0 };
   int pfd[2], status;
@@ -122,17 +122,17 @@ from_command (const char *var, const char *cmd)
 
   env = scrubbed_environ ();
   if (!env) {
-    cli_error (var, "cannot run the command: out of memory");
+    cli_err_set (err, var, "cannot run the command: out of memory");
     return NULL;
   }
   if (pipe2 (pfd, O_CLOEXEC) == -1) {
-    cli_error (var, "cannot run the command: %m");
+    cli_err_set (err, var, "cannot run the command: %m");
     free (env);
     return NULL;
   }
   pid = fork ();
   if (pid == -1) {
-    cli_error (var, "cannot run the command: %m");
+    cli_err_set (err, var, "cannot run the command: %m");
     close (pfd[0]);
     close (pfd[1]);
     free (env);
@@ -146,7 +146,7 @@ from_command (const char *var, const char *cmd)
   free (env);
   close (pfd[1]);
   if (read_first_line (pfd[0], &b) == -1)
-    cli_error (var, "cannot read the command's output: %m");
+    cli_err_set (err, var, "cannot read the command's output: %m");
   else {
     /* Drain the rest, so that the command does not die of SIGPIPE. */
     char sink[4096];
@@ -159,8 +159,8 @@ from_command (const char *var, const char *cmd)
   while (waitpid (pid, &status, 0) == -1 && errno == EINTR)
     ;
   if (b.p && (!WIFEXITED (status) || WEXITSTATUS (status) != 0)) {
-    cli_error (var, "the command failed (status %d)",
-               WIFEXITED (status) ? WEXITSTATUS (status) : -1);
+    cli_err_set (err, var, "the command failed (status %d)",
+                   WIFEXITED (status) ? WEXITSTATUS (status) : -1);
     secret_wipe (&b);
   }
   if (b.p)
@@ -169,7 +169,7 @@ from_command (const char *var, const char *cmd)
 }
 
 static char *
-from_fd (const char *var, const char *val)
+from_fd (const char *var, const char *val, struct cli_err *err)
 {
   struct secret_buf b = { NULL, 0 };
   char *end;
@@ -178,11 +178,11 @@ from_fd (const char *var, const char *val)
   errno = 0;
   fd = strtol (val, &end, 10);
   if (errno || end == val || *end || fd < 0 || fd > INT_MAX) {
-    cli_error (var, "not a file descriptor number");
+    cli_err_set (err, var, "not a file descriptor number");
     return NULL;
   }
   if (read_first_line ((int) fd, &b) == -1) {
-    cli_error (var, "cannot read file descriptor %ld: %m", fd);
+    cli_err_set (err, var, "cannot read file descriptor %ld: %m", fd);
     return NULL;
   }
   close ((int) fd);
@@ -190,17 +190,17 @@ from_fd (const char *var, const char *val)
 }
 
 static char *
-from_file (const char *var, const char *path)
+from_file (const char *var, const char *path, struct cli_err *err)
 {
   struct secret_buf b = { NULL, 0 };
   int fd = open (path, O_RDONLY | O_CLOEXEC);
 
   if (fd == -1) {
-    cli_error (var, "cannot open %s: %m", path);
+    cli_err_set (err, var, "cannot open %s: %m", path);
     return NULL;
   }
   if (read_first_line (fd, &b) == -1) {
-    cli_error (var, "cannot read %s: %m", path);
+    cli_err_set (err, var, "cannot read %s: %m", path);
     close (fd);
     return NULL;
   }
@@ -237,7 +237,8 @@ ask (int tty, const char *prompt)
 }
 
 static char *
-read_secret (const char *env_prefix, const char *prompt, bool confirm)
+read_secret (const char *env_prefix, const char *prompt, bool confirm,
+             struct cli_err *err)
 {
   static const char *const suffix[] = { "", "_FD", "_FILE", "_CMD" };
   char var[128], *s, *again;
@@ -245,6 +246,7 @@ read_secret (const char *env_prefix, const char *prompt, bool confirm)
   size_t i;
   int tty;
 
+  cli_err_clear (err); /* a source may give nothing and say nothing */
   for (i = 0; i < 4; i++) {
     snprintf (var, sizeof var, "%s%s", env_prefix, suffix[i]);
     val = getenv (var);
@@ -256,25 +258,25 @@ read_secret (const char *env_prefix, const char *prompt, bool confirm)
       size_t n = strcspn (val, "\n");
       s = strndup (val, n);
       if (!s)
-        cli_error (var, "out of memory");
+        cli_err_set (err, var, "out of memory");
       return s;
     }
     case 1:
-      return from_fd (var, val);
+      return from_fd (var, val, err);
     case 2:
-      return from_file (var, val);
+      return from_file (var, val, err);
     default:
-      return from_command (var, val);
+      return from_command (var, val, err);
     }
   }
   if (!isatty (STDIN_FILENO)) {
-    cli_error (env_prefix, "no password given: set %s (or %s_FD, _FILE, "
-               "_CMD) or run on a terminal", env_prefix, env_prefix);
+    cli_err_set (err, env_prefix, "no password given: set %s (or %s_FD, "
+                 "_FILE, _CMD) or run on a terminal", env_prefix, env_prefix);
     return NULL;
   }
   tty = open ("/dev/tty", O_RDWR | O_CLOEXEC);
   if (tty == -1) {
-    cli_error (env_prefix, "cannot open the terminal: %m");
+    cli_err_set (err, env_prefix, "cannot open the terminal: %m");
     return NULL;
   }
   s = ask (tty, prompt);
@@ -285,30 +287,32 @@ read_secret (const char *env_prefix, const char *prompt, bool confirm)
       free (s);
       s = NULL;
       if (again)
-        cli_error (env_prefix, "passwords do not match");
+        cli_err_set (err, env_prefix, "passwords do not match");
       else
-        cli_error (env_prefix, "cannot read the password");
+        cli_err_set (err, env_prefix, "cannot read the password");
     }
     if (again) {
       explicit_bzero (again, strlen (again));
       free (again);
     }
   } else if (!s)
-    cli_error (env_prefix, "cannot read the password");
+    cli_err_set (err, env_prefix, "cannot read the password");
   close (tty);
   return s;
 }
 
 char *
-cli_read_secret (const char *env_prefix, const char *prompt)
+cli_read_secret (const char *env_prefix, const char *prompt,
+                 struct cli_err *err)
 {
-  return read_secret (env_prefix, prompt, false);
+  return read_secret (env_prefix, prompt, false, err);
 }
 
 char *
-cli_read_new_secret (const char *env_prefix, const char *prompt)
+cli_read_new_secret (const char *env_prefix, const char *prompt,
+                     struct cli_err *err)
 {
-  return read_secret (env_prefix, prompt, true);
+  return read_secret (env_prefix, prompt, true, err);
 }
 
 /* Our own copies of a secret are wiped after use, but OpenSSL, libcurl

@@ -22,7 +22,7 @@
 
 struct pbs_repo *
 cli_open_repo_with (const char *spec, const char *fingerprint,
-                    const char *given, bool create)
+                    const char *given, bool create, struct cli_err *err)
 {
   struct pbs_repo_opts opts = { 0 };
   struct stat st;
@@ -32,8 +32,8 @@ cli_open_repo_with (const char *spec, const char *fingerprint,
   if (!spec)
     spec = getenv ("PBS_REPOSITORY");
   if (!spec || !*spec) {
-    cli_error ("repository",
-               "no repository given (--repository or PBS_REPOSITORY)");
+    cli_err_set (err, "repository",
+                 "no repository given (--repository or PBS_REPOSITORY)");
     return NULL;
   }
   /* A bare name that is also a directory here is almost always a local
@@ -42,9 +42,9 @@ cli_open_repo_with (const char *spec, const char *fingerprint,
    * name stays reachable as localhost:NAME.) */
   if (!strchr (spec, '/') && !strchr (spec, ':') && stat (spec, &st) == 0
       && S_ISDIR (st.st_mode)) {
-    cli_error (spec, "is a local directory; write a local datastore as "
-               "./%s (a name without '/' means a server's datastore, e.g. "
-               "localhost:%s)", spec, spec);
+    cli_err_set (err, spec, "is a local directory; write a local datastore "
+                 "as ./%s (a name without '/' means a server's datastore, "
+                 "e.g. localhost:%s)", spec, spec);
     return NULL;
   }
   if (strchr (spec, '/')) {
@@ -56,18 +56,18 @@ cli_open_repo_with (const char *spec, const char *fingerprint,
     else if (strcmp (lvl, "none") == 0)
       opts.sync = PBS_SYNC_NONE;
     else {
-      cli_error ("QCOW2PBS_DATASTORE_SYNC",
-                 "'%s' is not own, filesystem or none", lvl);
+      cli_err_set (err, "QCOW2PBS_DATASTORE_SYNC",
+                   "'%s' is not own, filesystem or none", lvl);
       return NULL;
     }
   }
   else {
     /* A server (§2.3): a local datastore is always a path. */
     secret = given ? strdup (given)
-                   : cli_read_secret ("PBS_PASSWORD", "Password: ");
+                   : cli_read_secret ("PBS_PASSWORD", "Password: ", err);
     if (!secret) {
       if (given)
-        cli_error (spec, "out of memory");
+        cli_err_set (err, spec, "out of memory");
       return NULL; /* else cli_read_secret said why */
     }
     if (!fingerprint)
@@ -86,20 +86,22 @@ cli_open_repo_with (const char *spec, const char *fingerprint,
     free (secret);
   }
   if (!r)
-    cli_pbs_error (spec);
+    cli_err_pbs (err, spec);
   return r;
 }
 
 struct pbs_repo *
-cli_open_repo (const char *spec, const char *fingerprint)
+cli_open_repo (const char *spec, const char *fingerprint,
+               struct cli_err *err)
 {
-  return cli_open_repo_with (spec, fingerprint, NULL, false);
+  return cli_open_repo_with (spec, fingerprint, NULL, false, err);
 }
 
 struct pbs_repo *
-cli_open_repo_create (const char *spec, const char *fingerprint, bool create)
+cli_open_repo_create (const char *spec, const char *fingerprint, bool create,
+                      struct cli_err *err)
 {
-  return cli_open_repo_with (spec, fingerprint, NULL, create);
+  return cli_open_repo_with (spec, fingerprint, NULL, create, err);
 }
 
 void

@@ -29,14 +29,54 @@ int cmd_check (int argc, char **argv);
 __attribute__ ((format (printf, 2, 3))) int cli_error (const char *context,
                                                        const char *fmt, ...);
 /* A helper's error, returned for the cmd_* layer to print: helpers fill
- * it (cli_err_set, -1) and print nothing; the command prints it once
- * (cli_err_print, 1) -- or keeps it, e.g. while a retry may still help. */
+ * it (cli_err_set & co., -1) and print nothing; the command prints it
+ * once (cli_err_print, which returns the exit status it carries) -- or
+ * keeps it, e.g. while a retry may still help.  Only cmd-*.c and
+ * cli-errors.c print (tests/test-cli-idiom.sh checks it).  The buffers
+ * hold a few whole paths: a message is never cut. */
 struct cli_err {
-  char ctx[256], msg[768];
+  char ctx[4352], msg[16384];
+  int status;  /* exit status: 1 bad input, 2 usage error */
+  bool usage;  /* a usage line: "qcow2pbs CMD: msg; try 'qcow2pbs CMD
+                  --help'" (CTX = CMD), as cli_usage_error */
 };
+/* "CONTEXT: message", exit status 1. */
 __attribute__ ((format (printf, 3, 4))) int
 cli_err_set (struct cli_err *e, const char *context, const char *fmt, ...);
+/* A usage error of command CMD (cli_usage_error's line), exit status 2. */
+__attribute__ ((format (printf, 3, 4))) int
+cli_err_usage (struct cli_err *e, const char *cmd, const char *fmt, ...);
+/* A bad option value: the plain "CONTEXT: message" line (CONTEXT names
+ * the option, "--chain"), but exit status 2. */
+__attribute__ ((format (printf, 3, 4))) int
+cli_err_arg (struct cli_err *e, const char *context, const char *fmt, ...);
+/* The last pbsproto error, as cli_pbs_error prints it.  Returns -1. */
+int cli_err_pbs (struct cli_err *e, const char *context);
+/* getopt_long's bad option, as cli_getopt_error prints it.  Returns -1. */
+struct option;
+int cli_err_getopt (struct cli_err *e, const char *cmd, int opt, char **argv,
+                    const struct option *longopts);
+/* An error printed already by a module that does not return its errors
+ * yet (tar-index.c, import-archive.c, import-run.c): E carries only
+ * STATUS, and cli_err_print prints nothing.  Returns -1. */
+int cli_err_printed (struct cli_err *e, int status);
+/* No message (yet): cli_err_print prints nothing and returns 1. */
+void cli_err_clear (struct cli_err *e);
+/* Print E in the current mode; returns its exit status (1 or 2). */
 int cli_err_print (const struct cli_err *e);
+/* One "qcow2pbs: CONTEXT: message" line on stderr that is no error (what
+ * a command left out, e.g.), escaped as cli_error's. */
+__attribute__ ((format (printf, 2, 3))) void cli_note (const char *context,
+                                                       const char *fmt, ...);
+/* One "CMD: message" line on stderr: what command CMD tells while it
+ * runs ("push: waiting for the next second"), escaped as cli_error's. */
+__attribute__ ((format (printf, 2, 3))) void cli_cmd_note (const char *cmd,
+                                                           const char *fmt,
+                                                           ...);
+/* One "qcow2pbs: warning: ..." line on stderr, control characters shown
+ * as '?': the one way a helper's warning (not an error) is printed. */
+__attribute__ ((format (printf, 1, 2))) void cli_warning (const char *fmt,
+                                                          ...);
 /* The last qcowlib error into E: its message names the file already
  * ("top.qcow2: L2 entry ..."), so it becomes the whole line (empty ctx)
  * and CONTEXT is only for a message that names none, as in
@@ -50,10 +90,8 @@ int cli_error_line (const char *line);
  * object on stderr instead of a text line (cli-errors.c). */
 void cli_set_json_errors (bool on);
 bool cli_json_errors (void);
-/* cli_error (CONTEXT, pbs_errmsg ()), without repeating CONTEXT when the
- * library's message already starts with it (the local datastore's
- * messages name their path; key files' never do: give their path as
- * CONTEXT to cli_error).  Returns 1. */
+/* cli_error (CONTEXT, pbs_errmsg ()): CONTEXT is the name the failed call
+ * was given (pbsproto's messages never start with it).  Returns 1. */
 int cli_pbs_error (const char *context);
 /* Untrusted text (names from a manifest or a server, paths from an image)
  * for text output: control characters as \xNN / \u00NN, '\\' doubled
@@ -98,35 +136,39 @@ bool cli_quiet (void);
   "                            one line every 10 s and at the end\n"
 
 /* --chain a,b,c: split into a malloc'd NULL-terminated array (oldest
- * first) stored in opts->chain/chain_len.  Returns 0 or -1 (message
- * printed).  Free with cli_free_chain. */
-int cli_parse_chain (const char *arg, struct qcow_open_opts *opts);
+ * first) stored in opts->chain/chain_len.  Returns 0 or -1 (ERR, exit
+ * status 2).  Free with cli_free_chain. */
+int cli_parse_chain (const char *arg, struct qcow_open_opts *opts,
+                     struct cli_err *err);
 void cli_free_chain (struct qcow_open_opts *opts);
 /* With --chain, an IMAGE given too must be the top of that chain (the same
  * file): else the chain would be read and IMAGE silently dropped.  Returns
- * 0, or the exit status after printing a message (2: not the top, 1: IMAGE
- * cannot be looked at). */
+ * 0, or -1 with ERR (exit status 2: not the top, 1: IMAGE cannot be
+ * looked at). */
 int cli_check_chain_top (const char *cmd, const char *image,
-                         const struct qcow_open_opts *opts);
-/* Open IMAGE (or the --chain) and print "qcow2pbs: FILE: error" on
+                         const struct qcow_open_opts *opts,
+                         struct cli_err *err);
+/* Open IMAGE (or the --chain); NULL with "FILE: error" in ERR on
  * failure. */
 struct qcow_chain *cli_open_chain (const char *image,
-                                   const struct qcow_open_opts *opts);
+                                   const struct qcow_open_opts *opts,
+                                   struct cli_err *err);
 
 /* cli-chain-names.c: what qmpbackup's file names (FULL-, INC-, DIFF-,
  * COPY-<unixtime>-DISK) say about layers that have no backing name.
  * cli_check_chain_names refuses a full backup above other layers, layers
  * out of time order or of another disk, and an INC above a layer when
- * its folder holds a FULL/INC of that disk made between them (returns 1
- * after printing; 0 when fine; run by
- * cli_open_chain).  cli_warn_lone_incremental prints one warning line when
+ * its folder holds a FULL/INC of that disk made between them (returns -1
+ * with ERR; 0 when fine; run by cli_open_chain).
+ * cli_warn_lone_incremental prints one warning line (cli_warning) when
  * the chain's base looks like an incremental by its name (qmpbackup's, or
  * a word like "incr"): a disk of changes only. */
-int cli_check_chain_names (struct qcow_chain *c);
+int cli_check_chain_names (struct qcow_chain *c, struct cli_err *err);
 void cli_warn_lone_incremental (struct qcow_chain *c);
 
-/* Print the calling thread's last qcowlib error as "qcow2pbs: FILE: msg"
- * (CONTEXT stands in when the message names no file).  Returns 1. */
+/* (cli-errors.c) Print the calling thread's last qcowlib error as
+ * "qcow2pbs: FILE: msg" (CONTEXT stands in when the message names no
+ * file).  Returns 1. */
 int cli_qcow_error (const char *context);
 
 /* "text" or "json" -> false/true; anything else is a usage error (-1).
@@ -137,7 +179,7 @@ int cli_parse_output_format (const char *s, bool *json);
  * <getopt.h>): --chain, --allow-absolute-data-file, --probe-backing-format,
  * --force-share (-U).
  * Hand their codes to cli_image_option, which fills OPTS; it returns 0, or
- * -1 after printing a message (a usage error: exit 2). */
+ * -1 with ERR (a usage error: exit status 2). */
 enum {
   CLI_OPT_CHAIN = 0x100,
   CLI_OPT_ALLOW_ABSOLUTE_DATA_FILE,
@@ -172,7 +214,8 @@ enum {
   "                            inconsistent); without it they are refused\n"   \
   "  --allow-backing-dir DIR   also follow backing files in DIR (repeatable;\n" \
   "                            default: only the top image's directory)\n"
-int cli_image_option (int opt, const char *arg, struct qcow_open_opts *opts);
+int cli_image_option (int opt, const char *arg, struct qcow_open_opts *opts,
+                      struct cli_err *err);
 
 /* --output-format text|json, for cli_parse_image_args. */
 #define CLI_OUTPUT_FORMAT_OPTION                                              \
@@ -189,13 +232,15 @@ struct cli_image_args {
   const char *usage;    /* printed by --help */
   const char *arg_name; /* "OUT.raw": one argument after IMAGE; NULL: none */
   /* Called for each option numbered from CLI_OPT_FIRST_FREE; returns 0,
-   * or the exit status after printing a message (cli_usage_error's 2).
-   * NULL when the command has no options of its own. */
-  int (*option) (void *opaque, int opt, const char *arg);
+   * or -1 with ERR (e.g. cli_err_usage).  NULL when the command has no
+   * options of its own. */
+  int (*option) (void *opaque, int opt, const char *arg,
+                 struct cli_err *err);
   void *opaque;
 
   /* Filled by cli_parse_image_args. */
   int status;                 /* exit status when it returned -1 */
+  struct cli_err err;         /* why, when STATUS is not 0 */
   struct qcow_open_opts opts; /* the caller frees it with cli_free_chain */
   bool json;                  /* --output-format json */
   const char *image;          /* IMAGE (borrowed from argv), NULL: --chain */
@@ -204,8 +249,9 @@ struct cli_image_args {
                                  errors about the chain */
 };
 /* Parse ARGV (argv[0] = command name) with LONGOPTS.  Returns 0, or -1
- * when the command ends here with A->status: 0 after --help, 2 after a
- * usage error (printed).  A->opts is freed already when it returns -1. */
+ * when the command ends here with A->status: 0 after --help, else the
+ * status of A->err (not printed: the command prints it with
+ * cli_err_print).  A->opts is freed already when it returns -1. */
 int cli_parse_image_args (struct cli_image_args *a, int argc, char **argv,
                           const struct option *longopts);
 
@@ -275,19 +321,21 @@ const char *out_file_error (const struct out_file *f);
 /* Open the repository SPEC (or $PBS_REPOSITORY when SPEC is NULL).  For a
  * server: the password or token secret from PBS_PASSWORD, PBS_PASSWORD_FD,
  * PBS_PASSWORD_FILE or a TTY prompt; FINGERPRINT (or PBS_FINGERPRINT) pins
- * the certificate.  Prints "qcow2pbs: REPO: error" and returns NULL on
- * failure. */
+ * the certificate.  NULL with "REPO: error" in ERR on failure. */
 struct pbs_repo;
-struct pbs_repo *cli_open_repo (const char *spec, const char *fingerprint);
+struct pbs_repo *cli_open_repo (const char *spec, const char *fingerprint,
+                                struct cli_err *err);
 /* The same; CREATE: a local datastore is made if missing (a real push
  * only: the other commands refuse "PATH: no datastore here"). */
 struct pbs_repo *cli_open_repo_create (const char *spec,
-                                       const char *fingerprint, bool create);
+                                       const char *fingerprint, bool create,
+                                       struct cli_err *err);
 /* The same with the server's SECRET already read (NULL: read it as
  * above). */
 struct pbs_repo *cli_open_repo_with (const char *spec,
                                      const char *fingerprint,
-                                     const char *secret, bool create);
+                                     const char *secret, bool create,
+                                     struct cli_err *err);
 /* Close R; with QCOW2PBS_STATS=1 first print "bytes_sent=N" (what went
  * to the server) on stderr. */
 void cli_close_repo (struct pbs_repo *r);
@@ -312,10 +360,11 @@ void cli_protect_secrets (void);
  * in proxmox-backup-client.  Else, if stdin is a terminal, PROMPT on
  * /dev/tty with echo off.  E.g. PREFIX "PBS_ENCRYPTION_PASSWORD" or
  * "PBS_PASSWORD".  Returns a malloc'd string the caller wipes
- * (explicit_bzero) and frees, or NULL after printing one
- * "qcow2pbs: PREFIX: ..." line. */
-char *cli_read_secret (const char *env_prefix, const char *prompt);
+ * (explicit_bzero) and frees, or NULL with "PREFIX: ..." in ERR. */
+char *cli_read_secret (const char *env_prefix, const char *prompt,
+                       struct cli_err *err);
 /* The same for a new password: a terminal asks twice (key create). */
-char *cli_read_new_secret (const char *env_prefix, const char *prompt);
+char *cli_read_new_secret (const char *env_prefix, const char *prompt,
+                           struct cli_err *err);
 
 #endif

@@ -60,7 +60,8 @@ on_range (void *opaque, const struct qcow_extent *e)
 enum { OPT_LAYER = CLI_OPT_FIRST_FREE };
 
 static int
-bitmap_option (void *opaque, int opt, const char *arg)
+bitmap_option (void *opaque, int opt, const char *arg,
+               struct cli_err *err)
 {
   unsigned long long *layer = opaque;
   char *end;
@@ -69,7 +70,7 @@ bitmap_option (void *opaque, int opt, const char *arg)
   errno = 0;
   *layer = strtoull (arg, &end, 10);
   if (errno || end == arg || *end || *arg == '-')
-    return cli_usage_error ("bitmap", "bad layer number '%s'", arg);
+    return cli_err_usage (err, "bitmap", "bad layer number '%s'", arg);
   return 0;
 }
 
@@ -94,13 +95,15 @@ cmd_bitmap (int argc, char **argv)
   int ret = 1;
 
   if (cli_parse_image_args (&a, argc, argv, longopts) == -1)
-    return a.status;
+    return a.status ? cli_err_print (&a.err) : 0;
   s.json = a.json;
   context = a.context;
 
-  c = cli_open_chain (a.image, &a.opts);
-  if (!c)
+  c = cli_open_chain (a.image, &a.opts, &a.err);
+  if (!c) {
+    cli_err_print (&a.err);
     goto out;
+  }
   if (layer >= qcow_depth (c)) {
     ret = cli_error (context, "no layer %llu: the chain has %zu layer%s",
                      layer, qcow_depth (c), qcow_depth (c) == 1 ? "" : "s");

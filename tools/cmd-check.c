@@ -492,13 +492,15 @@ compare_images (struct check *ck, struct snap_check *s, char **images,
   struct pbs_reader *rd;
   struct pbs_manifest *m;
   struct qcow_open_opts oo = { 0 };
+  struct cli_err err;
   int i, r, differ = 0, saved = -1;
 
   rd = pbs_reader_start (ck->repo, ck->ns, s->type, s->id, s->time);
   if (!rd)
     return cli_pbs_error (s->name), -1;
-  m = push_read_manifest (rd, ck->key, true, s->name);
+  m = push_fetch_manifest (rd, ck->key, true, s->name, &err);
   if (!m) {
+    cli_err_print (&err);
     pbs_reader_free (rd);
     return -1;
   }
@@ -517,7 +519,9 @@ compare_images (struct check *ck, struct snap_check *s, char **images,
   for (i = 0; i < nimages && differ != -1; i++) {
     char *name = NULL;
     const char *image;
-    if (push_parse_image_arg (images[i], (size_t) i, &name, &image) == -1) {
+    if (push_parse_image_arg (images[i], (size_t) i, &name, &image, &err)
+        == -1) {
+      cli_err_print (&err);
       differ = -1;
       break;
     }
@@ -726,6 +730,7 @@ cmd_check (int argc, char **argv)
   struct pbs_snapshot *list = NULL;
   size_t nlist = 0, i;
   bool json = false, failed = false, repair = false;
+  struct cli_err err;
   int opt, nargs, nsnaps, ret = 2;
   long cpus = sysconf (_SC_NPROCESSORS_ONLN);
 
@@ -776,12 +781,16 @@ cmd_check (int argc, char **argv)
                             argv[optind + nsnaps]);
   if (refuse_missing_store (repo_spec) == -1)
     return 2;
-  if (keyfile && !(key = push_load_key (keyfile)))
+  if (keyfile && !(key = push_load_key (keyfile, &err))) {
+    cli_err_print (&err);
     return 2;
+  }
   ck.key = key;
-  ck.repo = cli_open_repo (repo_spec, fingerprint);
-  if (!ck.repo)
+  ck.repo = cli_open_repo (repo_spec, fingerprint, &err);
+  if (!ck.repo) {
+    cli_err_print (&err);
     goto out;
+  }
   if (repair && !pbs_repo_is_local (ck.repo)) {
     ret = cli_usage_error ("check", "--repair needs direct access to the "
                            "datastore (a local path); on a server, run "
@@ -822,9 +831,11 @@ cmd_check (int argc, char **argv)
     for (i = 0; i < (size_t) nsnaps; i++) {
       struct snap_check *s = &ck.snap[ck.nsnap];
       if (push_parse_snapshot (argv[optind + (int) i], &s->type, &s->id,
-                               &s->time)
-          == -1)
+                               &s->time, &err)
+          == -1) {
+        cli_err_print (&err);
         goto out;
+      }
       ck.nsnap++;
       s->name = push_snapshot_name (s->type, s->id, s->time);
       if (!s->name)

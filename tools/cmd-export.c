@@ -269,11 +269,13 @@ print_report (struct qcow_chain *c, const char *out_path, uint64_t size,
 enum { OPT_NO_SYNC = CLI_OPT_FIRST_FREE, OPT_FORCE, OPT_DISCARD };
 
 static int
-export_option (void *opaque, int opt, const char *arg)
+export_option (void *opaque, int opt, const char *arg,
+               struct cli_err *err)
 {
   struct out_file_opts *oo = opaque;
 
   (void) arg;
+  (void) err;
   if (opt == OPT_NO_SYNC)
     oo->no_sync = true;
   else if (opt == OPT_FORCE)
@@ -308,7 +310,7 @@ cmd_export (int argc, char **argv)
   size_t i;
 
   if (cli_parse_image_args (&a, argc, argv, longopts) == -1)
-    return a.status;
+    return a.status ? cli_err_print (&a.err) : 0;
   out_path = a.arg;
   if (a.json && strcmp (out_path, "-") == 0) {
     cli_free_chain (&a.opts);
@@ -324,9 +326,11 @@ cmd_export (int argc, char **argv)
   }
   sync_ok = true;
   /* Open the chain first: a bad image must not leave even a temporary. */
-  x.c = cli_open_chain (a.image, &a.opts);
-  if (!x.c)
+  x.c = cli_open_chain (a.image, &a.opts, &a.err);
+  if (!x.c) {
+    cli_err_print (&a.err);
     goto out;
+  }
   cli_warn_lone_incremental (x.c);
   for (i = 0; i < NSLOTS; i++) {
     x.buf[i] = malloc (PIECE_MAX);

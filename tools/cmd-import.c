@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "import-run.h"
+#include "import-stream.h"
 #include "push.h"
 #include "pve-push.h"
 #include "tar-index.h"
@@ -109,10 +110,11 @@ usage (void)
       "  --include-raw      take raw FULL files (raw disks) too\n"
       "  --allow-missing-disks  push a point that lacks a disk whose chain\n"
       "                     began earlier (default: skip it as incomplete)\n"
-      "  --tmpdir DIR       where an archive's members are unpacked, sparse,\n"
-      "                     for the import (default $TMPDIR, else /var/tmp);\n"
-      "                     removed afterwards; the plan says how much room\n"
-      "                     it needs and a shortage stops before any work\n"
+      "  --tmpdir DIR       where a compressed archive's members are put,\n"
+      "                     sparse, one group at a time as they stream in\n"
+      "                     (default $TMPDIR, else /var/tmp); removed\n"
+      "                     afterwards; the plan says how much room it\n"
+      "                     needs and a shortage stops before any work\n"
       CLI_REPO_OPTIONS_HELP
       PVE_PUSH_OPTIONS_HELP
       "  -h, --help         this help\n");
@@ -277,45 +279,33 @@ remove_tree (const char *dir)
   nftw (dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* Unpack archive SOURCE into a new folder below TMPDIR (appended to
- * DIRS): only what a plan needs for a dry run, else everything, after
- * checking that TMPDIR has room.  0, or -1 after printing an error. */
+/* Plan archive SOURCE as stream S (a new folder below TMPDIR holds its
+ * skeleton, then, while it runs, the members of the groups in progress)
+ * and scan its groups, marked as S's.  0, or -1 (E). */
 static int
-unpack_source (const char *source, const char *tmpdir, bool dry,
-               char **dirs, size_t *ndirs, uint64_t *temp_bytes)
+plan_stream (const char *source, const char *tmpdir, struct import_stream *s,
+             size_t id, const struct import_opts *o, struct import_group **g,
+             size_t *ng, struct cli_err *e)
 {
-  struct statvfs vfs;
-  uint64_t need = 0, room;
-  char *dir = NULL;
+  size_t before = *ng;
 
-  if (*ndirs == 64)
-    return cli_error (source, "more than 64 archives in one import"), -1;
-  if (asprintf (&dir, "%s/qcow2pbs-import.XXXXXX", tmpdir) == -1)
-    return cli_error (source, "out of memory"), -1;
-  if (!mkdtemp (dir)) {
-    cli_error (tmpdir, "cannot make a temporary folder: %s (--tmpdir)",
-               strerror (errno));
-    free (dir);
-    return -1;
+  memset (s, 0, sizeof *s);
+  s->archive = source;
+  s->id = id;
+  if (asprintf (&s->dir, "%s/qcow2pbs-import.XXXXXX", tmpdir) == -1) {
+    s->dir = NULL;
+    return cli_err_set (e, source, "out of memory");
   }
-  dirs[(*ndirs)++] = dir;
-  if (import_archive_unpack (source, dir, true, &need, NULL) == -1)
+  if (!mkdtemp (s->dir))
+    return cli_err_set (e, tmpdir, "cannot make a temporary folder: %s "
+                        "(--tmpdir)", strerror (errno));
+  if (import_archive_skeleton (source, s->dir, &s->ms, e) == -1)
     return -1;
-  *temp_bytes += need;
-  if (dry)
-    return 0;
-  if (statvfs (tmpdir, &vfs) == 0) {
-    room = (uint64_t) vfs.f_bavail * vfs.f_frsize;
-    if (room < need) {
-      char a[32], b[32];
-      human (need, a, sizeof a);
-      human (room, b, sizeof b);
-      return cli_error (source, "needs %s of temporary space to unpack, "
-                        "%s has %s free: give --tmpdir DIR with room", a,
-                        tmpdir, b), -1;
-    }
-  }
-  return import_archive_unpack (source, dir, false, NULL, NULL);
+  if (import_scan (s->dir, source, o, g, ng, e) == -1)
+    return -1;
+  for (size_t i = before; i < *ng; i++)
+    (*g)[i].stream = id;
+  return 0;
 }
 
 static int
@@ -348,11 +338,13 @@ cmd_import (int argc, char **argv)
   char *owned[16];
   size_t nowned = 0;
   const char *tmpdir = getenv ("TMPDIR");
-  char *unpacked[64];
-  size_t nunpacked = 0;
+  struct import_stream streams[64];
+  size_t nstreams = 0;
   struct tar_index tix[64];
   size_t ntix = 0;
-  uint64_t temp_bytes = 0;
+  uint64_t temp_bytes = 0, skeleton_bytes = 0, stream_peak = 0;
+  struct cli_err err = { .status = 0 };
+  struct import_runner runner = { 0 };
   size_t ng = 0, i, j, npass = 0, nren = 0;
   size_t counts[5] = { 0 };
   unsigned shard_k = 0, shard_n = 0;
@@ -426,8 +418,8 @@ cmd_import (int argc, char **argv)
         for (i = 0; longopts[i].name; i++)
           if (longopts[i].val == opt)
             break;
-        if (pve_push_option (&pve, opt, optarg) != 0)
-          { ret = 2; goto out; }
+        if (pve_push_option (&pve, opt, optarg, &err) != 0)
+          { ret = cli_err_print (&err); goto out; }
         if (opt == PVE_OPT_CONFIG)
           x.pve_config = true;
         {
@@ -484,7 +476,7 @@ cmd_import (int argc, char **argv)
       }
       /* An uncompressed tar of plain members is read in place: no
        * temporary copy.  Compressed ones and GNU sparse members are
-       * unpacked. */
+       * streamed. */
       struct tar_index *ix = &tix[ntix];
       if (ntix == sizeof tix / sizeof tix[0]) {
         cli_error (argv[i], "more than 64 archives in one import");
@@ -494,18 +486,31 @@ cmd_import (int argc, char **argv)
         goto out;
       ntix++;
       if (!ix->compressed && !ix->any_sparse) {
-        if (import_scan_archive (argv[i], ix, &o, &g, &ng) == -1)
+        if (import_scan_archive (argv[i], ix, &o, &g, &ng, &err) == -1) {
+          cli_err_print (&err);
           goto out;
+        }
         continue;
       }
-      if (unpack_source (argv[i], tmpdir, rep.dry, unpacked, &nunpacked,
-                         &temp_bytes) == -1
-          || import_scan (unpacked[nunpacked - 1], argv[i], &o, &g, &ng)
-                 == -1)
+      /* Read as a stream: a skeleton now for the plan, the data once
+       * while the groups run (import-stream.c). */
+      tar_index_free (&tix[--ntix]);
+      if (nstreams == sizeof streams / sizeof streams[0]) {
+        cli_error (argv[i], "more than 64 archives in one import");
         goto out;
+      }
+      nstreams++;
+      if (plan_stream (argv[i], tmpdir, &streams[nstreams - 1], nstreams,
+                       &o, &g, &ng, &err) == -1) {
+        if (err.msg[0])
+          cli_err_print (&err);
+        goto out;
+      }
     }
-    else if (import_scan (argv[i], argv[i], &o, &g, &ng) == -1)
+    else if (import_scan (argv[i], argv[i], &o, &g, &ng, &err) == -1) {
+      cli_err_print (&err);
       goto out;
+    }
   }
   /* --shard: keep the groups of this shard. */
   if (shard_n) {
@@ -563,15 +568,19 @@ cmd_import (int argc, char **argv)
       && (!rep.dry || !strchr (x.repo_spec, '/')
           || access (x.repo_spec, F_OK) == 0)) {
     if (!strchr (x.repo_spec, '/')) {
-      x.secret = cli_read_secret ("PBS_PASSWORD", "Password: ");
-      if (!x.secret)
+      x.secret = cli_read_secret ("PBS_PASSWORD", "Password: ", &err);
+      if (!x.secret) {
+        cli_err_print (&err);
         goto out;
+      }
     }
     /* A real import makes a missing local datastore, as push does. */
     x.repo = cli_open_repo_with (x.repo_spec, fingerprint, x.secret,
-                                 !rep.dry);
-    if (!x.repo)
+                                 !rep.dry, &err);
+    if (!x.repo) {
+      cli_err_print (&err);
       goto out;
+    }
   }
   else if (!rep.dry) {
     cli_error ("repository", "no repository given (--repository or "
@@ -590,8 +599,9 @@ cmd_import (int argc, char **argv)
     }
     if (kdf && strcmp (kdf, "none") != 0) {
       x.key_secret = cli_read_secret ("PBS_ENCRYPTION_PASSWORD",
-                                      "Encryption key password: ");
+                                      "Encryption key password: ", &err);
       if (!x.key_secret) {
+        cli_err_print (&err);
         json_decref (k);
         goto out;
       }
@@ -611,15 +621,61 @@ cmd_import (int argc, char **argv)
   x.dry_run = rep.dry;
   x.on_point = rep.dry ? NULL : on_point;
 
-  if (rep.dry) {
-    for (i = 0; i < ng; i++)
-      if (x.repo && import_judge (&x, &g[i]) == -1) {
-        cli_pbs_error (x.repo_spec);
-        goto out;
-      }
+  /* Points the group holds already or cannot take need no member of a
+   * streamed archive: settle them before planning its temporary space.
+   * (Other groups are judged again just before each push.) */
+  for (i = 0; i < ng; i++)
+    if (x.repo && (rep.dry || g[i].stream)
+        && import_judge (&x, &g[i], &err) == -1) {
+      cli_err_print (&err);
+      goto out;
+    }
+  for (i = 0; i < nstreams; i++) {
+    if (import_stream_plan (&streams[i], g, ng, x.jobs, &err) == -1) {
+      cli_err_print (&err);
+      goto out;
+    }
+    skeleton_bytes += streams[i].ms.skeleton_bytes;
+    if (streams[i].peak > stream_peak)
+      stream_peak = streams[i].peak;
   }
-  else {
-    import_run (&x, g, ng);
+  /* The skeletons stay until the end; one archive streams at a time. */
+  temp_bytes = skeleton_bytes + stream_peak;
+  if (!rep.dry && nstreams) {
+    struct statvfs vfs;
+    if (statvfs (tmpdir, &vfs) == 0
+        && (uint64_t) vfs.f_bavail * vfs.f_frsize < stream_peak) {
+      char a[32], b[32];
+      human (stream_peak, a, sizeof a);
+      human ((uint64_t) vfs.f_bavail * vfs.f_frsize, b, sizeof b);
+      cli_error (tmpdir, "the archive%s need%s %s more of temporary space "
+                 "at once while streaming, but it has %s free: give "
+                 "--tmpdir DIR with room%s",
+                 nstreams > 1 ? "s" : "", nstreams > 1 ? "" : "s", a, b,
+                 x.jobs > 1 ? " (or fewer --jobs: each takes a group's room)"
+                            : "");
+      goto out;
+    }
+  }
+
+  if (!rep.dry) {
+    /* Folders and tars read in place first, then each streamed archive,
+     * its groups started as their members arrive. */
+    if (import_runner_init (&x, &runner, &err) == -1) {
+      cli_err_print (&err);
+      goto out;
+    }
+    x.on_group_done = import_stream_group_done;
+    for (i = 0; i < ng && !x.interrupted; i++)
+      if (!g[i].stream && import_runner_add (&x, &runner, &g[i]) == -1)
+        break;
+    for (i = 0; i < nstreams && !x.interrupted && !cli_interrupted (); i++)
+      if (import_stream_run (&streams[i], &x, &runner, &err) == -1
+          && !x.interrupted && !cli_interrupted ())
+        cli_err_print (&err); /* its groups' points failed with it */
+    if (import_runner_wait (&x, &runner) == -1)
+      cli_error ("import", "waiting for a push: %s", strerror (errno));
+    import_runner_free (&runner);
     for (i = 0; i < ng; i++)
       for (j = 0; j < g[i].np; j++)
         if (g[i].p[j].status == IMPORT_TODO) {
@@ -653,8 +709,9 @@ cmd_import (int argc, char **argv)
     }
   }
   if (rep.json) {
-    json_t *o2 = json_pack ("{s:b, s:o}", "dry_run", rep.dry, "points",
-                            rep.points);
+    json_t *o2 = json_pack ("{s:b, s:I, s:o}", "dry_run", rep.dry,
+                            "temporary-bytes", (json_int_t) temp_bytes,
+                            "points", rep.points);
     char *s = o2 ? json_dumps (o2, JSON_INDENT (2) | JSON_PRESERVE_ORDER)
                  : NULL;
     if (s)
@@ -665,6 +722,14 @@ cmd_import (int argc, char **argv)
   }
   else if (rep.dry) {
     char tb[32];
+    for (i = 0; i < nstreams; i++) {
+      char pk[32], sk[32];
+      human (streams[i].ms.skeleton_bytes, sk, sizeof sk);
+      human (streams[i].peak, pk, sizeof pk);
+      printf ("archive %s: read twice as a stream (the plan: %s of "
+              "skeleton; the data: at most %s at once with --jobs %zu)\n",
+              streams[i].archive, sk, pk, x.jobs);
+    }
     human (temp_bytes, tb, sizeof tb);
     printf ("import: %zu points: %zu to push, %zu present, %zu skipped, %zu "
             "failed; %s of temporary space in %s\n", x.total_points,
@@ -682,6 +747,10 @@ cmd_import (int argc, char **argv)
   else
     ret = counts[IMPORT_FAILED] ? 1 : 0;
 out:
+  /* Stopped by Ctrl-C before the pushes (while planning): 128+signal,
+   * as when the pushes are stopped. */
+  if (ret == 1 && cli_interrupted ())
+    ret = 128 + cli_interrupted ();
   import_groups_free (g, ng);
   pbs_repo_close (x.repo);
   if (x.secret) {
@@ -698,9 +767,10 @@ out:
   pve_push_free (&pve);
   for (i = 0; i < nowned; i++)
     free (owned[i]);
-  for (i = 0; i < nunpacked; i++) {
-    remove_tree (unpacked[i]);
-    free (unpacked[i]);
+  for (i = 0; i < nstreams; i++) {
+    if (streams[i].dir)
+      remove_tree (streams[i].dir);
+    import_stream_free (&streams[i]);
   }
   for (i = 0; i < ntix; i++)
     tar_index_free (&tix[i]);

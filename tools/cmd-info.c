@@ -258,11 +258,13 @@ cmd_info (int argc, char **argv)
   size_t d, n;
 
   if (cli_parse_image_args (&a, argc, argv, longopts) == -1)
-    return a.status;
+    return a.status ? cli_err_print (&a.err) : 0;
 
-  c = cli_open_chain (a.image, &a.opts);
-  if (!c)
+  c = cli_open_chain (a.image, &a.opts, &a.err);
+  if (!c) {
+    cli_err_print (&a.err);
     goto out;
+  }
   n = qcow_depth (c);
   if (a.json) {
     root = json_object ();

@@ -86,10 +86,11 @@ key_create (int argc, char **argv)
     return cli_usage_error ("key create", "expected one FILE");
   file = argv[optind];
   if (strcmp (kdf, "none") != 0) {
+    struct cli_err err;
     password = cli_read_new_secret ("PBS_ENCRYPTION_PASSWORD",
-                                    "Encryption Key Password: ");
+                                    "Encryption Key Password: ", &err);
     if (!password)
-      return 1;
+      return cli_err_print (&err);
   }
   r = pbs_key_create_hint (file, kdf, password, hint);
   if (password) {

@@ -121,12 +121,12 @@ struct map_range {
 };
 
 static int
-map_option (void *opaque, int opt, const char *arg)
+map_option (void *opaque, int opt, const char *arg, struct cli_err *err)
 {
   struct map_range *r = opaque;
 
   if (parse_u64 (arg, opt == OPT_START ? &r->start : &r->length) == -1)
-    return cli_usage_error ("map", "bad number '%s'", arg);
+    return cli_err_usage (err, "map", "bad number '%s'", arg);
   return 0;
 }
 
@@ -150,12 +150,14 @@ cmd_map (int argc, char **argv)
   int ret = 1;
 
   if (cli_parse_image_args (&a, argc, argv, longopts) == -1)
-    return a.status;
+    return a.status ? cli_err_print (&a.err) : 0;
   s.json = a.json;
 
-  c = cli_open_chain (a.image, &a.opts);
-  if (!c)
+  c = cli_open_chain (a.image, &a.opts, &a.err);
+  if (!c) {
+    cli_err_print (&a.err);
     goto out;
+  }
   size = qcow_virtual_size (c);
   if (r.start > size)
     r.start = size;

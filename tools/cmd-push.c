@@ -57,13 +57,17 @@ attempt (struct push *p)
   uint64_t total = 0;
   char why[512];
   bool base_failed = false;
+  struct cli_err err;
   int ret = -1;
 
   if (cli_interrupted ()) /* during the backoff before a retry */
     return push_fail (p, "push", "interrupted");
-  p->repo = cli_open_repo_create (p->repo_spec, p->fingerprint, !p->dry_run);
-  if (!p->repo)
+  p->repo = cli_open_repo_create (p->repo_spec, p->fingerprint, !p->dry_run,
+                                  &err);
+  if (!p->repo) {
+    cli_err_print (&err);
     return push_failed_printed (p);
+  }
   p->known = digest_set_new ();
   if (!p->known)
     return push_fail (p, "push", "out of memory");
@@ -189,12 +193,12 @@ open_archives (struct push *p, struct qcow_open_opts *oo)
     if (a->oo) { /* --disk: its own chain, the command's open flags */
       struct qcow_open_opts mine = *a->oo;
       mine.flags |= oo->flags;
-      a->chain = cli_open_chain (NULL, &mine);
+      a->chain = cli_open_chain (NULL, &mine, &err);
     }
     else
-      a->chain = cli_open_chain (oo->chain_len ? NULL : a->image, oo);
+      a->chain = cli_open_chain (oo->chain_len ? NULL : a->image, oo, &err);
     if (!a->chain)
-      return -1;
+      return cli_err_print (&err), -1;
     cli_warn_lone_incremental (a->chain);
     a->size = qcow_virtual_size (a->chain);
     if (a->size == 0)
@@ -236,16 +240,18 @@ cmd_push (int argc, char **argv)
     push_disks_free (args.disks, args.ndisks);
     tar_index_free (&args.tix);
     cli_free_chain (&args.oo);
-    return st;
+    return st ? cli_err_print (&args.err) : 0;
   }
-  if ((st = push_name_archives (&p, &args, argc, argv)) != 0) {
-    ret = st;
+  if (push_name_archives (&p, &args, argc, argv) != 0) {
+    ret = cli_err_print (&args.err);
     goto out;
   }
   if (args.keyfile) {
-    p.key = push_load_key (args.keyfile);
-    if (!p.key)
+    p.key = push_load_key (args.keyfile, &args.err);
+    if (!p.key) {
+      cli_err_print (&args.err);
       goto out;
+    }
     p.key_fp = push_key_fingerprint (p.key);
   }
   pbs_zero_chunk_digest (p.key, p.zero_digest);
@@ -262,10 +268,10 @@ cmd_push (int argc, char **argv)
       pd[i].size = p.a[i].size;
       pd[i].format = pve_push_disk_format (&p.pve, p.a[i].name);
     }
-    st = pve_push_prepare (&p.pve, p.type, p.id, pd, p.na);
+    st = pve_push_prepare (&p.pve, p.type, p.id, pd, p.na, &args.err);
     free (pd);
     if (st != 0) {
-      ret = st;
+      ret = cli_err_print (&args.err);
       goto out;
     }
   }
@@ -312,8 +318,12 @@ cmd_push (int argc, char **argv)
   pbs_backup_free (p.b);
   p.b = NULL;
   if (!p.dry_run && !p.skipped
-      && pve_push_protect (&p.pve, p.repo, p.ns, p.type, p.id, p.time) != 0)
+      && pve_push_protect (&p.pve, p.repo, p.ns, p.type, p.id, p.time,
+                           &args.err)
+             != 0) {
+    cli_err_print (&args.err);
     goto out;
+  }
   push_print_result (&p);
   ret = 0;
 out:

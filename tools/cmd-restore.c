@@ -174,9 +174,11 @@ restore (struct pbs_reader *rd, const struct pbs_key *key,
     cli_error (snap, "missing key - %s is encrypted", archive);
     goto out;
   }
-  idx = push_fetch_index (rd, NULL, m, archive, snap);
-  if (!idx)
+  idx = push_fetch_index (rd, NULL, m, archive, snap, &err);
+  if (!idx) {
+    cli_err_print (&err);
     goto out;
+  }
   /* Encrypted chunks are digested with the id_key, plain ones without. */
   po.key = encrypted ? key : NULL;
   pbs_zero_chunk_digest (po.key, zero_digest);
@@ -268,6 +270,7 @@ cmd_restore (int argc, char **argv)
   char *archive = NULL;
   struct snapshot_source src = { 0 };
   struct restore_args ra = { .oo = { .cmd = "restore" } };
+  struct cli_err err;
   int opt, ret = 1;
 
   optind = 1;
@@ -304,8 +307,10 @@ cmd_restore (int argc, char **argv)
     goto out;
   }
   if (snapshot_source_open (&src, argv[optind], repo_spec, fingerprint, ns,
-                            keyfile) == -1)
+                            keyfile, &err) == -1) {
+    cli_err_print (&err);
     goto out;
+  }
   /* A blob archive (qemu-server.conf, fw.conf), else a disk. */
   ret = restore_blob (src.rd, src.key, argv[optind], argv[optind + 1],
                       argv[optind + 2], ra.oo.force);

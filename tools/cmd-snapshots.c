@@ -127,6 +127,7 @@ cmd_snapshots (int argc, char **argv)
   const char *repo_spec = NULL, *ns = "";
   bool json = false;
   struct pbs_repo *repo;
+  struct cli_err err;
   struct pbs_snapshot *s = NULL;
   size_t n = 0;
   int opt;
@@ -152,9 +153,9 @@ cmd_snapshots (int argc, char **argv)
                             argv[optind]);
   if (!pbs_valid_ns (ns))
     return cli_usage_error ("snapshots", "invalid namespace '%s'", ns);
-  repo = cli_open_repo (repo_spec, fingerprint);
+  repo = cli_open_repo (repo_spec, fingerprint, &err);
   if (!repo)
-    return 1;
+    return cli_err_print (&err);
   if (pbs_repo_snapshots (repo, ns, NULL, NULL, &s, &n) == -1) {
     cli_pbs_error (repo_spec ? repo_spec : "repository");
     pbs_repo_close (repo);

@@ -125,12 +125,16 @@ verify_archive (struct pbs_reader *rd, const struct pbs_manifest *m,
     goto out;
   }
   dkey = strcmp (f.crypt_mode, "encrypt") == 0 ? key : NULL;
-  idx = push_fetch_index (rd, NULL, m, name, snap);
-  if (!idx)
+  idx = push_fetch_index (rd, NULL, m, name, snap, &err);
+  if (!idx) {
+    cli_err_print (&err);
     goto out;
-  c = cli_open_chain (oo->chain_len ? NULL : image, oo);
-  if (!c)
+  }
+  c = cli_open_chain (oo->chain_len ? NULL : image, oo, &err);
+  if (!c) {
+    cli_err_print (&err);
     goto out;
+  }
   if (plan_data_chunks (c, image, &data, &nchunks, &err) == -1) {
     cli_err_print (&err);
     goto out;
@@ -236,6 +240,7 @@ cmd_verify (int argc, char **argv)
   struct snapshot_source src = { 0 };
   struct pbs_manifest *m = NULL;
   json_t *archives = NULL;
+  struct cli_err err;
   bool json = false;
   int opt, ret = 2, i, n, differ = 0; /* 2: trouble, as cmp says it */
 
@@ -255,9 +260,9 @@ cmd_verify (int argc, char **argv)
     case CLI_OPT_FORCE_SHARE:
     case 'U':
     case CLI_OPT_ALLOW_BACKING_DIR:
-      if (cli_image_option (opt, optarg, &oo) == -1) {
+      if (cli_image_option (opt, optarg, &oo, &err) == -1) {
         cli_free_chain (&oo);
-        return 2;
+        return cli_err_print (&err);
       }
       break;
     case 'q': cli_set_progress_mode (CLI_PROGRESS_QUIET); break;
@@ -284,11 +289,15 @@ cmd_verify (int argc, char **argv)
   if (!pbs_valid_ns (ns))
     return cli_usage_error ("verify", "invalid namespace '%s'", ns);
   if (snapshot_source_open (&src, argv[optind], repo_spec, fingerprint, ns,
-                            keyfile) == -1)
+                            keyfile, &err) == -1) {
+    cli_err_print (&err);
     goto out;
-  m = push_read_manifest (src.rd, src.key, true, argv[optind]);
-  if (!m)
+  }
+  m = push_fetch_manifest (src.rd, src.key, true, argv[optind], &err);
+  if (!m) {
+    cli_err_print (&err);
     goto out;
+  }
   if (json && !(archives = json_array ())) {
     cli_error ("verify", "out of memory");
     goto out;
@@ -298,12 +307,14 @@ cmd_verify (int argc, char **argv)
     const char *image = chain;
     int r;
     if (n && push_parse_image_arg (argv[optind + 1 + i], (size_t) i, &name,
-                                   &image)
-                 == -1)
+                                   &image, &err)
+                 == -1) {
+      cli_err_print (&err);
       goto out;
-    if ((r = cli_check_chain_top ("verify", image, &oo)) != 0) {
+    }
+    if (cli_check_chain_top ("verify", image, &oo, &err) != 0) {
       free (name);
-      ret = r;
+      ret = cli_err_print (&err);
       goto out;
     }
     if (!n)

@@ -1,16 +1,23 @@
 /* import-archive.c -- a tar archive (plain, gz, zst, xz: found by content
- * through libarchive) as a folder to import: its members are written into
- * a temporary folder, sparse, with their mtimes, and the folder is scanned
- * like any other (import-scan.c).
+ * through libarchive) read as a stream, for import (docs/import.md):
  *
- * A plan (--dry-run, and the space check before any work) needs only each
- * member's size, time and first 64 KiB (the qcow2 header with its backing
- * name): import_archive_unpack with SKELETON writes just that, into files
- * of the members' full sizes that are otherwise holes.  Member names are
- * refused when absolute or climbing out with "..", as tar -x refuses
- * them; only folders and regular files are taken. */
+ *  - import_archive_skeleton, the plan's pass: every member's size, time
+ *    and first 64 KiB (the qcow2 header with its backing name) go into a
+ *    temporary folder, in files of the members' full sizes that are
+ *    otherwise holes, so the folder can be scanned like any other
+ *    (import-scan.c); it also counts the bytes each member would take
+ *    unpacked (its non-zero 4 KiB pages), for the temporary-space plan;
+ *  - import_archive_stream, the data pass: the members the caller wants
+ *    are written whole (sparse: zero pages stay holes) over their
+ *    skeletons, and the caller hears of each as it arrives
+ *    (import-stream.c runs a group as soon as its members are there).
+ *
+ * Member names are refused when absolute or climbing out with "..", as
+ * tar -x refuses them; only folders and regular files are taken.  Errors
+ * go into a struct cli_err; nothing here prints. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +32,7 @@
 #include "tar-index.h"
 
 #define SKELETON_BYTES (64u << 10)
+#define PAGE 4096u
 
 /* mkdir -p of the folders of REL below ROOT (REL's last part excluded). */
 static int
@@ -46,134 +54,372 @@ make_parents (const char *root, const char *rel)
   return 0;
 }
 
+static bool
+all_zero (const unsigned char *b, size_t n)
+{
+  return n == 0 || (b[0] == 0 && memcmp (b, b + 1, n - 1) == 0);
+}
 
-/* Write the current member's data (all, or its first SKELETON_BYTES) to
- * FD: holes stay holes (offsets from libarchive, sparse members too). */
+/* Write BUF[0..LEN) at OFF to FD.  0 or -1 (errno). */
 static int
-write_member (struct archive *a, int fd, int64_t size, bool skeleton,
-              uint64_t *written)
+write_all (int fd, const unsigned char *buf, size_t len, uint64_t off)
+{
+  while (len > 0) {
+    ssize_t r = pwrite (fd, buf, len, (off_t) off);
+    if (r <= 0)
+      return -1;
+    buf += r;
+    len -= (size_t) r;
+    off += (uint64_t) r;
+  }
+  return 0;
+}
+
+/* The bytes of data block BUF[0..LEN) at file offset OFF that are not in
+ * all-zero pages: written to FD (when FD >= 0; runs of them in one
+ * write) and counted in *PAGES as whole 4 KiB pages (*LAST: 1 + the last
+ * page counted; blocks come in file order).  0, or -1 (errno). */
+static int
+put_block (int fd, const unsigned char *buf, size_t len, uint64_t off,
+           uint64_t *pages, uint64_t *last)
+{
+  size_t done = 0, run = 0, run_len = 0;
+
+  while (done < len) {
+    uint64_t at = off + done, page = at / PAGE;
+    size_t n = (size_t) ((page + 1) * PAGE - at);
+    if (n > len - done)
+      n = len - done;
+    if (!all_zero (buf + done, n)) {
+      if (*last != page + 1) {
+        *pages += PAGE;
+        *last = page + 1;
+      }
+      if (!run_len)
+        run = done;
+      run_len += n;
+    }
+    else if (run_len) {
+      if (fd >= 0 && write_all (fd, buf + run, run_len, off + run) == -1)
+        return -1;
+      run_len = 0;
+    }
+    done += n;
+  }
+  if (run_len && fd >= 0 && write_all (fd, buf + run, run_len, off + run) == -1)
+    return -1;
+  return 0;
+}
+
+/* Read the current member's data: write it to FD (all, or with SKELETON
+ * its first 64 KiB; FD -1: nothing), count its non-zero pages in *PAGES,
+ * and call TICK after each block (it stops the read by returning -1).
+ * 0; -1 write error (errno); -2 archive error; -3 stopped by TICK. */
+static int
+read_member (struct archive *a, int fd, int64_t size, bool skeleton,
+             uint64_t *pages, int (*tick) (void *), void *opaque)
 {
   const void *buf;
   size_t len;
   la_int64_t off;
+  uint64_t last = 0, last_w = 0, ignore = 0;
   int r;
 
   while ((r = archive_read_data_block (a, &buf, &len, &off)) == ARCHIVE_OK) {
-    const unsigned char *b = buf;
-    size_t done = 0;
-    if (skeleton && (uint64_t) off >= SKELETON_BYTES)
-      break;
-    while (done < len) {
-      ssize_t w = pwrite (fd, b + done, len - done, (off_t) off + done);
-      if (w <= 0)
+    if (!skeleton) {
+      if (put_block (fd, buf, len, (uint64_t) off, pages ? pages : &ignore,
+                     &last) == -1)
         return -1;
-      done += (size_t) w;
     }
-    *written += len;
+    else {
+      /* A skeleton holds the first 64 KiB exactly; all pages are counted
+       * (the plan needs them). */
+      size_t head = (uint64_t) off >= SKELETON_BYTES ? 0
+                    : len < SKELETON_BYTES - (uint64_t) off
+                        ? len : (size_t) (SKELETON_BYTES - (uint64_t) off);
+      if (fd >= 0 && head && put_block (fd, buf, head, (uint64_t) off,
+                                        &ignore, &last_w) == -1)
+        return -1;
+      put_block (-1, buf, len, (uint64_t) off, pages ? pages : &ignore,
+                 &last);
+    }
+    if (tick && tick (opaque) == -1)
+      return -3;
   }
-  if (r != ARCHIVE_OK && r != ARCHIVE_EOF && !skeleton)
+  if (r != ARCHIVE_EOF)
     return -2;
-  return ftruncate (fd, (off_t) size) == 0 ? 0 : -1;
+  if (fd >= 0 && ftruncate (fd, (off_t) size) == -1)
+    return -1;
+  return 0;
 }
 
-int
-import_archive_unpack (const char *archive, const char *dir, bool skeleton,
-                       uint64_t *need, uint64_t *written)
+static struct archive *
+open_archive (const char *archive, struct cli_err *e)
 {
   struct archive *a = archive_read_new ();
-  struct archive_entry *e;
-  uint64_t total = 0, w = 0;
-  int r, members = 0, ret = -1;
 
-  if (!a)
-    return cli_error (archive, "out of memory"), -1;
+  if (!a) {
+    cli_err_set (e, archive, "out of memory");
+    return NULL;
+  }
   archive_read_support_filter_all (a);
   archive_read_support_format_tar (a);
   if (archive_read_open_filename (a, archive, 1 << 20) != ARCHIVE_OK) {
-    cli_error (archive, "%s", archive_error_string (a));
-    goto out;
+    cli_err_set (e, archive, "%s", archive_error_string (a));
+    archive_read_free (a);
+    return NULL;
   }
-  while ((r = archive_read_next_header (a, &e)) == ARCHIVE_OK
-         || r == ARCHIVE_WARN) {
-    const char *name = archive_entry_pathname (e);
-    mode_t type = archive_entry_filetype (e);
-    char *path = NULL;
-    int fd, wr;
+  return a;
+}
+
+/* The next member's header: 1 (*E_OUT set), 0 at the end, -1 (E). */
+static int
+next_member (struct archive *a, const char *archive,
+             struct archive_entry **entry, struct cli_err *e)
+{
+  const char *name;
+  int r = archive_read_next_header (a, entry);
+
+  if (r == ARCHIVE_EOF)
+    return 0;
+  if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
+    return cli_err_set (e, archive, "%s (truncated or corrupt archive)",
+                        archive_error_string (a));
+  name = archive_entry_pathname (*entry);
+  if (!name || !tar_name_safe (name))
+    return cli_err_set (e, archive, "member '%s' is an absolute path or "
+                        "climbs out with '..': refused", name ? name : "");
+  return 1;
+}
+
+/* Open DIR/NAME for writing (its folders made).  FD or -1 (E). */
+static int
+open_out (const char *dir, const char *name, struct cli_err *e)
+{
+  char *path = NULL;
+  int fd;
+
+  if (make_parents (dir, name) == -1
+      || asprintf (&path, "%s/%s", dir, name) == -1)
+    return cli_err_set (e, dir, "%s", strerror (errno));
+  fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+             0600);
+  if (fd == -1)
+    cli_err_set (e, path, "%s", strerror (errno));
+  free (path);
+  return fd;
+}
+
+/* After a member is written: its mtime (points may take their time from
+ * it) and, for data, fsync.  0 or -1 (errno). */
+static int
+seal (int fd, struct archive_entry *en, bool sync)
+{
+  if (sync && fsync (fd) == -1)
+    return -1;
+  if (archive_entry_mtime_is_set (en)) {
+    struct timespec ts[2] = {
+      { archive_entry_mtime (en), archive_entry_mtime_nsec (en) },
+      { archive_entry_mtime (en), archive_entry_mtime_nsec (en) }
+    };
+    if (futimens (fd, ts) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+/* Report read_member's R for member NAME of ARCHIVE into E: -1. */
+static int
+member_error (int r, struct archive *a, const char *archive,
+              const char *dir, const char *name, struct cli_err *e)
+{
+  if (r == -2)
+    return cli_err_set (e, archive, "member %s: %s (truncated or corrupt "
+                        "archive)", name, archive_error_string (a));
+  if (r == -3)
+    return cli_err_set (e, archive, "interrupted");
+  return cli_err_set (e, dir, "cannot write member %s: %s", name,
+                      strerror (errno));
+}
+
+static int
+add_member (struct import_members *ms, const char *name, uint64_t size,
+            uint64_t pages)
+{
+  struct import_member *m = realloc (ms->m, (ms->n + 1) * sizeof *m);
+
+  if (!m)
+    return -1;
+  ms->m = m;
+  m = &ms->m[ms->n];
+  if (!(m->name = tar_name_normal (name)))
+    return -1;
+  m->size = size;
+  m->pages = pages;
+  ms->n++;
+  return 0;
+}
+
+/* The plan's pass stops on Ctrl-C within a member, too. */
+static int
+stop_on_signal (void *opaque)
+{
+  (void) opaque;
+  return cli_interrupted () ? -1 : 0;
+}
+
+static uint64_t tree_bytes;
+
+static int
+add_tree_bytes (const char *path, const struct stat *st, int flag,
+                struct FTW *ftw)
+{
+  (void) path;
+  (void) flag;
+  (void) ftw;
+  tree_bytes += (uint64_t) st->st_blocks * 512;
+  return 0;
+}
+
+int
+import_archive_skeleton (const char *archive, const char *dir,
+                         struct import_members *ms, struct cli_err *e)
+{
+  struct archive *a = open_archive (archive, e);
+  struct archive_entry *en;
+  int r, members = 0, ret = -1;
+
+  memset (ms, 0, sizeof *ms);
+  if (!a)
+    return -1;
+  while ((r = next_member (a, archive, &en, e)) == 1) {
+    const char *name = archive_entry_pathname (en);
+    mode_t type = archive_entry_filetype (en);
+    int64_t size = archive_entry_size (en);
+    uint64_t pages = 0;
+    int fd, rr;
+
     members++;
     if (cli_interrupted ()) {
-      cli_error (archive, "interrupted");
-      goto out;
-    }
-    if (!name || !tar_name_safe (name)) {
-      cli_error (archive, "member '%s' is an absolute path or climbs out "
-                 "with '..': refused", name ? name : "");
-      goto out;
-    }
-    if (type != AE_IFREG && type != AE_IFDIR)
-      continue; /* links, devices: not backups */
-    if (make_parents (dir, name) == -1 || asprintf (&path, "%s/%s", dir,
-                                                     name) == -1) {
-      cli_error (archive, "%s: %s", dir, strerror (errno));
+      cli_err_set (e, archive, "interrupted");
       goto out;
     }
     if (type == AE_IFDIR) {
-      if (mkdir (path, 0700) == -1 && errno != EEXIST) {
-        cli_error (path, "%s", strerror (errno));
+      char *path = NULL;
+      if (make_parents (dir, name) == -1
+          || asprintf (&path, "%s/%s", dir, name) == -1
+          || (mkdir (path, 0700) == -1 && errno != EEXIST)) {
+        cli_err_set (e, dir, "%s", strerror (errno));
         free (path);
         goto out;
       }
       free (path);
       continue;
     }
-    total += (uint64_t) archive_entry_size (e);
-    fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-               0600);
-    if (fd == -1) {
-      cli_error (path, "%s", strerror (errno));
-      free (path);
+    if (type != AE_IFREG)
+      continue; /* links, devices: not backups */
+    if ((fd = open_out (dir, name, e)) == -1)
       goto out;
-    }
-    wr = write_member (a, fd, archive_entry_size (e), skeleton, &w);
-    if (wr == 0 && fsync (fd) == -1 && !skeleton)
-      wr = -1;
-    if (wr == 0 && archive_entry_mtime_is_set (e)) {
-      /* The member's time: points may take their time from it. */
-      struct timespec ts[2] = {
-        { archive_entry_mtime (e), archive_entry_mtime_nsec (e) },
-        { archive_entry_mtime (e), archive_entry_mtime_nsec (e) }
-      };
-      futimens (fd, ts);
-    }
+    rr = read_member (a, fd, size < 0 ? 0 : size, true, &pages,
+                      stop_on_signal, NULL);
+    if (rr == 0 && seal (fd, en, false) == -1)
+      rr = -1;
     close (fd);
-    if (wr == -2) {
-      cli_error (archive, "member %s: %s (truncated or corrupt archive)",
-                 name, archive_error_string (a));
-      free (path);
+    if (rr != 0) {
+      member_error (rr, a, archive, dir, name, e);
       goto out;
     }
-    if (wr == -1) {
-      cli_error (path, "cannot write: %s", strerror (errno));
-      free (path);
+    if (add_member (ms, name, size < 0 ? 0 : (uint64_t) size, pages) == -1) {
+      cli_err_set (e, archive, "out of memory");
       goto out;
     }
-    free (path);
   }
-  if (r != ARCHIVE_EOF) {
-    cli_error (archive, "%s (truncated or corrupt archive)",
-               archive_error_string (a));
+  if (r == -1)
     goto out;
-  }
   if (members == 0) {
-    cli_error (archive, "not a tar archive (tar, tar.gz, tar.zst, tar.xz), "
-               "or an empty one");
+    cli_err_set (e, archive, "not a tar archive (tar, tar.gz, tar.zst, "
+                 "tar.xz), or an empty one");
     goto out;
   }
-  if (need)
-    *need = total;
-  if (written)
-    *written = w;
+  /* What the folder takes now, folders too (du counts them). */
+  tree_bytes = 0;
+  nftw (dir, add_tree_bytes, 16, FTW_PHYS);
+  ms->skeleton_bytes = tree_bytes;
+  ret = 0;
+out:
+  archive_read_free (a);
+  if (ret == -1)
+    import_members_free (ms);
+  return ret;
+}
+
+int
+import_archive_stream (const char *archive, const char *dir,
+                       const struct import_members *ms,
+                       const struct import_stream_ops *ops, void *opaque,
+                       struct cli_err *e)
+{
+  struct archive *a = open_archive (archive, e);
+  struct archive_entry *en;
+  size_t idx = 0;
+  int r, ret = -1;
+
+  if (!a)
+    return -1;
+  while ((r = next_member (a, archive, &en, e)) == 1) {
+    const char *name = archive_entry_pathname (en);
+    int64_t size = archive_entry_size (en);
+    char *norm;
+    bool same;
+    int fd, rr;
+
+    if (archive_entry_filetype (en) != AE_IFREG)
+      continue;
+    /* The plan was made from the same members in the same order: an
+     * archive changed since is not what the plan says. */
+    norm = tar_name_normal (name);
+    same = norm && idx < ms->n && !strcmp (ms->m[idx].name, norm);
+    free (norm);
+    if (!same
+        || ms->m[idx].size != (uint64_t) (size < 0 ? 0 : size)) {
+      cli_err_set (e, archive, "changed while it was imported (member %s "
+                   "is not the one planned): run the import again", name);
+      goto out;
+    }
+    if (!ops->want (opaque, idx)) {
+      idx++;
+      continue;
+    }
+    if ((fd = open_out (dir, name, e)) == -1)
+      goto out;
+    rr = read_member (a, fd, size < 0 ? 0 : size, false, NULL, ops->tick,
+                      opaque);
+    if (rr == 0 && seal (fd, en, true) == -1)
+      rr = -1;
+    close (fd);
+    if (rr != 0) {
+      member_error (rr, a, archive, dir, name, e);
+      goto out;
+    }
+    if (ops->arrived (opaque, idx) == -1) {
+      cli_err_set (e, archive, "interrupted");
+      goto out;
+    }
+    idx++;
+  }
+  if (r == -1)
+    goto out;
   ret = 0;
 out:
   archive_read_free (a);
   return ret;
+}
+
+void
+import_members_free (struct import_members *ms)
+{
+  for (size_t i = 0; i < ms->n; i++)
+    free (ms->m[i].name);
+  free (ms->m);
+  memset (ms, 0, sizeof *ms);
 }

@@ -449,14 +449,19 @@ next_point (struct import_ctx *x, struct import_job *j)
 }
 
 int
-import_judge (struct import_ctx *x, struct import_group *g)
+import_judge (struct import_ctx *x, struct import_group *g,
+              struct cli_err *e)
 {
   struct pbs_snapshot *s = NULL;
   size_t n = 0, i;
 
   if (pbs_repo_snapshots (x->repo, x->ns, x->type, g->id, &s, &n) == -1) {
-    if (pbs_errno () != ENOENT)
-      return -1;
+    if (pbs_errno () != ENOENT) {
+      /* The local datastore's messages name their path already. */
+      const char *msg = pbs_errmsg ();
+      bool named = !strncmp (msg, x->repo_spec, strlen (x->repo_spec));
+      return cli_err_set (e, named ? "" : x->repo_spec, "%s", msg);
+    }
     n = 0;
   }
   for (i = 0; i < g->np; i++)
@@ -466,59 +471,114 @@ import_judge (struct import_ctx *x, struct import_group *g)
   return 0;
 }
 
-int
-import_run (struct import_ctx *x, struct import_group *g, size_t ng)
+/* Job J's group has no point left: free its slot, tell the caller (a
+ * streamed archive deletes the group's members then). */
+static void
+group_done (struct import_ctx *x, struct import_job *j)
 {
-  struct import_job *jobs = calloc (x->jobs, sizeof *jobs);
-  size_t next_group = 0, running = 0, i;
+  struct import_group *g = j->g;
 
-  if (!jobs)
-    return cli_error ("import", "out of memory"), -1;
-  for (;;) {
-    /* Fill free slots with new groups (a group whose points are all
-     * settled without a push leaves its slot free at once). */
-    for (i = 0; i < x->jobs; i++)
-      while (!jobs[i].g && next_group < ng) {
-        jobs[i].g = &g[next_group++];
-        jobs[i].cur = SIZE_MAX;
-        jobs[i].out = jobs[i].err = -1;
-        if (next_point (x, &jobs[i]))
-          running++;
-        else
-          jobs[i].g = NULL;
-      }
-    if (!running)
-      break;
-    {
-      int status;
-      pid_t pid = waitpid (-1, &status, 0);
-      if (pid == -1) {
-        if (errno != EINTR)
-          break;
-        /* Ctrl-C or SIGTERM: stop each running push the same way (it
-         * ends its session, so no snapshot is left half made), start
-         * nothing new. */
-        if (cli_interrupted () && !x->interrupted) {
-          x->interrupted = true;
-          for (i = 0; i < x->jobs; i++)
-            if (jobs[i].g && jobs[i].pid > 0)
-              kill (jobs[i].pid, cli_interrupted ());
-        }
-        continue;
-      }
-      for (i = 0; i < x->jobs; i++)
-        if (jobs[i].g && jobs[i].pid == pid) {
-          running--;
-          finish_point (x, &jobs[i], status);
-          if (cli_interrupted ())
-            x->interrupted = true;
-          if (next_point (x, &jobs[i]))
-            running++;
-          else
-            jobs[i].g = NULL;
-        }
-    }
+  j->g = NULL;
+  if (x->on_group_done)
+    x->on_group_done (x, g);
+}
+
+int
+import_runner_init (struct import_ctx *x, struct import_runner *r,
+                    struct cli_err *e)
+{
+  memset (r, 0, sizeof *r);
+  r->jobs = calloc (x->jobs, sizeof *r->jobs);
+  if (!r->jobs)
+    return cli_err_set (e, "import", "out of memory");
+  return 0;
+}
+
+void
+import_runner_free (struct import_runner *r)
+{
+  free (r->jobs);
+  r->jobs = NULL;
+}
+
+/* Ctrl-C or SIGTERM: stop each running push the same way (it ends its
+ * session, so no snapshot is left half made), start nothing new. */
+static void
+stop_on_interrupt (struct import_ctx *x, struct import_runner *r)
+{
+  if (cli_interrupted () && !x->interrupted) {
+    x->interrupted = true;
+    for (size_t i = 0; i < x->jobs; i++)
+      if (r->jobs[i].g && r->jobs[i].pid > 0)
+        kill (r->jobs[i].pid, cli_interrupted ());
   }
-  free (jobs);
+}
+
+int
+import_runner_poll (struct import_ctx *x, struct import_runner *r,
+                    bool block)
+{
+  int status;
+  pid_t pid;
+  size_t i;
+
+  stop_on_interrupt (x, r);
+  if (!r->running)
+    return 0;
+  pid = waitpid (-1, &status, block ? 0 : WNOHANG);
+  if (pid == 0)
+    return 0;
+  if (pid == -1) {
+    if (errno == EINTR) {
+      stop_on_interrupt (x, r);
+      return 0;
+    }
+    return -1;
+  }
+  for (i = 0; i < x->jobs; i++)
+    if (r->jobs[i].g && r->jobs[i].pid == pid) {
+      r->running--;
+      finish_point (x, &r->jobs[i], status);
+      if (cli_interrupted ())
+        x->interrupted = true;
+      if (next_point (x, &r->jobs[i]))
+        r->running++;
+      else
+        group_done (x, &r->jobs[i]);
+    }
+  return 1;
+}
+
+int
+import_runner_add (struct import_ctx *x, struct import_runner *r,
+                   struct import_group *g)
+{
+  for (;;) {
+    for (size_t i = 0; i < x->jobs; i++)
+      if (!r->jobs[i].g) {
+        struct import_job *j = &r->jobs[i];
+        j->g = g;
+        j->cur = SIZE_MAX;
+        j->out = j->err = -1;
+        j->pid = 0;
+        /* A group whose points are all settled without a push leaves
+         * its slot free at once. */
+        if (next_point (x, j))
+          r->running++;
+        else
+          group_done (x, j);
+        return 0;
+      }
+    if (import_runner_poll (x, r, true) == -1)
+      return -1;
+  }
+}
+
+int
+import_runner_wait (struct import_ctx *x, struct import_runner *r)
+{
+  while (r->running)
+    if (import_runner_poll (x, r, true) == -1)
+      return -1;
   return 0;
 }

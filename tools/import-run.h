@@ -26,6 +26,9 @@ struct import_ctx {
   bool interrupted, newest_changed;
   void (*on_point) (struct import_ctx *x, const struct import_group *g,
                     const struct import_point *p);
+  /* Called when every point of G is settled (its files may go). */
+  void (*on_group_done) (struct import_ctx *x, struct import_group *g);
+  void *opaque;            /* for the callbacks */
 };
 
 struct import_job {
@@ -35,10 +38,31 @@ struct import_job {
   int out, err; /* the child's stdout and stderr (memfd) */
 };
 
+/* Groups started one by one (a streamed archive starts each group when
+ * its members have arrived), up to JOBS at a time. */
+struct import_runner {
+  struct import_job *jobs; /* x->jobs slots; g NULL: free */
+  size_t running;          /* children alive */
+};
+struct cli_err;
+int import_runner_init (struct import_ctx *x, struct import_runner *r,
+                        struct cli_err *e);
+/* Start G in a free slot, waiting for one (pushes ending meanwhile are
+ * handled).  0, or -1 (errno) when waiting fails. */
+int import_runner_add (struct import_ctx *x, struct import_runner *r,
+                       struct import_group *g);
+/* Handle one ended push, if any (BLOCK: wait for one while any runs);
+ * stops the pushes on Ctrl-C.  1 handled, 0 none, -1 (errno). */
+int import_runner_poll (struct import_ctx *x, struct import_runner *r,
+                        bool block);
+/* Until no push runs.  0 or -1 (errno). */
+int import_runner_wait (struct import_ctx *x, struct import_runner *r);
+void import_runner_free (struct import_runner *r);
+
 /* Decide every point of G that the group's listing settles (present,
- * older) without pushing: for --dry-run.  0 or -1. */
-int import_judge (struct import_ctx *x, struct import_group *g);
-/* Push every point still to do.  0, or -1 on an internal error. */
-int import_run (struct import_ctx *x, struct import_group *g, size_t ng);
+ * older) without pushing: for --dry-run and streamed archives.  0 or -1
+ * (E). */
+int import_judge (struct import_ctx *x, struct import_group *g,
+                  struct cli_err *e);
 
 #endif

@@ -235,7 +235,12 @@ vprobe (const char *path, struct qcow_probe_info *pi)
     memset (pi, 0, sizeof *pi);
     return -1;
   }
-  return qcow_probe_span (vroot, m->offset, m->size, pi);
+  {
+    struct qcow_span sp = { .offset = m->offset, .length = m->size,
+                            .name = rel, .extents = m->ext,
+                            .nextents = m->next };
+    return qcow_probe_in_span (vroot, &sp, pi);
+  }
 }
 
 /* The entries of archive folder REL, as list_dir gives them. */
@@ -289,7 +294,7 @@ name_cmp (const void *a, const void *b)
 /* The entries of DIR, sorted; symlinks are taken as what they point to
  * only when that is a regular file in the same folder tree. */
 static int
-list_dir (const char *dir, struct dirent_list *out)
+list_dir (const char *dir, struct dirent_list *out, struct cli_err *err)
 {
   DIR *d = vmember (dir) ? NULL : opendir (dir);
   struct dirent *de;
@@ -302,12 +307,12 @@ list_dir (const char *dir, struct dirent_list *out)
       for (i = 0; i < n; i++)
         free (names[i]);
       free (names);
-      return cli_error (dir, "out of memory"), -1;
+      return cli_err_set (err, dir, "out of memory");
     }
   }
   else if (!d)
-    return cli_error (dir, "cannot read the folder: %s", strerror (errno)),
-           -1;
+    return cli_err_set (err, dir, "cannot read the folder: %s",
+                        strerror (errno));
   while (d && (de = readdir (d))) {
     char **g;
     if (!strcmp (de->d_name, ".") || !strcmp (de->d_name, ".."))
@@ -316,19 +321,20 @@ list_dir (const char *dir, struct dirent_list *out)
     if (!g || !(g[n] = strdup (de->d_name))) {
       free (g ? g : names);
       closedir (d);
-      return cli_error (dir, "out of memory"), -1;
+      return cli_err_set (err, dir, "out of memory");
     }
     names = g;
     n++;
   }
   if (d)
     closedir (d);
-  qsort (names, n, sizeof *names, name_cmp);
+  if (n) /* an empty folder: NAMES is NULL, which qsort may not take */
+    qsort (names, n, sizeof *names, name_cmp);
   out->name = names;
   out->n = n;
   out->is_dir = calloc (n ? n : 1, sizeof *out->is_dir);
   if (!out->is_dir)
-    return cli_error (dir, "out of memory"), -1;
+    return cli_err_set (err, dir, "out of memory");
   for (i = 0; i < n; i++) {
     char *p = NULL;
     struct stat st;
@@ -379,17 +385,28 @@ is_qcow2_file (const char *path)
   return q;
 }
 
+/* A folder that cannot be listed while the scan only probes for backups
+ * is said and passed over (false): the scan goes on without it.  The one
+ * place this file prints; the line is the error's, as before. */
+static bool
+probe_failed (const struct cli_err *err)
+{
+  cli_err_print (err);
+  return false;
+}
+
 /* Does DIR hold backups of one VM (qmpbackup files, month folders, disk
  * folders, or qcow2 images)? */
 static bool
 is_vm_root (const char *dir, int depth)
 {
+  struct cli_err err;
   struct dirent_list l;
   bool yes = false;
   size_t i;
 
-  if (list_dir (dir, &l) == -1)
-    return false;
+  if (list_dir (dir, &l, &err) == -1)
+    return probe_failed (&err);
   for (i = 0; i < l.n && !yes; i++) {
     enum import_kind k;
     int64_t t;
@@ -417,12 +434,13 @@ is_vm_root (const char *dir, int depth)
 static bool
 is_disk_folder (const char *dir, const char *name)
 {
+  struct cli_err err;
   struct dirent_list l;
   bool files = false, ok = true, qmp = false;
   size_t i;
 
-  if (list_dir (dir, &l) == -1)
-    return false;
+  if (list_dir (dir, &l, &err) == -1)
+    return probe_failed (&err);
   for (i = 0; i < l.n && ok; i++) {
     enum import_kind k;
     int64_t t;
@@ -455,12 +473,13 @@ is_disk_folder (const char *dir, const char *name)
 static bool
 holds_vms (const char *source)
 {
+  struct cli_err err;
   struct dirent_list l;
   bool vms = false, own = false;
   size_t i;
 
-  if (list_dir (source, &l) == -1)
-    return false;
+  if (list_dir (source, &l, &err) == -1)
+    return probe_failed (&err);
   for (i = 0; i < l.n; i++) {
     char *p = join (source, l.name[i]);
     enum import_kind k;
@@ -488,6 +507,7 @@ struct scan {
   const struct import_opts *o;
   struct import_group *g;
   bool failed;
+  struct cli_err *err; /* why the scan failed (when it says) */
 };
 
 static struct import_chain *
@@ -751,7 +771,7 @@ vread_small (const char *path, size_t max)
   ssize_t r;
   int fd;
 
-  if (rel && (!m || m->dir || !m->in_place || m->size > max))
+  if (rel && (!m || m->dir || !m->in_place || m->next || m->size > max))
     return NULL;
   fd = open (file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd == -1)
@@ -823,7 +843,7 @@ scan_era (struct scan *s, const char *dir)
   size_t nf = 0, i, ndirs = 0, first_chain = s->g->nc;
   int r = -1;
 
-  if (list_dir (dir, &l) == -1)
+  if (list_dir (dir, &l, s->err) == -1)
     return -1;
   for (i = 0; i < l.n; i++) {
     enum import_kind k;
@@ -869,7 +889,7 @@ scan_era (struct scan *s, const char *dir)
       continue;
     sub = join (dir, l.name[i]);
     dn = disk_name (l.name[i]);
-    if (!sub || !dn || list_dir (sub, &dl) == -1) {
+    if (!sub || !dn || list_dir (sub, &dl, s->err) == -1) {
       free (sub);
       free (dn);
       goto out;
@@ -1131,15 +1151,15 @@ fnv1a (const char *s)
 static int
 scan_group (const char *root, const char *shown, const char *id,
             const struct import_opts *o, struct import_group **gs,
-            size_t *ng)
+            size_t *ng, struct cli_err *err)
 {
   struct import_group *all = realloc (*gs, (*ng + 1) * sizeof **gs);
-  struct scan s = { .o = o };
+  struct scan s = { .o = o, .err = err };
   struct dirent_list l;
   size_t i, months = 0;
 
   if (!all)
-    return cli_error (root, "out of memory"), -1;
+    return cli_err_set (err, root, "out of memory");
   *gs = all;
   s.g = &all[*ng];
   memset (s.g, 0, sizeof *s.g);
@@ -1147,9 +1167,9 @@ scan_group (const char *root, const char *shown, const char *id,
   s.g->source = strdup (shown);
   s.g->id = strdup (id);
   if (!s.g->source || !s.g->id)
-    return cli_error (root, "out of memory"), -1;
+    return cli_err_set (err, root, "out of memory");
   s.g->hash = fnv1a (id);
-  if (list_dir (root, &l) == -1)
+  if (list_dir (root, &l, err) == -1)
     return -1;
   for (i = 0; i < l.n; i++)
     if (l.is_dir[i] && is_month (l.name[i])) {
@@ -1167,7 +1187,7 @@ scan_group (const char *root, const char *shown, const char *id,
     return -1;
   (void) months;
   if (make_points (&s) == -1)
-    return cli_error (root, "out of memory"), -1;
+    return cli_err_set (err, root, "out of memory");
   for (i = 0; i < s.g->np; i++)
     judge_point (&s, &s.g->p[i]);
   /* A skipped .partial point makes the later points of its chain skip. */
@@ -1218,7 +1238,7 @@ source_id (const char *source)
 int
 import_scan (const char *dir, const char *shown,
              const struct import_opts *o, struct import_group **g,
-             size_t *ng)
+             size_t *ng, struct cli_err *err)
 {
   const char *source = dir;
   struct stat st;
@@ -1227,15 +1247,16 @@ import_scan (const char *dir, const char *shown,
   char *id;
   int r = 0;
 
+  cli_err_clear (err); /* some failures (out of memory) say nothing */
   if (vstat (source, &st) == -1)
-    return cli_error (shown, "%s", strerror (errno)), -1;
+    return cli_err_set (err, shown, "%s", strerror (errno));
   if (!S_ISDIR (st.st_mode))
-    return cli_error (shown, "not a folder"), -1;
+    return cli_err_set (err, shown, "not a folder");
   if (!is_vm_root (source, 2))
-    return cli_error (shown, "no backups found (qmpbackup folders or qcow2 "
-                      "chains)"), -1;
+    return cli_err_set (err, shown, "no backups found (qmpbackup folders "
+                        "or qcow2 chains)");
   if (holds_vms (source)) {
-    if (list_dir (source, &l) == -1)
+    if (list_dir (source, &l, err) == -1)
       return -1;
     for (i = 0; i < l.n && r == 0; i++) {
       char *p;
@@ -1244,7 +1265,7 @@ import_scan (const char *dir, const char *shown,
       p = join (source, l.name[i]);
       if (!p || (is_vm_root (p, 2)
                  && scan_group (p, p, o->backup_id ? o->backup_id : l.name[i],
-                                o, g, ng) == -1))
+                                o, g, ng, err) == -1))
         r = -1;
       if (r == 0 && strcmp (dir, shown) != 0 && *ng > before) {
         /* Unpacked from an archive: name the member folder in it. */
@@ -1258,20 +1279,21 @@ import_scan (const char *dir, const char *shown,
     }
     free_list (&l);
     if (r == 0 && o->backup_id && *ng - before > 1)
-      return cli_error (source, "holds %zu VMs: --backup-id names one "
-                        "group; leave it out to take the folder names",
-                        *ng - before), -1;
+      return cli_err_set (err, source, "holds %zu VMs: --backup-id names "
+                          "one group; leave it out to take the folder names",
+                          *ng - before);
     return r;
   }
   id = o->backup_id ? strdup (o->backup_id) : source_id (shown);
   if (!id)
-    return cli_error (source, "out of memory"), -1;
+    return cli_err_set (err, source, "out of memory");
   if (!pbs_valid_backup_id (id)) {
-    cli_error (shown, "'%s' is not a valid backup id; give --backup-id", id);
+    cli_err_set (err, shown, "'%s' is not a valid backup id; give "
+                 "--backup-id", id);
     free (id);
     return -1;
   }
-  r = scan_group (source, shown, id, o, g, ng);
+  r = scan_group (source, shown, id, o, g, ng, err);
   if (r == 0 && strcmp (dir, shown) != 0)
     g[0][*ng - 1].from_archive = true;
   free (id);
@@ -1281,20 +1303,20 @@ import_scan (const char *dir, const char *shown,
 int
 import_scan_archive (const char *archive, const struct tar_index *ix,
                      const struct import_opts *o, struct import_group **g,
-                     size_t *ng)
+                     size_t *ng, struct cli_err *err)
 {
   size_t before = *ng, i;
   int r;
 
   vtar = ix;
   vroot = archive;
-  r = import_scan (archive, archive, o, g, ng);
+  r = import_scan (archive, archive, o, g, ng, err);
   vtar = NULL;
   vroot = NULL;
   for (i = before; r == 0 && i < *ng; i++) {
     (*g)[i].archive = strdup (archive);
     if (!(*g)[i].archive)
-      return cli_error (archive, "out of memory"), -1;
+      return cli_err_set (err, archive, "out of memory");
   }
   return r;
 }

@@ -77,6 +77,8 @@ struct import_group {
   bool from_archive;      /* layers are unpacked archive members */
   char *archive;          /* layers are members of this uncompressed tar,
                            * read in place (tm), or NULL */
+  size_t stream;          /* 1 + the index of the streamed archive whose
+                           * members its layers are (import-stream.c), or 0 */
 };
 
 enum import_time_from { IMPORT_TIME_AUTO, IMPORT_TIME_NAME, IMPORT_TIME_MTIME };
@@ -94,24 +96,54 @@ struct import_opts {
 
 /* Find the groups of folder DIR and append them to *G.  SOURCE names DIR
  * to the user (the archive it was unpacked from, or DIR itself) and gives
- * the default backup-id.  0, or -1 after printing an error. */
+ * the default backup-id.  0, or -1 with ERR (which may be empty: nothing
+ * to say, cli_err_print prints nothing). */
+struct cli_err;
 int import_scan (const char *dir, const char *source,
                  const struct import_opts *o, struct import_group **g,
-                 size_t *ng);
+                 size_t *ng, struct cli_err *err);
 
-/* import-archive.c: unpack tar archive ARCHIVE into folder DIR (members
- * sparse, with their mtimes); SKELETON: only each member's first 64 KiB,
- * in files of full size (enough to plan).  *NEED: the members' bytes;
- * *WRITTEN: bytes written.  0, or -1 after printing an error. */
-int import_archive_unpack (const char *archive, const char *dir,
-                           bool skeleton, uint64_t *need, uint64_t *written);
+/* import-archive.c: a tar archive read as a stream.  The regular members
+ * in archive order: name (normalised, "a/b"), size, and the bytes it
+ * takes unpacked (its non-zero 4 KiB pages: zero pages stay holes). */
+struct import_member {
+  char *name;
+  uint64_t size, pages;
+};
+struct import_members {
+  struct import_member *m;
+  size_t n;
+  uint64_t skeleton_bytes; /* what the skeleton folder takes */
+};
+struct cli_err;
+/* The plan's pass: ARCHIVE's folders and members into folder DIR, each
+ * member as a file of its size and mtime holding only its first 64 KiB
+ * (enough to scan: names, qcow2 headers, backing names); *MS the members.
+ * 0, or -1 (E). */
+int import_archive_skeleton (const char *archive, const char *dir,
+                             struct import_members *ms, struct cli_err *e);
+/* The data pass: the members (index IDX into MS) for which WANT says so
+ * are written whole over their skeletons; ARRIVED follows each (-1 stops
+ * the stream), TICK every block read (-1 stops it: Ctrl-C).  0, or -1
+ * (E). */
+struct import_stream_ops {
+  bool (*want) (void *opaque, size_t idx);
+  int (*arrived) (void *opaque, size_t idx);
+  int (*tick) (void *opaque);
+};
+int import_archive_stream (const char *archive, const char *dir,
+                           const struct import_members *ms,
+                           const struct import_stream_ops *ops,
+                           void *opaque, struct cli_err *e);
+void import_members_free (struct import_members *ms);
 /* Scan the uncompressed tar ARCHIVE in place through its index IX (which
  * must outlive the groups): the same groups as import_scan of the
  * unpacked folder, whose layers name members (tm). */
 struct tar_index;
 int import_scan_archive (const char *archive, const struct tar_index *ix,
                          const struct import_opts *o,
-                         struct import_group **g, size_t *ng);
+                         struct import_group **g, size_t *ng,
+                         struct cli_err *err);
 void import_groups_free (struct import_group *g, size_t ng);
 void import_group_clear (struct import_group *g); /* contents only */
 

@@ -279,16 +279,16 @@ push_check_unchanged (struct push *p)
     ret = 1;
   }
   else if (st == IDENTITY_SAME)
-    fprintf (stderr, "push: %s already holds this chain, unchanged; this "
-             "makes another snapshot of the same data (--skip-unchanged "
-             "skips it)\n", base);
+    cli_cmd_note ("push", "%s already holds this chain, unchanged; this "
+                  "makes another snapshot of the same data "
+                  "(--skip-unchanged skips it)", base);
   else {
     holder = push_find_holder (p->repo, p->ns, p->type, p->id, p->base_time,
                                names, ids, p->na, p->key_fp);
-    fprintf (stderr, "push: this chain is older than the group's last "
-             "snapshot %s (made from more layers)%s%s; the new snapshot "
-             "will be the latest but hold older data\n", base,
-             holder ? "; already held by " : "", holder ? holder : "");
+    cli_cmd_note ("push", "this chain is older than the group's last "
+                  "snapshot %s (made from more layers)%s%s; the new "
+                  "snapshot will be the latest but hold older data", base,
+                  holder ? "; already held by " : "", holder ? holder : "");
   }
 out:
   free (names);

@@ -81,7 +81,8 @@ push_parse_options (struct push *p, struct push_args *args, int argc,
 {
   struct qcow_open_opts *oo = &args->oo;
   char *end;
-  int opt, ret;
+  struct cli_err *e = &args->err;
+  int opt;
 
   optind = 1;
   opterr = 0;
@@ -96,11 +97,11 @@ push_parse_options (struct push *p, struct push_args *args, int argc,
     case 'n': p->ns = optarg; break;
     case 'T':
       if (pbs_parse_time (optarg, &p->time) == -1)
-        return cli_usage_error ("push", "invalid --backup-time: %s",
-                                pbs_errmsg ());
+        return cli_err_usage (e, "push", "invalid --backup-time: %s",
+                              pbs_errmsg ()), 2;
       if (p->time < 1) /* PBS's minimum: 1970-01-01T00:00:01Z */
-        return cli_usage_error ("push", "invalid --backup-time '%s': the "
-                                "earliest is 1", optarg);
+        return cli_err_usage (e, "push", "invalid --backup-time '%s': the "
+                              "earliest is 1", optarg), 2;
       p->time_given = true;
       break;
     case 'k': args->keyfile = optarg; break;
@@ -110,9 +111,9 @@ push_parse_options (struct push *p, struct push_args *args, int argc,
     case CLI_OPT_FORCE_SHARE:
     case 'U':
     case CLI_OPT_ALLOW_BACKING_DIR:
-      if (cli_image_option (opt, optarg, oo) == -1) {
+      if (cli_image_option (opt, optarg, oo, e) == -1) {
         cli_free_chain (oo);
-        return 2;
+        return e->status;
       }
       break;
     case 'F': p->full = true; break;
@@ -122,70 +123,72 @@ push_parse_options (struct push *p, struct push_args *args, int argc,
       errno = 0;
       p->retries = (unsigned) strtoul (optarg, &end, 10);
       if (errno || *end || !*optarg || p->retries > 100)
-        return cli_usage_error ("push", "invalid --retries '%s'", optarg);
+        return cli_err_usage (e, "push", "invalid --retries '%s'", optarg),
+               2;
       break;
     case 'o':
       if (cli_parse_output_format (optarg, &p->json) == -1)
-        return cli_usage_error ("push", "invalid --output-format '%s'",
-                                optarg);
+        return cli_err_usage (e, "push", "invalid --output-format '%s'",
+                              optarg), 2;
       break;
     case 'q': cli_set_progress_mode (CLI_PROGRESS_QUIET); break;
     case CLI_OPT_PROGRESS: cli_set_progress_mode (CLI_PROGRESS_LINES); break;
     case 'h': fputs (usage_text, stdout); cli_free_chain (oo); return 0;
     case 'A': args->from_archive = optarg; break;
     case 'D':
-      if ((ret = push_disk_option (&args->disks, &args->ndisks, optarg))
-          != 0) {
+      if (push_disk_option (&args->disks, &args->ndisks, optarg, e) != 0) {
         push_disks_free (args->disks, args->ndisks);
         args->disks = NULL;
         args->ndisks = 0;
         cli_free_chain (oo);
-        return ret;
+        return e->status;
       }
       break;
     case PVE_OPT_CONFIG: case PVE_OPT_STORAGE: case PVE_OPT_MEMORY:
     case PVE_OPT_CORES: case PVE_OPT_FW_CONFIG: case PVE_OPT_NOTES:
     case PVE_OPT_NOTES_FILE: case PVE_OPT_PROTECTED: case PVE_OPT_DISK_FORMAT:
-      if (pve_push_option (&p->pve, opt, optarg) != 0) {
+      if (pve_push_option (&p->pve, opt, optarg, e) != 0) {
         cli_free_chain (oo);
-        return 2;
+        return e->status;
       }
       break;
     default:
       cli_free_chain (oo);
-      return cli_getopt_error ("push", opt, argv, longopts);
+      return cli_err_getopt (e, "push", opt, argv, longopts), 2;
     }
   }
   args->first_image = optind;
   args->chain = oo->chain_len ? oo->chain[oo->chain_len - 1] : NULL;
   if (!p->id)
-    return cli_usage_error ("push", "--backup-id is required");
+    return cli_err_usage (e, "push", "--backup-id is required"), 2;
   if (!pbs_valid_backup_id (p->id))
-    return cli_usage_error ("push", "invalid backup id '%s'", p->id);
+    return cli_err_usage (e, "push", "invalid backup id '%s'", p->id), 2;
   if (!pbs_valid_backup_type (p->type))
-    return cli_usage_error ("push", "invalid backup type '%s'", p->type);
+    return cli_err_usage (e, "push", "invalid backup type '%s'", p->type),
+           2;
   if (!pbs_valid_ns (p->ns))
-    return cli_usage_error ("push", "invalid namespace '%s'", p->ns);
+    return cli_err_usage (e, "push", "invalid namespace '%s'", p->ns), 2;
   if (args->ndisks && (args->chain || optind < argc)) {
     push_disks_free (args->disks, args->ndisks);
     args->disks = NULL;
     args->ndisks = 0;
     cli_free_chain (oo);
-    return cli_usage_error ("push", "--disk replaces IMAGE arguments and "
-                            "--chain: give the disks one way");
+    return cli_err_usage (e, "push", "--disk replaces IMAGE arguments and "
+                          "--chain: give the disks one way"), 2;
   }
   if (optind >= argc && !args->chain && !args->ndisks)
-    return cli_usage_error ("push", "no image given");
+    return cli_err_usage (e, "push", "no image given"), 2;
   if (args->from_archive && !args->ndisks)
-    return cli_usage_error ("push", "--from-archive names the archive "
-                            "whose members --disk gives: give --disk");
+    return cli_err_usage (e, "push", "--from-archive names the archive "
+                          "whose members --disk gives: give --disk"), 2;
   if (args->from_archive
-      && (ret = push_disks_from_archive (args->disks, args->ndisks,
-                                         args->from_archive, &args->tix))
+      && push_disks_from_archive (args->disks, args->ndisks,
+                                  args->from_archive, &args->tix, e)
              != 0)
-    return ret;
+    return e->status;
   if (args->chain && argc - optind > 1)
-    return cli_usage_error ("push", "--chain works with one image only");
+    return cli_err_usage (e, "push", "--chain works with one image only"),
+           2;
   return -1;
 }
 
@@ -193,14 +196,14 @@ int
 push_name_archives (struct push *p, struct push_args *args, int argc,
                     char **argv)
 {
-  int first = args->first_image, st;
+  int first = args->first_image;
   size_t na, i;
 
   na = args->ndisks ? args->ndisks
        : argc - first > 0 ? (size_t) (argc - first) : 1;
   p->a = calloc (na, sizeof *p->a);
   if (!p->a)
-    return cli_error ("push", "out of memory");
+    return cli_err_set (&args->err, "push", "out of memory");
   p->na = na;
   for (i = 0; i < args->ndisks; i++) {
     p->a[i].name = args->disks[i].name; /* taken */
@@ -218,14 +221,16 @@ push_name_archives (struct push *p, struct push_args *args, int argc,
       p->a[i].name = nm;
       p->a[i].image = args->chain;
       if (!nm)
-        return 1;
+        return cli_err_set (&args->err, "push", "out of memory");
     }
-    else if (push_parse_image_arg (arg, i, &p->a[i].name, &p->a[i].image)
+    else if (push_parse_image_arg (arg, i, &p->a[i].name, &p->a[i].image,
+                                   &args->err)
              == -1)
-      return 1;
-    else if ((st = cli_check_chain_top ("push", p->a[i].image, &args->oo))
+      return -1;
+    else if (cli_check_chain_top ("push", p->a[i].image, &args->oo,
+                                  &args->err)
              != 0)
-      return st;
+      return -1;
   }
   return 0;
 }

@@ -20,11 +20,8 @@ push_print_notes (const char *notes)
     if (!e)
       e = notes + strlen (notes);
     line = strndup (notes, (size_t) (e - notes));
-    if (line) {
-      fputs ("push: ", stderr);
-      cli_fputs_escaped (line, stderr);
-      fputc ('\n', stderr);
-    }
+    if (line)
+      cli_cmd_note ("push", "%s", line);
     free (line);
   }
 }

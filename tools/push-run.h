@@ -77,16 +77,19 @@ struct push_args {
   const char *from_archive; /* --from-archive: --disk names its members */
   struct tar_index tix;     /* that archive's members */
   int first_image;          /* argv index of the first IMAGE argument */
+  struct cli_err err;       /* why push_parse_options or
+                               push_name_archives stopped */
 };
 
 #define FAILED_VERIFICATION "the previous snapshot failed verification"
 
 /* push-options.c: parse ARGV into P and ARGS.  Returns -1 to go on, or the
- * exit status to end with (0 after --help), the message printed. */
+ * exit status to end with: 0 after --help, else ARGS->err's (not
+ * printed). */
 int push_parse_options (struct push *p, struct push_args *args, int argc,
                         char **argv);
 /* Allocate p->a and name each archive from the disks or the IMAGE
- * arguments.  0, or the exit status after a message. */
+ * arguments.  0, or -1 with ARGS->err. */
 int push_name_archives (struct push *p, struct push_args *args, int argc,
                         char **argv);
 

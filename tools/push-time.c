@@ -79,8 +79,8 @@ push_check_time (struct pbs_repo *repo, const char *ns, const char *type,
       return -1;
     }
     pbs_time_to_rfc3339 (newest, name);
-    fprintf (stderr, "push: %s/%s/%s was made in this second; waiting for "
-             "the next one\n", type, id, name);
+    cli_cmd_note ("push", "%s/%s/%s was made in this second; waiting for "
+                  "the next one", type, id, name);
     if (wait_past (newest, t) == -1) {
       snprintf (ctx, ctxlen, "push");
       snprintf (msg, msglen, "interrupted");

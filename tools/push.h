@@ -2,10 +2,10 @@
  * arguments, keys, the known-digest set, the chunk pipeline, the chunk plan
  * and the identity record of a pushed chain (docs/incremental-identity.md).
  *
- * Most calls return -1/NULL on error after printing the one-line
- * "qcow2pbs: CONTEXT: message" itself, so callers just return 1; those
- * that take a struct cli_err (cli.h) print nothing and leave the error
- * for the command to print. */
+ * Calls that take a struct cli_err (cli.h) print nothing and leave the
+ * error for the command to print; push_read_manifest (a wrapper kept for
+ * the files that do not take one yet) and the cmd-*.c functions declared
+ * here print the one-line "qcow2pbs: CONTEXT: message" themselves. */
 #ifndef QCOW2PBS_PUSH_H
 #define QCOW2PBS_PUSH_H
 
@@ -22,15 +22,16 @@ struct cli_err; /* cli.h */
 /* ------------------------------------------------ repo-args.c */
 
 /* Load --keyfile PATH; the password (only for a kdf other than none) comes
- * from PBS_ENCRYPTION_PASSWORD or a TTY prompt, never argv. */
-struct pbs_key *push_load_key (const char *path);
+ * from PBS_ENCRYPTION_PASSWORD or a TTY prompt, never argv.  NULL with
+ * ERR. */
+struct pbs_key *push_load_key (const char *path, struct cli_err *err);
 /* "fa:..:12" of KEY, or NULL for no key: malloc'd. */
 char *push_key_fingerprint (const struct pbs_key *key);
 
 /* "vm/ID/2024-06-05T15:06:40Z" or "vm/ID/EPOCH" -> parts (TYPE and ID
- * malloc'd).  Returns 0 or -1 (message printed). */
+ * malloc'd).  Returns 0 or -1 with ERR. */
 int push_parse_snapshot (const char *spec, char **type, char **id,
-                         int64_t *time);
+                         int64_t *time, struct cli_err *err);
 
 /* What restore and verify read a snapshot through. */
 struct snapshot_source {
@@ -39,11 +40,12 @@ struct snapshot_source {
   struct pbs_reader *rd;
 };
 /* Load KEYFILE (if not NULL), open the repository and a reader session of
- * SNAPSHOT ("vm/ID/TIME") in NS.  Returns 0, or -1 with the error printed.
- * Either way the caller ends with snapshot_source_close. */
+ * SNAPSHOT ("vm/ID/TIME") in NS.  Returns 0, or -1 with ERR.  Either way
+ * the caller ends with snapshot_source_close. */
 int snapshot_source_open (struct snapshot_source *src, const char *snapshot,
                           const char *repo_spec, const char *fingerprint,
-                          const char *ns, const char *keyfile);
+                          const char *ns, const char *keyfile,
+                          struct cli_err *err);
 void snapshot_source_close (struct snapshot_source *src);
 /* "drive-scsi0" / "drive-scsi0.img" / "drive-scsi0.img.fidx" ->
  * "drive-scsi0.img.fidx" (malloc'd), or NULL if not a safe name. */
@@ -61,13 +63,16 @@ struct push_disk {
   struct qcow_span *spans;
   const struct tar_member **member;
 };
-int push_disk_option (struct push_disk **list, size_t *n, const char *arg);
+/* One --disk ARG into *LIST.  0, or -1 with ERR (a usage error). */
+int push_disk_option (struct push_disk **list, size_t *n, const char *arg,
+                      struct cli_err *err);
 /* --from-archive ARCHIVE: the layers of every --disk are members of the
  * uncompressed tar ARCHIVE, read in place.  *IX (the caller's, freed after
- * the disks) gets its index.  0, or 1 after a message. */
+ * the disks) gets its index.  0, or -1 with ERR. */
 struct tar_index;
 int push_disks_from_archive (struct push_disk *list, size_t n,
-                             const char *archive, struct tar_index *ix);
+                             const char *archive, struct tar_index *ix,
+                             struct cli_err *err);
 void push_disks_free (struct push_disk *list, size_t n);
 /* restore-blob.c: restore ARG, a blob archive of the snapshot
  * ("qemu-server.conf" or "qemu-server.conf.blob"), decrypted, to OUT_PATH
@@ -80,21 +85,28 @@ int restore_blob (struct pbs_reader *rd, const struct pbs_key *key,
 /* "NAME=IMAGE" or "IMAGE" (-> default name drive-scsiN for argument N):
  * *NAME malloc'd archive name (.img.fidx), *IMAGE borrowed. */
 int push_parse_image_arg (const char *arg, size_t n, char **name,
-                          const char **image);
+                          const char **image, struct cli_err *err);
 
 /* Download and decode SNAPSHOT's manifest through a reader session; with
  * VERIFY the signature is checked against KEY (a keyed manifest without a
- * key is "missing key").  Returns the manifest or NULL. */
+ * key is "missing key").  Returns the manifest, or NULL with ERR. */
+struct pbs_manifest *push_fetch_manifest (struct pbs_reader *rd,
+                                          const struct pbs_key *key,
+                                          bool verify, const char *context,
+                                          struct cli_err *err);
+/* The same, printing the error: for import-run.c, restore-blob.c and the
+ * nbdkit plugin until they take a struct cli_err. */
 struct pbs_manifest *push_read_manifest (struct pbs_reader *rd,
                                          const struct pbs_key *key,
                                          bool verify, const char *context);
 /* Download ARCHIVE (.fidx) through READER (or, when B is non-NULL, the
  * base of backup session B), parse it and check its csum and size against
- * the manifest entry.  Returns the index or NULL. */
+ * the manifest entry.  Returns the index, or NULL with ERR. */
 struct pbs_fidx *push_fetch_index (struct pbs_reader *rd,
                                    struct pbs_backup *b,
                                    const struct pbs_manifest *m,
-                                   const char *archive, const char *context);
+                                   const char *archive, const char *context,
+                                   struct cli_err *err);
 
 /* Compare archive NAME of a snapshot (manifest M, read through RD) with
  * the merged disk of IMAGE (or OO's --chain), printing the differing

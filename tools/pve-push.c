@@ -18,10 +18,10 @@
 
 #define TEXT_MAX (1u << 20) /* configs and notes: far below a blob's limit */
 
-/* Read a small text file whole: malloc'd, NUL-terminated; NULL after
- * printing an error. */
+/* Read a small text file whole: malloc'd, NUL-terminated; NULL with
+ * ERR. */
 static char *
-read_text (const char *path, size_t *lenp)
+read_text (const char *path, size_t *lenp, struct cli_err *err)
 {
   char *buf = NULL;
   size_t len = 0;
@@ -30,27 +30,27 @@ read_text (const char *path, size_t *lenp)
   int fd = open (path, O_RDONLY | O_CLOEXEC);
 
   if (fd == -1) {
-    cli_error (path, "cannot open: %s", strerror (errno));
+    cli_err_set (err, path, "cannot open: %s", strerror (errno));
     return NULL;
   }
   if (fstat (fd, &st) == -1 || !S_ISREG (st.st_mode)) {
-    cli_error (path, "not a regular file");
+    cli_err_set (err, path, "not a regular file");
     goto fail;
   }
   if ((uint64_t) st.st_size > TEXT_MAX) {
-    cli_error (path, "larger than %u bytes: not a config or notes file",
-               TEXT_MAX);
+    cli_err_set (err, path, "larger than %u bytes: not a config or notes "
+                 "file", TEXT_MAX);
     goto fail;
   }
   buf = malloc ((size_t) st.st_size + 1);
   if (!buf) {
-    cli_error (path, "out of memory");
+    cli_err_set (err, path, "out of memory");
     goto fail;
   }
   while ((r = read (fd, buf + len, (size_t) st.st_size - len)) > 0)
     len += (size_t) r;
   if (r == -1) {
-    cli_error (path, "read failed: %s", strerror (errno));
+    cli_err_set (err, path, "read failed: %s", strerror (errno));
     goto fail;
   }
   buf[len] = 0;
@@ -66,7 +66,7 @@ fail:
 
 static int
 parse_uint (const char *opt, const char *arg, unsigned lo, unsigned hi,
-            unsigned *out)
+            unsigned *out, struct cli_err *err)
 {
   char *end;
   unsigned long v;
@@ -74,30 +74,32 @@ parse_uint (const char *opt, const char *arg, unsigned lo, unsigned hi,
   errno = 0;
   v = strtoul (arg, &end, 10);
   if (errno || *end || !*arg || *arg == '-' || v < lo || v > hi)
-    return cli_usage_error ("push", "invalid %s '%s' (%u to %u)", opt, arg,
-                            lo, hi);
+    return cli_err_usage (err, "push", "invalid %s '%s' (%u to %u)", opt,
+                          arg, lo, hi);
   *out = (unsigned) v;
   return 0;
 }
 
 int
-pve_push_option (struct pve_push *pp, int opt, const char *arg)
+pve_push_option (struct pve_push *pp, int opt, const char *arg,
+                 struct cli_err *err)
 {
   switch (opt) {
   case PVE_OPT_CONFIG: pp->config_arg = arg; return 0;
   case PVE_OPT_STORAGE:
     if (*arg && !pve_valid_storage_id (arg))
-      return cli_usage_error ("push", "invalid --pve-storage '%s' (a Proxmox "
-                              "VE storage id, e.g. local-lvm)", arg);
+      return cli_err_usage (err, "push", "invalid --pve-storage '%s' (a "
+                            "Proxmox VE storage id, e.g. local-lvm)", arg);
     pp->storage = arg;
     return 0;
   case PVE_OPT_MEMORY:
     pp->memory_set = true;
     /* qemu-server's memory: 16 MiB minimum */
-    return parse_uint ("--pve-memory", arg, 16, 4u << 20, &pp->memory_mib);
+    return parse_uint ("--pve-memory", arg, 16, 4u << 20, &pp->memory_mib,
+                       err);
   case PVE_OPT_CORES:
     pp->cores_set = true;
-    return parse_uint ("--pve-cores", arg, 1, 1024, &pp->cores);
+    return parse_uint ("--pve-cores", arg, 1, 1024, &pp->cores, err);
   case PVE_OPT_FW_CONFIG: pp->fw_path = arg; return 0;
   case PVE_OPT_NOTES: pp->notes_arg = arg; return 0;
   case PVE_OPT_NOTES_FILE: pp->notes_path = arg; return 0;
@@ -109,16 +111,16 @@ pve_push_option (struct pve_push *pp, int opt, const char *arg)
     if (!eq || eq == arg
         || (strcmp (eq + 1, "raw") && strcmp (eq + 1, "qcow2")
             && strcmp (eq + 1, "vmdk")))
-      return cli_usage_error ("push", "--pve-disk-format takes NAME=FORMAT "
-                              "with FORMAT raw, qcow2 or vmdk, not '%s'",
-                              arg);
+      return cli_err_usage (err, "push", "--pve-disk-format takes "
+                            "NAME=FORMAT with FORMAT raw, qcow2 or vmdk, "
+                            "not '%s'", arg);
     if (pp->ndisk_format == sizeof pp->disk_format / sizeof *pp->disk_format)
-      return cli_usage_error ("push", "too many --pve-disk-format");
+      return cli_err_usage (err, "push", "too many --pve-disk-format");
     pp->disk_format[pp->ndisk_format++] = arg;
     return 0;
   }
   }
-  return cli_usage_error ("push", "invalid option");
+  return cli_err_usage (err, "push", "invalid option");
 }
 
 const char *
@@ -151,7 +153,7 @@ all_digits (const char *s)
 
 int
 pve_push_prepare (struct pve_push *pp, const char *type, const char *id,
-                  const struct pve_disk *disks, size_t n)
+                  const struct pve_disk *disks, size_t n, struct cli_err *e)
 {
   struct pve_config_opts o = { 0 };
   char err[1024];
@@ -159,39 +161,39 @@ pve_push_prepare (struct pve_push *pp, const char *type, const char *id,
   size_t len = 0;
 
   if (pp->notes_arg && pp->notes_path)
-    return cli_usage_error ("push", "give --notes or --notes-file, not both");
+    return cli_err_usage (e, "push", "give --notes or --notes-file, not both");
   if (!pp->config_arg
       && (pp->storage || pp->memory_set || pp->cores_set))
-    return cli_usage_error ("push", "--pve-storage, --pve-memory and "
-                            "--pve-cores go with --pve-config");
+    return cli_err_usage (e, "push", "--pve-storage, --pve-memory and "
+                          "--pve-cores go with --pve-config");
   if (pp->config_arg && strcmp (pp->config_arg, "auto") != 0
       && (pp->memory_set || pp->cores_set))
-    return cli_usage_error ("push", "--pve-memory and --pve-cores go with "
-                            "--pve-config auto; edit your config instead");
+    return cli_err_usage (e, "push", "--pve-memory and --pve-cores go with "
+                          "--pve-config auto; edit your config instead");
   if ((pp->config_arg || pp->fw_path) && strcmp (type, "vm") != 0)
-    return cli_usage_error ("push", "--pve-config and --fw-config need "
-                            "--backup-type vm");
+    return cli_err_usage (e, "push", "--pve-config and --fw-config need "
+                          "--backup-type vm");
   /* pve-storage's PBS plugin lists only numeric ids (list_volumes). */
   if (pp->config_arg && !all_digits (id))
-    return cli_usage_error ("push", "backup id '%s' is not numeric: Proxmox "
-                            "VE lists only vm groups named by a VMID, e.g. "
-                            "--backup-id 100", id);
+    return cli_err_usage (e, "push", "backup id '%s' is not numeric: Proxmox "
+                          "VE lists only vm groups named by a VMID, e.g. "
+                          "--backup-id 100", id);
   if (pp->notes_arg || pp->notes_path) {
     json_t *s;
-    pp->notes = pp->notes_path ? read_text (pp->notes_path, NULL)
+    pp->notes = pp->notes_path ? read_text (pp->notes_path, NULL, e)
                                : strdup (pp->notes_arg);
     if (!pp->notes)
-      return pp->notes_path ? 1 : cli_error ("push", "out of memory");
+      return pp->notes_path ? -1 : cli_err_set (e, "push", "out of memory");
     s = json_string (pp->notes);
     json_decref (s);
     if (!s)
-      return cli_error (pp->notes_path ? pp->notes_path : "--notes",
-                        "notes must be UTF-8 text without NUL bytes");
+      return cli_err_set (e, pp->notes_path ? pp->notes_path : "--notes",
+                          "notes must be UTF-8 text without NUL bytes");
   }
   if (pp->fw_path) {
-    pp->fw = read_text (pp->fw_path, &pp->fw_len);
+    pp->fw = read_text (pp->fw_path, &pp->fw_len, e);
     if (!pp->fw)
-      return 1;
+      return -1;
   }
   if (!pp->config_arg)
     return 0;
@@ -201,19 +203,19 @@ pve_push_prepare (struct pve_push *pp, const char *type, const char *id,
   o.cores = pp->cores_set ? pp->cores : 1;
   o.name = NULL;
   if (strcmp (pp->config_arg, "auto") != 0) {
-    char *user = read_text (pp->config_arg, &len);
+    char *user = read_text (pp->config_arg, &len, e);
     if (!user)
-      return 1;
+      return -1;
     o.user_text = user;
     o.user_len = len;
     pp->config = pve_config_make (&o, disks, n, &dropped, err, sizeof err);
     free (user);
     if (!pp->config)
-      return cli_error (pp->config_arg, "%s", err);
+      return cli_err_set (e, pp->config_arg, "%s", err);
     if (dropped)
-      fprintf (stderr, "qcow2pbs: %s: snapshot, pending and special "
-               "sections and lock/parent/unused lines are left out, as "
-               "vzdump leaves them\n", pp->config_arg);
+      cli_note (pp->config_arg, "snapshot, pending and special sections and "
+                "lock/parent/unused lines are left out, as vzdump leaves "
+                "them");
     return 0;
   }
   {
@@ -223,7 +225,7 @@ pve_push_prepare (struct pve_push *pp, const char *type, const char *id,
     pp->config = pve_config_make (&o, disks, n, NULL, err, sizeof err);
   }
   if (!pp->config)
-    return cli_error ("--pve-config auto", "%s", err);
+    return cli_err_set (e, "--pve-config auto", "%s", err);
   return 0;
 }
 
@@ -280,7 +282,8 @@ pve_push_store (struct pve_push *pp, struct pbs_backup *b,
 
 int
 pve_push_protect (struct pve_push *pp, struct pbs_repo *r, const char *ns,
-                  const char *type, const char *id, int64_t time)
+                  const char *type, const char *id, int64_t time,
+                  struct cli_err *err)
 {
   char ts[21];
 
@@ -298,8 +301,8 @@ pve_push_protect (struct pve_push *pp, struct pbs_repo *r, const char *ns,
     usleep (i < 5 ? 20000 : 200000); /* about 3 s in all */
   }
   pbs_time_to_rfc3339 (time, ts);
-  return cli_error ("push", "snapshot %s/%s/%s was stored but could not be "
-                    "protected: %s", type, id, ts, pbs_errmsg ());
+  return cli_err_set (err, "push", "snapshot %s/%s/%s was stored but could "
+                      "not be protected: %s", type, id, ts, pbs_errmsg ());
 }
 
 void

@@ -11,6 +11,8 @@
 #include "pbsproto.h"
 #include "pve-config.h"
 
+struct cli_err; /* cli.h */
+
 struct pve_push {
   /* Options. */
   const char *config_arg; /* --pve-config FILE|auto, or NULL */
@@ -77,23 +79,24 @@ enum {
   "                     the restore allocates; import takes it from\n"      \
   "                     qmpbackup's <file>.config\n"
 
-/* Take option OPT; 0, or 2 after a usage error (printed). */
-int pve_push_option (struct pve_push *pp, int opt, const char *arg);
-/* Check the options against the group (2 after a usage error), read the
- * files and build the config for DISKS (1 after an error, printed);
- * 0 when ready. */
+/* Take option OPT; 0, or -1 with ERR (a usage error). */
+int pve_push_option (struct pve_push *pp, int opt, const char *arg,
+                     struct cli_err *err);
+/* Check the options against the group (a usage error), read the files and
+ * build the config for DISKS (an error); 0 when ready, else -1 with ERR. */
 int pve_push_prepare (struct pve_push *pp, const char *type, const char *id,
-                      const struct pve_disk *disks, size_t n);
+                      const struct pve_disk *disks, size_t n,
+                      struct cli_err *err);
 /* Upload the blobs into backup session B and list them in manifest M
  * (encrypted with KEY, like the disks); set the notes.  0, or -1 with
  * pbs_errmsg naming the file. */
 int pve_push_store (struct pve_push *pp, struct pbs_backup *b,
                     struct pbs_manifest *m, const struct pbs_key *key);
-/* After the session ended: protect the snapshot if asked.  0 or 1 after
- * printing an error. */
+/* After the session ended: protect the snapshot if asked.  0, or -1 with
+ * ERR. */
 int pve_push_protect (struct pve_push *pp, struct pbs_repo *r,
                       const char *ns, const char *type, const char *id,
-                      int64_t time);
+                      int64_t time, struct cli_err *err);
 /* The --pve-disk-format of archive NAME ("drive-scsi0.img.fidx"), or
  * NULL. */
 const char *pve_push_disk_format (const struct pve_push *pp,

@@ -13,7 +13,7 @@
 #include "push.h"
 
 struct pbs_key *
-push_load_key (const char *path)
+push_load_key (const char *path, struct cli_err *err)
 {
   char *info, *password = NULL;
   json_t *j;
@@ -26,7 +26,7 @@ push_load_key (const char *path)
    * when the key is protected by one. */
   info = pbs_key_show (path);
   if (!info) {
-    cli_error (path, "%s", pbs_errmsg ());
+    cli_err_set (err, path, "%s", pbs_errmsg ());
     return NULL;
   }
   j = json_loads (info, 0, NULL);
@@ -39,9 +39,9 @@ push_load_key (const char *path)
   json_decref (j);
   if (need_password) {
     password = cli_read_secret ("PBS_ENCRYPTION_PASSWORD",
-                                "Encryption key password: ");
+                                "Encryption key password: ", err);
     if (!password)
-      return NULL; /* cli_read_secret printed why */
+      return NULL; /* cli_read_secret said why */
   }
   k = pbs_key_load (path, password);
   if (password) {
@@ -49,7 +49,7 @@ push_load_key (const char *path)
     free (password);
   }
   if (!k)
-    cli_error (path, "%s", pbs_errmsg ());
+    cli_err_set (err, path, "%s", pbs_errmsg ());
   return k;
 }
 
@@ -68,16 +68,14 @@ push_key_fingerprint (const struct pbs_key *key)
 
 int
 push_parse_snapshot (const char *spec, char **type, char **id,
-                     int64_t *t)
+                     int64_t *t, struct cli_err *err)
 {
   const char *s1, *s2;
 
   s1 = strchr (spec, '/');
   s2 = s1 ? strchr (s1 + 1, '/') : NULL;
-  if (!s1 || !s2 || strchr (s2 + 1, '/')) {
-    cli_error (spec, "not a snapshot name (TYPE/ID/TIME)");
-    return -1;
-  }
+  if (!s1 || !s2 || strchr (s2 + 1, '/'))
+    return cli_err_set (err, spec, "not a snapshot name (TYPE/ID/TIME)");
   *type = strndup (spec, (size_t) (s1 - spec));
   *id = strndup (s1 + 1, (size_t) (s2 - s1 - 1));
   if (!*type || !*id || !pbs_valid_backup_type (*type)
@@ -85,8 +83,7 @@ push_parse_snapshot (const char *spec, char **type, char **id,
     free (*type);
     free (*id);
     *type = *id = NULL;
-    cli_error (spec, "not a snapshot name (TYPE/ID/TIME)");
-    return -1;
+    return cli_err_set (err, spec, "not a snapshot name (TYPE/ID/TIME)");
   }
   return 0;
 }
@@ -118,7 +115,7 @@ push_archive_name (const char *arg)
 
 int
 push_parse_image_arg (const char *arg, size_t n, char **name,
-                      const char **image)
+                      const char **image, struct cli_err *err)
 {
   const char *eq = strchr (arg, '=');
   char buf[64];
@@ -128,7 +125,7 @@ push_parse_image_arg (const char *arg, size_t n, char **name,
   if (eq && eq != arg && !memchr (arg, '/', (size_t) (eq - arg))) {
     char *nm = strndup (arg, (size_t) (eq - arg));
     if (!nm)
-      return -1;
+      return cli_err_set (err, arg, "out of memory");
     *name = push_archive_name (nm);
     free (nm);
     *image = eq + 1;
@@ -140,51 +137,61 @@ push_parse_image_arg (const char *arg, size_t n, char **name,
     *name = push_archive_name (buf);
     *image = arg;
   }
-  if (!*name) {
-    cli_error (arg, "invalid archive name");
-    return -1;
-  }
+  if (!*name)
+    return cli_err_set (err, arg, "invalid archive name");
   if (!**image) {
     free (*name);
     *name = NULL;
-    cli_error (arg, "no image given");
-    return -1;
+    return cli_err_set (err, arg, "no image given");
   }
   return 0;
 }
 
 struct pbs_manifest *
-push_read_manifest (struct pbs_reader *rd, const struct pbs_key *key,
-                    bool verify, const char *context)
+push_fetch_manifest (struct pbs_reader *rd, const struct pbs_key *key,
+                     bool verify, const char *context, struct cli_err *err)
 {
   uint8_t *blob = NULL, *json = NULL;
   size_t blen, jlen;
   struct pbs_manifest *m = NULL;
 
   if (pbs_reader_download (rd, "index.json.blob", &blob, &blen) == -1) {
-    cli_error (context, "index.json.blob: %s", pbs_errmsg ());
+    cli_err_set (err, context, "index.json.blob: %s", pbs_errmsg ());
     return NULL;
   }
   /* A manifest is never encrypted, so no key for the blob itself. */
   if (pbs_blob_decode (blob, blen, NULL, 16u * 1024 * 1024, &json, &jlen)
       == -1) {
-    cli_error (context, "index.json.blob: %s", pbs_errmsg ());
+    cli_err_set (err, context, "index.json.blob: %s", pbs_errmsg ());
     goto out;
   }
   m = pbs_manifest_parse ((const char *) json, jlen, key,
                           verify ? 0 : PBS_MANIFEST_NO_VERIFY);
   if (!m)
-    cli_error (context, "index.json.blob: %s", pbs_errmsg ());
+    cli_err_set (err, context, "index.json.blob: %s", pbs_errmsg ());
 out:
   free (blob);
   free (json);
   return m;
 }
 
+struct pbs_manifest *
+push_read_manifest (struct pbs_reader *rd, const struct pbs_key *key,
+                    bool verify, const char *context)
+{
+  struct cli_err err;
+  struct pbs_manifest *m = push_fetch_manifest (rd, key, verify, context,
+                                                &err);
+
+  if (!m)
+    cli_err_print (&err);
+  return m;
+}
+
 struct pbs_fidx *
 push_fetch_index (struct pbs_reader *rd, struct pbs_backup *b,
                   const struct pbs_manifest *m, const char *archive,
-                  const char *context)
+                  const char *context, struct cli_err *err)
 {
   struct pbs_manifest_file f;
   uint8_t *data = NULL, csum[32];
@@ -193,19 +200,19 @@ push_fetch_index (struct pbs_reader *rd, struct pbs_backup *b,
   int r;
 
   if (pbs_manifest_find (m, archive, &f) == -1) {
-    cli_error (context, "%s: not in the snapshot", archive);
+    cli_err_set (err, context, "%s: not in the snapshot", archive);
     return NULL;
   }
   r = b ? pbs_backup_download_previous (b, archive, &data, &len)
         : pbs_reader_download (rd, archive, &data, &len);
   if (r == -1) {
-    cli_error (context, "%s: %s", archive, pbs_errmsg ());
+    cli_err_set (err, context, "%s: %s", archive, pbs_errmsg ());
     return NULL;
   }
   idx = pbs_fidx_parse (data, len);
   free (data);
   if (!idx) {
-    cli_error (context, "%s: %s", archive, pbs_errmsg ());
+    cli_err_set (err, context, "%s: %s", archive, pbs_errmsg ());
     return NULL;
   }
   /* The stored header csum is not trusted: recompute it over the digests
@@ -213,8 +220,8 @@ push_fetch_index (struct pbs_reader *rd, struct pbs_backup *b,
   pbs_fidx_csum (idx, csum);
   if (memcmp (csum, f.csum, 32) != 0 || idx->size != f.size
       || idx->chunk_size != PBS_CHUNK_SIZE) {
-    cli_error (context, "%s: index does not match the manifest "
-               "(checksum or size)", archive);
+    cli_err_set (err, context, "%s: index does not match the manifest "
+                 "(checksum or size)", archive);
     pbs_fidx_free (idx);
     return NULL;
   }
@@ -235,26 +242,27 @@ push_snapshot_name (const char *type, const char *id, int64_t t)
 int
 snapshot_source_open (struct snapshot_source *src, const char *snapshot,
                       const char *repo_spec, const char *fingerprint,
-                      const char *ns, const char *keyfile)
+                      const char *ns, const char *keyfile,
+                      struct cli_err *err)
 {
   char *type = NULL, *id = NULL;
   int64_t t;
   int ret = -1;
 
   memset (src, 0, sizeof *src);
-  if (push_parse_snapshot (snapshot, &type, &id, &t) == -1)
+  if (push_parse_snapshot (snapshot, &type, &id, &t, err) == -1)
     return -1;
   if (keyfile) {
-    src->key = push_load_key (keyfile);
+    src->key = push_load_key (keyfile, err);
     if (!src->key)
       goto out;
   }
-  src->repo = cli_open_repo (repo_spec, fingerprint);
+  src->repo = cli_open_repo (repo_spec, fingerprint, err);
   if (!src->repo)
     goto out;
   src->rd = pbs_reader_start (src->repo, ns, type, id, t);
   if (!src->rd) {
-    cli_pbs_error (snapshot);
+    cli_err_pbs (err, snapshot);
     goto out;
   }
   ret = 0;

@@ -10,7 +10,9 @@
  * size at 124, octal or GNU base-256) and its data follows it.  The
  * member's own header must agree with libarchive (regular type, size), so
  * a wrong offset is never used: such a member is just not in place.  GNU
- * sparse members ('S', or pax GNU.sparse keys) are not in one piece. */
+ * sparse members ('S', or pax GNU.sparse keys) are not in one piece:
+ * their stored pieces follow each other in the order of the sparse map
+ * libarchive read (sparse_pieces), and must add up to the stored size. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -48,9 +50,8 @@ tar_name_safe (const char *name)
   return true;
 }
 
-/* "./a//b/" -> "a/b" (malloc'd). */
-static char *
-normal_name (const char *name)
+char *
+tar_name_normal (const char *name)
 {
   char *out = malloc (strlen (name) + 1), *q = out;
   const char *p = name;
@@ -108,10 +109,94 @@ tar_number (const unsigned char *f, size_t len, uint64_t *v)
 /* Walk from the member's first header at POS to its own header: fill
  * M->offset, M->in_place, M->sparse and the header hash.  0, or -1 on a
  * read error (message printed). */
+/* The decimal number at *P (ended by '\n'), moving *P past it. */
+static bool
+map_number (const char **p, const char *end, uint64_t *v)
+{
+  const char *q = *p;
+
+  *v = 0;
+  if (q == end || *q < '0' || *q > '9')
+    return false;
+  for (; q < end && *q >= '0' && *q <= '9'; q++) {
+    if (*v > (UINT64_MAX - 9) / 10)
+      return false;
+    *v = *v * 10 + (uint64_t) (*q - '0');
+  }
+  if (q == end || *q != '\n')
+    return false;
+  *p = q + 1;
+  return true;
+}
+
+/* A GNU sparse member whose own header is at HDR and whose data (after
+ * 'S' extension blocks) starts at DATA, STORED bytes of it: its pieces
+ * lie one after the other from there, in the order of the map MAP[0..N)
+ * libarchive read; format 1.0 (pax GNU.sparse.major=1) first stores the
+ * map itself, which must be the same.  Fills M->ext and says whether
+ * the pieces add up to STORED. */
+static bool
+sparse_pieces (int fd, uint64_t data, uint64_t stored, bool v1,
+               const la_int64_t (*map)[2], size_t n, struct tar_member *m)
+{
+  uint64_t sum = 0, at = data;
+  size_t k = 0, i;
+
+  if (v1) {
+    /* "count\n" then "offset\nlength\n" per piece, padded to 512. */
+    char buf[65536];
+    const char *p = buf, *end;
+    uint64_t cnt, v;
+    ssize_t r = pread (fd, buf, sizeof buf, (off_t) data);
+    if (r <= 0)
+      return false;
+    end = buf + r;
+    uint64_t o;
+    size_t j = 0;
+    if (!map_number (&p, end, &cnt) || cnt > MAX_EXT_BYTES)
+      return false;
+    /* The same pieces (empty ones, the end marker, not compared). */
+    for (i = 0; i < cnt; i++) {
+      if (!map_number (&p, end, &o) || !map_number (&p, end, &v))
+        return false;
+      if (v == 0)
+        continue;
+      while (j < n && map[j][1] == 0)
+        j++;
+      if (j == n || (la_int64_t) o != map[j][0] || (la_int64_t) v != map[j][1])
+        return false;
+      j++;
+    }
+    while (j < n && map[j][1] == 0)
+      j++;
+    if (j != n)
+      return false;
+    at += ((uint64_t) (p - buf) + BLOCK - 1) / BLOCK * BLOCK;
+  }
+  m->ext = calloc (n + 1, sizeof *m->ext);
+  if (!m->ext)
+    return false;
+  for (i = 0; i < n; i++) {
+    if (map[i][1] == 0)
+      continue; /* the end marker */
+    if (map[i][0] < 0 || map[i][1] < 0)
+      return false;
+    m->ext[k].offset = (uint64_t) map[i][0];
+    m->ext[k].length = (uint64_t) map[i][1];
+    m->ext[k].file_offset = at;
+    at += (uint64_t) map[i][1];
+    sum += (uint64_t) map[i][1];
+    k++;
+  }
+  m->next = k;
+  return at - data == stored && sum <= m->size;
+}
+
 static int
 locate (int fd, const char *path, uint64_t pos, struct tar_member *m,
-        const char *name)
+        const char *name, const la_int64_t (*map)[2], size_t nmap)
 {
+  bool v1 = false;
   unsigned char b[BLOCK], md[32];
   uint64_t start = pos, size, ext = 0;
   bool extended = false;
@@ -148,6 +233,8 @@ locate (int fd, const char *path, uint64_t pos, struct tar_member *m,
         text[size] = 0;
         if (memmem (text, (size_t) size, "GNU.sparse.", 11))
           m->sparse = true;
+        if (memmem (text, (size_t) size, " GNU.sparse.major=1\n", 20))
+          v1 = true;
         EVP_DigestUpdate (ctx, b, BLOCK);
         EVP_DigestUpdate (ctx, text, (size_t) size);
         free (text);
@@ -161,6 +248,30 @@ locate (int fd, const char *path, uint64_t pos, struct tar_member *m,
     EVP_DigestUpdate (ctx, b, BLOCK);
     if (b[156] == 'S')
       m->sparse = true;
+    if (m->sparse && nmap && (b[156] == 'S' || b[156] == '0' || b[156] == 0)) {
+      /* Read in place through its map: after an old GNU 'S' header come
+       * its extension blocks (flag at 482, then 504 of each), then the
+       * pieces; a pax one's pieces follow its header. */
+      uint64_t data = pos + BLOCK, blocks = 0;
+      bool more = b[156] == 'S' && b[482];
+      unsigned char x[BLOCK];
+      while (more && blocks++ < MAX_EXT_BYTES / BLOCK) {
+        if (pread (fd, x, BLOCK, (off_t) data) != BLOCK)
+          break;
+        EVP_DigestUpdate (ctx, x, BLOCK); /* the rest of its map */
+        data += BLOCK;
+        more = x[504] != 0;
+      }
+      if (!more && sparse_pieces (fd, data, size, v1, map, nmap, m)) {
+        m->in_place = true;
+        m->offset = data;
+      }
+      else {
+        free (m->ext);
+        m->ext = NULL;
+        m->next = 0;
+      }
+    }
     /* The member's own header: a plain file whose size is what libarchive
      * read (a pax size may stand in for a too large ustar field) and,
      * without extension headers, whose ustar name is its name. */
@@ -253,7 +364,7 @@ tar_index_read (const char *path, struct tar_index *ix)
     }
     m = &ix->m[ix->n];
     memset (m, 0, sizeof *m);
-    m->name = normal_name (name);
+    m->name = tar_name_normal (name);
     if (!m->name) {
       cli_error (path, "out of memory");
       goto out;
@@ -267,10 +378,24 @@ tar_index_read (const char *path, struct tar_index *ix)
                             + archive_entry_mtime_nsec (e)
                       : 0;
     m->sparse = archive_entry_sparse_count (e) > 0;
-    if (!m->dir && !ix->compressed && pos >= 0
-        && locate (fd, path, (uint64_t) pos, m, name) == -1)
-      goto out;
-    if (!m->dir && m->sparse)
+    if (!m->dir && !ix->compressed && pos >= 0) {
+      /* libarchive's sparse map (offset, length; a 0-length end). */
+      size_t nmap = 0;
+      int cnt = archive_entry_sparse_reset (e);
+      la_int64_t (*map)[2] = cnt > 0 ? calloc ((size_t) cnt, sizeof *map)
+                                      : NULL;
+      while (map && nmap < (size_t) cnt
+             && archive_entry_sparse_next (e, &map[nmap][0], &map[nmap][1])
+                    == ARCHIVE_OK)
+        nmap++;
+      r = locate (fd, path, (uint64_t) pos, m, name,
+                  (const la_int64_t (*)[2]) map, nmap);
+      free (map);
+      if (r == -1)
+        goto out;
+      r = ARCHIVE_OK;
+    }
+    if (!m->dir && m->sparse && !m->in_place)
       ix->any_sparse = true;
   }
   if (r != ARCHIVE_EOF) {
@@ -296,7 +421,7 @@ out:
 const struct tar_member *
 tar_index_find (const struct tar_index *ix, const char *name)
 {
-  char *n = normal_name (name);
+  char *n = tar_name_normal (name);
   const struct tar_member *found = NULL;
   size_t i;
 
@@ -311,8 +436,10 @@ tar_index_find (const struct tar_index *ix, const char *name)
 void
 tar_index_free (struct tar_index *ix)
 {
-  for (size_t i = 0; i < ix->n; i++)
+  for (size_t i = 0; i < ix->n; i++) {
     free (ix->m[i].name);
+    free (ix->m[i].ext);
+  }
   free (ix->m);
   memset (ix, 0, sizeof *ix);
 }

@@ -8,22 +8,28 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "qcowlib.h"
+
 struct tar_member {
   char *name;         /* as stored, without "./" and a trailing "/" */
   bool dir;
   bool sparse;        /* a GNU sparse member: its bytes are not in one piece */
-  bool in_place;      /* a plain regular member at OFFSET (uncompressed) */
+  bool in_place;      /* a plain regular member at OFFSET (uncompressed),
+                       * or a sparse one whose pieces are EXT */
   uint64_t size;      /* bytes of data (a sparse member: its real size) */
   uint64_t offset;    /* in_place: where its data starts in the archive */
   int64_t mtime_ns;
+  struct qcow_span_piece *ext; /* in_place sparse: its stored pieces */
+  size_t next;
   char header_sha256[65]; /* sha256 of its header blocks (pax, long names,
-                           * its own): name, size, time, mode, owner */
+                           * its own, an old GNU sparse map's extension
+                           * blocks): name, size, time, mode, owner */
 };
 
 struct tar_index {
   struct stat st;     /* of the archive, when it was indexed */
   bool compressed;    /* a compression filter: nothing is in place */
-  bool any_sparse;
+  bool any_sparse;     /* a GNU sparse member that is not in place */
   struct tar_member *m;
   size_t n;
 };
@@ -38,5 +44,7 @@ void tar_index_free (struct tar_index *ix);
 /* Refuse absolute member names and ones climbing out with "..", as
  * tar -x does. */
 bool tar_name_safe (const char *name);
+/* "./a//b/" -> "a/b" (malloc'd; NULL: out of memory). */
+char *tar_name_normal (const char *name);
 
 #endif

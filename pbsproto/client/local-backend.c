@@ -3,8 +3,9 @@
  * root@pam (the owner written into new groups).  So a local push meets
  * exactly the checks a PBS server would make.
  *
- * Differences from talking to a server: errors carry no HTTP status (0),
- * and a namespace is created on first use (on PBS an admin creates it). */
+ * Differences from talking to a server: errors are the datastore's errno
+ * and message as they are (no HTTP status), and a namespace is created on
+ * first use (on PBS an admin creates it). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,14 +16,6 @@
 #include "pbs-internal.h"
 
 #define LOCAL_AUTH_ID "root@pam"
-
-/* The ds layer reports HTTP statuses for the test server; a local store
- * has none (pbs_http_status() == 0). */
-static void
-drop_status (void)
-{
-  pbs__ds_restate_error (0, NULL);
-}
 
 void *
 pbs__local_open (const char *path, const struct pbs_repo_opts *opts)
@@ -48,20 +41,14 @@ static int
 l_snapshots (void *st, const char *ns, const char *type, const char *id,
              struct pbs_snapshot **out, size_t *n)
 {
-  int r = pbs_datastore_snapshots (st, ns, type, id, out, n);
-  if (r == -1)
-    drop_status ();
-  return r;
+  return pbs_datastore_snapshots (st, ns, type, id, out, n);
 }
 
 static int
 l_set_protected (void *st, const char *ns, const char *type, const char *id,
                  int64_t time, bool protect)
 {
-  int r = pbs_ds_set_protection (st, ns, type, id, time, protect);
-  if (r == -1)
-    drop_status ();
-  return r;
+  return pbs_ds_set_protection (st, ns, type, id, time, protect);
 }
 
 /* mkdir ns/a, ns/a/ns/b, ... below the datastore. */
@@ -108,9 +95,7 @@ l_backup_start (void *st, const char *ns, const char *type, const char *id,
   if (ns && *ns && create_ns (st, ns) == -1)
     return NULL;
   b = pbs_ds_backup_start (st, LOCAL_AUTH_ID, ns, type, id, time);
-  if (!b)
-    drop_status ();
-  else /* a local snapshot never references a missing chunk */
+  if (b) /* a local snapshot never references a missing chunk */
     pbs_ds_backup_require_chunks (b);
   return (struct pbs_backend_backup *)b;
 }
@@ -127,10 +112,7 @@ static int
 l_download_previous (struct pbs_backend_backup *bb, const char *name,
                      uint8_t **data, size_t *len)
 {
-  int r = pbs_ds_backup_previous (DSB (bb), name, data, len);
-  if (r == -1)
-    drop_status ();
-  return r;
+  return pbs_ds_backup_previous (DSB (bb), name, data, len);
 }
 
 /* The datastore parses the base index to register its digests: hand
@@ -148,10 +130,7 @@ static int
 l_fixed_index (struct pbs_backend_backup *bb, const char *name, uint64_t size,
                const char *reuse_csum)
 {
-  int r = pbs_ds_backup_fixed_index (DSB (bb), name, size, reuse_csum);
-  if (r == -1)
-    drop_status ();
-  return r;
+  return pbs_ds_backup_fixed_index (DSB (bb), name, size, reuse_csum);
 }
 
 static int
@@ -166,8 +145,6 @@ l_fixed_chunk (struct pbs_backend_backup *bb, int wid, const uint8_t digest[32],
   r = pbs_ds_backup_fixed_chunk_trusted (DSB (bb), wid, digest, size, blob,
                                          blob_len);
   free (take); /* written synchronously: nothing keeps it */
-  if (r == -1)
-    drop_status ();
   return r;
 }
 
@@ -175,61 +152,27 @@ static int
 l_fixed_append (struct pbs_backend_backup *bb, int wid, size_t n,
                 const uint8_t (*digests)[32], const uint64_t *offsets)
 {
-  char (*hex)[65] = NULL;
-  const char **ptrs = NULL;
-  size_t i;
-  int r = -1;
-
-  hex = malloc (n ? n * sizeof *hex : 1);
-  ptrs = malloc (n ? n * sizeof *ptrs : 1);
-  if (!hex || !ptrs) {
-    pbs__set_error (ENOMEM, "out of memory");
-    goto out;
-  }
-  for (i = 0; i < n; i++) {
-    pbs_digest_hex (digests[i], hex[i]);
-    ptrs[i] = hex[i];
-  }
-  r = pbs_ds_backup_fixed_append (DSB (bb), wid, n, ptrs, offsets);
-  if (r == -1)
-    drop_status ();
-out:
-  free (hex);
-  free (ptrs);
-  return r;
+  return pbs_ds_backup_fixed_append (DSB (bb), wid, n, digests, offsets);
 }
 
 static int
 l_fixed_close (struct pbs_backend_backup *bb, int wid, uint64_t chunk_count,
                uint64_t size, const uint8_t csum[32])
 {
-  char hex[65];
-  int r;
-
-  pbs_digest_hex (csum, hex);
-  r = pbs_ds_backup_fixed_close (DSB (bb), wid, chunk_count, size, hex);
-  if (r == -1)
-    drop_status ();
-  return r;
+  return pbs_ds_backup_fixed_close (DSB (bb), wid, chunk_count, size, csum);
 }
 
 static int
 l_blob (struct pbs_backend_backup *bb, const char *name, const uint8_t *blob,
         size_t len)
 {
-  int r = pbs_ds_backup_blob (DSB (bb), name, len, blob, len);
-  if (r == -1)
-    drop_status ();
-  return r;
+  return pbs_ds_backup_blob (DSB (bb), name, len, blob, len);
 }
 
 static int
 l_finish (struct pbs_backend_backup *bb)
 {
-  int r = pbs_ds_backup_finish (DSB (bb));
-  if (r == -1)
-    drop_status ();
-  return r;
+  return pbs_ds_backup_finish (DSB (bb));
 }
 
 static const char *
@@ -248,35 +191,22 @@ static struct pbs_backend_reader *
 l_reader_start (void *st, const char *ns, const char *type, const char *id,
                 int64_t time)
 {
-  struct pbs_ds_reader *r =
-      pbs_ds_reader_start (st, LOCAL_AUTH_ID, ns, type, id, time);
-  if (!r)
-    drop_status ();
-  return (struct pbs_backend_reader *)r;
+  return (struct pbs_backend_reader *)pbs_ds_reader_start (st, LOCAL_AUTH_ID,
+                                                           ns, type, id, time);
 }
 
 static int
 l_reader_download (struct pbs_backend_reader *br, const char *name,
                    uint8_t **data, size_t *len)
 {
-  int r = pbs_ds_reader_download ((struct pbs_ds_reader *)br, name, data, len);
-  if (r == -1)
-    drop_status ();
-  return r;
+  return pbs_ds_reader_download ((struct pbs_ds_reader *)br, name, data, len);
 }
 
 static int
 l_reader_chunk (struct pbs_backend_reader *br, const uint8_t digest[32],
                 uint8_t **blob, size_t *len)
 {
-  char hex[65];
-  int r;
-
-  pbs_digest_hex (digest, hex);
-  r = pbs_ds_reader_chunk ((struct pbs_ds_reader *)br, hex, blob, len);
-  if (r == -1)
-    drop_status ();
-  return r;
+  return pbs_ds_reader_chunk ((struct pbs_ds_reader *)br, digest, blob, len);
 }
 
 static void

@@ -24,8 +24,5 @@ int
 pbs__local_set_verify_state (void *st, const char *ns, const char *type,
                              const char *id, int64_t time, bool ok)
 {
-  int r = pbs_ds_set_verify_state (st, LOCAL_AUTH_ID, ns, type, id, time, ok);
-  if (r == -1) /* a local store has no HTTP status */
-    pbs__ds_restate_error (0, NULL);
-  return r;
+  return pbs_ds_set_verify_state (st, LOCAL_AUTH_ID, ns, type, id, time, ok);
 }

@@ -125,20 +125,21 @@ pbs_datastore_open (const char *path, bool create)
   }
   if (stat (path, &st) == -1) {
     if (errno == ENOENT && !create) {
-      pbs__set_error (ENOENT, "%s: no datastore here (a push creates one; "
-                      "check the path)", path);
+      pbs__set_error (ENOENT, "no datastore here (a push creates one; "
+                              "check the path)");
       return NULL;
     }
     if (errno != ENOENT) {
-      pbs__set_error (errno, "%s: %s", path, strerror (errno));
+      pbs__set_error (errno, "%s", strerror (errno));
       return NULL;
     }
     if (mkdir_p (path, 0755) == -1) {
-      pbs__set_error (errno, "%s: %s", path, strerror (errno));
+      pbs__set_error (errno, "cannot create the datastore: %s",
+                      strerror (errno));
       return NULL;
     }
   } else if (!S_ISDIR (st.st_mode)) {
-    pbs__set_error (ENOTDIR, "%s is not a directory", path);
+    pbs__set_error (ENOTDIR, "not a directory; a datastore is a directory");
     return NULL;
   }
 
@@ -158,7 +159,7 @@ pbs_datastore_open (const char *path, bool create)
   pthread_mutex_init (&ds->tmp_lock, NULL);
   ds->dirfd = open (ds->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (ds->dirfd == -1) {
-    pbs__set_error (errno, "%s: %s", ds->path, strerror (errno));
+    pbs__set_error (errno, "%s", strerror (errno));
     goto err;
   }
   if (faccessat (ds->dirfd, ".lock", F_OK, 0) == 0 &&
@@ -166,15 +167,16 @@ pbs_datastore_open (const char *path, bool create)
     if (chunks_fd (ds) == -1)
       goto err;
   } else if (!create) {
-    pbs__set_error (ENOENT, "%s: no datastore here (no .chunks and .lock; "
-                    "a push creates one)", ds->path);
+    pbs__set_error (ENOENT, "no datastore here (no .chunks and .lock; "
+                            "a push creates one)");
     goto err;
   } else if (faccessat (ds->dirfd, ".chunks", F_OK, 0) == -1 &&
              !dir_is_empty (ds->dirfd)) {
     /* "./" or a home directory given by mistake must not receive 65536
      * directories.  (.chunks without .lock: an interrupted creation,
      * resumed below.) */
-    pbs__set_error (EEXIST, "%s is not a datastore and not empty", ds->path);
+    pbs__set_error (EEXIST, "not a datastore and not empty; a new datastore "
+                            "needs an empty or missing directory");
     goto err;
   } else if (create_chunk_tree (ds) == -1)
     goto err;
@@ -254,7 +256,8 @@ pbs__ds_open_path (struct pbs_datastore *ds, const char *rel)
   int fd = dup (ds->dirfd), next;
 
   if (fd == -1) {
-    pbs__set_error (errno, "%s: %s", ds->path, strerror (errno));
+    pbs__set_error (errno, "cannot open the datastore directory: %s",
+                    strerror (errno));
     return -1;
   }
   if (!*rel)
@@ -380,18 +383,6 @@ pbs__ds_group_path (struct pbs_datastore *ds, const char *ns, const char *type,
   return out;
 }
 
-bool
-pbs__ds_is_lower_hex64 (const char *s)
-{
-  size_t i;
-  if (!s)
-    return false;
-  for (i = 0; i < 64; i++)
-    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-      return false;
-  return s[64] == 0;
-}
-
 int
 pbs__ds_read_file (const char *path, size_t max, uint8_t **data, size_t *len)
 {
@@ -515,14 +506,14 @@ out:
 }
 
 void
-pbs__ds_restate_error (int http_status, const char *prefix)
+pbs__ds_prefix_error (const char *prefix)
 {
   char msg[512];
   int e = pbs_errno ();
 
   /* Copy first: the message lives in the buffer we are about to fill. */
   snprintf (msg, sizeof msg, "%s", pbs_errmsg ());
-  pbs__set_http_error (http_status, e, "%s%s", prefix ? prefix : "", msg);
+  pbs__set_error (e, "%s%s", prefix, msg);
 }
 
 struct pbs_manifest *
@@ -609,7 +600,7 @@ pbs__ds_update_unprotected (struct pbs_datastore *ds, const char *dir,
       || pbs__ds_replace_file (dir, PBS_MANIFEST_NAME, blob, blen,
                                ds->sync != PBS_DS_SYNC_NONE)
              == -1)
-    pbs__ds_restate_error (400, "unable to update manifest blob - ");
+    pbs__ds_prefix_error ("unable to update manifest blob - ");
   else
     r = 0;
   free (json);

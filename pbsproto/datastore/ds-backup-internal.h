@@ -73,9 +73,9 @@ struct pbs_ds_backup {
 };
 
 /* ------------------------------------------- PBS's error texts (ds-errtext.c)
- * Each sets the thread's error with PBS's text and HTTP status. */
+ * Each sets the thread's error with PBS's text and an errno. */
 
-/* 400 with FMT. */
+/* EINVAL with FMT. */
 __attribute__ ((format (printf, 1, 2))) void pbs__dsb_bad (const char *fmt,
                                                            ...);
 /* 500 "out of memory". */
@@ -86,9 +86,6 @@ void pbs__dsb_os_error (int e, const char *what, const char *path);
 const char *pbs__dsb_path_tail (const char *path, int n);
 /* The Rust io::Error text of the failed pbs__ds_read_file, into BUF. */
 void pbs__dsb_read_error_text (char *buf, size_t n);
-/* pbs__ds_open_dir with its failure as a 400 (500 for ENOSPC). */
-int pbs__dsb_open_dir_400 (int dirfd, const char *name, const char *shown,
-                           bool create, bool *created);
 
 /* ---------------------------------- group, owner, locks (ds-group.c) */
 

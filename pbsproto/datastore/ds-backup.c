@@ -2,10 +2,12 @@
  * (docs/pbs-protocol.md §3, §4) over a datastore directory: PBS's
  * BackupEnvironment plus the checks of
  * src/api2/backup/{mod.rs,upload_chunk.rs} for image (fixed index) backups,
- * with PBS's error texts and HTTP status codes.
+ * with PBS's error texts and an errno (the HTTP status is the test
+ * server's choice).
  *
- * Parameter names are the HTTP layer's business; values are checked here,
- * so the local backend and the HTTPS test server enforce the same rules.
+ * Parameter names and schemas are the HTTP layer's business; values are
+ * checked here, so the local backend and the HTTPS test server enforce the
+ * same rules.
  *
  * Deliberate difference from PBS: an uploaded index.json.blob is kept in
  * memory and written only by finish, after syncfs().  On PBS the uploaded
@@ -50,36 +52,26 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
     return NULL;
   }
   if (!type || !pbs_valid_backup_type (type)) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'backup-type': value '%s' is not "
-        "defined in the enumeration.",
-        type ? type : "");
+    pbs__dsb_bad ("invalid backup type '%s'", type ? type : "");
     return NULL;
   }
   if (!id || !pbs_valid_backup_id (id)) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'backup-id': value does not match "
-        "the regex pattern");
+    pbs__dsb_bad ("invalid backup id '%s'", id ? id : "");
     return NULL;
   }
   if (time < 1) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'backup-time': value must have a "
-        "minimum value of 1 (got %" PRId64 ")",
-        time);
+    pbs__dsb_bad ("invalid backup time %" PRId64 " (the first is 1)", time);
     return NULL;
   }
   /* No snapshot name for it (PBS fails formatting the time as well). */
   if (time > PBS_TIME_MAX) {
-    pbs__dsb_bad ("parameter verification failed - 'backup-time': %" PRId64
-                  " is after 9999-12-31T23:59:59Z",
+    pbs__dsb_bad ("backup time %" PRId64 " is after 9999-12-31T23:59:59Z",
                   time);
     return NULL;
   }
   nsp = pbs__ds_ns_path (ns);
   if (!nsp) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'ns': invalid namespace '%s'", ns);
+    pbs__dsb_bad ("invalid namespace '%s'", ns);
     return NULL;
   }
   /* §1.3 step 7; this API has no benchmark flag, i.e. benchmark=false. */
@@ -150,9 +142,9 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
       goto err;
     }
     /* Keep the base from being pruned while it is referenced. */
-    b->base_fd = pbs__dsb_open_dir_400 (b->group_fd,
-                                        pbs__dsb_path_tail (b->base_path, 1),
-                                        b->base_path, false, NULL);
+    b->base_fd =
+        pbs__ds_open_dir (b->group_fd, pbs__dsb_path_tail (b->base_path, 1),
+                          b->base_path, false, NULL);
     if (b->base_fd == -1 ||
         pbs__dsb_lock_fd (
             b->base_fd, b->base_path, LOCK_SH, "snapshot",
@@ -171,15 +163,14 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
   }
   if (mkdirat (b->group_fd, b->snap_name, 0755) == -1) {
     if (errno == EEXIST)
-      pbs__set_http_error (400, EEXIST, "backup directory already exists.");
+      pbs__set_error (EEXIST, "backup directory already exists.");
     else /* create_locked_backup_dir: the bare io::Error */
-      pbs__set_http_error (400, errno, "%s (os error %d)", strerror (errno),
-                           errno);
+      pbs__set_error (errno, "%s (os error %d)", strerror (errno), errno);
     goto err;
   }
   b->created = true;
-  b->snap_fd = pbs__dsb_open_dir_400 (b->group_fd, b->snap_name, b->snap_path,
-                                      false, NULL);
+  b->snap_fd =
+      pbs__ds_open_dir (b->group_fd, b->snap_name, b->snap_path, false, NULL);
   if (b->snap_fd == -1 ||
       pbs__dsb_lock_fd (
           b->snap_fd, b->snap_path, LOCK_EX, "snapshot",
@@ -223,13 +214,11 @@ previous_file (struct pbs_ds_backup *b, const char *name, uint8_t **data,
   *idx_out = NULL;
 
   if (!name || !pbs_valid_safe_id (name)) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'archive-name': value does not "
-        "match the regex pattern");
+    pbs__dsb_bad ("invalid archive name '%s'", name ? name : "");
     return -1;
   }
   if (!b->has_base) {
-    pbs__set_http_error (400, ENOENT, "no valid previous backup");
+    pbs__set_error (ENOENT, "no valid previous backup");
     return -1;
   }
   if (ends_with (name, ".blob")) {
@@ -238,14 +227,13 @@ previous_file (struct pbs_ds_backup *b, const char *name, uint8_t **data,
         -1) {
       char detail[300];
       if (pbs_errno () == ENOENT)
-        pbs__set_http_error (404, ENOENT,
-                             "open file \"%s/%s\" failed - not found",
-                             b->base_path, name);
+        pbs__set_error (ENOENT, "open file \"%s/%s\" failed - not found",
+                        b->base_path, name);
       else {
         int e = pbs_errno ();
         pbs__dsb_read_error_text (detail, sizeof detail);
-        pbs__set_http_error (400, e, "open file \"%s/%s\" failed: %s",
-                             b->base_path, name, detail);
+        pbs__set_error (e, "open file \"%s/%s\" failed: %s", b->base_path, name,
+                        detail);
       }
       return -1;
     }
@@ -276,8 +264,8 @@ previous_file (struct pbs_ds_backup *b, const char *name, uint8_t **data,
     char detail[300];
     int e = pbs_errno ();
     pbs__dsb_read_error_text (detail, sizeof detail);
-    pbs__set_http_error (400, e, "Unable to open fixed index \"%s/%s\" - %s",
-                         b->base_path, name, detail);
+    pbs__set_error (e, "Unable to open fixed index \"%s/%s\" - %s",
+                    b->base_path, name, detail);
     return -1;
   }
   if (idx)

@@ -1,6 +1,7 @@
-/* ds-errtext.c -- PBS's error texts and HTTP statuses for the backup
- * session (docs/pbs-protocol.md §1.6): Rust's io::Error form, proxmox's
- * messages, 400 unless PBS uses another status. */
+/* ds-errtext.c -- the backup session's error messages (errno + text, the
+ * texts PBS uses, docs/pbs-protocol.md §1.6: Rust's io::Error form,
+ * proxmox's messages).  Which HTTP status a server answers is not the
+ * datastore's business (tests/server/reply.c). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,13 +18,13 @@ pbs__dsb_bad (const char *fmt, ...)
   va_start (ap, fmt);
   vsnprintf (msg, sizeof msg, fmt, ap);
   va_end (ap);
-  pbs__set_http_error (400, EINVAL, "%s", msg);
+  pbs__set_error (EINVAL, "%s", msg);
 }
 
 void
 pbs__dsb_oom (void)
 {
-  pbs__set_http_error (500, ENOMEM, "out of memory");
+  pbs__set_error (ENOMEM, "out of memory");
 }
 
 /* -1 (errno) after an OS error, with PBS's "<what> <path:?> - <io
@@ -31,8 +32,8 @@ pbs__dsb_oom (void)
 void
 pbs__dsb_os_error (int e, const char *what, const char *path)
 {
-  pbs__set_http_error (400, e, "%s \"%s\" - %s (os error %d)", what, path,
-                       strerror (e), e);
+  pbs__set_error (e, "%s \"%s\" - %s (os error %d)", what, path, strerror (e),
+                  e);
 }
 
 /* The last N components of PATH ("vm/100" of ".../vm/100"). */
@@ -61,16 +62,4 @@ pbs__dsb_read_error_text (char *buf, size_t n)
     snprintf (buf, n, "%s", colon ? colon + 2 : m);
   else
     snprintf (buf, n, "%s (os error %d)", strerror (e), e);
-}
-
-/* Open directory NAME of DIRFD (SHOWN in messages) without following a
- * symlink; as a 400 error if it fails. */
-int
-pbs__dsb_open_dir_400 (int dirfd, const char *name, const char *shown,
-                       bool create, bool *created)
-{
-  int fd = pbs__ds_open_dir (dirfd, name, shown, create, created);
-  if (fd == -1)
-    pbs__ds_restate_error (pbs_errno () == ENOSPC ? 500 : 400, NULL);
-  return fd;
 }

@@ -22,20 +22,13 @@ pbs_ds_backup_blob (struct pbs_ds_backup *b, const char *name,
   int r = -1;
 
   if (!name || !pbs_valid_safe_id (name)) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'file-name': value does not match "
-        "the regex pattern");
+    pbs__dsb_bad ("invalid file name '%s'", name ? name : "");
     return -1;
   }
   if (encoded_size < PBS_BLOB_HEADER_LEN
       || encoded_size > PBS_BLOB_MAX_ENCODED) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'encoded-size': value must have a "
-        "%s value of %u (got %" PRIu64 ")",
-        encoded_size < PBS_BLOB_HEADER_LEN ? "minimum" : "maximum",
-        encoded_size < PBS_BLOB_HEADER_LEN ? PBS_BLOB_HEADER_LEN
-                                           : PBS_BLOB_MAX_ENCODED,
-        encoded_size);
+    pbs__dsb_bad ("blob size %" PRIu64 " out of range (%u to %u)", encoded_size,
+                  PBS_BLOB_HEADER_LEN, PBS_BLOB_MAX_ENCODED);
     return -1;
   }
   if (!ends_with (name, ".blob")) {
@@ -74,7 +67,6 @@ pbs_ds_backup_blob (struct pbs_ds_backup *b, const char *name,
     b->manifest_len = len;
   } else if (pbs__ds_replace_file (b->snap_path, name, blob, len, false) ==
              -1) {
-    pbs__ds_restate_error (pbs_errno () == ENOSPC ? 500 : 400, NULL);
     goto out;
   }
   b->file_counter++;
@@ -222,8 +214,7 @@ pbs_ds_backup_finish (struct pbs_ds_backup *b)
     goto out;
   if (pbs__ds_replace_file (b->snap_path, PBS_MANIFEST_NAME, blob, blen,
                             b->ds->sync != PBS_DS_SYNC_NONE) == -1) {
-    pbs__ds_restate_error (pbs_errno () == ENOSPC ? 500 : 400,
-                           "unable to update manifest blob - ");
+    pbs__ds_prefix_error ("unable to update manifest blob - ");
     goto out;
   }
   if (b->ds->sync != PBS_DS_SYNC_NONE)

@@ -24,15 +24,15 @@ pbs__dsb_lock_fd (int fd, const char *path, int how, const char *what,
   if (flock (fd, how | LOCK_NB) == -1) {
     int e = errno;
     if (e == EWOULDBLOCK)
-      pbs__set_http_error (400, EBUSY,
-                           "unable to acquire lock on %s directory \"%s\" - "
-                           "%s",
-                           what, path, busy);
+      pbs__set_error (EBUSY,
+                      "unable to acquire lock on %s directory \"%s\" - "
+                      "%s",
+                      what, path, busy);
     else
-      pbs__set_http_error (400, e,
-                           "unable to acquire lock on %s directory \"%s\" - "
-                           "%s (os error %d)",
-                           what, path, strerror (e), e);
+      pbs__set_error (e,
+                      "unable to acquire lock on %s directory \"%s\" - "
+                      "%s (os error %d)",
+                      what, path, strerror (e), e);
     return -1;
   }
   return 0;
@@ -290,21 +290,19 @@ pbs__dsb_open_group (struct pbs_ds_backup *b, const char *ns, const char *nsp,
   b->ns_fd = pbs__ds_open_path (ds, nsp);
   if (b->ns_fd == -1) {
     if (pbs_errno () == ENOENT || pbs_errno () == ENOTDIR)
-      pbs__set_http_error (404, ENOENT, "namespace not found");
-    else
-      pbs__ds_restate_error (400, NULL);
+      pbs__set_error (ENOENT, "namespace not found");
     goto err;
   }
   snprintf (b->type_name, sizeof b->type_name, "%s", type);
   b->type_fd =
-      pbs__dsb_open_dir_400 (b->ns_fd, type, typedir, true, &b->created_type);
+      pbs__ds_open_dir (b->ns_fd, type, typedir, true, &b->created_type);
   if (b->type_fd == -1)
     goto err;
   b->group_path = pbs__ds_group_path (ds, ns, type, id);
   if (!b->group_path)
     goto err;
-  b->group_fd = pbs__dsb_open_dir_400 (b->type_fd, id, b->group_path, true,
-                                       &created_group);
+  b->group_fd =
+      pbs__ds_open_dir (b->type_fd, id, b->group_path, true, &created_group);
   if (b->group_fd == -1)
     goto err;
   if (pbs__dsb_lock_fd (b->group_fd, b->group_path, LOCK_EX, "backup group",
@@ -326,8 +324,8 @@ pbs__dsb_open_group (struct pbs_ds_backup *b, const char *ns, const char *nsp,
   if (!owner)
     goto err;
   if (!owner_ok (owner, auth_id)) {
-    pbs__set_http_error (400, EACCES, "backup owner check failed (%s != %s)",
-                         auth_id, owner);
+    pbs__set_error (EACCES, "backup owner check failed (%s != %s)", auth_id,
+                    owner);
     goto err;
   }
 

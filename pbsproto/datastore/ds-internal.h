@@ -48,8 +48,6 @@ int pbs__ds_open_dir (int dirfd, const char *name, const char *shown,
  * root, walked one component at a time with pbs__ds_open_dir.  Its fd, or
  * -1 (ENOENT, ELOOP naming the symlink, ...). */
 int pbs__ds_open_path (struct pbs_datastore *ds, const char *rel);
-/* Is S exactly 64 lower-case hex chars (PBS's SHA256_HEX_REGEX)? */
-bool pbs__ds_is_lower_hex64 (const char *s);
 /* Read a whole (small) file, at most MAX bytes; ENOENT, EFBIG, EIO, ELOOP
  * (the file is a symlink: not followed). */
 int pbs__ds_read_file (const char *path, size_t max, uint8_t **data,
@@ -61,14 +59,14 @@ int pbs__ds_replace_file (const char *dir, const char *name,
                           const uint8_t *data, size_t len, bool sync);
 /* Rewrite DIR's manifest M with unprotected[KEY] = VALUE (JSON text), as
  * PBS's update_manifest: the signature covers only the protected part, so
- * it stays valid.  400 "unable to update manifest blob - ..." on error. */
+ * it stays valid.  "unable to update manifest blob - ..." on error. */
 struct pbs_manifest;
 int pbs__ds_update_unprotected (struct pbs_datastore *ds, const char *dir,
                                 struct pbs_manifest *m, const char *key,
                                 const char *value);
-/* Re-set the calling thread's error with HTTP_STATUS and PREFIX + the
- * current message (safe although the message is the error buffer). */
-void pbs__ds_restate_error (int http_status, const char *prefix);
+/* Put PREFIX (what was being done) before the calling thread's current
+ * message, errno kept (safe although the message is the error buffer). */
+void pbs__ds_prefix_error (const char *prefix);
 /* Decode + parse an index.json.blob image (no signature check). */
 struct pbs_manifest *pbs__ds_manifest_from_blob (const uint8_t *blob,
                                                  size_t len, const char *what);

@@ -23,7 +23,7 @@
 
 
 /* DS/<ns>/TYPE/ID/TIME, malloc'd, after checking that it is a directory:
- * 400 "snapshot TYPE/ID/TIME does not exist!" otherwise. */
+ * ENOENT "snapshot TYPE/ID/TIME does not exist!" otherwise. */
 static char *
 snapshot_dir (struct pbs_datastore *ds, const char *ns, const char *type,
               const char *id, int64_t time)
@@ -39,8 +39,7 @@ snapshot_dir (struct pbs_datastore *ds, const char *ns, const char *type,
     dir = NULL;
   }
   else if (lstat (dir, &st) == -1 || !S_ISDIR (st.st_mode)) {
-    pbs__set_http_error (400, ENOENT, "snapshot %s/%s/%s does not exist!",
-                         type, id, ts);
+    pbs__set_error (ENOENT, "snapshot %s/%s/%s does not exist!", type, id, ts);
     free (dir);
     dir = NULL;
   }
@@ -57,19 +56,19 @@ lock_snapshot (const char *dir)
 
   if (fd == -1) {
     e = errno;
-    pbs__set_http_error (400, e,
-                         "unable to open snapshot directory \"%s\" for "
-                         "locking - %s",
-                         dir, strerror (e));
+    pbs__set_error (e,
+                    "unable to open snapshot directory \"%s\" for "
+                    "locking - %s",
+                    dir, strerror (e));
     return -1;
   }
   if (flock (fd, LOCK_EX | LOCK_NB) == -1) {
     e = errno;
     close (fd);
-    pbs__set_http_error (400, e == EWOULDBLOCK ? EBUSY : e,
-                         "unable to acquire lock on snapshot directory "
-                         "\"%s\" - possibly running or in use",
-                         dir);
+    pbs__set_error (e == EWOULDBLOCK ? EBUSY : e,
+                    "unable to acquire lock on snapshot directory "
+                    "\"%s\" - possibly running or in use",
+                    dir);
     return -1;
   }
   return fd;
@@ -96,23 +95,21 @@ pbs_ds_set_protection (struct pbs_datastore *ds, const char *ns,
   if (protect) {
     fd = open (path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd == -1) {
-      pbs__set_http_error (400, errno,
-                           "could not create protection file: %s "
-                           "(os error %d)",
-                           strerror (errno), errno);
+      pbs__set_error (errno,
+                      "could not create protection file: %s "
+                      "(os error %d)",
+                      strerror (errno), errno);
       goto out;
     }
     /* Durable like the snapshot itself: a crash must not unprotect. */
     if (ds->sync != PBS_DS_SYNC_NONE && fsync (lock) == -1) {
-      pbs__set_http_error (400, errno, "could not sync %s: %s", dir,
-                           strerror (errno));
+      pbs__set_error (errno, "could not sync %s: %s", dir, strerror (errno));
       goto out;
     }
   }
   else if (unlink (path) == -1 && errno != ENOENT) {
-    pbs__set_http_error (400, errno,
-                         "could not remove protection file: %s (os error %d)",
-                         strerror (errno), errno);
+    pbs__set_error (errno, "could not remove protection file: %s (os error %d)",
+                    strerror (errno), errno);
     goto out;
   }
   r = 0;
@@ -140,9 +137,8 @@ load_manifest (const char *dir)
     return NULL;
   }
   if (pbs__ds_read_file (path, PBS_BLOB_MAX_ENCODED, &blob, &blen) == -1)
-    pbs__set_http_error (400, pbs_errno (),
-                         "unable to load blob '%s' - %s", path,
-                         pbs_errmsg ());
+    pbs__set_error (pbs_errno (), "unable to load blob '%s' - %s", path,
+                    pbs_errmsg ());
   else
     m = pbs__ds_manifest_from_blob (blob, blen, path);
   free (blob);
@@ -199,7 +195,7 @@ pbs_ds_set_notes (struct pbs_datastore *ds, const char *ns, const char *type,
   value = s ? json_dumps (s, JSON_ENCODE_ANY) : NULL;
   json_decref (s);
   if (!value) {
-    pbs__set_http_error (400, EINVAL, "notes are not valid UTF-8 text");
+    pbs__set_error (EINVAL, "notes are not valid UTF-8 text");
     goto out;
   }
   if (pbs__ds_update_unprotected (ds, dir, m, "notes", value) == -1)

@@ -33,19 +33,16 @@ pbs_ds_reader_start (struct pbs_datastore *ds, const char *auth_id,
   char *group = NULL, name[21];
 
   if (!auth_id || !strchr (auth_id, '@')) {
-    pbs__set_http_error (400, EINVAL, "invalid auth id");
+    pbs__set_error (EINVAL, "invalid auth id");
     return NULL;
   }
   if (!type || !pbs_valid_backup_type (type) || !id ||
       !pbs_valid_backup_id (id) || time < 1) {
-    pbs__set_http_error (400, EINVAL,
-                         "parameter verification failed - "
-                         "invalid backup-type, backup-id or backup-time");
+    pbs__set_error (EINVAL, "invalid backup type, id or time");
     return NULL;
   }
   group = pbs__ds_group_path (ds, ns, type, id);
   if (!group) {
-    pbs__ds_restate_error (400, NULL);
     return NULL;
   }
   r = calloc (1, sizeof *r);
@@ -75,8 +72,8 @@ pbs_ds_reader_start (struct pbs_datastore *ds, const char *auth_id,
     if (pbs__ds_read_file (opath, 4096, &o, &olen) == -1) {
       /* get_owner: proxmox-sys file_read_firstline */
       int e = pbs_errno ();
-      pbs__set_http_error (400, e, "unable to read \"%s\" - %s (os error %d)",
-                           opath, strerror (e), e);
+      pbs__set_error (e, "unable to read \"%s\" - %s (os error %d)", opath,
+                      strerror (e), e);
       free (opath);
       goto err;
     }
@@ -90,7 +87,7 @@ pbs_ds_reader_start (struct pbs_datastore *ds, const char *auth_id,
     free (o);
     if (!ok) {
       /* a plain bail!, i.e. 400 */
-      pbs__set_http_error (400, EACCES, "backup owner check failed!");
+      pbs__set_error (EACCES, "backup owner check failed!");
       goto err;
     }
   }
@@ -99,7 +96,6 @@ pbs_ds_reader_start (struct pbs_datastore *ds, const char *auth_id,
      * (ELOOP naming it). */
     int gfd = pbs__ds_open_path (ds, group + strlen (ds->path) + 1);
     if (gfd == -1 && pbs_errno () != ENOENT) {
-      pbs__ds_restate_error (400, NULL);
       goto err;
     }
     r->snap_fd = gfd == -1 ? -1
@@ -108,7 +104,6 @@ pbs_ds_reader_start (struct pbs_datastore *ds, const char *auth_id,
     if (gfd >= 0)
       close (gfd);
     if (r->snap_fd == -1 && pbs_errno () == ELOOP) {
-      pbs__ds_restate_error (400, NULL);
       goto err;
     }
     if (r->snap_fd == -1)
@@ -118,32 +113,32 @@ pbs_ds_reader_start (struct pbs_datastore *ds, const char *auth_id,
     int e = errno;
     if (e == ENOENT)
       /* backup_dir.dir() prints "type/id/time" */
-      pbs__set_http_error (400, ENOENT, "snapshot %s/%s/%s does not exist.",
-                           type, id, name);
+      pbs__set_error (ENOENT, "snapshot %s/%s/%s does not exist.", type, id,
+                      name);
     else /* proxmox-sys do_lock_dir_noblock */
-      pbs__set_http_error (400, e,
-                           "unable to open snapshot directory \"%s\" for "
-                           "locking - %s: %s",
-                           r->snap_path,
-                           strerrorname_np (e) ? strerrorname_np (e)
-                                               : "UnknownErrno",
-                           strerror (e));
+      pbs__set_error (e,
+                      "unable to open snapshot directory \"%s\" for "
+                      "locking - %s: %s",
+                      r->snap_path,
+                      strerrorname_np (e) ? strerrorname_np (e)
+                                          : "UnknownErrno",
+                      strerror (e));
     goto err;
   }
   if (flock (r->snap_fd, LOCK_SH | LOCK_NB) == -1) {
     int e = errno;
-    pbs__set_http_error (400, e == EWOULDBLOCK ? EBUSY : e,
-                         "unable to acquire lock on snapshot directory "
-                         "\"%s\" - %s",
-                         r->snap_path,
-                         e == EWOULDBLOCK ? "locked by another operation"
-                                          : strerror (e));
+    pbs__set_error (e == EWOULDBLOCK ? EBUSY : e,
+                    "unable to acquire lock on snapshot directory "
+                    "\"%s\" - %s",
+                    r->snap_path,
+                    e == EWOULDBLOCK ? "locked by another operation"
+                                     : strerror (e));
     goto err;
   }
   free (group);
   return r;
 oom:
-  pbs__set_http_error (500, ENOMEM, "out of memory");
+  pbs__set_error (ENOMEM, "out of memory");
 err:
   free (group);
   pbs_ds_reader_end (r);
@@ -159,10 +154,7 @@ pbs_ds_reader_download (struct pbs_ds_reader *r, const char *name,
   int rc;
 
   if (!name || !pbs_valid_safe_id (name)) {
-    pbs__set_http_error (400, EINVAL,
-                         "parameter verification failed - "
-                         "'file-name': value does not match the regex "
-                         "pattern");
+    pbs__set_error (EINVAL, "invalid file name '%s'", name ? name : "");
     return -1;
   }
   /* download_file (src/api2/reader/mod.rs): archive_type first, then an
@@ -170,11 +162,11 @@ pbs_ds_reader_download (struct pbs_ds_reader *r, const char *name,
    * sent (create_download_response). */
   is_fidx = ends_with (name, ".fidx");
   if (!is_fidx && !ends_with (name, ".blob") && !ends_with (name, ".didx")) {
-    pbs__set_http_error (400, EINVAL, "unknown archive type: \"%s\"", name);
+    pbs__set_error (EINVAL, "unknown archive type: \"%s\"", name);
     return -1;
   }
   if (asprintf (&path, "%s/%s", r->snap_path, name) == -1) {
-    pbs__set_http_error (500, ENOMEM, "out of memory");
+    pbs__set_error (ENOMEM, "out of memory");
     return -1;
   }
   rc = pbs__ds_read_file (
@@ -189,14 +181,12 @@ pbs_ds_reader_download (struct pbs_ds_reader *r, const char *name,
     else
       snprintf (detail, sizeof detail, "%s (os error %d)", strerror (e), e);
     if (is_fidx) /* FixedIndexReader::open */
-      pbs__set_http_error (400, e, "Unable to open fixed index \"%s\" - %s",
-                           path, detail);
+      pbs__set_error (e, "Unable to open fixed index \"%s\" - %s", path,
+                      detail);
     else if (e == ENOENT)
-      pbs__set_http_error (404, e, "open file \"%s\" failed - not found",
-                           path);
+      pbs__set_error (e, "open file \"%s\" failed - not found", path);
     else
-      pbs__set_http_error (400, e, "open file \"%s\" failed: %s", path,
-                           detail);
+      pbs__set_error (e, "open file \"%s\" failed: %s", path, detail);
   }
   if (rc == 0 && is_fidx) {
     /* The index's digests become allowed chunk downloads. */
@@ -206,7 +196,7 @@ pbs_ds_reader_download (struct pbs_ds_reader *r, const char *name,
       char prefix[600];
       snprintf (prefix, sizeof prefix, "Unable to open fixed index \"%s\" - ",
                 path);
-      pbs__ds_restate_error (400, prefix);
+      pbs__ds_prefix_error (prefix);
       rc = -1;
     }
     for (i = 0; rc == 0 && i < idx->count; i++)
@@ -223,30 +213,23 @@ pbs_ds_reader_download (struct pbs_ds_reader *r, const char *name,
 }
 
 int
-pbs_ds_reader_chunk (struct pbs_ds_reader *r, const char *digest_hex,
+pbs_ds_reader_chunk (struct pbs_ds_reader *r, const uint8_t digest[32],
                      uint8_t **blob, size_t *len)
 {
-  uint8_t d[32];
+  char hex[65];
 
-  if (!pbs__ds_is_lower_hex64 (digest_hex)) {
-    pbs__set_http_error (400, EINVAL,
-                         "parameter verification failed - "
-                         "'digest': value does not match the regex pattern");
+  pbs_digest_hex (digest, hex);
+  if (!pbs__digest_set_get (r->allowed, digest, NULL)) {
+    pbs__set_error (EACCES, "download chunk %s not allowed", hex);
     return -1;
   }
-  pbs_digest_parse (digest_hex, d);
-  if (!pbs__digest_set_get (r->allowed, d, NULL)) {
-    pbs__set_http_error (401, EACCES, "download chunk %s not allowed",
-                         digest_hex);
-    return -1;
-  }
-  if (pbs_datastore_load_chunk (r->ds, d, blob, len) == -1) {
+  if (pbs_datastore_load_chunk (r->ds, digest, blob, len) == -1) {
     /* download_chunk: "reading file {path:?} failed: {io error}", 400 */
     int e = pbs_errno ();
-    pbs__set_http_error (400, e,
-                         "reading file \"%s/.chunks/%.4s/%s\" failed: %s "
-                         "(os error %d)",
-                         r->ds->path, digest_hex, digest_hex, strerror (e), e);
+    pbs__set_error (e,
+                    "reading file \"%s/.chunks/%.4s/%s\" failed: %s "
+                    "(os error %d)",
+                    r->ds->path, hex, hex, strerror (e), e);
     return -1;
   }
   return 0;

@@ -170,9 +170,10 @@ symlink_error (int dirfd, const char *parent, const char *name)
 
   if (fstatat (dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
       S_ISLNK (st.st_mode)) {
-    pbs__set_http_error (400, ELOOP, "%s/%s is a symlink; a datastore holds "
-                         "none, so it is not followed (remove it)",
-                         parent, name);
+    pbs__set_error (ELOOP,
+                    "%s/%s is a symlink; a datastore holds "
+                    "none, so it is not followed (remove it)",
+                    parent, name);
     return true;
   }
   return false;
@@ -266,12 +267,11 @@ pbs_datastore_snapshots (struct pbs_datastore *ds, const char *ns,
     ns = "";
   if ((type && !pbs_valid_backup_type (type)) ||
       (id && !pbs_valid_backup_id (id))) {
-    pbs__set_http_error (400, EINVAL, "invalid backup type or id");
+    pbs__set_error (EINVAL, "invalid backup type or id");
     return -1;
   }
   nsp = pbs__ds_ns_path (ns);
   if (!nsp) {
-    pbs__ds_restate_error (400, NULL);
     return -1;
   }
   if (asprintf (&base, "%s%s%s", ds->path, *nsp ? "/" : "", nsp) == -1) {
@@ -284,10 +284,8 @@ pbs_datastore_snapshots (struct pbs_datastore *ds, const char *ns,
     int nfd = pbs__ds_open_path (ds, *rel == '/' ? rel + 1 : "");
     if (nfd == -1) {
       free (base);
-      if (pbs_errno () == ELOOP)
-        pbs__ds_restate_error (400, NULL);
-      else
-        pbs__set_http_error (404, ENOENT, "namespace not found");
+      if (pbs_errno () != ELOOP)
+        pbs__set_error (ENOENT, "namespace not found");
       return -1;
     }
     close (nfd);
@@ -346,6 +344,6 @@ oom_base:
   free (base);
 oom:
   pbs_snapshots_free (l.v, l.n);
-  pbs__set_http_error (500, ENOMEM, "out of memory");
+  pbs__set_error (ENOMEM, "out of memory");
   return -1;
 }

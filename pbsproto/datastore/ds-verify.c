@@ -160,7 +160,7 @@ pbs_ds_set_verify_state (struct pbs_datastore *ds, const char *auth_id,
   if (!auth_id || !strchr (auth_id, '@') || strchr (auth_id, ':') ||
       !type || !pbs_valid_backup_type (type) || !id ||
       !pbs_valid_backup_id (id) || time < 1) {
-    pbs__set_http_error (400, EINVAL, "invalid snapshot or auth id");
+    pbs__set_error (EINVAL, "invalid snapshot or auth id");
     return -1;
   }
   group = pbs__ds_group_path (ds, ns, type, id);
@@ -176,8 +176,7 @@ pbs_ds_set_verify_state (struct pbs_datastore *ds, const char *auth_id,
     goto out;
   }
   if (lstat (dir, &st) == -1 || !S_ISDIR (st.st_mode)) {
-    pbs__set_http_error (400, ENOENT, "snapshot %s/%s/%s does not exist!",
-                         type, id, ts);
+    pbs__set_error (ENOENT, "snapshot %s/%s/%s does not exist!", type, id, ts);
     goto out;
   }
   /* verify_backup_dir: lock_dir_noblock_shared (dir, "snapshot", "locked
@@ -185,19 +184,18 @@ pbs_ds_set_verify_state (struct pbs_datastore *ds, const char *auth_id,
   lock = open (dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (lock == -1 || flock (lock, LOCK_SH | LOCK_NB) == -1) {
     int e = errno;
-    pbs__set_http_error (400, e == EWOULDBLOCK ? EBUSY : e,
-                         "unable to acquire lock on snapshot directory "
-                         "\"%s\" - locked by another operation",
-                         dir);
+    pbs__set_error (e == EWOULDBLOCK ? EBUSY : e,
+                    "unable to acquire lock on snapshot directory "
+                    "\"%s\" - locked by another operation",
+                    dir);
     goto out;
   }
   if (pbs__ds_read_file (mpath, PBS_BLOB_MAX_ENCODED, &blob, &blen) == -1) {
-    pbs__ds_restate_error (400, "unable to load manifest - ");
+    pbs__ds_prefix_error ("unable to load manifest - ");
     goto out;
   }
   m = pbs__ds_manifest_from_blob (blob, blen, mpath);
   if (!m) {
-    pbs__ds_restate_error (400, NULL);
     goto out;
   }
   upid = make_upid (ds, auth_id, ns, type, id, time);

@@ -2,7 +2,6 @@
  * (docs/pbs-protocol.md §3.3-§3.6, PBS's FixedIndexWriter and
  * upload_chunk.rs): open, chunks (checked, or trusted from the local
  * backend), appends, close. */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -38,10 +37,7 @@ static bool
 wid_in_range (int wid)
 {
   if (wid < 1 || wid > MAX_WID) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'wid': value must have a %s value "
-        "of %d (got %d)",
-        wid < 1 ? "minimum" : "maximum", wid < 1 ? 1 : MAX_WID, wid);
+    pbs__dsb_bad ("invalid writer id %d (1 to %d)", wid, MAX_WID);
     return false;
   }
   return true;
@@ -67,16 +63,11 @@ pbs_ds_backup_fixed_index (struct pbs_ds_backup *b, const char *name,
   int wid = -1;
 
   if (!name || !pbs_valid_safe_id (name)) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'archive-name': value does not "
-        "match the regex pattern");
+    pbs__dsb_bad ("invalid archive name '%s'", name ? name : "");
     return -1;
   }
   if (size < 1 || size > INT64_MAX) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'size': value must have a minimum "
-        "value of 1 (got %" PRIu64 ")",
-        size);
+    pbs__dsb_bad ("invalid index size %" PRIu64, size);
     return -1;
   }
   if (!ends_with (name, ".fidx")) {
@@ -184,19 +175,13 @@ check_chunk_shape (uint64_t size, uint64_t encoded_size, const uint8_t *blob,
                    size_t len, int *kind, size_t *hdr)
 {
   if (size < 1 || size > PBS_CHUNK_MAX_RAW) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'size': value must have a %s value "
-        "of %u (got %" PRIu64 ")",
-        size < 1 ? "minimum" : "maximum", size < 1 ? 1 : PBS_CHUNK_MAX_RAW,
-        size);
+    pbs__dsb_bad ("chunk size %" PRIu64 " out of range (1 to %u)", size,
+                  PBS_CHUNK_MAX_RAW);
     return -1;
   }
   if (encoded_size < 13 || encoded_size > PBS_BLOB_MAX_ENCODED) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'encoded-size': value must have a "
-        "%s value of %u (got %" PRIu64 ")",
-        encoded_size < 13 ? "minimum" : "maximum",
-        encoded_size < 13 ? 13 : PBS_BLOB_MAX_ENCODED, encoded_size);
+    pbs__dsb_bad ("encoded chunk size %" PRIu64 " out of range (13 to %u)",
+                  encoded_size, PBS_BLOB_MAX_ENCODED);
     return -1;
   }
   if (len > encoded_size) {
@@ -233,7 +218,6 @@ store_chunk (struct pbs_ds_backup *b, int wid, const uint8_t digest[32],
   /* Stored before the writer is looked up, as PBS does: a bad wid still
    * leaves the chunk in the store. */
   if (pbs_datastore_insert_chunk (b->ds, digest, blob, len, &dup) == -1) {
-    pbs__ds_restate_error (pbs_errno () == ENOSPC ? 500 : 400, NULL);
     return -1;
   }
 
@@ -286,26 +270,19 @@ unlock:
 
 int
 pbs_ds_backup_fixed_chunk (struct pbs_ds_backup *b, int wid,
-                           const char *digest_hex, uint64_t size,
+                           const uint8_t digest[32], uint64_t size,
                            uint64_t encoded_size, const uint8_t *blob,
                            size_t len)
 {
-  uint8_t digest[32], *copy = NULL;
+  uint8_t *copy = NULL;
   size_t hdr;
   uint32_t crc;
   int kind, r = -1;
 
   if (!wid_in_range (wid))
     return -1;
-  if (!pbs__ds_is_lower_hex64 (digest_hex)) {
-    pbs__dsb_bad (
-        "parameter verification failed - 'digest': value does not match "
-        "the regex pattern");
-    return -1;
-  }
   if (check_chunk_shape (size, encoded_size, blob, len, &kind, &hdr) == -1)
     return -1;
-  pbs_digest_parse (digest_hex, digest);
   /* Trap 7: the server ignores the uploaded CRC and stores its own.  The
    * blob is copied only when the uploaded CRC is wrong. */
   crc = (uint32_t)crc32 (0L, blob + hdr, (uInt)(len - hdr));
@@ -404,48 +381,31 @@ check_alignment (struct fixed_writer *w, uint64_t offset, uint32_t clen,
 }
 
 int
-pbs_ds_backup_fixed_append_lists (struct pbs_ds_backup *b, int wid,
-                                  size_t ndigests,
-                                  const char *const *digest_hex,
-                                  size_t noffsets, const uint64_t *offsets)
+pbs_ds_backup_fixed_append (struct pbs_ds_backup *b, int wid, size_t n,
+                            const uint8_t (*digests)[32],
+                            const uint64_t *offsets)
 {
   size_t i;
 
   if (!wid_in_range (wid))
     return -1;
-  for (i = 0; i < ndigests; i++)
-    if (!pbs__ds_is_lower_hex64 (digest_hex[i])) {
-      pbs__dsb_bad (
-          "parameter verification failed - 'digest-list': [%zu]: value "
-          "does not match the regex pattern",
-          i);
-      return -1;
-    }
-  for (i = 0; i < noffsets; i++)
+  for (i = 0; i < n; i++)
     if (offsets[i] > INT64_MAX) {
-      pbs__dsb_bad (
-          "parameter verification failed - 'offset-list': [%zu]: expected "
-          "integer",
-          i);
+      pbs__dsb_bad ("offset %" PRIu64 " is out of range", offsets[i]);
       return -1;
     }
-  if (noffsets != ndigests) {
-    pbs__dsb_bad ("offset list has wrong length (%zu != %zu)", noffsets,
-                  ndigests);
-    return -1;
-  }
   /* Pairs one by one: an error leaves the earlier pairs applied (§3.5). */
-  for (i = 0; i < ndigests; i++) {
-    uint8_t d[32];
+  for (i = 0; i < n; i++) {
     uint32_t clen;
     struct fixed_writer *w;
     size_t slot;
 
-    pbs_digest_parse (digest_hex[i], d);
     pthread_mutex_lock (&b->lock);
-    if (!pbs__digest_set_get (b->known, d, &clen)) {
+    if (!pbs__digest_set_get (b->known, digests[i], &clen)) {
+      char hex[65];
       pthread_mutex_unlock (&b->lock);
-      pbs__dsb_bad ("no such chunk %s", digest_hex[i]);
+      pbs_digest_hex (digests[i], hex);
+      pbs__dsb_bad ("no such chunk %s", hex);
       return -1;
     }
     if (pbs__dsb_ensure_unfinished (b) == -1) {
@@ -463,18 +423,10 @@ pbs_ds_backup_fixed_append_lists (struct pbs_ds_backup *b, int wid,
       return -1;
     }
     w->chunk_count++;
-    memcpy (w->idx->digest[slot], d, 32);
+    memcpy (w->idx->digest[slot], digests[i], 32);
     pthread_mutex_unlock (&b->lock);
   }
   return 0;
-}
-
-int
-pbs_ds_backup_fixed_append (struct pbs_ds_backup *b, int wid, size_t n,
-                            const char *const *digest_hex,
-                            const uint64_t *offsets)
-{
-  return pbs_ds_backup_fixed_append_lists (b, wid, n, digest_hex, n, offsets);
 }
 
 void
@@ -497,10 +449,10 @@ missing_chunk (struct pbs_ds_backup *b, struct fixed_writer *w)
     if ((i == 0 || memcmp (w->idx->digest[i], w->idx->digest[i - 1], 32)) &&
         !pbs_datastore_has_chunk (b->ds, w->idx->digest[i])) {
       pbs_digest_hex (w->idx->digest[i], hex);
-      pbs__set_http_error (400, ENOENT,
-                           "fixed writer '%s' close failed - chunk %s is "
-                           "missing from the datastore",
-                           w->name, hex);
+      pbs__set_error (ENOENT,
+                      "fixed writer '%s' close failed - chunk %s is "
+                      "missing from the datastore",
+                      w->name, hex);
       return -1;
     }
   return 0;
@@ -509,53 +461,21 @@ missing_chunk (struct pbs_ds_backup *b, struct fixed_writer *w)
 int
 pbs_ds_backup_fixed_close (struct pbs_ds_backup *b, int wid,
                            uint64_t chunk_count, uint64_t size,
-                           const char *csum_hex)
+                           const uint8_t csum[32])
 {
   struct fixed_writer *w;
-  uint8_t csum[32], *enc = NULL;
-  size_t enclen = 0, i;
+  uint8_t *enc = NULL;
+  size_t enclen = 0;
   int r = -1;
 
   if (!wid_in_range (wid))
     return -1;
   if (chunk_count > INT64_MAX || size > INT64_MAX) {
-    pbs__dsb_bad ("parameter verification failed - '%s': expected integer",
-                  chunk_count > INT64_MAX ? "chunk-count" : "size");
+    pbs__dsb_bad ("%s %" PRIu64 " out of range",
+                  chunk_count > INT64_MAX ? "chunk count" : "size",
+                  chunk_count > INT64_MAX ? chunk_count : size);
     return -1;
   }
-  /* "csum" is any-case hex of exactly 32 bytes: <[u8; 32]>::from_hex,
-   * with the hex crate's FromHexError texts (odd length first, then the
-   * length, then the first bad character). */
-  if (!csum_hex)
-    csum_hex = "";
-  for (i = 0; csum_hex[i]; i++)
-    ;
-  if (i % 2 != 0) {
-    pbs__dsb_bad ("Odd number of digits");
-    return -1;
-  }
-  if (i != 64) {
-    pbs__dsb_bad ("Invalid string length");
-    return -1;
-  }
-  for (i = 0; i < 64; i++)
-    if (!isxdigit ((unsigned char) csum_hex[i])) {
-      unsigned char c = (unsigned char) csum_hex[i];
-      /* {:?} of the byte as a char: printable ASCII as is, a quote and a
-       * backslash escaped, anything else as \u{..} (approximately). */
-      if (c == '\'' || c == '\\')
-        pbs__dsb_bad ("Invalid character '\\%c' at position %zu", c, i);
-      else if (c >= 0x20 && c < 0x7f)
-        pbs__dsb_bad ("Invalid character '%c' at position %zu", c, i);
-      else
-        pbs__dsb_bad ("Invalid character '\\u{%x}' at position %zu", c, i);
-      return -1;
-    }
-  if (pbs_digest_parse (csum_hex, csum) == -1) {
-    pbs__dsb_bad ("Invalid string length");
-    return -1;
-  }
-
   pthread_mutex_lock (&b->lock);
   if (pbs__dsb_ensure_unfinished (b) == -1)
     goto out;

@@ -4,12 +4,15 @@
  *
  * This is the "server" half.  The local repository backend calls it in
  * process; tests/server (the HTTPS test server) calls it for each request.
- * Both therefore write identical layouts and enforce identical rules, with
- * PBS's own error texts (§1.6) and HTTP status codes (pbs_http_status():
- * 400 by default, 401/403/404 where PBS uses them).
+ * Both therefore write identical layouts and enforce identical rules.
  *
- * Digests cross this API as the hex strings the protocol carries, so that
- * the lower-case rule (§3.4, trap 5) is checked in exactly one place.
+ * Errors: -1 (or NULL) with errno and a plain message in the calling
+ * thread's error state (pbs_errno, pbs_errmsg); the messages are PBS's
+ * texts (§1.6) and never start with the datastore's path.  Nothing here
+ * knows HTTP: the test server maps errno to PBS's status codes.
+ *
+ * Digests cross this API as 32 bytes; the hex of the protocol is parsed
+ * (and its lower-case rule checked, §3.4, trap 5) by the test server.
  *
  * Threads: a datastore handle may be shared by threads (chunk inserts are
  * atomic renames); a backup or reader session is used by one thread.
@@ -25,11 +28,11 @@
 
 struct pbs_datastore; /* opaque */
 
-/* Open the datastore at PATH.  CREATE: make PATH, .chunks/0000..ffff and
- * .lock if missing (as PBS does when a datastore is created; .lock last,
- * so an interrupted creation resumes).  A PATH that is a file (ENOTDIR),
- * a directory without .chunks when !CREATE (ENOENT), or a non-empty
- * directory without .chunks (EEXIST) is an error.  Finish syncs at
+/* Open the datastore at PATH (messages do not repeat PATH).  CREATE: make PATH,
+ * .chunks/0000..ffff and .lock if missing (as PBS does when a datastore is
+ * created; .lock last, so an interrupted creation resumes).  A PATH that is a
+ * file (ENOTDIR), a directory without .chunks when !CREATE (ENOENT), or a
+ * non-empty directory without .chunks (EEXIST) is an error.  Finish syncs at
  * PBS_SYNC_OWN until pbs_datastore_set_sync says otherwise. */
 extern struct pbs_datastore *pbs_datastore_open (const char *path,
                                                  bool create);
@@ -81,7 +84,7 @@ extern int pbs_datastore_snapshots (struct pbs_datastore *ds, const char *ns,
 
 struct pbs_ds_backup; /* opaque */
 
-/* The checks of §1.3 steps 6-10 and §4: namespace exists (404 "namespace
+/* The checks of §1.3 steps 6-10 and §4: namespace exists (ENOENT "namespace
  * not found"), group lock ("another backup is already running"), owner
  * (created with AUTH_ID; "backup owner check failed (a != b)"), base
  * selection (last finished snapshot; none if its verify_state failed), time
@@ -118,7 +121,7 @@ extern int pbs_ds_backup_fixed_index (struct pbs_ds_backup *b,
 /* §3.4: checks lengths, magic, (unencrypted) digest and size, stores the
  * chunk with a recomputed CRC, then registers it. */
 extern int pbs_ds_backup_fixed_chunk (struct pbs_ds_backup *b, int wid,
-                                      const char *digest_hex, uint64_t size,
+                                      const uint8_t digest[32], uint64_t size,
                                       uint64_t encoded_size,
                                       const uint8_t *blob, size_t len);
 /* The same for a chunk this process encoded itself from data whose
@@ -131,27 +134,20 @@ extern int pbs_ds_backup_fixed_chunk_trusted (struct pbs_ds_backup *b,
                                               const uint8_t digest[32],
                                               uint64_t size,
                                               const uint8_t *blob, size_t len);
-/* §3.5: pairs applied one by one. */
+/* §3.5: N pairs (DIGESTS[i] at OFFSETS[i]) applied one by one; a digest
+ * must be known to the session. */
 extern int pbs_ds_backup_fixed_append (struct pbs_ds_backup *b, int wid,
-                                       size_t n,
-                                       const char *const *digest_hex,
+                                       size_t n, const uint8_t (*digests)[32],
                                        const uint64_t *offsets);
-/* The same with the two lists of the request as received, so that
- * unequal lengths get PBS's "offset list has wrong length (a != b)". */
-extern int pbs_ds_backup_fixed_append_lists (struct pbs_ds_backup *b, int wid,
-                                             size_t ndigests,
-                                             const char *const *digest_hex,
-                                             size_t noffsets,
-                                             const uint64_t *offsets);
 /* From now on, §3.6 close refuses an index that references a chunk
  * missing from the store ("chunk <hex> is missing from the datastore").
  * PBS checks nothing of the kind; the local backend turns it on so that a
  * local snapshot never lacks a chunk. */
 extern void pbs_ds_backup_require_chunks (struct pbs_ds_backup *b);
-/* §3.6. */
+/* §3.6: CSUM is the SHA-256 over the index's digests. */
 extern int pbs_ds_backup_fixed_close (struct pbs_ds_backup *b, int wid,
                                       uint64_t chunk_count, uint64_t size,
-                                      const char *csum_hex);
+                                      const uint8_t csum[32]);
 /* §3.7: CRC verified, written atomically. */
 extern int pbs_ds_backup_blob (struct pbs_ds_backup *b, const char *name,
                                uint64_t encoded_size, const uint8_t *blob,
@@ -173,7 +169,7 @@ extern void pbs_ds_backup_end (struct pbs_ds_backup *b);
 /* ------------------------------------ protection and notes (ds-protect.c) */
 
 /* set_protection / update_protection: create or remove the snapshot's
- * ".protected" under a non-blocking exclusive snapshot lock.  400 "snapshot
+ * ".protected" under a non-blocking exclusive snapshot lock.  ENOENT "snapshot
  * T/I/TIME does not exist!", busy while a session holds the snapshot. */
 extern int pbs_ds_set_protection (struct pbs_datastore *ds, const char *ns,
                                   const char *type, const char *id,
@@ -214,9 +210,10 @@ extern struct pbs_ds_reader *pbs_ds_reader_start (struct pbs_datastore *ds,
 /* A file; for an index, its digests become allowed chunk downloads. */
 extern int pbs_ds_reader_download (struct pbs_ds_reader *r, const char *name,
                                    uint8_t **data, size_t *len);
-/* 401 "download chunk <hex> not allowed" unless allowed. */
+/* EACCES "download chunk <hex> not allowed" unless an index downloaded
+ * in this session references DIGEST. */
 extern int pbs_ds_reader_chunk (struct pbs_ds_reader *r,
-                                const char *digest_hex, uint8_t **blob,
+                                const uint8_t digest[32], uint8_t **blob,
                                 size_t *len);
 extern void pbs_ds_reader_end (struct pbs_ds_reader *r);
 

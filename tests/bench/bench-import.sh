@@ -11,7 +11,14 @@
 #    reads) vs the FULL's data plus the INCs' data; target <= 1.05;
 #  * temporary bytes: --tmpdir is an empty folder that must stay empty;
 #  * peak RSS (largest of the import and its pushes) vs 64 MiB + 40 bytes
-#    a chunk.
+#    a chunk;
+#  * the same folder as a .tar.zst, streamed: bytes of the archive read
+#    (strace of read() on it, the import and its children) / the archive's
+#    size -- 2.0: the plan's skeleton pass and the data pass, 1.0 each --
+#    and the temporary space: the most seen in --tmpdir (du, polled), the
+#    plan's figure, and the unpacked archive's (here one group: the chain
+#    is the archive, so the peak is all of it; two groups:
+#    tests/test-import-stream.sh).
 # Prints "bench NAME key=value ..." lines.  Fixtures in $TMP, removed.
 . "$(dirname "$0")/../functions.sh"
 . "$(dirname "$0")/measure.sh"
@@ -77,3 +84,34 @@ echo "bench import-vs-push import_s=$secs push_sum_s=$t_sum ratio=$(ratio "$secs
 echo "bench import-read rchar=$rchar data=$((full_data + inc_data)) ratio=$(ratio "$rchar" $((full_data + inc_data))) target<=1.05"
 echo "bench import-tmp files=$tmp_files bytes=$tmp_bytes target=0"
 echo "bench import-rss peak_kib=$rss budget_kib=$budget ratio=$(ratio "$rss" "$budget") target<1"
+
+# --- compressed: the same folder as a .tar.zst, read as a stream.
+requires zstd
+zstd -q -1 -T0 -c "$d/vm100.tar" >"$d/vm100.tar.zst"
+rm -f "$d/vm100.tar"
+mkdir -p "$d/tmpz"
+arch=$(stat -c %s "$d/vm100.tar.zst")
+whole=$(du -sB1 "$d/vm" | cut -f1)
+plan=$("$TOOL" import --dry-run --output-format json --tmpdir "$d/tmpz" "$d/vm100.tar.zst" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin).get("temporary-bytes", "n/a"))')
+args=(import --repository "$ds_dir/ds-zst" --tmpdir "$d/tmpz" "$d/vm100.tar.zst")
+t0=$(date +%s.%N)
+if command -v strace >/dev/null; then
+  strace -f --seccomp-bpf -e trace=read -y -qq -e signal=none -s 0 -o "$d/st.log" \
+    "$TOOL" "${args[@]}" >/dev/null 2>"$d/zst.err" &
+else
+  "$TOOL" "${args[@]}" >/dev/null 2>"$d/zst.err" &
+fi
+zpid=$! peak=0
+while kill -0 $zpid 2>/dev/null; do
+  u=$(du -scB1 "$d"/tmpz/qcow2pbs-import.* 2>/dev/null | tail -1 | cut -f1) || u=0
+  [ "${u:-0}" -gt $peak ] && peak=$u
+  sleep 0.2
+done
+rc=0; wait $zpid || rc=$?
+[ "$rc" = 0 ] || { echo "import of the .tar.zst failed: $(cat "$d/zst.err")" >&2; exit 1; }
+secs=$(python3 -c "import time; print('%.3f' % (time.time() - $t0))")
+read_arch=n/a
+[ -e "$d/st.log" ] && read_arch=$(awk -v f="<$d/vm100.tar.zst>" 'index($0, f) { n = $NF; if (n + 0 > 0) s += n } END { printf "%.0f\n", s }' "$d/st.log")
+echo "bench import-zst-read archive_bytes=$arch read_bytes=$read_arch ratio=$(ratio "${read_arch/n\/a/0}" "$arch") passes=2 (skeleton 1.0 + data 1.0) import_s=$secs"
+echo "bench import-zst-tmp peak_seen_bytes=$peak plan_bytes=$plan unpacked_bytes=$whole ratio=$(ratio "$peak" "$whole") left=$(ls -A "$d/tmpz" | wc -l)"

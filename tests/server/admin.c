@@ -46,7 +46,7 @@ check_owner (struct srv_store *st, const char *ns, const char *type,
   int r = -1;
 
   if (pbs_datastore_snapshots (st->ds, ns, type, id, &s, &n) == -1) {
-    srv_reply_pbs_error (rep);
+    srv_reply_ds_error (rep, 404, 400); /* "namespace not found" */
     return -1;
   }
   if (n == 0 || !s[0].owner)
@@ -97,14 +97,14 @@ srv_admin (const struct srv_request *req, struct srv_reply *rep,
     if (pbs_ds_set_notes (st->ds, ns ? ns : "", type, id, t,
                           json_string_value (json_object_get (p, "notes")))
         == -1)
-      srv_reply_pbs_error (rep);
+      srv_reply_ds_error (rep, 400, 400); /* "does not exist!" */
     else
       srv_reply_data (rep, NULL);
   }
   else if (notes) {
     text = pbs_ds_get_notes (st->ds, ns ? ns : "", type, id, t);
     if (!text)
-      srv_reply_pbs_error (rep);
+      srv_reply_ds_error (rep, 400, 400); /* "does not exist!" */
     else
       srv_reply_data (rep, json_string (text));
     free (text);
@@ -114,13 +114,13 @@ srv_admin (const struct srv_request *req, struct srv_reply *rep,
                                json_is_true (json_object_get (p,
                                                               "protected")))
         == -1)
-      srv_reply_pbs_error (rep);
+      srv_reply_ds_error (rep, 400, 400); /* "does not exist!" */
     else
       srv_reply_data (rep, NULL);
   }
   else if (pbs_datastore_snapshots (st->ds, ns ? ns : "", type, id, &s, &n)
            == -1)
-    srv_reply_pbs_error (rep);
+    srv_reply_ds_error (rep, 404, 400); /* "namespace not found" */
   else {
     /* get_protection: backup_dir.is_protected(); no existence check */
     for (i = 0; i < n; i++)

@@ -1,6 +1,7 @@
 /* backup-env.c -- the backup protocol's HTTP/2 routes (docs/pbs-protocol.md
  * §3, src/api2/backup/mod.rs): parameter schemas and handler kinds here, the
  * value rules in pbs_ds_backup_*. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,7 +111,7 @@ previous_backup_time (struct backup_env *e, json_t *p,
   (void) p;
   (void) req;
   if (pbs_ds_backup_previous_time (e->b, &t) == -1)
-    srv_reply_pbs_error (rep);
+    srv_reply_ds_error (rep, 400, 400);
   else
     srv_reply_data (rep, t < 0 ? NULL : json_integer ((json_int_t) t));
 }
@@ -119,13 +120,20 @@ static void
 previous (struct backup_env *e, json_t *p, const struct srv_h2_request *req,
           struct srv_reply *rep)
 {
+  const char *name = sparam (p, "archive-name");
+  size_t nl = strlen (name), len = 0;
   uint8_t *data = NULL;
-  size_t len = 0;
+  int64_t t = -1;
+  bool blob;
 
   (void) req;
-  if (pbs_ds_backup_previous (e->b, sparam (p, "archive-name"), &data, &len)
-      == -1) {
-    srv_reply_pbs_error (rep);
+  /* A missing blob of the base is create_download_response's 404; a
+   * missing base ("no valid previous backup") and a missing index
+   * (FixedIndexReader::open) are 400. */
+  blob = nl >= 5 && strcmp (name + nl - 5, ".blob") == 0
+         && pbs_ds_backup_previous_time (e->b, &t) == 0 && t >= 0;
+  if (pbs_ds_backup_previous (e->b, name, &data, &len) == -1) {
+    srv_reply_ds_error (rep, blob ? 404 : 400, 400);
     return;
   }
   srv_reply_free (rep);
@@ -146,8 +154,8 @@ fixed_index (struct backup_env *e, json_t *p,
   wid = pbs_ds_backup_fixed_index (e->b, sparam (p, "archive-name"),
                                    (uint64_t) iparam (p, "size"),
                                    sparam (p, "reuse-csum"));
-  if (wid == -1)
-    srv_reply_pbs_error (rep);
+  if (wid == -1) /* a failed create or write of the index: 400 */
+    srv_reply_ds_error (rep, 400, 400);
   else
     srv_reply_data (rep, json_integer (wid));
 }
@@ -159,10 +167,17 @@ fixed_append (struct backup_env *e, json_t *p,
   json_t *dl = json_object_get (p, "digest-list");
   json_t *ol = json_object_get (p, "offset-list");
   size_t nd = json_array_size (dl), no = json_array_size (ol), i;
-  const char **digests;
+  uint8_t (*digests)[32];
   uint64_t *offsets;
 
   (void) req;
+  /* The schema checked each digest and offset; the handler checks the
+   * lengths (backup/mod.rs dynamic_append / fixed_append). */
+  if (no != nd) {
+    srv_reply_error (rep, 400, "offset list has wrong length (%zu != %zu)",
+                     no, nd);
+    return;
+  }
   digests = calloc (nd + 1, sizeof *digests);
   offsets = calloc (no + 1, sizeof *offsets);
   if (digests == NULL || offsets == NULL) {
@@ -170,13 +185,19 @@ fixed_append (struct backup_env *e, json_t *p,
     goto out;
   }
   for (i = 0; i < nd; i++)
-    digests[i] = json_string_value (json_array_get (dl, i));
+    if (srv_digest_parse (json_string_value (json_array_get (dl, i)),
+                          digests[i]) == -1) {
+      srv_reply_error (rep, 400, "parameter verification failed - "
+                       "'digest-list': [%zu]: value does not match the "
+                       "regex pattern", i);
+      goto out;
+    }
   for (i = 0; i < no; i++)
     offsets[i] = (uint64_t) json_integer_value (json_array_get (ol, i));
-  /* pbs_ds checks the lengths ("offset list has wrong length") */
-  if (pbs_ds_backup_fixed_append_lists (e->b, (int) iparam (p, "wid"), nd,
-                                        digests, no, offsets) == -1)
-    srv_reply_pbs_error (rep);
+  if (pbs_ds_backup_fixed_append (e->b, (int) iparam (p, "wid"), nd,
+                                  (const uint8_t (*)[32]) digests, offsets)
+      == -1)
+    srv_reply_ds_error (rep, 400, 400);
   else
     srv_reply_data (rep, NULL);
 out:
@@ -190,6 +211,7 @@ fixed_chunk (struct backup_env *e, json_t *p,
 {
   uint64_t enc = (uint64_t) iparam (p, "encoded-size");
   const char *digest = sparam (p, "digest");
+  uint8_t d[32];
 
   /* upload_chunk.rs checks the length while reading the body. */
   if (req->body_len > enc) {
@@ -200,24 +222,72 @@ fixed_chunk (struct backup_env *e, json_t *p,
     srv_reply_error (rep, 400, "uploaded chunk has unexpected size.");
     return;
   }
-  if (pbs_ds_backup_fixed_chunk (e->b, (int) iparam (p, "wid"), digest,
+  if (srv_digest_parse (digest, d) == -1) { /* the schema checked it */
+    srv_reply_error (rep, 400, "parameter verification failed - 'digest': "
+                     "value does not match the regex pattern");
+    return;
+  }
+  if (pbs_ds_backup_fixed_chunk (e->b, (int) iparam (p, "wid"), d,
                                  (uint64_t) iparam (p, "size"), enc,
                                  req->body, req->body_len) == -1)
-    srv_reply_pbs_error (rep);
+    srv_reply_ds_error (rep, 400, 500); /* insert_chunk */
   else
     srv_reply_data (rep, json_string (digest));
+}
+
+/* "csum" is any-case hex of exactly 32 bytes: <[u8; 32]>::from_hex,
+ * with the hex crate's FromHexError texts (odd length first, then the
+ * length, then the first bad character).  0, or -1 with the error
+ * answered. */
+static int
+parse_csum (const char *hex, uint8_t csum[32], struct srv_reply *rep)
+{
+  size_t i, n = hex ? strlen (hex) : 0;
+
+  if (n % 2 != 0) {
+    srv_reply_error (rep, 400, "Odd number of digits");
+    return -1;
+  }
+  if (n != 64) {
+    srv_reply_error (rep, 400, "Invalid string length");
+    return -1;
+  }
+  for (i = 0; i < 64; i++)
+    if (!isxdigit ((unsigned char) hex[i])) {
+      unsigned char c = (unsigned char) hex[i];
+      /* {:?} of the byte as a char: printable ASCII as is, a quote and a
+       * backslash escaped, anything else as \u{..} (approximately). */
+      if (c == '\'' || c == '\\')
+        srv_reply_error (rep, 400, "Invalid character '\\%c' at position %zu",
+                         c, i);
+      else if (c >= 0x20 && c < 0x7f)
+        srv_reply_error (rep, 400, "Invalid character '%c' at position %zu",
+                         c, i);
+      else
+        srv_reply_error (rep, 400,
+                         "Invalid character '\\u{%x}' at position %zu", c, i);
+      return -1;
+    }
+  if (pbs_digest_parse (hex, csum) == -1) {
+    srv_reply_error (rep, 400, "Invalid string length");
+    return -1;
+  }
+  return 0;
 }
 
 static void
 fixed_close (struct backup_env *e, json_t *p,
              const struct srv_h2_request *req, struct srv_reply *rep)
 {
+  uint8_t csum[32];
+
   (void) req;
+  if (parse_csum (sparam (p, "csum"), csum, rep) == -1)
+    return;
   if (pbs_ds_backup_fixed_close (e->b, (int) iparam (p, "wid"),
                                  (uint64_t) iparam (p, "chunk-count"),
-                                 (uint64_t) iparam (p, "size"),
-                                 sparam (p, "csum")) == -1)
-    srv_reply_pbs_error (rep);
+                                 (uint64_t) iparam (p, "size"), csum) == -1)
+    srv_reply_ds_error (rep, 400, 400);
   else
     srv_reply_data (rep, NULL);
 }
@@ -235,7 +305,7 @@ blob (struct backup_env *e, json_t *p, const struct srv_h2_request *req,
   if ((nl < 5 || strcmp (name + nl - 5, ".blob") != 0)
       && pbs_ds_backup_blob (e->b, name, enc, req->body, req->body_len)
            == -1) {
-    srv_reply_pbs_error (rep);
+    srv_reply_ds_error (rep, 400, 500);
     return;
   }
   if (req->body_len != enc || req->body_too_large) {
@@ -245,7 +315,7 @@ blob (struct backup_env *e, json_t *p, const struct srv_h2_request *req,
   }
   if (pbs_ds_backup_blob (e->b, sparam (p, "file-name"), enc, req->body,
                           req->body_len) == -1)
-    srv_reply_pbs_error (rep);
+    srv_reply_ds_error (rep, 400, 500);
   else
     srv_reply_data (rep, NULL);
 }
@@ -257,7 +327,7 @@ finish (struct backup_env *e, json_t *p, const struct srv_h2_request *req,
   (void) p;
   (void) req;
   if (pbs_ds_backup_finish (e->b) == -1)
-    srv_reply_pbs_error (rep);
+    srv_reply_ds_error (rep, 400, 500);
   else {
     e->finished = true;
     srv_log ("conn %u: backup finished successfully", e->conn_id);
@@ -405,10 +475,19 @@ srv_backup_env_new (struct srv_store *st, const struct srv_auth *auth,
     srv_reply_error (rep, 500, "out of memory");
     return NULL;
   }
+  /* The schema allows any i64; no snapshot name exists past 9999 (PBS
+   * fails formatting the time). */
+  if (iparam (params, "backup-time") > PBS_TIME_MAX) {
+    srv_reply_error (rep, 400, "parameter verification failed - "
+                     "'backup-time': %lld is after 9999-12-31T23:59:59Z",
+                     (long long) iparam (params, "backup-time"));
+    free (e);
+    return NULL;
+  }
   e->b = pbs_ds_backup_start (st->ds, auth->auth_id, ns ? ns : "", type, id,
                               iparam (params, "backup-time"));
-  if (e->b == NULL) {
-    srv_reply_pbs_error (rep);
+  if (e->b == NULL) { /* ENOENT: "namespace not found" */
+    srv_reply_ds_error (rep, 404, 500);
     srv_log ("conn %u: backup refused: %s", conn_id, pbs_errmsg ());
     free (e);
     return NULL;

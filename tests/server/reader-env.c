@@ -1,5 +1,6 @@
 /* reader-env.c -- the reader protocol's HTTP/2 routes (docs/pbs-protocol.md
  * §3.10, src/api2/reader/mod.rs); the rules are in pbs_ds_reader_*. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,20 +84,30 @@ handle (struct srv_env *env, const struct srv_h2_request *req,
     return;
   }
   if (schema == download_schema) {
-    if (pbs_ds_reader_download (e->r, json_string_value (json_object_get (
-                                          p, "file-name")),
-                                &data, &len) == -1)
-      srv_reply_pbs_error (rep);
+    const char *name = json_string_value (json_object_get (p, "file-name"));
+    size_t nl = strlen (name);
+    /* A missing index is FixedIndexReader::open's 400, any other missing
+     * file create_download_response's 404. */
+    bool fidx = nl >= 5 && strcmp (name + nl - 5, ".fidx") == 0;
+
+    if (pbs_ds_reader_download (e->r, name, &data, &len) == -1)
+      srv_reply_ds_error (rep, fidx ? 400 : 404, 400);
     else
       octets (rep, data, len, true);
   }
   else if (schema == chunk_schema) {
-    if (pbs_ds_reader_chunk (e->r, json_string_value (json_object_get (
-                                       p, "digest")),
-                             &data, &len) == -1)
-      srv_reply_pbs_error (rep);
-    else
+    uint8_t d[32];
+
+    if (srv_digest_parse (json_string_value (json_object_get (p, "digest")),
+                          d) == -1) /* the schema checked it */
+      srv_reply_error (rep, 400, "parameter verification failed - "
+                       "'digest': value does not match the regex pattern");
+    else if (pbs_ds_reader_chunk (e->r, d, &data, &len) == 0)
       octets (rep, data, len, false);
+    else if (pbs_errno () == EACCES) /* "download chunk ... not allowed" */
+      srv_reply_error (rep, 401, "%s", pbs_errmsg ());
+    else
+      srv_reply_ds_error (rep, 400, 400);
   }
   else {
     /* 1 MiB of 'A' (reader/mod.rs speedtest) */
@@ -146,8 +157,8 @@ srv_reader_env_new (struct srv_store *st, const struct srv_auth *auth,
       json_string_value (json_object_get (params, "backup-type")),
       json_string_value (json_object_get (params, "backup-id")),
       (int64_t) json_integer_value (json_object_get (params, "backup-time")));
-  if (e->r == NULL) {
-    srv_reply_pbs_error (rep);
+  if (e->r == NULL) { /* ENOENT: "snapshot ... does not exist." */
+    srv_reply_ds_error (rep, 400, 400);
     srv_log ("conn %u: reader refused: %s", conn_id, pbs_errmsg ());
     free (e);
     return NULL;

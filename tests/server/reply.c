@@ -1,6 +1,8 @@
 /* reply.c -- the answer formats of proxmox-rest-server (formatter.rs):
  * success {"data": ...} compact, errors as the plain message text but
- * labelled application/json (docs/pbs-protocol.md §1.4, trap 17). */
+ * labelled application/json (docs/pbs-protocol.md §1.4, trap 17), with
+ * the HTTP status PBS uses (the datastore reports errno only). */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,11 +44,25 @@ srv_reply_error (struct srv_reply *r, int status, const char *fmt, ...)
 }
 
 void
-srv_reply_pbs_error (struct srv_reply *r)
+srv_reply_ds_error (struct srv_reply *r, int enoent_status, int enospc_status)
 {
-  int st = pbs_http_status ();
+  int e = pbs_errno (), st = 400;
 
-  srv_reply_error (r, st >= 400 ? st : 400, "%s", pbs_errmsg ());
+  if (e == ENOMEM)
+    st = 500;
+  else if (e == ENOENT)
+    st = enoent_status;
+  else if (e == ENOSPC)
+    st = enospc_status;
+  srv_reply_error (r, st, "%s", pbs_errmsg ());
+}
+
+int
+srv_digest_parse (const char *s, uint8_t out[32])
+{
+  if (!s || !srv_fmt_digest (s))
+    return -1;
+  return pbs_digest_parse (s, out);
 }
 
 void

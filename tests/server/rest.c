@@ -247,7 +247,7 @@ snapshots (const struct srv_request *req, struct srv_reply *rep,
   type = json_string_value (json_object_get (p, "backup-type"));
   id = json_string_value (json_object_get (p, "backup-id"));
   if (pbs_datastore_snapshots (st->ds, ns, NULL, NULL, &s, &n) == -1) {
-    srv_reply_pbs_error (rep);
+    srv_reply_ds_error (rep, 404, 400); /* "namespace not found" */
     goto out;
   }
   list = json_array ();

@@ -14,12 +14,16 @@
  * (cache=, default 64 MiB).  Full zero chunks are never downloaded: they
  * read as zeros and are reported as zero holes by .extents, so nbdcopy,
  * qemu-img convert and qemu-img map skip them.  A read that continues
- * the previous one starts the next chunks' downloads (the reader's
- * prefetch) and decodes the next chunk on a readahead thread.
+ * the previous one of its stream (nbdcopy reads several regions at once)
+ * queues the next chunks for the readahead threads.
  *
- * Threads: the reader session is used under READER_LOCK; the cache under
- * CACHE_LOCK; decoding and digesting run outside both, so parallel
- * requests (multi-conn, nbdcopy) decode on all cores. */
+ * Threads: a pool of NREADERS reader sessions, each used by one thread
+ * at a time, so that several chunks are read, checked and decoded at once
+ * (one session under one lock was the bottleneck: nbdcopy ran at 0.6x the
+ * speed of restore).  Two requests for one chunk wait for one download
+ * (a C_LOADING cache entry).  The cache is under CACHE_LOCK, the pool
+ * under POOL_LOCK, the readahead queue under RA_LOCK; downloads, decoding
+ * and digesting run outside all of them. */
 #define NBDKIT_API_VERSION 2
 #include <errno.h>
 #include <inttypes.h>
@@ -36,7 +40,13 @@
 #include "push.h"
 
 #define CHUNK PBS_CHUNK_SIZE
-#define PREFETCH_AHEAD 4 /* chunks announced to the reader ahead of a read */
+/* Sessions: chunks fetched at once (fewer if a server refuses more).  One
+ * more than the readahead threads, so that a read the readahead did not
+ * foresee does not wait for all of them. */
+#define NREADERS 3
+#define NRA_THREADS (NREADERS - 1)
+#define RA_CHUNKS 4 /* chunks read ahead of a sequential stream, at most */
+#define NSTREAMS 8  /* sequential streams followed at once (multi-conn) */
 
 /* Parameters. */
 static char *repository, *snapshot, *archive, *ns, *keyfile, *fingerprint;
@@ -51,12 +61,13 @@ static uint8_t zero_digest[PBS_DIGEST_LEN];
 static char *snap_type, *snap_id;
 static int64_t snap_time;
 
-static pthread_mutex_t reader_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct pbs_reader *reader;
-static uint64_t prefetched_to; /* chunks below this were announced */
-/* The last reads were sequential: announce the next chunks to the reader
- * (a prefetched chunk nobody asks for would hold a download slot). */
-static bool sequential;
+/* The session pool: POOL[i] is used by one thread while BUSY[i]; NULL
+ * until first needed (or after it broke). */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_cond = PTHREAD_COND_INITIALIZER;
+static struct pbs_reader *pool[NREADERS];
+static bool busy[NREADERS];
+static int npool; /* sessions opened in get_ready: 1 to NREADERS */
 
 /* ------------------------------------------------------------ config */
 
@@ -71,15 +82,17 @@ qp_unload (void)
   free (fingerprint);
 }
 
-/* 4 MiB chunk buffers come and go on many threads: with glibc's dynamic
- * mmap threshold they end up in per-thread arenas that keep them, and the
- * RSS grows to ~250 MiB whatever cache= says (measured with nbdcopy).  A
- * fixed threshold returns them to the system at once (~90 MiB with the
- * 64 MiB cache). */
+/* 4 MiB chunk buffers come and go on many threads: with glibc's default
+ * of 8 arenas a core they pile up in per-thread arenas, and the RSS grew
+ * to ~250 MiB whatever cache= says (measured with nbdcopy).  A fixed 1 MiB
+ * mmap threshold kept the RSS down but cost an mmap, a munmap and 2048
+ * page faults a chunk (half of nbdkit's time, perf).  One arena reuses
+ * the freed buffers: with the 64 MiB cache, 1 GiB through nbdcopy peaks
+ * at ~78 MiB (two arenas: 100-115 MiB, the same speed). */
 static void
 qp_load (void)
 {
-  mallopt (M_MMAP_THRESHOLD, 1024 * 1024);
+  mallopt (M_ARENA_MAX, 1);
 }
 
 static int
@@ -132,6 +145,7 @@ qp_config (const char *k, const char *v)
 static int
 qp_config_complete (void)
 {
+  struct cli_err err;
   char *a;
 
   if (!snapshot) {
@@ -153,8 +167,9 @@ qp_config_complete (void)
   }
   free (archive);
   archive = a;
-  if (push_parse_snapshot (snapshot, &snap_type, &snap_id, &snap_time)
+  if (push_parse_snapshot (snapshot, &snap_type, &snap_id, &snap_time, &err)
       == -1) {
+    cli_err_print (&err);
     nbdkit_error ("snapshot=%s: not TYPE/ID/TIME", snapshot);
     return -1;
   }
@@ -172,21 +187,23 @@ qp_config_complete (void)
   "Secrets: PBS_PASSWORD[_FD|_FILE|_CMD], PBS_ENCRYPTION_PASSWORD[...]."
 
 /* A reader session with the index downloaded (a server allows a chunk
- * only after an index naming it). */
+ * only after an index naming it).  QUIET: a failure is only a debug
+ * message. */
 static struct pbs_reader *
-open_reader (void)
+open_reader (bool quiet)
 {
   struct pbs_reader *rd;
   uint8_t *data;
   size_t len;
+  void (*say) (const char *, ...) = quiet ? nbdkit_debug : nbdkit_error;
 
   rd = pbs_reader_start (repo, ns ? ns : "", snap_type, snap_id, snap_time);
   if (!rd) {
-    nbdkit_error ("%s: %s", snapshot, pbs_errmsg ());
+    say ("%s: %s", snapshot, pbs_errmsg ());
     return NULL;
   }
   if (pbs_reader_download (rd, archive, &data, &len) == -1) {
-    nbdkit_error ("%s: %s: %s", snapshot, archive, pbs_errmsg ());
+    say ("%s: %s: %s", snapshot, archive, pbs_errmsg ());
     pbs_reader_free (rd);
     return NULL;
   }
@@ -196,22 +213,25 @@ open_reader (void)
 
 /* Everything is opened and checked before nbdkit serves or runs its
  * --run command, so a wrong key or a bad snapshot stops it at once.
- * Sockets survive nbdkit's fork into the background; the readahead thread
- * starts only with the first connection. */
+ * Sockets survive nbdkit's fork into the background; the readahead
+ * threads start only with the first connection. */
 static int
 qp_get_ready (void)
 {
   struct pbs_reader *rd = NULL;
   struct pbs_manifest *m = NULL;
   struct pbs_manifest_file f;
+  struct cli_err err;
   int ret = -1;
 
-  if (keyfile && !(key = push_load_key (keyfile))) {
+  if (keyfile && !(key = push_load_key (keyfile, &err))) {
+    cli_err_print (&err);
     nbdkit_error ("keyfile=%s: cannot load the key (see above)", keyfile);
     return -1;
   }
-  repo = cli_open_repo (repository, fingerprint);
+  repo = cli_open_repo (repository, fingerprint, &err);
   if (!repo) {
+    cli_err_print (&err);
     nbdkit_error ("cannot open the repository (see above)");
     return -1;
   }
@@ -237,14 +257,21 @@ qp_get_ready (void)
     nbdkit_error ("%s: %s is encrypted: give keyfile=", snapshot, archive);
     goto out;
   }
-  idx = push_fetch_index (rd, NULL, m, archive, snapshot);
+  idx = push_fetch_index (rd, NULL, m, archive, snapshot, &err);
   if (!idx) {
+    cli_err_print (&err);
     nbdkit_error ("%s: %s: bad index (see above)", snapshot, archive);
     goto out;
   }
   pbs_zero_chunk_digest (encrypted ? key : NULL, zero_digest);
-  reader = rd;
+  pool[0] = rd;
   rd = NULL;
+  /* The other sessions now, before nbdkit forks, like the first; a
+   * server that refuses more serves on fewer. */
+  for (npool = 1; npool < NREADERS; npool++)
+    if (!(pool[npool] = open_reader (true)))
+      break;
+  nbdkit_debug ("%d reader sessions", npool);
   ret = 0;
 out:
   pbs_manifest_free (m);
@@ -255,7 +282,10 @@ out:
 static void
 qp_cleanup (void)
 {
-  pbs_reader_free (reader);
+  int i;
+
+  for (i = 0; i < NREADERS; i++)
+    pbs_reader_free (pool[i]);
   pbs_fidx_free (idx);
   pbs_repo_close (repo);
   pbs_key_free (key);
@@ -280,57 +310,78 @@ is_zero_chunk (uint64_t i)
          && memcmp (idx->digest[i], zero_digest, PBS_DIGEST_LEN) == 0;
 }
 
-/* The stored blob of chunk I.  A broken or timed-out session is replaced
- * once. */
+/* A session of the pool, held until give_reader: an opened one if one
+ * is free (one that broke is NULL until reopened). */
+static int
+take_reader (void)
+{
+  int i, pick;
+
+  pthread_mutex_lock (&pool_lock);
+  for (;;) {
+    pick = -1;
+    for (i = 0; i < npool; i++)
+      if (!busy[i] && (pick == -1 || (!pool[pick] && pool[i])))
+        pick = i;
+    if (pick != -1)
+      break;
+    pthread_cond_wait (&pool_cond, &pool_lock);
+  }
+  busy[pick] = true;
+  pthread_mutex_unlock (&pool_lock);
+  return pick;
+}
+
+static void
+give_reader (int i)
+{
+  pthread_mutex_lock (&pool_lock);
+  busy[i] = false;
+  pthread_cond_signal (&pool_cond);
+  pthread_mutex_unlock (&pool_lock);
+}
+
+/* The stored blob of chunk I, on a session of the pool.  A broken or
+ * timed-out session is replaced once. */
 static int
 fetch_blob (uint64_t i, uint8_t **blob, size_t *len)
 {
-  int attempt, rc = -1;
+  int attempt, rc = -1, s = take_reader ();
 
-  pthread_mutex_lock (&reader_lock);
   for (attempt = 0; attempt < 2; attempt++) {
-    if (!reader && !(reader = open_reader ()))
+    if (!pool[s] && !(pool[s] = open_reader (false)))
       break;
-    /* Sequential reading: keep the next chunks downloading. */
-    if (prefetched_to <= i)
-      prefetched_to = i + 1;
-    while (__atomic_load_n (&sequential, __ATOMIC_RELAXED)
-           && prefetched_to < idx->count
-           && prefetched_to <= i + PREFETCH_AHEAD) {
-      if (!is_zero_chunk (prefetched_to)
-          && pbs_reader_prefetch (reader, idx->digest[prefetched_to]) != 1)
-        break;
-      prefetched_to++;
-    }
-    rc = pbs_reader_chunk (reader, idx->digest[i], blob, len);
+    rc = pbs_reader_chunk (pool[s], idx->digest[i], blob, len);
     if (rc == 0 || !pbs_error_is_transient ())
       break;
     nbdkit_debug ("chunk %" PRIu64 ": %s: new reader session", i,
                   pbs_errmsg ());
-    pbs_reader_free (reader);
-    reader = NULL;
-    prefetched_to = 0;
+    pbs_reader_free (pool[s]);
+    pool[s] = NULL;
   }
   if (rc == -1) {
     char hex[65];
     pbs_digest_hex (idx->digest[i], hex);
     nbdkit_error ("%s: chunk %s: %s", snapshot, hex, pbs_errmsg ());
   }
-  pthread_mutex_unlock (&reader_lock);
+  give_reader (s);
   return rc;
 }
 
-/* Download chunk I and prove it (crypt mode, CRC, digest, length) before
- * its bytes are used.  *DATA malloc'd. */
+/* Download chunk I and prove it (crypt mode, digest, length) before
+ * its bytes are used.  *MEM is malloc'd and holds the chunk's bytes at
+ * *DATA: a plain blob's in place (no copy), else the decoded copy. */
 static int
-load_chunk (uint64_t i, uint8_t **data)
+load_chunk (uint64_t i, uint8_t **mem, const uint8_t **data)
 {
-  uint8_t *blob = NULL, d[PBS_DIGEST_LEN];
-  size_t blen, dlen;
+  uint8_t *blob = NULL, *plain = NULL, d[PBS_DIGEST_LEN];
+  const uint8_t *bytes = NULL;
+  size_t blen, dlen = 0;
   int kind;
   char hex[65];
   const char *why = NULL;
 
+  *mem = NULL;
   *data = NULL;
   if (fetch_blob (i, &blob, &blen) == -1)
     return -1;
@@ -339,27 +390,42 @@ load_chunk (uint64_t i, uint8_t **data)
       || encrypted != (kind == PBS_BLOB_ENCRYPTED
                        || kind == PBS_BLOB_ENCRYPTED_ZSTD))
     why = "wrong crypt mode or not a blob";
-  else if (pbs_blob_decode (blob, blen, encrypted ? key : NULL, CHUNK, data,
-                            &dlen)
+  else if (kind == PBS_BLOB_PLAIN) {
+    /* The CRC is not checked: the digest below covers the same bytes
+     * (PBS's DataBlob: the CRC is for the server side, "usually no need
+     * to compute it on the client side"), and it cost 10% of the time. */
+    bytes = blob + PBS_BLOB_HEADER_LEN;
+    dlen = blen - PBS_BLOB_HEADER_LEN;
+  }
+  else if (pbs_blob_decode (blob, blen, encrypted ? key : NULL, CHUNK,
+                            &plain, &dlen)
            == -1)
     why = pbs_errmsg ();
-  else {
-    pbs_chunk_digest (encrypted ? key : NULL, *data, dlen, d);
+  else
+    bytes = plain;
+  if (!why) {
+    pbs_chunk_digest (encrypted ? key : NULL, bytes, dlen, d);
     if (memcmp (d, idx->digest[i], PBS_DIGEST_LEN) != 0)
       why = "digest mismatch: the stored chunk is damaged";
     else if (dlen != chunk_len (i))
       why = "wrong length";
   }
-  free (blob);
   if (why) {
     pbs_digest_hex (idx->digest[i], hex);
     nbdkit_error ("%s: chunk %s: %s (run qcow2pbs check)", snapshot, hex,
                   why);
-    free (*data);
-    *data = NULL;
+    free (blob);
+    free (plain);
     errno = EIO;
     return -1;
   }
+  if (plain) {
+    free (blob);
+    *mem = plain;
+  }
+  else
+    *mem = blob;
+  *data = bytes;
   return 0;
 }
 
@@ -369,9 +435,11 @@ enum { C_LOADING, C_READY, C_FAILED };
 
 struct centry {
   uint64_t chunk; /* index; chunks are cached by position */
-  uint8_t *data;
+  uint8_t *mem;       /* malloc'd, holds DATA */
+  const uint8_t *data; /* the chunk's bytes */
   int state;
   unsigned refs;
+  bool ahead; /* loaded by the readahead and not read since */
   struct centry *prev, *next; /* LRU list, most recent first */
 };
 
@@ -411,7 +479,7 @@ drop (struct centry *e)
 {
   lru_unlink (e);
   cache_bytes -= CHUNK;
-  free (e->data);
+  free (e->mem);
   free (e);
 }
 
@@ -430,12 +498,31 @@ make_room (int64_t need)
   }
 }
 
-/* Chunk I, decoded and proved, held (release with put_chunk). */
-static struct centry *
-get_chunk (uint64_t i)
+/* Is there room for a chunk read ahead: free space, or an unused entry
+ * other than one read ahead and not read yet (evicting those for more
+ * readahead would throw work away when the cache is small for the number
+ * of streams)?  CACHE_LOCK held. */
+static bool
+room_ahead (void)
 {
   struct centry *e;
-  uint8_t *data;
+
+  if (cache_bytes + CHUNK <= cache_max)
+    return true;
+  for (e = lru_tail; e; e = e->prev)
+    if (!e->refs && e->state != C_LOADING && !e->ahead)
+      return true;
+  return false;
+}
+
+/* Chunk I, decoded and proved, held (release with put_chunk).  AHEAD (the
+ * readahead): only if there is room_ahead, else NULL with no error. */
+static struct centry *
+get_chunk (uint64_t i, bool ahead)
+{
+  struct centry *e;
+  uint8_t *mem;
+  const uint8_t *data;
   int rc;
 
   pthread_mutex_lock (&cache_lock);
@@ -444,6 +531,8 @@ get_chunk (uint64_t i)
       break;
   if (e) {
     e->refs++;
+    if (!ahead)
+      e->ahead = false;
     lru_unlink (e);
     lru_push_front (e);
     while (e->state == C_LOADING)
@@ -460,6 +549,10 @@ get_chunk (uint64_t i)
     pthread_mutex_unlock (&cache_lock);
     return e;
   }
+  if (ahead && !room_ahead ()) {
+    pthread_mutex_unlock (&cache_lock);
+    return NULL;
+  }
   e = calloc (1, sizeof *e);
   if (!e) {
     pthread_mutex_unlock (&cache_lock);
@@ -467,6 +560,7 @@ get_chunk (uint64_t i)
     return NULL;
   }
   make_room (CHUNK);
+  e->ahead = ahead;
   e->chunk = i;
   e->state = C_LOADING;
   e->refs = 1;
@@ -474,9 +568,10 @@ get_chunk (uint64_t i)
   cache_bytes += CHUNK;
   pthread_mutex_unlock (&cache_lock);
 
-  rc = load_chunk (i, &data);
+  rc = load_chunk (i, &mem, &data);
 
   pthread_mutex_lock (&cache_lock);
+  e->mem = mem;
   e->data = data;
   e->state = rc == 0 ? C_READY : C_FAILED;
   pthread_cond_broadcast (&cache_cond);
@@ -502,13 +597,20 @@ put_chunk (struct centry *e)
 
 /* ------------------------------------------------------------ readahead */
 
-/* One thread decodes the chunk after the one a sequential read reached,
- * so that a single sequential stream decodes on two cores. */
+/* NRA_THREADS threads load the chunks queued by note_read, so that one
+ * sequential stream is read, checked and decoded on several cores. */
+#define RA_QUEUE 32
 static pthread_mutex_t ra_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t ra_cond = PTHREAD_COND_INITIALIZER;
-static uint64_t ra_want = UINT64_MAX, ra_last_end = UINT64_MAX;
+static uint64_t ra_queue[RA_QUEUE]; /* a ring of chunk numbers */
+static unsigned ra_head, ra_len;
 static bool ra_stop, ra_started;
-static pthread_t ra_tid;
+static pthread_t ra_tid[NRA_THREADS];
+static unsigned ra_nthreads;
+/* Where each followed stream's last read ended (UINT64_MAX: none) and
+ * below which chunk its readahead was queued. */
+static struct { uint64_t end, queued_to; } stream[NSTREAMS];
+static unsigned stream_victim; /* the next slot a new stream takes */
 
 static bool
 cached (uint64_t i)
@@ -529,15 +631,17 @@ readahead (void *arg)
   (void) arg;
   pthread_mutex_lock (&ra_lock);
   while (!ra_stop) {
-    uint64_t i = ra_want;
-    if (i == UINT64_MAX) {
+    uint64_t i;
+    if (!ra_len) {
       pthread_cond_wait (&ra_cond, &ra_lock);
       continue;
     }
-    ra_want = UINT64_MAX;
+    i = ra_queue[ra_head];
+    ra_head = (ra_head + 1) % RA_QUEUE;
+    ra_len--;
     pthread_mutex_unlock (&ra_lock);
-    if (i < idx->count && !is_zero_chunk (i) && !cached (i)) {
-      struct centry *e = get_chunk (i);
+    if (!cached (i)) {
+      struct centry *e = get_chunk (i, true);
       if (e)
         put_chunk (e);
     }
@@ -547,23 +651,59 @@ readahead (void *arg)
   return NULL;
 }
 
-/* Note a read of [OFF, END): if it starts near where the last one ended
- * (within a chunk: parallel requests arrive a little out of order), the
- * reading is sequential: ask for the chunk after END's. */
+/* Queue chunk I for the readahead threads (RA_LOCK held).  A full queue
+ * drops it: the read itself will load it. */
+static void
+ra_queue_chunk (uint64_t i)
+{
+  if (ra_len == RA_QUEUE || i >= idx->count || is_zero_chunk (i))
+    return;
+  ra_queue[(ra_head + ra_len) % RA_QUEUE] = i;
+  ra_len++;
+  pthread_cond_signal (&ra_cond);
+}
+
+/* How far a stream reads ahead: at most a quarter of the cache, so that
+ * the chunks read ahead for a few streams are not evicted before they
+ * are read. */
+static uint64_t
+ra_ahead (void)
+{
+  uint64_t n = (uint64_t) cache_max / CHUNK / 4;
+  return n < 1 ? 1 : n > RA_CHUNKS ? RA_CHUNKS : n;
+}
+
+/* Note a read of [OFF, END): if it starts near where a followed stream's
+ * last read ended (within a chunk: parallel requests arrive a little out
+ * of order), that stream is sequential: queue its next chunks.  Otherwise
+ * it may start a stream, in the slot of the oldest. */
 static void
 note_read (uint64_t off, uint64_t end)
 {
-  bool seq;
+  unsigned s;
+  uint64_t next, last;
 
   pthread_mutex_lock (&ra_lock);
-  seq = ra_last_end != UINT64_MAX && off + CHUNK >= ra_last_end
-        && off <= ra_last_end + CHUNK;
-  if (seq && ra_started && (end - 1) / CHUNK + 1 < idx->count) {
-    ra_want = (end - 1) / CHUNK + 1;
-    pthread_cond_signal (&ra_cond);
+  for (s = 0; s < NSTREAMS; s++)
+    if (stream[s].end != UINT64_MAX && off + CHUNK >= stream[s].end
+        && off <= stream[s].end + CHUNK)
+      break;
+  if (s == NSTREAMS) {
+    s = stream_victim++ % NSTREAMS;
+    stream[s].end = end;
+    stream[s].queued_to = 0;
+    pthread_mutex_unlock (&ra_lock);
+    return;
   }
-  ra_last_end = end;
-  __atomic_store_n (&sequential, seq, __ATOMIC_RELAXED);
+  if (end > stream[s].end)
+    stream[s].end = end;
+  next = (end - 1) / CHUNK + 1;
+  last = next + ra_ahead ();
+  if (stream[s].queued_to < next)
+    stream[s].queued_to = next;
+  if (ra_started)
+    for (; stream[s].queued_to < last; stream[s].queued_to++)
+      ra_queue_chunk (stream[s].queued_to);
   pthread_mutex_unlock (&ra_lock);
 }
 
@@ -573,11 +713,18 @@ static void *
 qp_open (int readonly)
 {
   static int handle;
+  unsigned s;
+
   (void) readonly;
   pthread_mutex_lock (&ra_lock);
   if (!ra_started && idx) {
-    if (pthread_create (&ra_tid, NULL, readahead, NULL) == 0)
-      ra_started = true;
+    for (s = 0; s < NSTREAMS; s++)
+      stream[s].end = UINT64_MAX;
+    while (ra_nthreads < NRA_THREADS
+           && pthread_create (&ra_tid[ra_nthreads], NULL, readahead, NULL)
+                  == 0)
+      ra_nthreads++;
+    ra_started = ra_nthreads > 0;
   }
   pthread_mutex_unlock (&ra_lock);
   return &handle;
@@ -636,7 +783,7 @@ qp_pread (void *h, void *buf, uint32_t count, uint64_t offset,
     if (is_zero_chunk (i))
       memset (out, 0, n);
     else {
-      struct centry *e = get_chunk (i);
+      struct centry *e = get_chunk (i, false);
       if (!e)
         return -1;
       memcpy (out, e->data + in, n);
@@ -661,7 +808,7 @@ qp_cache (void *h, uint32_t count, uint64_t offset, uint32_t flags)
   last = (offset + count - 1) / CHUNK;
   for (i = offset / CHUNK; i <= last; i++)
     if (!is_zero_chunk (i)) {
-      struct centry *e = get_chunk (i);
+      struct centry *e = get_chunk (i, false);
       if (!e)
         return -1;
       put_chunk (e);
@@ -692,13 +839,14 @@ qp_extents (void *h, uint32_t count, uint64_t offset, uint32_t flags,
 static void
 qp_unload_all (void)
 {
-  if (ra_started) {
-    pthread_mutex_lock (&ra_lock);
-    ra_stop = true;
-    pthread_cond_signal (&ra_cond);
-    pthread_mutex_unlock (&ra_lock);
-    pthread_join (ra_tid, NULL);
-  }
+  unsigned t;
+
+  pthread_mutex_lock (&ra_lock);
+  ra_stop = true;
+  pthread_cond_broadcast (&ra_cond);
+  pthread_mutex_unlock (&ra_lock);
+  for (t = 0; t < ra_nthreads; t++)
+    pthread_join (ra_tid[t], NULL);
   while (lru_head)
     drop (lru_head);
   qp_cleanup ();
