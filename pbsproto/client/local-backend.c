@@ -120,10 +120,7 @@ l_download_previous (struct pbs_backend_backup *bb, const char *name,
 static const struct pbs_fidx *
 l_previous_index (struct pbs_backend_backup *bb, const char *name)
 {
-  const struct pbs_fidx *idx = pbs_ds_backup_previous_index (DSB (bb), name);
-  if (!idx)
-    drop_status ();
-  return idx;
+  return pbs_ds_backup_previous_index (DSB (bb), name);
 }
 
 static int
