@@ -154,6 +154,15 @@ extern int pbs_fidx_encode (struct pbs_fidx *idx, uint8_t **out,
                             size_t *outlen);
 /* sha256 over all digests in order: the index csum of §3.6 / §5.6. */
 extern void pbs_fidx_csum (const struct pbs_fidx *idx, uint8_t out[32]);
+/* The same csum computed digest by digest, for a writer that does not
+ * hold the whole index: new, add each digest in index order, final (which
+ * frees it; -1 only if OpenSSL fails).  free: give up without a result. */
+struct pbs_fidx_csum_ctx; /* opaque */
+extern struct pbs_fidx_csum_ctx *pbs_fidx_csum_new (void);
+extern void pbs_fidx_csum_add (struct pbs_fidx_csum_ctx *c,
+                               const uint8_t digest[PBS_DIGEST_LEN]);
+extern int pbs_fidx_csum_final (struct pbs_fidx_csum_ctx *c, uint8_t out[32]);
+extern void pbs_fidx_csum_free (struct pbs_fidx_csum_ctx *c);
 extern void pbs_fidx_free (struct pbs_fidx *idx);
 
 /* ------------------------------------------------------------ manifest */
@@ -357,6 +366,13 @@ extern int pbs_backup_previous_time (struct pbs_backup *b, int64_t *out);
 extern int pbs_backup_download_previous (struct pbs_backup *b,
                                          const char *name, uint8_t **data,
                                          size_t *len);
+/* The base's index NAME (.fidx), parsed once (a local datastore hands up
+ * the parse it makes anyway), its digests known as with
+ * pbs_backup_download_previous.  The caller still checks it against the
+ * base manifest.  Borrowed: valid until pbs_backup_free.  NULL on error
+ * (ENOENT: no base or no such index). */
+extern const struct pbs_fidx *pbs_backup_previous_index (struct pbs_backup *b,
+                                                         const char *name);
 /* Open a fixed index writer (§3.3).  REUSE_CSUM: lower-case hex csum of
  * the base's index of that name, or NULL.  Returns the wid (>= 1) or -1. */
 extern int pbs_backup_fixed_index (struct pbs_backup *b, const char *name,

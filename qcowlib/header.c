@@ -522,6 +522,8 @@ qcow__parse_qcow2 (struct qcow__layer *l)
 
   l1_size = load_be32 (h + QCOW2_HDR_L1_SIZE);
   l1_off = load_be64 (h + QCOW2_HDR_L1_OFFSET);
+  l->l1_entries = l1_size;
+  l->l1_offset = l1_off;
   if (load_l1 (l, l1_size, l1_off) == -1)
     goto out;
 

@@ -73,6 +73,8 @@ struct qcow__layer {
   unsigned l2_bits;     /* log2 (L2 entries per table) */
   unsigned sc_bits;     /* log2 (subcluster size) */
   uint32_t l1_size;     /* entries used: ceil (size / L1 entry span) */
+  uint32_t l1_entries;  /* the header's l1_size, as stored (identity.c) */
+  uint64_t l1_offset;   /* the header's l1_table_offset */
   uint64_t *l1;         /* host byte order */
   char *backing_name, *backing_format, *data_file_name;
   struct qcow__bitmap *bitmaps;

@@ -150,6 +150,18 @@ struct qcow_layer_info {
 extern int qcow_layer_info (const struct qcow_chain *c, size_t depth,
                             struct qcow_layer_info *out);
 
+/* SHA-256 of layer DEPTH's metadata, read from the descriptor the chain
+ * was opened with (a span: from its own bytes): for qcow2 the first
+ * cluster (header, extensions, usually the backing name) followed by the
+ * active L1 table as the header gives it (l1_size entries of 8 bytes at
+ * l1_table_offset); for raw the first 64 KiB.  Each range is clipped to
+ * the file (span) size at open.  Any rewrite that moves data changes it:
+ * the "header-sha256" of docs/incremental-identity.md.  Computed on
+ * request (it reads up to a 2 MiB cluster).  0 or -1. */
+#define QCOW_HEADER_HASH_LEN 32
+extern int qcow_layer_header_sha256 (const struct qcow_chain *c, size_t depth,
+                                     uint8_t out[QCOW_HEADER_HASH_LEN]);
+
 enum qcow_kind {
   QCOW_KIND_DATA,        /* data (possibly compressed) owned by `depth` */
   QCOW_KIND_ZERO,        /* zero flag owned by `depth`; for a raw layer

@@ -2,7 +2,8 @@
 # test-layers.sh -- the structure issue 12 asks for, read from the built
 # objects with nm (the build itself runs tests/layers.sh for the rule
 # between layers): no two files of pbsproto or qcowlib call each other,
-# directly or around a circle, and the libraries read no environment.
+# directly or around a circle, the libraries read no environment, and
+# the tool uses only their public API.
 . "$(dirname "$0")/functions.sh"
 requires nm
 requires python3
@@ -54,4 +55,19 @@ for lib in libpbsproto.a libqcowlib.a; do
     sh -c "! nm -u '$B/$lib' | grep -qw -e getenv -e secure_getenv -e atexit"
 done
 check "the layer rule holds (tests/layers.sh)" sh "$top/tests/layers.sh" "$B"
+# The tool uses only the libraries' public API: of their headers it
+# includes only the installed ones, it keeps no qcow2 header offsets of
+# its own (qcowlib reads the header), and it calls nothing internal.
+public=$(sed -n 's|^[[:space:]]*install .* \([^ ]*\.h\) \$(DESTDIR)\$(PREFIX)/include/.*|\1|p' \
+  "$top/GNUmakefile" | xargs -n1 basename | sort -u)
+internal=$(cd "$top" && find qcowlib pbsproto -name '*.h' -exec basename {} \; | sort -u |
+  grep -vxF "$public" | sed 's/\./\\./g' | paste -sd'|')
+check "the libraries have internal headers (${internal//\\/})" test -n "$internal"
+bad=$(cd "$top" && grep -rnE "^[[:space:]]*#[[:space:]]*include[[:space:]]*[\"<](.*/)?($internal)[\">]" tools || true)
+check "tools/ includes no internal header of qcowlib or pbsproto${bad:+: $bad}" test -z "$bad"
+bad=$(cd "$top" && grep -rnE '^[[:space:]]*#[[:space:]]*define[[:space:]]+QCOW2_' tools || true)
+check "tools/ defines no QCOW2_* constant of its own${bad:+: $bad}" test -z "$bad"
+bad=$(find "$B/tools" -name '*.o' | sort | while read -r o; do
+  nm -u "$o" | awk '{ print $2 }' | grep -E '^(qcow__|pbs__)' | sed "s|^|${o#"$B"/}: |"; done)
+check "tools/ objects call no library-internal function (qcow__*, pbs__*)${bad:+: $bad}" test -z "$bad"
 done_testing

@@ -100,7 +100,8 @@ process (struct chunk_pipeline *p, struct slot *s)
   /* Claim the digest before encoding so that two workers never compress
    * the same data; the consumer encodes itself in the rare case that a
    * later chunk carrying the claimed digest arrives first. */
-  if (o->encode && digest_set_add (o->known, s->digest)
+  if (o->encode && !(o->session && pbs_backup_known (o->session, s->digest))
+      && digest_set_add (o->known, s->digest)
       && pbs_blob_encode (s->buf, s->job.len, o->key, true, &s->blob,
                           &s->blob_len) == -1)
     snprintf (s->err, sizeof s->err, "encoding chunk %llu: %s",

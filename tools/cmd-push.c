@@ -26,7 +26,8 @@ reset_attempt (struct push *p)
 
   for (i = 0; i < p->na; i++) {
     struct archive *a = &p->a[i];
-    pbs_fidx_free (a->base);
+    pbs_fidx_free (a->base_owned);
+    a->base_owned = NULL;
     a->base = NULL;
     a->incremental = false;
     a->reason[0] = 0;

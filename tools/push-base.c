@@ -135,7 +135,6 @@ push_load_base_index (struct push *p, struct pbs_reader *rd,
   struct pbs_manifest_file f;
   uint8_t *data = NULL, csum[32];
   size_t len;
-  int r;
 
   if (!p->base_m) {
     snprintf (a->reason, sizeof a->reason, "%s", p->base_why);
@@ -153,18 +152,17 @@ push_load_base_index (struct push *p, struct pbs_reader *rd,
               "previous snapshot has crypt-mode %s", f.crypt_mode);
     return 0;
   }
-  r = p->b ? pbs_backup_download_previous (p->b, a->name, &data, &len)
-           : pbs_reader_download (rd, a->name, &data, &len);
-  if (r == -1) {
+  /* One parse serves the session's known digests, the checks below, the
+   * plan and the writer. */
+  if (p->b)
+    a->base = pbs_backup_previous_index (p->b, a->name);
+  else if (pbs_reader_download (rd, a->name, &data, &len) == 0) {
+    a->base = a->base_owned = pbs_fidx_parse (data, len);
+    free (data);
+  }
+  if (!a->base) {
     if (pbs_error_is_transient ())
       return push_fail_pbs (p, a->name);
-    snprintf (a->reason, sizeof a->reason,
-              "previous index unreadable: %s", pbs_errmsg ());
-    return 0;
-  }
-  a->base = pbs_fidx_parse (data, len);
-  free (data);
-  if (!a->base) {
     snprintf (a->reason, sizeof a->reason,
               "previous index unreadable: %s", pbs_errmsg ());
     return 0;
@@ -174,14 +172,18 @@ push_load_base_index (struct push *p, struct pbs_reader *rd,
       || a->base->chunk_size != PBS_CHUNK_SIZE) {
     snprintf (a->reason, sizeof a->reason,
               "previous index checksum mismatch");
-    pbs_fidx_free (a->base);
-    a->base = NULL;
+    pbs_fidx_free (a->base_owned);
+    a->base = a->base_owned = NULL;
     return 0;
   }
-  if (digest_set_add_base (p->known,
-                           (const uint8_t (*)[PBS_DIGEST_LEN]) a->base->digest,
-                           a->base->count)
-      == -1)
+  /* A session knows the base's digests itself (pbs_backup_known, which
+   * the pipeline asks); a dry run has only this index. */
+  if (!p->b
+      && digest_set_add_base (p->known,
+                              (const uint8_t (*)[PBS_DIGEST_LEN])
+                                  a->base->digest,
+                              a->base->count)
+             == -1)
     return push_fail (p, a->image, "out of memory");
   return 0;
 }

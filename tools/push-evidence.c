@@ -2,123 +2,26 @@
  *
  * Each snapshot push writes, into its manifest's unprotected["qcow2pbs"],
  * which files (device, inode, size, mtime, ctime, qcow2 header + L1 hash)
- * made each archive.  The next push reuses the base's digests only if the
- * recorded layers are, in order, a prefix of its own chain, unchanged.
+ * made each archive (the header hash is qcowlib's qcow_layer_header_sha256).
+ * The next push reuses the base's digests only if the recorded layers
+ * are, in order, a prefix of its own chain, unchanged.
  * Design and limits: docs/incremental-identity.md. */
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
-#include "byteorder.h"
 #include "cli.h"
 #include "push.h"
 #include "tar-index.h"
-
-/* qcow2 header fields (big endian; qcow2 spec "Header"). */
-#define QCOW2_HDR_L1_SIZE   36 /* u32: entries */
-#define QCOW2_HDR_L1_OFFSET 40 /* u64 */
-#define RAW_HASH_BYTES      (64 * 1024)
-/* The L1 table of a 64 TiB image with 64 KiB clusters is 8 MiB. */
-#define MAX_L1_BYTES        (32u * 1024 * 1024)
 
 static int64_t
 ts_ns (const struct timespec *t)
 {
   return (int64_t) t->tv_sec * 1000000000 + t->tv_nsec;
-}
-
-static int
-hash_range (int fd, EVP_MD_CTX *ctx, uint64_t off, uint64_t len,
-            uint64_t file_size)
-{
-  uint8_t buf[65536];
-
-  if (off >= file_size)
-    return 0;
-  if (len > file_size - off)
-    len = file_size - off;
-  while (len) {
-    size_t n = len < sizeof buf ? (size_t) len : sizeof buf;
-    ssize_t r = pread (fd, buf, n, (off_t) off);
-    if (r <= 0)
-      return -1;
-    EVP_DigestUpdate (ctx, buf, (size_t) r);
-    off += (uint64_t) r;
-    len -= (uint64_t) r;
-  }
-  return 0;
-}
-
-/* sha256 of the first cluster (header, extensions, usually the backing
- * name) and of the L1 table: any rewrite that moves data changes them. */
-static int
-header_hash (const struct qcow_layer_info *li, char out[65],
-             const char *context, struct cli_err *err)
-{
-  int fd;
-  struct stat st;
-  uint8_t hdr[48], md[32];
-  unsigned mdlen;
-  EVP_MD_CTX *ctx = NULL;
-  int ret = -1;
-
-  uint64_t base = li->file_offset, fsize;
-
-  fd = open (li->file, O_RDONLY | O_CLOEXEC);
-  if (fd == -1)
-    return cli_err_set (err, li->file, "%s", strerror (errno));
-  /* Make sure we hash the file qcowlib opened, not a replacement. */
-  if (fstat (fd, &st) == -1 || st.st_dev != li->st.st_dev
-      || st.st_ino != li->st.st_ino) {
-    cli_err_set (err, li->path, "file was replaced while being opened");
-    goto out;
-  }
-  ctx = EVP_MD_CTX_new ();
-  if (!ctx || EVP_DigestInit_ex (ctx, EVP_sha256 (), NULL) != 1)
-    goto nomem;
-  /* A tar member: offsets are its own, its length its file size. */
-  fsize = li->span ? li->file_length : (uint64_t) st.st_size;
-  if (strcmp (li->format, "qcow2") == 0) {
-    uint64_t l1_off, l1_bytes;
-    if (pread (fd, hdr, sizeof hdr, (off_t) base) != (ssize_t) sizeof hdr)
-      goto ioerr;
-    l1_bytes = (uint64_t) load_be32 (hdr + QCOW2_HDR_L1_SIZE) * 8;
-    l1_off = load_be64 (hdr + QCOW2_HDR_L1_OFFSET);
-    if (l1_bytes > MAX_L1_BYTES)
-      l1_bytes = MAX_L1_BYTES;
-    if (l1_off > fsize)
-      l1_off = fsize;
-    if (hash_range (fd, ctx, base, li->cluster_size, base + fsize) == -1
-        || hash_range (fd, ctx, base + l1_off, l1_bytes, base + fsize)
-               == -1)
-      goto ioerr;
-  }
-  else if (hash_range (fd, ctx, base, RAW_HASH_BYTES, base + fsize) == -1)
-    goto ioerr;
-  if (EVP_DigestFinal_ex (ctx, md, &mdlen) != 1)
-    goto nomem;
-  pbs_digest_hex (md, out);
-  ret = 0;
-  goto out;
-
-ioerr:
-  cli_err_set (err, li->path, "cannot read header: %s",
-               errno ? strerror (errno) : "short read");
-  goto out;
-nomem:
-  cli_err_set (err, context, "sha256 failed");
-out:
-  EVP_MD_CTX_free (ctx);
-  close (fd);
-  return ret;
 }
 
 int
@@ -136,6 +39,7 @@ identity_collect_members (struct qcow_chain *c, struct chain_identity *out,
 {
   size_t n = qcow_depth (c), i;
   struct qcow_layer_info li;
+  uint8_t md[QCOW_HEADER_HASH_LEN];
   char rp[PATH_MAX];
 
   out->n = 0;
@@ -182,8 +86,13 @@ identity_collect_members (struct qcow_chain *c, struct chain_identity *out,
     }
     l->virtual_size = li.virtual_size;
     l->has_data_file = li.data_file != NULL;
-    if (header_hash (&li, l->header_sha256, context, err) == -1)
+    /* qcowlib hashes the header and L1 table through the descriptor it
+     * opened: the same inode the stat values above describe. */
+    if (qcow_layer_header_sha256 (c, n - 1 - i, md) == -1) {
+      cli_err_qcow (err, context);
       goto err;
+    }
+    pbs_digest_hex (md, l->header_sha256);
   }
   return 0;
 err:

@@ -26,7 +26,11 @@ struct archive {
   uint64_t size, nchunks;
   uint8_t *data;     /* per chunk: 1 if some byte is DATA (plan_data_chunks) */
   uint8_t *plan;     /* per chunk: enum chunk_plan, for this attempt */
-  struct pbs_fidx *base; /* the base's index (checked), or NULL */
+  /* The base's index (checked), or NULL: parsed once, borrowed from the
+   * backup session (pbs_backup_previous_index), or in a dry run our own
+   * parse (BASE_OWNED). */
+  const struct pbs_fidx *base;
+  struct pbs_fidx *base_owned;
   bool incremental;
   char reason[512];
   uint8_t csum[32];

@@ -8,8 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "push-run.h"
 
 #define APPEND_BATCH 128 /* pairs per PUT fixed_index, as PVE's QEMU */
@@ -23,7 +21,7 @@ struct writer {
   uint64_t off[APPEND_BATCH];
   size_t n;
   uint64_t appended, appended_bytes;
-  EVP_MD_CTX *csum;
+  struct pbs_fidx_csum_ctx *csum; /* of the index written */
   uint64_t next; /* job cursor */
 };
 
@@ -46,7 +44,7 @@ append (struct writer *w, uint64_t c, const uint8_t d[PBS_DIGEST_LEN],
 {
   uint64_t off = c * (uint64_t) PBS_CHUNK_SIZE;
 
-  EVP_DigestUpdate (w->csum, d, PBS_DIGEST_LEN);
+  pbs_fidx_csum_add (w->csum, d);
   if (!send)
     return 0;
   memcpy (w->dig[w->n], d, PBS_DIGEST_LEN);
@@ -124,17 +122,16 @@ push_write_archive (struct push *p, struct archive *a)
   struct chunk_result r;
   struct cli_err err;
   char reuse_hex[65];
-  unsigned mdlen;
   uint64_t c;
-  int ret = -1;
+  int rc, ret = -1;
 
   if (!w)
     return push_fail (p, a->image, "out of memory");
   w->p = p;
   w->a = a;
-  w->csum = EVP_MD_CTX_new ();
-  if (!w->csum || EVP_DigestInit_ex (w->csum, EVP_sha256 (), NULL) != 1) {
-    push_fail (p, a->image, "sha256 failed");
+  w->csum = pbs_fidx_csum_new ();
+  if (!w->csum) {
+    push_fail (p, a->image, "out of memory");
     goto out;
   }
   /* Strategy B needs equal chunk counts; equal sizes keep it simple. */
@@ -156,6 +153,7 @@ push_write_archive (struct push *p, struct archive *a)
   po.key = p->key;
   po.encode = true;
   po.known = p->known;
+  po.session = p->b;
   po.context = a->image;
   po.err = &err;
   po.next_job = next_job;
@@ -182,7 +180,6 @@ push_write_archive (struct push *p, struct archive *a)
       /* Stored once per session: PBS references only known digests. */
       if (!p->zero_stored && !is_known (p, p->zero_digest)) {
         uint8_t *zeros = calloc (1, PBS_CHUNK_SIZE);
-        int rc;
         if (!zeros) {
           push_fail (p, a->image, "out of memory");
           goto out;
@@ -228,8 +225,10 @@ push_write_archive (struct push *p, struct archive *a)
   }
   if (flush (w) == -1)
     goto out;
-  if (EVP_DigestFinal_ex (w->csum, a->csum, &mdlen) != 1) {
-    push_fail (p, a->image, "sha256 failed");
+  rc = pbs_fidx_csum_final (w->csum, a->csum);
+  w->csum = NULL;
+  if (rc == -1) {
+    push_fail (p, a->image, "%s", pbs_errmsg ());
     goto out;
   }
   if (p->b
@@ -244,7 +243,7 @@ push_write_archive (struct push *p, struct archive *a)
   ret = 0;
 out:
   chunk_pipeline_free (pl);
-  EVP_MD_CTX_free (w->csum);
+  pbs_fidx_csum_free (w->csum);
   free (w);
   return ret;
 }

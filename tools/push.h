@@ -167,6 +167,7 @@ struct chunk_pipeline_opts {
   bool encode;               /* produce blobs for unclaimed digests */
   bool keep_data;            /* keep raw bytes for the consumer */
   struct digest_set *known;  /* claimed digests (with ENCODE) */
+  struct pbs_backup *session; /* or NULL: digests it knows are not encoded */
   /* Decode mode: jobs carry blobs instead of disk offsets; each is
    * checked (crypt mode ENCRYPTED, digest, length LEN) and decoded. */
   bool decode, encrypted;

@@ -115,6 +115,14 @@ l_download_previous (struct pbs_backend_backup *bb, const char *name,
   return pbs_ds_backup_previous (DSB (bb), name, data, len);
 }
 
+/* The datastore parses the base index to register its digests: hand
+ * that parse up instead of the bytes. */
+static const struct pbs_fidx *
+l_previous_index (struct pbs_backend_backup *bb, const char *name)
+{
+  return pbs_ds_backup_previous_index (DSB (bb), name);
+}
+
 static int
 l_fixed_index (struct pbs_backend_backup *bb, const char *name, uint64_t size,
                const char *reuse_csum)
@@ -212,6 +220,7 @@ const struct pbs_backend_ops pbs__local_ops = {
     .backup_start = l_backup_start,
     .previous_time = l_previous_time,
     .download_previous = l_download_previous,
+    .previous_index = l_previous_index,
     .fixed_index = l_fixed_index,
     .fixed_chunk = l_fixed_chunk,
     .fixed_append = l_fixed_append,

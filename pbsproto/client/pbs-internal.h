@@ -29,6 +29,11 @@ struct pbs_backend_ops {
   int (*previous_time) (struct pbs_backend_backup *b, int64_t *out);
   int (*download_previous) (struct pbs_backend_backup *b, const char *name,
                             uint8_t **data, size_t *len);
+  /* Optional (a backend that parses the base's .fidx anyway): that index,
+   * parsed, borrowed until backup_free.  Without it the client parses
+   * what download_previous gives. */
+  const struct pbs_fidx *(*previous_index) (struct pbs_backend_backup *b,
+                                            const char *name);
   int (*fixed_index) (struct pbs_backend_backup *b, const char *name,
                       uint64_t size, const char *reuse_csum);
   /* TAKE is NULL (BLOB is copied if kept) or BLOB itself, malloc'd:

@@ -23,6 +23,8 @@ struct pbs_backup {
   struct pbs_backend_backup *bb;
   pthread_mutex_t lock; /* KNOWN: pbs_backup_known may run on any thread */
   struct pbs__digest_set *known;
+  struct pbs_fidx **parsed; /* base indexes this side parsed (remote) */
+  size_t nparsed;
 };
 
 struct pbs_reader {
@@ -256,12 +258,35 @@ pbs_backup_previous_time (struct pbs_backup *b, int64_t *out)
   return b->repo->ops->previous_time (b->bb, out);
 }
 
+/* The server registered the digests of base index IDX; mirror that here.
+ * Where we can see the chunk store (a local datastore), a digest whose
+ * chunk file is gone is left unknown, so that the caller reads and stores
+ * that chunk instead of referencing a chunk that is not there: PBS
+ * registers them all unchecked (src/api2/backup/mod.rs download_previous). */
+static int
+register_known (struct pbs_backup *b, const struct pbs_fidx *idx)
+{
+  const struct pbs_backend_ops *ops = b->repo->ops;
+  size_t i;
+
+  pthread_mutex_lock (&b->lock);
+  for (i = 0; i < idx->count; i++) {
+    if (pbs__digest_set_get (b->known, idx->digest[i], NULL))
+      continue;
+    if (ops->has_chunk && ops->has_chunk (b->repo->state, idx->digest[i]) != 1)
+      continue;
+    if (pbs__digest_set_put (b->known, idx->digest[i], 1) == -1)
+      break;
+  }
+  pthread_mutex_unlock (&b->lock);
+  return i < idx->count ? -1 : 0;
+}
+
 int
 pbs_backup_download_previous (struct pbs_backup *b, const char *name,
                               uint8_t **data, size_t *len)
 {
   struct pbs_fidx *idx;
-  size_t i;
 
   if (!b || !name || !data || !len) {
     einval ("pbs_backup_download_previous: NULL argument");
@@ -277,36 +302,56 @@ pbs_backup_download_previous (struct pbs_backup *b, const char *name,
     return -1;
   if (!ends_with (name, ".fidx"))
     return 0;
-  /* The server registered these digests; mirror that here.  Where we can
-   * see the chunk store (a local datastore), a digest whose chunk file is
-   * gone is left unknown, so that the caller reads and stores that chunk
-   * instead of referencing a chunk that is not there: PBS registers them
-   * all unchecked (src/api2/backup/mod.rs download_previous). */
   idx = pbs_fidx_parse (*data, *len);
-  if (!idx)
-    goto err;
-  pthread_mutex_lock (&b->lock);
-  for (i = 0; i < idx->count; i++) {
-    const struct pbs_backend_ops *ops = b->repo->ops;
-    if (pbs__digest_set_get (b->known, idx->digest[i], NULL))
-      continue;
-    if (ops->has_chunk && ops->has_chunk (b->repo->state, idx->digest[i]) != 1)
-      continue;
-    if (pbs__digest_set_put (b->known, idx->digest[i], 1) == -1)
-      break;
-  }
-  pthread_mutex_unlock (&b->lock);
-  if (i < idx->count) {
+  if (!idx || register_known (b, idx) == -1) {
     pbs_fidx_free (idx);
-    goto err;
+    free (*data);
+    *data = NULL;
+    *len = 0;
+    return -1;
   }
   pbs_fidx_free (idx);
   return 0;
-err:
-  free (*data);
-  *data = NULL;
-  *len = 0;
-  return -1;
+}
+
+const struct pbs_fidx *
+pbs_backup_previous_index (struct pbs_backup *b, const char *name)
+{
+  const struct pbs_fidx *idx = NULL;
+  struct pbs_fidx *mine = NULL, **n;
+  uint8_t *data = NULL;
+  size_t len = 0;
+
+  if (!b || !name) {
+    einval ("pbs_backup_previous_index: NULL argument");
+    return NULL;
+  }
+  if (!pbs_valid_safe_id (name) || !ends_with (name, ".fidx")) {
+    pbs__set_error (EINVAL, "invalid index name '%s'", name);
+    return NULL;
+  }
+  /* One parse: the backend's own if it parses the index anyway (a local
+   * datastore), else ours of the downloaded bytes, kept until
+   * pbs_backup_free. */
+  if (b->repo->ops->previous_index)
+    idx = b->repo->ops->previous_index (b->bb, name);
+  else if (b->repo->ops->download_previous (b->bb, name, &data, &len) == 0) {
+    idx = mine = pbs_fidx_parse (data, len);
+    free (data);
+    n = mine ? realloc (b->parsed, (b->nparsed + 1) * sizeof *n) : NULL;
+    if (mine && !n) {
+      pbs__set_error (ENOMEM, "out of memory");
+      pbs_fidx_free (mine);
+      return NULL;
+    }
+    if (n) {
+      b->parsed = n;
+      b->parsed[b->nparsed++] = mine;
+    }
+  }
+  if (!idx || register_known (b, idx) == -1)
+    return NULL;
+  return idx;
 }
 
 int
@@ -451,6 +496,9 @@ pbs_backup_free (struct pbs_backup *b)
   if (!b)
     return;
   b->repo->ops->backup_free (b->bb);
+  while (b->nparsed)
+    pbs_fidx_free (b->parsed[--b->nparsed]);
+  free (b->parsed);
   pbs__digest_set_free (b->known);
   pthread_mutex_destroy (&b->lock);
   free (b);

@@ -34,6 +34,12 @@ struct fixed_writer {
   struct upload_stat stat;
 };
 
+/* A base index this session has read (previous_file): parsed once. */
+struct pbs__dsb_base_index {
+  char *name;
+  struct pbs_fidx *idx;
+};
+
 struct pbs_ds_backup {
   struct pbs_datastore *ds;
   char *auth_id;
@@ -50,6 +56,8 @@ struct pbs_ds_backup {
   char *base_path;
   bool created;
   bool require_chunks; /* pbs_ds_backup_require_chunks */
+  struct pbs__dsb_base_index *base_idx; /* base indexes read (lock) */
+  size_t nbase_idx;
 
   pthread_mutex_t lock; /* everything below */
   bool finished;
@@ -101,6 +109,17 @@ void pbs__dsb_group_cleanup (struct pbs_ds_backup *b);
 
 /* -1 with "backup already marked as finished." once finished. */
 int pbs__dsb_ensure_unfinished (struct pbs_ds_backup *b);
+
+/* ------------------------- base indexes read once (ds-base-index.c) */
+
+/* Lock held: base index NAME if this session has read it, else NULL. */
+const struct pbs_fidx *pbs__dsb_base_index (const struct pbs_ds_backup *b,
+                                            const char *name);
+/* Lock held: keep IDX (taken on success) as base index NAME.  0 or -1. */
+int pbs__dsb_keep_base_index (struct pbs_ds_backup *b, const char *name,
+                              struct pbs_fidx *idx);
+/* At session end. */
+void pbs__dsb_free_base_indexes (struct pbs_ds_backup *b);
 /* Read NAME of the base snapshot, at most MAX bytes (pbs__ds_read_file's
  * errors). */
 int pbs__dsb_read_base_file (struct pbs_ds_backup *b, const char *name,

@@ -198,15 +198,20 @@ pbs_ds_backup_previous_time (struct pbs_ds_backup *b, int64_t *out)
   return 0;
 }
 
-/* Read NAME of the base snapshot. */
-
-int
-pbs_ds_backup_previous (struct pbs_ds_backup *b, const char *name,
-                        uint8_t **data, size_t *len)
+/* Read NAME of the base snapshot into *DATA (unless DATA is NULL); a
+ * .fidx is also parsed, once per session, its digests registered as known,
+ * and kept (*IDX_OUT, borrowed) for the caller and for a writer that
+ * reuses it (pbs__dsb_base_index).  0 or -1. */
+static int
+previous_file (struct pbs_ds_backup *b, const char *name, uint8_t **data,
+               size_t *len, const struct pbs_fidx **idx_out)
 {
   struct pbs_fidx *idx;
-  size_t i;
+  uint8_t *buf = NULL;
+  size_t i, buflen = 0;
   int r = -1;
+
+  *idx_out = NULL;
 
   if (!name || !pbs_valid_safe_id (name)) {
     pbs__dsb_bad ("invalid archive name '%s'", name ? name : "");
@@ -243,8 +248,19 @@ pbs_ds_backup_previous (struct pbs_ds_backup *b, const char *name,
     pbs__dsb_bad ("unknown archive type: \"%s\"", name);
     return -1;
   }
+  pthread_mutex_lock (&b->lock);
+  r = pbs__dsb_ensure_unfinished (b);
+  idx = (struct pbs_fidx *) pbs__dsb_base_index (b, name);
+  pthread_mutex_unlock (&b->lock);
+  if (r == -1)
+    return -1;
+  r = -1;
+  if (idx && !data) {
+    *idx_out = idx; /* already read, parsed and registered */
+    return 0;
+  }
   /* FixedIndexReader::open: one prefix for open and parse errors */
-  if (pbs__dsb_read_base_file (b, name, MAX_INDEX_FILE, data, len) == -1) {
+  if (pbs__dsb_read_base_file (b, name, MAX_INDEX_FILE, &buf, &buflen) == -1) {
     char detail[300];
     int e = pbs_errno ();
     pbs__dsb_read_error_text (detail, sizeof detail);
@@ -252,7 +268,9 @@ pbs_ds_backup_previous (struct pbs_ds_backup *b, const char *name,
                     b->base_path, name, detail);
     return -1;
   }
-  idx = pbs_fidx_parse (*data, *len);
+  if (idx)
+    goto done;
+  idx = pbs_fidx_parse (buf, buflen);
   if (!idx) {
     pbs__dsb_bad ("Unable to open fixed index \"%s/%s\" - %s", b->base_path,
                   name, pbs_errmsg ());
@@ -269,16 +287,49 @@ pbs_ds_backup_previous (struct pbs_ds_backup *b, const char *name,
       if (pbs__digest_set_put (b->known, idx->digest[i], (uint32_t)l) == -1)
         break;
     }
-    r = i == idx->count ? 0 : -1;
+    if (i == idx->count && pbs__dsb_keep_base_index (b, name, idx) == 0)
+      r = 0;
   }
   pthread_mutex_unlock (&b->lock);
-  pbs_fidx_free (idx);
+  if (r == -1)
+    pbs_fidx_free (idx);
 out:
   if (r == -1) {
-    free (*data);
-    *data = NULL;
+    free (buf);
+    return -1;
   }
-  return r;
+done:
+  *idx_out = idx;
+  if (data) {
+    *data = buf;
+    *len = buflen;
+  }
+  else
+    free (buf);
+  return 0;
+}
+
+int
+pbs_ds_backup_previous (struct pbs_ds_backup *b, const char *name,
+                        uint8_t **data, size_t *len)
+{
+  const struct pbs_fidx *idx;
+
+  return previous_file (b, name, data, len, &idx);
+}
+
+const struct pbs_fidx *
+pbs_ds_backup_previous_index (struct pbs_ds_backup *b, const char *name)
+{
+  const struct pbs_fidx *idx = NULL;
+
+  if (!name || !ends_with (name, ".fidx")) {
+    pbs__dsb_bad ("not a fixed index: '%s'", name ? name : "");
+    return NULL;
+  }
+  if (previous_file (b, name, NULL, NULL, &idx) == -1)
+    return NULL;
+  return idx;
 }
 
 /* Remove the unfinished snapshot directory we created: its files (only
@@ -315,6 +366,7 @@ pbs_ds_backup_end (struct pbs_ds_backup *b)
   if (b->ns_fd >= 0)
     close (b->ns_fd);
   free (b->notes);
+  pbs__dsb_free_base_indexes (b);
   pbs__digest_set_free (b->known);
   pthread_mutex_destroy (&b->lock);
   free (b->manifest);

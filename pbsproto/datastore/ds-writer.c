@@ -56,7 +56,8 @@ pbs_ds_backup_fixed_index (struct pbs_ds_backup *b, const char *name,
                            uint64_t size, const char *reuse_csum)
 {
   struct fixed_writer *w = NULL;
-  struct pbs_fidx *base = NULL;
+  const struct pbs_fidx *base = NULL;
+  struct pbs_fidx *base_parsed = NULL; /* a base not downloaded before */
   uint8_t *enc = NULL;
   size_t enclen = 0;
   int wid = -1;
@@ -86,15 +87,18 @@ pbs_ds_backup_fixed_index (struct pbs_ds_backup *b, const char *name,
       pbs__dsb_bad ("cannot reuse index - no valid previous backup exists");
       goto out;
     }
-    if (pbs__dsb_read_base_file (b, name, MAX_INDEX_FILE, &data, &len) == 0)
-      base = pbs_fidx_parse (data, len);
+    /* Read and parsed once per session: a base the client downloaded
+     * (pbs_ds_backup_previous) is not read again. */
+    base = pbs__dsb_base_index (b, name);
+    if (!base
+        && pbs__dsb_read_base_file (b, name, MAX_INDEX_FILE, &data, &len) == 0)
+      base = base_parsed = pbs_fidx_parse (data, len);
+    free (data);
     if (!base) {
-      free (data);
       pbs__dsb_bad (
           "cannot reuse index - no previous backup exists for archive");
       goto out;
     }
-    free (data);
     pbs_fidx_csum (base, csum);
     pbs_digest_hex (csum, hex);
     /* A string comparison with the lower-case hex, as PBS does: an
@@ -157,7 +161,7 @@ pbs_ds_backup_fixed_index (struct pbs_ds_backup *b, const char *name,
 out:
   pthread_mutex_unlock (&b->lock);
   pbs__dsb_writer_free (w, true);
-  pbs_fidx_free (base);
+  pbs_fidx_free (base_parsed);
   free (enc);
   return wid;
 }

@@ -108,6 +108,12 @@ extern int pbs_ds_backup_previous_time (struct pbs_ds_backup *b,
  * its digests as known with their lengths. */
 extern int pbs_ds_backup_previous (struct pbs_ds_backup *b, const char *name,
                                    uint8_t **data, size_t *len);
+/* The same for a .fidx, parsed (once per session, whichever of the two
+ * reads it first), for a caller in this process that needs the index, not
+ * its bytes.  Borrowed: valid until pbs_ds_backup_end. */
+struct pbs_fidx;
+extern const struct pbs_fidx *
+pbs_ds_backup_previous_index (struct pbs_ds_backup *b, const char *name);
 /* §3.3; returns the wid. */
 extern int pbs_ds_backup_fixed_index (struct pbs_ds_backup *b,
                                       const char *name, uint64_t size,

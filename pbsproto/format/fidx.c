@@ -145,6 +145,58 @@ pbs_fidx_csum (const struct pbs_fidx *idx, uint8_t out[32])
     memset (out, 0xff, 32);
 }
 
+/* The csum context is an OpenSSL context that failed updates poison: a
+ * failed update makes final fail instead of giving a wrong csum. */
+struct pbs_fidx_csum_ctx {
+  struct pbs__sha256_ctx *sha;
+  bool failed;
+};
+
+struct pbs_fidx_csum_ctx *
+pbs_fidx_csum_new (void)
+{
+  struct pbs_fidx_csum_ctx *c = calloc (1, sizeof *c);
+
+  if (c)
+    c->sha = pbs__sha256_new ();
+  if (!c || !c->sha) {
+    free (c);
+    pbs__set_error (ENOMEM, "out of memory");
+    return NULL;
+  }
+  return c;
+}
+
+void
+pbs_fidx_csum_add (struct pbs_fidx_csum_ctx *c,
+                   const uint8_t digest[PBS_DIGEST_LEN])
+{
+  if (pbs__sha256_update (c->sha, digest, PBS_DIGEST_LEN) == -1)
+    c->failed = true;
+}
+
+int
+pbs_fidx_csum_final (struct pbs_fidx_csum_ctx *c, uint8_t out[32])
+{
+  int r = -1;
+
+  if (c->failed)
+    pbs__set_error (ENOMEM, "sha256 failed");
+  else
+    r = pbs__sha256_final (c->sha, out);
+  pbs_fidx_csum_free (c);
+  return r;
+}
+
+void
+pbs_fidx_csum_free (struct pbs_fidx_csum_ctx *c)
+{
+  if (!c)
+    return;
+  pbs__sha256_free (c->sha);
+  free (c);
+}
+
 int
 pbs_fidx_encode (struct pbs_fidx *idx, uint8_t **out, size_t *outlen)
 {
