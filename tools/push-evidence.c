@@ -86,6 +86,9 @@ identity_collect_members (struct qcow_chain *c, struct chain_identity *out,
     }
     l->virtual_size = li.virtual_size;
     l->has_data_file = li.data_file != NULL;
+    /* A device node's size reads 0 and writing the device changes none of
+     * its times: nothing proves it unchanged (docs/incremental-identity.md). */
+    l->block_device = !li.span && !S_ISREG (li.st.st_mode);
     /* qcowlib hashes the header and L1 table through the descriptor it
      * opened: the same inode the stat values above describe. */
     if (qcow_layer_header_sha256 (c, n - 1 - i, md) == -1) {
@@ -253,7 +256,7 @@ identity_compare (const char *record, const char *archive,
                  : !json_is_null (fp)))
     goto out;
   for (i = 0; i < cur->n; i++)
-    if (cur->layer[i].has_data_file
+    if (cur->layer[i].has_data_file || cur->layer[i].block_device
         || layer_diff (json_array_get (layers, i), &cur->layer[i]))
       goto out;
   st = m == cur->n ? IDENTITY_SAME : IDENTITY_OLDER;
@@ -277,6 +280,11 @@ identity_match (const char *record, const char *archive,
     if (cur->layer[i].has_data_file) {
       snprintf (why, whylen, "layer %s has an external data file",
                 cur->layer[i].path);
+      return 1;
+    }
+    else if (cur->layer[i].block_device) {
+      snprintf (why, whylen, "layer %s is not a regular file (a device's "
+                "times do not change when it is written)", cur->layer[i].path);
       return 1;
     }
   if (!record) {

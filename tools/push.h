@@ -227,6 +227,7 @@ struct layer_identity {
   uint64_t virtual_size;
   char header_sha256[65];
   bool has_data_file;
+  bool block_device; /* writes change neither its size nor its times */
 };
 
 struct chain_identity {
