@@ -173,6 +173,19 @@ mv "$DS_TMP/ds/$S/index.json.blob" "$DS_TMP/ds/$S/index.json.blob.x"
 expect 1 "qcow2pbs: $S: index.json.blob: open file \"$DS_TMP/ds/$S/index.json.blob\" failed - not found" \
   restore $R $S qemu-server.conf out.conf
 
+# import: a snapshot at a point's time whose manifest cannot be read makes
+# the point fail; its reason says why (no separate error line).
+mkdir -p mf/vm9
+cp FULL-1000-disk.qcow2 mf/vm9/
+"$TOOL" push $R --backup-id vm9 --backup-time 1000 -q a.qcow2 2>/dev/null
+echo garbage >"$DS_TMP/ds/vm/vm9/1970-01-01T00:16:40Z/index.json.blob"
+got=0
+"$TOOL" import $R --dry-run mf >out.txt 2>err.txt || got=$?
+check "import over an unreadable manifest: exit 1" test $got = 1
+check "import over an unreadable manifest: nothing on stderr" test ! -s err.txt
+check "import over an unreadable manifest: the reason says why" grep -qF \
+  "the group holds another snapshot at 1970-01-01T00:16:40Z: index.json.blob: not a DataBlob (bad magic or too short) (made from other files)" out.txt
+
 # A folder the scan cannot list while it probes is passed over with a
 # warning, exit 0 -- in JSON mode too (no error object).  Root reads any
 # folder, so then the scan runs as nobody.

@@ -114,8 +114,7 @@ holds_point (struct import_ctx *x, const struct import_group *g,
   m = push_fetch_manifest (rd, NULL, false, g->id, &err);
   pbs_reader_free (rd);
   if (!m) {
-    snprintf (why, whylen, "its manifest cannot be read (%.200s)",
-              err.msg);
+    snprintf (why, whylen, "%.200s", err.msg); /* index.json.blob: ... */
     return -1;
   }
   rec = pbs_manifest_get_unprotected (m, "qcow2pbs");
