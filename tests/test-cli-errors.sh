@@ -133,4 +133,83 @@ expect_env 2 "qcow2pbs: PBS_ENCRYPTION_PASSWORD_FILE: cannot open nonexist: No s
   -u PBS_ENCRYPTION_PASSWORD PBS_ENCRYPTION_PASSWORD_FILE=nonexist -- \
   check $R --keyfile pw.key
 
+# The tar index (tar-index.c) and the blob restore (restore-blob.c) return
+# their errors to import, push and restore, which print them.
+python3 - <<'PY'
+import io, tarfile
+for out, name in (("abs.tar", "/etc/x.qcow2"), ("up.tar", "a/../../x")):
+    t = tarfile.open(out, "w", format=tarfile.USTAR_FORMAT)
+    i = tarfile.TarInfo(name); i.size = 3
+    t.addfile(i, io.BytesIO(b"abc")); t.close()
+PY
+: >empty.tar
+for c in "import $R --dry-run" \
+         "push $R --backup-id 100 --disk x=a.qcow2 --from-archive"; do
+  expect 1 "qcow2pbs: abs.tar: member '/etc/x.qcow2' is an absolute path or climbs out with '..': refused" \
+    $c abs.tar
+  expect 1 "qcow2pbs: up.tar: member 'a/../../x' is an absolute path or climbs out with '..': refused" \
+    $c up.tar
+  expect 1 "qcow2pbs: empty.tar: Unrecognized archive format" $c empty.tar
+done
+expect 1 '{"error":"up.tar: member '"'a/../../x'"' is an absolute path or climbs out with '"'..'"': refused","context":"up.tar"}' \
+  import $R --dry-run --output-format json up.tar
+"$TOOL" push $R --backup-id 300 --backup-time 1700000000 -q \
+  --pve-config snap.conf a.qcow2 2>/dev/null
+S=vm/300/2023-11-14T22:13:20Z
+echo old >old.conf
+expect 1 "qcow2pbs: old.conf: exists; add --force to replace it" \
+  restore $R $S qemu-server.conf old.conf
+check "old.conf is left as it was" grep -qx old old.conf
+expect 1 "qcow2pbs: $S: nosuch.img.fidx: not in the snapshot" \
+  restore $R $S nosuch out.conf
+pre=(sh -c 'exec "$@" >/dev/full' sh) # stdout a full disk
+expect 1 "qcow2pbs: -: write failed: No space left on device" \
+  restore $R $S qemu-server.conf -
+pre=()
+printf x >>"$DS_TMP/ds/$S/qemu-server.conf.blob"
+expect 1 "qcow2pbs: qemu-server.conf.blob: does not match the manifest's size and checksum: the snapshot is damaged" \
+  restore $R $S qemu-server.conf out.conf
+mv "$DS_TMP/ds/$S/index.json.blob" "$DS_TMP/ds/$S/index.json.blob.x"
+expect 1 "qcow2pbs: $S: index.json.blob: open file \"$DS_TMP/ds/$S/index.json.blob\" failed - not found" \
+  restore $R $S qemu-server.conf out.conf
+
+# import: a snapshot at a point's time whose manifest cannot be read makes
+# the point fail; its reason says why (no separate error line).
+mkdir -p mf/vm9
+cp FULL-1000-disk.qcow2 mf/vm9/
+"$TOOL" push $R --backup-id vm9 --backup-time 1000 -q a.qcow2 2>/dev/null
+echo garbage >"$DS_TMP/ds/vm/vm9/1970-01-01T00:16:40Z/index.json.blob"
+got=0
+"$TOOL" import $R --dry-run mf >out.txt 2>err.txt || got=$?
+check "import over an unreadable manifest: exit 1" test $got = 1
+check "import over an unreadable manifest: nothing on stderr" test ! -s err.txt
+check "import over an unreadable manifest: the reason says why" grep -qF \
+  "the group holds another snapshot at 1970-01-01T00:16:40Z: index.json.blob: not a DataBlob (bad magic or too short) (made from other files)" out.txt
+
+# A folder the scan cannot list while it probes is passed over with a
+# warning, exit 0 -- in JSON mode too (no error object).  Root reads any
+# folder, so then the scan runs as nobody.
+mkdir -p probe/vm1 probe/locked
+cp FULL-1000-disk.qcow2 probe/vm1/
+chmod 000 probe/locked
+nobody=()
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+  nobody=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+  chmod a+rx "$TMP" probe probe/vm1 && chmod a+r probe/vm1/*
+fi
+if [ "$(id -u)" = 0 ] && [ ${#nobody[@]} = 0 ]; then
+  echo "# skipped: the unreadable folder (root without setpriv)"
+else
+  for f in text json; do
+    got=0
+    ${nobody[@]+"${nobody[@]}"} "$TOOL" import --repository "$TMP/nods" \
+      --dry-run --output-format $f probe >out.txt 2>err.txt || got=$?
+    check "import ($f) with an unreadable folder: exit 0" test $got = 0
+    check "import ($f): each stderr line is the warning" \
+      test "$(sort -u err.txt)" = "qcow2pbs: warning: probe/locked: cannot read the folder: Permission denied"
+    check "import ($f): vm1 planned still" grep -q vm1 out.txt
+  done
+fi
+chmod 700 probe/locked
+
 done_testing

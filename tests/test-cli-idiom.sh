@@ -15,10 +15,6 @@ qcow2pbs.c:help             the same for "qcow2pbs help CMD"
 out-file.c:on_signal        the signal handler'"'"'s one line (async-signal-safe write; restore path)
 push-progress.c:*           the progress line, output rather than an error
 cli-repo.c:cli_close_repo   QCOW2PBS_STATS=1 bytes_sent line (bench hook; issue 12 removes it)
-repo-args.c:push_read_manifest  printing wrapper for import-run.c, restore-blob.c and the nbdkit plugin until they take a cli_err
-import-scan.c:probe_failed  a folder that cannot be listed while probing is said and passed over, not fatal
-restore-blob.c:*            restore path (its own owner); returns exit statuses
-tar-index.c:*               being rewritten (adopts struct cli_err then)
 '
 
 # sites DIR: "FILE:FUNCTION:LINE: text" for each printing call in DIR/*.c

@@ -114,6 +114,8 @@ cases () { # cases WHERE REPO [--ns NS]
   serve nokey$w repository="$repo" snapshot=$SE -- 'true'
   check "$w: encrypted without keyfile: nbdkit refuses to start" test $rc != 0
   check "$w: encrypted without keyfile: says give keyfile" grep -q "keyfile" "$TMP/nokey$w.err"
+  check "$w: encrypted without keyfile: nbdkit's error says why" \
+    grep -q "error: $SE: cannot read the manifest: index.json.blob: missing key" "$TMP/nokey$w.err"
 }
 
 cases local "$ds"

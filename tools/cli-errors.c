@@ -171,17 +171,9 @@ cli_err_clear (struct cli_err *e)
 }
 
 int
-cli_err_printed (struct cli_err *e, int status)
-{
-  cli_err_clear (e);
-  e->status = status;
-  return -1;
-}
-
-int
 cli_err_print (const struct cli_err *e)
 {
-  if (!e->msg[0]) /* cli_err_printed */
+  if (!e->msg[0]) /* cli_err_clear: no message */
     return e->status;
   if (e->usage)
     return cli_usage_error (e->ctx, "%s", e->msg);

@@ -56,10 +56,6 @@ int cli_err_pbs (struct cli_err *e, const char *context);
 struct option;
 int cli_err_getopt (struct cli_err *e, const char *cmd, int opt, char **argv,
                     const struct option *longopts);
-/* An error printed already by a module that does not return its errors
- * yet (tar-index.c, import-archive.c, import-run.c): E carries only
- * STATUS, and cli_err_print prints nothing.  Returns -1. */
-int cli_err_printed (struct cli_err *e, int status);
 /* No message (yet): cli_err_print prints nothing and returns 1. */
 void cli_err_clear (struct cli_err *e);
 /* Print E in the current mode; returns its exit status (1 or 2). */

@@ -484,8 +484,10 @@ cmd_import (int argc, char **argv)
         cli_error (argv[i], "more than 64 archives in one import");
         goto out;
       }
-      if (tar_index_read (argv[i], ix) == -1)
+      if (tar_index_read (argv[i], ix, &err) == -1) {
+        cli_err_print (&err);
         goto out;
+      }
       ntix++;
       if (!ix->compressed && !ix->any_sparse) {
         if (import_scan_archive (argv[i], ix, &o, &g, &ng, &err) == -1) {

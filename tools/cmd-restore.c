@@ -162,9 +162,11 @@ restore (struct pbs_reader *rd, const struct pbs_key *key,
   uint64_t i;
   int ret = 1;
 
-  m = push_read_manifest (rd, key, true, snap);
-  if (!m)
+  m = push_fetch_manifest (rd, key, true, snap, &err);
+  if (!m) {
+    cli_err_print (&err);
     goto out;
+  }
   if (pbs_manifest_find (m, archive, &f) == -1) {
     cli_error (snap, "%s: not in the snapshot", archive);
     goto out;
@@ -312,11 +314,16 @@ cmd_restore (int argc, char **argv)
     goto out;
   }
   /* A blob archive (qemu-server.conf, fw.conf), else a disk. */
-  ret = restore_blob (src.rd, src.key, argv[optind], argv[optind + 1],
-                      argv[optind + 2], ra.oo.force);
-  if (ret != -1)
+  switch (restore_blob (src.rd, src.key, argv[optind], argv[optind + 1],
+                        argv[optind + 2], ra.oo.force, &err)) {
+  case 0:
+    ret = 0;
     goto out;
-  ret = 1;
+  case -1:
+    ret = cli_err_print (&err);
+    goto out;
+  }
+  /* Not a blob of the snapshot: a disk. */
   archive = push_archive_name (argv[optind + 1]);
   if (!archive) {
     ret = cli_usage_error ("restore", "invalid archive name '%s'",

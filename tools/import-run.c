@@ -102,6 +102,7 @@ holds_point (struct import_ctx *x, const struct import_group *g,
   struct pbs_manifest *m;
   char *rec;
   json_t *root, *archives;
+  struct cli_err err;
   size_t i;
   int r = 0;
 
@@ -110,10 +111,10 @@ holds_point (struct import_ctx *x, const struct import_group *g,
     snprintf (why, whylen, "%s", pbs_errmsg ());
     return -1;
   }
-  m = push_read_manifest (rd, NULL, false, g->id);
+  m = push_fetch_manifest (rd, NULL, false, g->id, &err);
   pbs_reader_free (rd);
   if (!m) {
-    snprintf (why, whylen, "its manifest cannot be read");
+    snprintf (why, whylen, "%.200s", err.msg); /* index.json.blob: ... */
     return -1;
   }
   rec = pbs_manifest_get_unprotected (m, "qcow2pbs");

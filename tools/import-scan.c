@@ -386,12 +386,12 @@ is_qcow2_file (const char *path)
 }
 
 /* A folder that cannot be listed while the scan only probes for backups
- * is said and passed over (false): the scan goes on without it.  The one
- * place this file prints; the line is the error's, as before. */
+ * is passed over (false) with a warning: the scan goes on without it, so
+ * it is no error (not in JSON mode either). */
 static bool
 probe_failed (const struct cli_err *err)
 {
-  cli_err_print (err);
+  cli_warning ("%s: %s", err->ctx, err->msg);
   return false;
 }
 

@@ -52,8 +52,8 @@ push_disks_from_archive (struct push_disk *list, size_t n,
 {
   size_t i, k;
 
-  if (tar_index_read (archive, ix) == -1)
-    return cli_err_printed (err, 1);
+  if (tar_index_read (archive, ix, err) == -1)
+    return -1;
   if (ix->compressed)
     return cli_err_set (err, archive, "--from-archive reads an uncompressed "
                         "tar in place, this one is compressed: unpack it (or "

@@ -3,9 +3,8 @@
  * and the identity record of a pushed chain (docs/incremental-identity.md).
  *
  * Calls that take a struct cli_err (cli.h) print nothing and leave the
- * error for the command to print; push_read_manifest (a wrapper kept for
- * the files that do not take one yet) and the cmd-*.c functions declared
- * here print the one-line "qcow2pbs: CONTEXT: message" themselves. */
+ * error for the command to print; the cmd-*.c functions declared here
+ * print the one-line "qcow2pbs: CONTEXT: message" themselves. */
 #ifndef QCOW2PBS_PUSH_H
 #define QCOW2PBS_PUSH_H
 
@@ -76,12 +75,12 @@ int push_disks_from_archive (struct push_disk *list, size_t n,
 void push_disks_free (struct push_disk *list, size_t n);
 /* restore-blob.c: restore ARG, a blob archive of the snapshot
  * ("qemu-server.conf" or "qemu-server.conf.blob"), decrypted, to OUT_PATH
- * ("-": stdout; an existing file only with FORCE).  The exit status, or
- * -1 when the snapshot has no such blob (ARG may name a disk). */
+ * ("-": stdout; an existing file only with FORCE).  0 done, 1 when the
+ * snapshot has no such blob (ARG may name a disk), -1 with ERR. */
 struct pbs_reader;
 int restore_blob (struct pbs_reader *rd, const struct pbs_key *key,
                   const char *snap, const char *arg, const char *out_path,
-                  bool force);
+                  bool force, struct cli_err *err);
 /* "NAME=IMAGE" or "IMAGE" (-> default name drive-scsiN for argument N):
  * *NAME malloc'd archive name (.img.fidx), *IMAGE borrowed. */
 int push_parse_image_arg (const char *arg, size_t n, char **name,
@@ -94,11 +93,6 @@ struct pbs_manifest *push_fetch_manifest (struct pbs_reader *rd,
                                           const struct pbs_key *key,
                                           bool verify, const char *context,
                                           struct cli_err *err);
-/* The same, printing the error: for import-run.c, restore-blob.c and the
- * nbdkit plugin until they take a struct cli_err. */
-struct pbs_manifest *push_read_manifest (struct pbs_reader *rd,
-                                         const struct pbs_key *key,
-                                         bool verify, const char *context);
 /* Download ARCHIVE (.fidx) through READER (or, when B is non-NULL, the
  * base of backup session B), parse it and check its csum and size against
  * the manifest entry.  Returns the index, or NULL with ERR. */

@@ -175,19 +175,6 @@ out:
   return m;
 }
 
-struct pbs_manifest *
-push_read_manifest (struct pbs_reader *rd, const struct pbs_key *key,
-                    bool verify, const char *context)
-{
-  struct cli_err err;
-  struct pbs_manifest *m = push_fetch_manifest (rd, key, verify, context,
-                                                &err);
-
-  if (!m)
-    cli_err_print (&err);
-  return m;
-}
-
 struct pbs_fidx *
 push_fetch_index (struct pbs_reader *rd, struct pbs_backup *b,
                   const struct pbs_manifest *m, const char *archive,

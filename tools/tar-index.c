@@ -106,9 +106,6 @@ tar_number (const unsigned char *f, size_t len, uint64_t *v)
   return i == len || f[i] == 0 || f[i] == ' ';
 }
 
-/* Walk from the member's first header at POS to its own header: fill
- * M->offset, M->in_place, M->sparse and the header hash.  0, or -1 on a
- * read error (message printed). */
 /* The decimal number at *P (ended by '\n'), moving *P past it. */
 static bool
 map_number (const char **p, const char *end, uint64_t *v)
@@ -192,9 +189,13 @@ sparse_pieces (int fd, uint64_t data, uint64_t stored, bool v1,
   return at - data == stored && sum <= m->size;
 }
 
+/* Walk from the member's first header at POS to its own header: fill
+ * M->offset, M->in_place, M->sparse and the header hash.  0, or -1 on a
+ * read error (ERR). */
 static int
 locate (int fd, const char *path, uint64_t pos, struct tar_member *m,
-        const char *name, const la_int64_t (*map)[2], size_t nmap)
+        const char *name, const la_int64_t (*map)[2], size_t nmap,
+        struct cli_err *err)
 {
   bool v1 = false;
   unsigned char b[BLOCK], md[32];
@@ -205,13 +206,13 @@ locate (int fd, const char *path, uint64_t pos, struct tar_member *m,
   int ret = -1;
 
   if (!ctx || EVP_DigestInit_ex (ctx, EVP_sha256 (), NULL) != 1) {
-    cli_error (path, "sha256 failed");
+    cli_err_set (err, path, "sha256 failed");
     goto out;
   }
   for (;;) {
     if (pread (fd, b, BLOCK, (off_t) pos) != BLOCK) {
-      cli_error (path, "member %s: cannot read its header: %s", name,
-                 errno ? strerror (errno) : "short read");
+      cli_err_set (err, path, "member %s: cannot read its header: %s",
+                   name, errno ? strerror (errno) : "short read");
       goto out;
     }
     if (!tar_number (b + 124, 12, &size))
@@ -227,7 +228,8 @@ locate (int fd, const char *path, uint64_t pos, struct tar_member *m,
             || pread (fd, text, (size_t) size, (off_t) (pos + BLOCK))
                    != (ssize_t) size) {
           free (text);
-          cli_error (path, "member %s: cannot read its pax header", name);
+          cli_err_set (err, path, "member %s: cannot read its pax header",
+                       name);
           goto out;
         }
         text[size] = 0;
@@ -289,7 +291,7 @@ locate (int fd, const char *path, uint64_t pos, struct tar_member *m,
   }
   (void) start;
   if (EVP_DigestFinal_ex (ctx, md, &mdlen) != 1) {
-    cli_error (path, "sha256 failed");
+    cli_err_set (err, path, "sha256 failed");
     goto out;
   }
   pbs_digest_hex (md, m->header_sha256);
@@ -300,7 +302,7 @@ out:
 }
 
 int
-tar_index_read (const char *path, struct tar_index *ix)
+tar_index_read (const char *path, struct tar_index *ix, struct cli_err *err)
 {
   struct archive *a = archive_read_new ();
   struct archive_entry *e;
@@ -309,18 +311,18 @@ tar_index_read (const char *path, struct tar_index *ix)
 
   memset (ix, 0, sizeof *ix);
   if (!a)
-    return cli_error (path, "out of memory"), -1;
+    return cli_err_set (err, path, "out of memory");
   archive_read_support_filter_all (a);
   archive_read_support_format_tar (a);
   fd = open (path, O_RDONLY | O_CLOEXEC);
   if (fd == -1 || fstat (fd, &ix->st) == -1) {
-    cli_error (path, "%s", strerror (errno));
+    cli_err_set (err, path, "%s", strerror (errno));
     goto out;
   }
   /* Small blocks: between headers libarchive seeks (an uncompressed
    * file), so an index reads little more than the headers. */
   if (archive_read_open_filename (a, path, 16384) != ARCHIVE_OK) {
-    cli_error (path, "%s", archive_error_string (a));
+    cli_err_set (err, path, "%s", archive_error_string (a));
     goto out;
   }
   while ((r = archive_read_next_header (a, &e)) == ARCHIVE_OK
@@ -330,8 +332,8 @@ tar_index_read (const char *path, struct tar_index *ix)
     struct tar_member *m;
     la_int64_t pos = archive_read_header_position (a);
     if (!name || !tar_name_safe (name)) {
-      cli_error (path, "member '%s' is an absolute path or climbs out "
-                 "with '..': refused", name ? name : "");
+      cli_err_set (err, path, "member '%s' is an absolute path or climbs "
+                   "out with '..': refused", name ? name : "");
       goto out;
     }
     if (ix->n == 0) {
@@ -344,7 +346,7 @@ tar_index_read (const char *path, struct tar_index *ix)
         ix->n = 1; /* "not empty" */
         ix->m = calloc (1, sizeof *ix->m);
         if (!ix->m || !(ix->m[0].name = strdup (name))) {
-          cli_error (path, "out of memory");
+          cli_err_set (err, path, "out of memory");
           goto out;
         }
         break;
@@ -357,7 +359,7 @@ tar_index_read (const char *path, struct tar_index *ix)
       cap = cap ? cap * 2 : 16;
       g = realloc (ix->m, cap * sizeof *g);
       if (!g) {
-        cli_error (path, "out of memory");
+        cli_err_set (err, path, "out of memory");
         goto out;
       }
       ix->m = g;
@@ -366,7 +368,7 @@ tar_index_read (const char *path, struct tar_index *ix)
     memset (m, 0, sizeof *m);
     m->name = tar_name_normal (name);
     if (!m->name) {
-      cli_error (path, "out of memory");
+      cli_err_set (err, path, "out of memory");
       goto out;
     }
     ix->n++;
@@ -389,7 +391,7 @@ tar_index_read (const char *path, struct tar_index *ix)
                     == ARCHIVE_OK)
         nmap++;
       r = locate (fd, path, (uint64_t) pos, m, name,
-                  (const la_int64_t (*)[2]) map, nmap);
+                  (const la_int64_t (*)[2]) map, nmap, err);
       free (map);
       if (r == -1)
         goto out;
@@ -399,13 +401,13 @@ tar_index_read (const char *path, struct tar_index *ix)
       ix->any_sparse = true;
   }
   if (r != ARCHIVE_EOF) {
-    cli_error (path, "%s (truncated or corrupt archive)",
-               archive_error_string (a));
+    cli_err_set (err, path, "%s (truncated or corrupt archive)",
+                 archive_error_string (a));
     goto out;
   }
   if (ix->n == 0) {
-    cli_error (path, "not a tar archive (tar, tar.gz, tar.zst, tar.xz), "
-               "or an empty one");
+    cli_err_set (err, path, "not a tar archive (tar, tar.gz, tar.zst, "
+                 "tar.xz), or an empty one");
     goto out;
   }
   ret = 0;

@@ -35,8 +35,10 @@ struct tar_index {
 };
 
 /* Index the tar archive PATH (any compression libarchive reads; offsets
- * only when it has none).  0, or -1 after printing the error. */
-int tar_index_read (const char *path, struct tar_index *ix);
+ * only when it has none).  0, or -1 with "PATH: what is wrong" in ERR. */
+struct cli_err;
+int tar_index_read (const char *path, struct tar_index *ix,
+                    struct cli_err *err);
 /* The member NAME ("./a//b" = "a/b"), or NULL. */
 const struct tar_member *tar_index_find (const struct tar_index *ix,
                                          const char *name);

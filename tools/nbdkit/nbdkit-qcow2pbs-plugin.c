@@ -242,9 +242,9 @@ qp_get_ready (void)
   }
   /* The same checks as restore: manifest signature, index csum and size
    * against the manifest. */
-  m = push_read_manifest (rd, key, true, snapshot);
+  m = push_fetch_manifest (rd, key, true, snapshot, &err);
   if (!m) {
-    nbdkit_error ("%s: cannot read the manifest (see above)%s", snapshot,
+    nbdkit_error ("%s: cannot read the manifest: %s%s", snapshot, err.msg,
                   key ? "" : "; an encrypted snapshot needs keyfile=");
     goto out;
   }
