@@ -7,9 +7,13 @@
  * Both therefore write identical layouts and enforce identical rules.
  *
  * Errors: -1 (or NULL) with errno and a plain message in the calling
- * thread's error state (pbs_errno, pbs_errmsg); the messages are PBS's
- * texts (§1.6) and never start with the datastore's path.  Nothing here
- * knows HTTP: the test server maps errno to PBS's status codes.
+ * thread's error state (pbs_errno, pbs_errmsg): what failed, on what, and
+ * why (strerror or the check's words); never starting with the datastore's
+ * path.  Rule texts PBS's clients know ("backup timestamp is older than
+ * last backup.") are kept.  Where PBS words an error its own way (Rust's
+ * io::Error form, its handlers' texts) the datastore also records what
+ * failed (pbs_ds_error_context) and the test server words it as PBS does.
+ * Nothing here knows HTTP: the test server maps errno to PBS's statuses.
  *
  * Digests cross this API as 32 bytes; the hex of the protocol is parsed
  * (and its lower-case rule checked, §3.4, trap 5) by the test server.
@@ -27,6 +31,32 @@
 #include "pbsproto.h"
 
 struct pbs_datastore; /* opaque */
+
+/* What the calling thread's last datastore error was doing, for a caller
+ * that must word it as PBS does (tests/server/ds-errors.c). */
+enum pbs_ds_failure {
+  PBS_DS_FAIL_OS,          /* WHAT on PATH failed */
+  PBS_DS_FAIL_BARE,        /* an OS call; WHAT ("" or a phrase), no path */
+  PBS_DS_FAIL_OPEN_FILE,   /* reading file PATH (a blob, a previous file) */
+  PBS_DS_FAIL_OPEN_INDEX,  /* reading or parsing the fixed index PATH */
+  PBS_DS_FAIL_LOAD_MANIFEST,   /* the base snapshot's manifest PATH */
+  PBS_DS_FAIL_NO_MANIFEST,     /* finish without a manifest uploaded (PATH) */
+  PBS_DS_FAIL_READ_CHUNK,  /* the chunk file PATH */
+  PBS_DS_FAIL_OWNER,       /* backup: group owned by OWNER, not AUTH_ID */
+  PBS_DS_FAIL_READER_OWNER, /* reader: the same check, worded apart */
+};
+struct pbs_ds_error_context {
+  enum pbs_ds_failure failure;
+  int os_errno;      /* the OS call's errno; 0: DETAIL is a check's words */
+  char detail[300];  /* without os_errno: why (e.g. "file too large") */
+  char what[128];
+  char path[4096];
+  char auth_id[256], owner[256];
+};
+/* The context of the calling thread's current error if a datastore call
+ * set it, else NULL (the message alone says it all).  Valid until the
+ * thread's next error. */
+extern const struct pbs_ds_error_context *pbs_ds_error_context (void);
 
 /* Open the datastore at PATH (messages do not repeat PATH).  CREATE: make PATH,
  * .chunks/0000..ffff and .lock if missing (as PBS does when a datastore is
