@@ -44,6 +44,7 @@ enum pbs_ds_failure {
   PBS_DS_FAIL_READ_CHUNK,  /* the chunk file PATH */
   PBS_DS_FAIL_OWNER,       /* backup: group owned by OWNER, not AUTH_ID */
   PBS_DS_FAIL_READER_OWNER, /* reader: the same check, worded apart */
+  PBS_DS_FAIL_REUSE_CSUM,  /* reuse checksum not the base's (DETAIL, hex) */
 };
 struct pbs_ds_error_context {
   enum pbs_ds_failure failure;
@@ -144,10 +145,16 @@ extern int pbs_ds_backup_previous (struct pbs_ds_backup *b, const char *name,
 struct pbs_fidx;
 extern const struct pbs_fidx *
 pbs_ds_backup_previous_index (struct pbs_ds_backup *b, const char *name);
-/* §3.3; returns the wid. */
+/* §3.3; returns the wid.  REUSE_CSUM (32 bytes, or NULL): an incremental
+ * index, a clone of the base's index NAME, whose checksum (§3.6) must be
+ * REUSE_CSUM. */
 extern int pbs_ds_backup_fixed_index (struct pbs_ds_backup *b,
                                       const char *name, uint64_t size,
-                                      const char *reuse_csum);
+                                      const uint8_t *reuse_csum);
+/* The checksum of the base's index NAME, with fixed_index's errors when
+ * there is none. */
+extern int pbs_ds_backup_base_csum (struct pbs_ds_backup *b, const char *name,
+                                    uint8_t csum[32]);
 /* §3.4: checks lengths, magic, (unencrypted) digest and size, stores the
  * chunk with a recomputed CRC, then registers it. */
 extern int pbs_ds_backup_fixed_chunk (struct pbs_ds_backup *b, int wid,

@@ -69,7 +69,7 @@ srv_ds_error_text (char *buf, size_t n)
   case PBS_DS_FAIL_READER_OWNER: /* reader/mod.rs: a plain bail! */
     snprintf (buf, n, "backup owner check failed!");
     break;
-  default:
+  default: /* PBS_DS_FAIL_REUSE_CSUM: worded by backup-env.c */
     snprintf (buf, n, "%s", pbs_errmsg ());
   }
   return buf;
