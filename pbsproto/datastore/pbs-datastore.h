@@ -117,7 +117,8 @@ struct pbs_ds_backup; /* opaque */
 
 /* The checks of §1.3 steps 6-10 and §4: namespace exists (ENOENT "namespace
  * not found"), group lock ("another backup is already running"), owner
- * (created with AUTH_ID; "backup owner check failed (a != b)"), base
+ * (created with AUTH_ID; EACCES "backup group T/I belongs to O, not to
+ * A: ...", context PBS_DS_FAIL_OWNER), base
  * selection (last finished snapshot; none if its verify_state failed), time
  * strictly newer than the base ("backup timestamp is older than last
  * backup."), snapshot dir created ("backup directory already exists."). */
