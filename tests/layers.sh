@@ -36,4 +36,12 @@ for o in "$B"/pbsproto/datastore/*.o; do
     bad=1
   done
 done
+# Nor does it word errors as PBS's REST server does: Rust's io::Error form
+# and proxmox-schema's texts are tests/server/ds-errors.c's (string
+# literals only; comments may cite them).
+src=$(dirname "$0")/../pbsproto/datastore
+if grep -nE '"[^"]*(os error|parameter verification)' "$src"/*.[ch] >&2; then
+  echo "layers: pbsproto/datastore words an error as PBS's REST server (the lines above): keep its messages plain" >&2
+  bad=1
+fi
 exit $bad

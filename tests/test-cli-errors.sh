@@ -170,7 +170,7 @@ printf x >>"$DS_TMP/ds/$S/qemu-server.conf.blob"
 expect 1 "qcow2pbs: qemu-server.conf.blob: does not match the manifest's size and checksum: the snapshot is damaged" \
   restore $R $S qemu-server.conf out.conf
 mv "$DS_TMP/ds/$S/index.json.blob" "$DS_TMP/ds/$S/index.json.blob.x"
-expect 1 "qcow2pbs: $S: index.json.blob: open file \"$DS_TMP/ds/$S/index.json.blob\" failed - not found" \
+expect 1 "qcow2pbs: $S: index.json.blob: cannot read $DS_TMP/ds/$S/index.json.blob: No such file or directory" \
   restore $R $S qemu-server.conf out.conf
 
 # import: a snapshot at a point's time whose manifest cannot be read makes

@@ -47,6 +47,39 @@ err_has (const char *text)
   return false;
 }
 
+/* The error's context is F (what the test server words as PBS does),
+ * with OS_ERRNO and a path ending in PATH_END (NULL: not checked). */
+static bool
+ctx_is (enum pbs_ds_failure f, int os_errno, const char *path_end)
+{
+  const struct pbs_ds_error_context *c = pbs_ds_error_context ();
+  size_t n = path_end ? strlen (path_end) : 0;
+
+  if (c && c->failure == f && c->os_errno == os_errno &&
+      (!path_end || (strlen (c->path) >= n &&
+                     strcmp (c->path + strlen (c->path) - n, path_end) == 0)))
+    return true;
+  printf ("#   got context: %d errno %d path %s\n#   expected: %d errno %d "
+          "path ...%s\n",
+          c ? (int) c->failure : -1, c ? c->os_errno : -1, c ? c->path : "-",
+          (int) f, os_errno, path_end ? path_end : "");
+  return false;
+}
+
+/* The error's context is an owner check F of AUTH_ID against OWNER. */
+static bool
+ctx_owner (enum pbs_ds_failure f, const char *auth_id, const char *owner)
+{
+  const struct pbs_ds_error_context *c = pbs_ds_error_context ();
+
+  if (c && c->failure == f && strcmp (c->auth_id, auth_id) == 0 &&
+      strcmp (c->owner, owner) == 0)
+    return true;
+  printf ("#   got context: %d %s %s\n", c ? (int) c->failure : -1,
+          c ? c->auth_id : "-", c ? c->owner : "-");
+  return false;
+}
+
 struct chunk {
   uint8_t *data;
   size_t len;
@@ -369,8 +402,11 @@ test_start_rules (void)
   pbs_datastore_set_client_cleanup (ds, false);
 
   b = pbs_ds_backup_start (ds, "other@pbs", "", "vm", "100", 2000);
-  ok (!b && err_is ("backup owner check failed (other@pbs != root@pam)") &&
-          pbs_errno () == EACCES,
+  ok (!b &&
+          err_is ("backup group vm/100 belongs to root@pam, not to "
+                  "other@pbs: back up as its owner or into another group") &&
+          pbs_errno () == EACCES &&
+          ctx_owner (PBS_DS_FAIL_OWNER, "other@pbs", "root@pam"),
       "foreign user: owner check failed");
   ok (do_backup ("user@pbs!tok", "", "tokgroup", 1000) == 0,
       "token creates group");
@@ -378,10 +414,16 @@ test_start_rules (void)
       "user may write into its token's group");
   ok (do_backup ("user@pbs", "", "usergroup", 1000) == 0, "user group");
   b = pbs_ds_backup_start (ds, "user@pbs!tok", "", "vm", "usergroup", 1001);
-  ok (!b && err_is ("backup owner check failed (user@pbs!tok != user@pbs)"),
+  ok (!b &&
+          err_is ("backup group vm/usergroup belongs to user@pbs, not to "
+                  "user@pbs!tok: back up as its owner or into another "
+                  "group") &&
+          ctx_owner (PBS_DS_FAIL_OWNER, "user@pbs!tok", "user@pbs"),
       "token may not write into its user's group");
 
   b = pbs_ds_backup_start (ds, "root@pam", "nosuch", "vm", "100", 3000);
+  ok (pbs_ds_error_context () == NULL,
+      "... an error without context: none left over from the owner check");
   ok (!b && err_is ("namespace not found") && pbs_errno () == ENOENT,
       "missing namespace: 404 'namespace not found'");
   b = pbs_ds_backup_start (ds, "root@pam", "", "qemu", "100", 3000);
@@ -469,8 +511,7 @@ test_fixed_index_rules (void)
 {
   struct pbs_ds_backup *b = session ("100", 6000);
   uint8_t d[2][32], csum[32];
-  char ch[65], up[65];
-  size_t i;
+  char ch[65];
   int wid;
 
   ok (pbs_ds_backup_fixed_index (b, "disk.img.blob", 10, NULL) == -1 &&
@@ -485,34 +526,38 @@ test_fixed_index_rules (void)
   memcpy (d[1], tail.d, 32);
   csum_of ((const uint8_t (*)[32])d, 2, IMG_SIZE, csum);
   hex32 (csum, ch);
-  for (i = 0; i < 64; i++)
-    up[i] = (char)(ch[i] >= 'a' ? ch[i] - 32 : ch[i]);
-  up[64] = 0;
-  ok (pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE, up) ==
-              -1 &&
-          err_has ("doesn't match last backup's") &&
-          err_has ("cannot do incremental backup"),
-      "reuse-csum in upper case never matches (string compare)");
   {
+    /* PBS's string comparison (an upper-case reuse-csum never matches)
+     * and its text are the test server's (test-server-backup.sh). */
     char msg[400];
+    uint8_t zero[32] = {0}, sum[32];
     snprintf (msg, sizeof msg,
-              "expected csum (%064d) doesn't match last backup's (%s), "
-              "cannot do incremental backup",
+              "reuse checksum %064d does not match the base index's %s: "
+              "cannot do an incremental backup of drive-scsi0.img.fidx",
               0, ch);
     ok (pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE,
-                                   "0000000000000000000000000000000000000000"
-                                   "000000000000000000000000") == -1 &&
-            err_is (msg),
-        "wrong reuse-csum: PBS's exact text");
+                                   zero) == -1 &&
+            err_is (msg) && pbs_errno () == EINVAL &&
+            ctx_is (PBS_DS_FAIL_REUSE_CSUM, 0, NULL) &&
+            strcmp (pbs_ds_error_context ()->detail, ch) == 0,
+        "wrong reuse checksum: refused, the base's checksum in the context");
+    ok (pbs_ds_backup_base_csum (b, "drive-scsi0.img.fidx", sum) == 0 &&
+            memcmp (sum, csum, 32) == 0,
+        "base_csum: the base index's checksum");
+    ok (pbs_ds_backup_base_csum (b, "other.img.fidx", sum) == -1 &&
+            err_is ("cannot reuse index - no previous backup exists for "
+                    "archive"),
+        "base_csum of an archive the base lacks");
   }
-  ok (pbs_ds_backup_fixed_index (b, "other.img.fidx", IMG_SIZE, ch) == -1 &&
+  ok (pbs_ds_backup_fixed_index (b, "other.img.fidx", IMG_SIZE, csum) == -1 &&
           err_is ("cannot reuse index - no previous backup exists for "
                   "archive"),
       "reuse-csum for an archive the base lacks");
-  ok (pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", 3 * CS, ch) == -1 &&
+  ok (pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", 3 * CS, csum) ==
+              -1 &&
           err_is ("clone_data_from failed - index sizes not equal"),
       "reuse-csum with another chunk count");
-  wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE, ch);
+  wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE, csum);
   ok (wid == 1, "reuse-csum matching: wid 1");
   {
     const uint8_t *hx[1] = {big.d};
@@ -530,7 +575,7 @@ test_fixed_index_rules (void)
   ok (!exists (snapdir ("100", 6000)), "not finished: removed at end");
 
   b = session ("nobase", 1000);
-  ok (pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE, ch) ==
+  ok (pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", IMG_SIZE, csum) ==
               -1 &&
           err_is ("cannot reuse index - no valid previous backup exists"),
       "reuse-csum without a base");
@@ -757,8 +802,11 @@ test_append_close_rules (void)
     ok (close_hex (b, wid, 3, size, upper) == 0, "close with the right csum");
   }
   ok (pbs_ds_backup_finish (b) == -1 &&
-          err_has ("unable to update manifest blob - "),
-      "finish without index.json.blob: 'unable to update manifest blob - ...'");
+          err_is ("unable to update manifest blob: no index.json.blob was "
+                  "uploaded (upload it before finish)") &&
+          ctx_is (PBS_DS_FAIL_NO_MANIFEST, ENOENT, "Z/index.json.blob"),
+      "finish without index.json.blob: 'unable to update manifest blob: "
+      "...'");
   pbs_ds_backup_end (b);
   ok (!exists (snapdir ("100", 8000)), "unfinished session removed");
 }
@@ -1015,14 +1063,17 @@ test_reader (void)
   /* An index is opened first (FixedIndexReader::open, 400); other files
    * are streamed (create_download_response: 404 when absent). */
   ok (pbs_ds_reader_download (r, "nope.fidx", &data, &len) == -1 &&
-          pbs_errno () == ENOENT && err_has ("Unable to open fixed index \"") &&
-          err_has ("/nope.fidx\" - No such file or directory (os error 2)"),
-      "missing index: ENOENT 'Unable to open fixed index ...' (the server "
-      "answers 400)");
+          pbs_errno () == ENOENT && err_has ("cannot read fixed index /") &&
+          err_has ("Z/nope.fidx: No such file or directory") &&
+          ctx_is (PBS_DS_FAIL_OPEN_INDEX, ENOENT, "Z/nope.fidx"),
+      "missing index: ENOENT 'cannot read fixed index ...' (the server "
+      "answers 400 'Unable to open fixed index ...')");
   ok (pbs_ds_reader_download (r, "nope.blob", &data, &len) == -1 &&
-          pbs_errno () == ENOENT && err_has ("/nope.blob\" failed - not found"),
-      "missing blob: ENOENT (the server answers 404) 'open file ... failed - "
-      "not found'");
+          pbs_errno () == ENOENT && err_has ("cannot read /") &&
+          err_has ("Z/nope.blob: No such file or directory") &&
+          ctx_is (PBS_DS_FAIL_OPEN_FILE, ENOENT, "Z/nope.blob"),
+      "missing blob: ENOENT 'cannot read ...' (the server answers 404 'open "
+      "file ... failed - not found')");
   ok (pbs_ds_reader_download (r, "nope.txt", &data, &len) == -1 &&
           pbs_errno () == EINVAL &&
           err_is ("unknown archive type: \"nope.txt\""),

@@ -171,7 +171,7 @@ reuse_backup (const char *id, int64_t t, bool require)
     pbs_fidx_free (idx);
     pbs_digest_hex (csum, chex);
     wid = pbs_ds_backup_fixed_index (b, "drive-scsi0.img.fidx", CS + c2.len,
-                                     chex);
+                                     csum);
     if (wid >= 1)
       r = pbs_ds_backup_fixed_close (b, wid, 0, 0, csum);
   }

@@ -72,20 +72,16 @@ struct pbs_ds_backup {
   size_t nnew, new_cap;
 };
 
-/* ------------------------------------------- PBS's error texts (ds-errtext.c)
- * Each sets the thread's error with PBS's text and an errno. */
+/* ---------------------------------------- error texts (ds-errtext.c)
+ * Each sets the thread's error with a plain text and an errno. */
 
 /* EINVAL with FMT. */
 __attribute__ ((format (printf, 1, 2))) void pbs__dsb_bad (const char *fmt,
                                                            ...);
-/* 500 "out of memory". */
+/* ENOMEM "out of memory". */
 void pbs__dsb_oom (void);
-/* 400 "<what> \"<path>\" - <strerror> (os error E)". */
+/* E "<what> <path>: <strerror>", context PBS_DS_FAIL_OS. */
 void pbs__dsb_os_error (int e, const char *what, const char *path);
-/* The last N components of PATH ("vm/100" of ".../vm/100"). */
-const char *pbs__dsb_path_tail (const char *path, int n);
-/* The Rust io::Error text of the failed pbs__ds_read_file, into BUF. */
-void pbs__dsb_read_error_text (char *buf, size_t n);
 
 /* ---------------------------------- group, owner, locks (ds-group.c) */
 

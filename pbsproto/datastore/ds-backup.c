@@ -2,8 +2,8 @@
  * (docs/pbs-protocol.md §3, §4) over a datastore directory: PBS's
  * BackupEnvironment plus the checks of
  * src/api2/backup/{mod.rs,upload_chunk.rs} for image (fixed index) backups,
- * with PBS's error texts and an errno (the HTTP status is the test
- * server's choice).
+ * with PBS's rule texts and an errno (PBS's wording of OS errors and the
+ * HTTP status are the test server's choice).
  *
  * Parameter names and schemas are the HTTP layer's business; values are
  * checked here, so the local backend and the HTTPS test server enforce the
@@ -116,9 +116,8 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
     }
     /* load_manifest -> load_blob (pbs-datastore src/backup_info.rs) */
     if (pbs__ds_read_file (mpath, PBS_BLOB_MAX_ENCODED, &blob, &blen) == -1) {
-      char detail[300];
-      pbs__dsb_read_error_text (detail, sizeof detail);
-      pbs__dsb_bad ("unable to load blob '\"%s\"' - %s", mpath, detail);
+      pbs__ds_fail_read (PBS_DS_FAIL_LOAD_MANIFEST, EINVAL,
+                         "cannot read the last snapshot's manifest", mpath);
       free (mpath);
       goto err;
     }
@@ -164,8 +163,12 @@ pbs_ds_backup_start (struct pbs_datastore *ds, const char *auth_id,
   if (mkdirat (b->group_fd, b->snap_name, 0755) == -1) {
     if (errno == EEXIST)
       pbs__set_error (EEXIST, "backup directory already exists.");
-    else /* create_locked_backup_dir: the bare io::Error */
-      pbs__set_error (errno, "%s (os error %d)", strerror (errno), errno);
+    else {
+      int e = errno;
+      pbs__set_error (e, "cannot create snapshot directory %s: %s",
+                      b->snap_path, strerror (e));
+      pbs__ds_fail_context (PBS_DS_FAIL_BARE, e, NULL, NULL, b->snap_path);
+    }
     goto err;
   }
   b->created = true;
@@ -225,16 +228,9 @@ previous_file (struct pbs_ds_backup *b, const char *name, uint8_t **data,
     /* src/api2/helpers.rs create_download_response */
     if (pbs__dsb_read_base_file (b, name, PBS_BLOB_MAX_ENCODED, data, len) ==
         -1) {
-      char detail[300];
-      if (pbs_errno () == ENOENT)
-        pbs__set_error (ENOENT, "open file \"%s/%s\" failed - not found",
-                        b->base_path, name);
-      else {
-        int e = pbs_errno ();
-        pbs__dsb_read_error_text (detail, sizeof detail);
-        pbs__set_error (e, "open file \"%s/%s\" failed: %s", b->base_path, name,
-                        detail);
-      }
+      char path[4096];
+      snprintf (path, sizeof path, "%s/%s", b->base_path, name);
+      pbs__ds_fail_read (PBS_DS_FAIL_OPEN_FILE, 0, "cannot read", path);
       return -1;
     }
     return 0;
@@ -261,19 +257,21 @@ previous_file (struct pbs_ds_backup *b, const char *name, uint8_t **data,
   }
   /* FixedIndexReader::open: one prefix for open and parse errors */
   if (pbs__dsb_read_base_file (b, name, MAX_INDEX_FILE, &buf, &buflen) == -1) {
-    char detail[300];
-    int e = pbs_errno ();
-    pbs__dsb_read_error_text (detail, sizeof detail);
-    pbs__set_error (e, "Unable to open fixed index \"%s/%s\" - %s",
-                    b->base_path, name, detail);
+    char path[4096];
+    snprintf (path, sizeof path, "%s/%s", b->base_path, name);
+    pbs__ds_fail_read (PBS_DS_FAIL_OPEN_INDEX, 0, "cannot read fixed index",
+                       path);
     return -1;
   }
   if (idx)
     goto done;
   idx = pbs_fidx_parse (buf, buflen);
   if (!idx) {
-    pbs__dsb_bad ("Unable to open fixed index \"%s/%s\" - %s", b->base_path,
-                  name, pbs_errmsg ());
+    char why[300], path[4096];
+    snprintf (why, sizeof why, "%s", pbs_errmsg ());
+    snprintf (path, sizeof path, "%s/%s", b->base_path, name);
+    pbs__dsb_bad ("cannot read fixed index %s: %s", path, why);
+    pbs__ds_fail_context (PBS_DS_FAIL_OPEN_INDEX, 0, why, NULL, path);
     goto out;
   }
   pthread_mutex_lock (&b->lock);

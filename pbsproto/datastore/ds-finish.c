@@ -172,10 +172,11 @@ pbs_ds_backup_finish (struct pbs_ds_backup *b)
     goto out;
   }
   if (!b->manifest) {
-    pbs__dsb_bad ("unable to update manifest blob - unable to load blob "
-                  "'\"%s/" PBS_MANIFEST_NAME
-                  "\"' - No such file or directory (os error 2)",
-                  b->snap_path);
+    char path[4096];
+    snprintf (path, sizeof path, "%s/" PBS_MANIFEST_NAME, b->snap_path);
+    pbs__dsb_bad ("unable to update manifest blob: no %s was uploaded "
+                  "(upload it before finish)", PBS_MANIFEST_NAME);
+    pbs__ds_fail_context (PBS_DS_FAIL_NO_MANIFEST, ENOENT, NULL, NULL, path);
     goto out;
   }
   m = pbs__ds_manifest_from_blob (b->manifest, b->manifest_len,

@@ -28,11 +28,12 @@ pbs__dsb_lock_fd (int fd, const char *path, int how, const char *what,
                       "unable to acquire lock on %s directory \"%s\" - "
                       "%s",
                       what, path, busy);
-    else
-      pbs__set_error (e,
-                      "unable to acquire lock on %s directory \"%s\" - "
-                      "%s (os error %d)",
-                      what, path, strerror (e), e);
+    else {
+      char phrase[64];
+      snprintf (phrase, sizeof phrase, "unable to acquire lock on %s directory",
+                what);
+      pbs__dsb_os_error (e, phrase, path);
+    }
     return -1;
   }
   return 0;
@@ -64,12 +65,12 @@ read_owner (const char *group_path)
     pbs__dsb_oom ();
     return NULL;
   }
-  /* get_owner: proxmox-sys file_read_firstline, "unable to read
-   * {path:?} - {err}" */
+  /* get_owner (proxmox-sys file_read_firstline) */
   if (pbs__ds_read_file (path, 4096, &data, &len) == -1) {
     char detail[300];
-    pbs__dsb_read_error_text (detail, sizeof detail);
-    pbs__dsb_bad ("unable to read \"%s\" - %s", path, detail);
+    int os = pbs__ds_read_failure (detail, sizeof detail);
+    pbs__dsb_bad ("unable to read %s: %s", path, detail);
+    pbs__ds_fail_context (PBS_DS_FAIL_OS, os, detail, "unable to read", path);
     goto out;
   }
   for (n = 0; n < len && data[n] != '\n' && data[n] != '\r'; n++)
@@ -324,8 +325,11 @@ pbs__dsb_open_group (struct pbs_ds_backup *b, const char *ns, const char *nsp,
   if (!owner)
     goto err;
   if (!owner_ok (owner, auth_id)) {
-    pbs__set_error (EACCES, "backup owner check failed (%s != %s)", auth_id,
-                    owner);
+    pbs__set_error (EACCES,
+                    "backup group %s belongs to %s, not to %s: back up as "
+                    "its owner or into another group",
+                    pbs__dsb_path_tail (b->group_path, 2), owner, auth_id);
+    pbs__ds_fail_owner (PBS_DS_FAIL_OWNER, auth_id, owner);
     goto err;
   }
 

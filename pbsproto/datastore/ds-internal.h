@@ -84,4 +84,23 @@ int pbs__digest_set_put (struct pbs__digest_set *s, const uint8_t d[32],
 bool pbs__digest_set_get (const struct pbs__digest_set *s, const uint8_t d[32],
                           uint32_t *value);
 
+/* The last N components of PATH ("vm/100" of ".../vm/100"). */
+const char *pbs__dsb_path_tail (const char *path, int n);
+/* Errors with context (ds-errtext.c), for pbs_ds_error_context. */
+/* Record F for the error just set (pbs__set_error); DETAIL NULL:
+ * strerror (OS_ERRNO). */
+void pbs__ds_fail_context (enum pbs_ds_failure f, int os_errno,
+                           const char *detail, const char *what,
+                           const char *path);
+/* Record an owner check failure (F: PBS_DS_FAIL_OWNER or _READER_OWNER). */
+void pbs__ds_fail_owner (enum pbs_ds_failure f, const char *auth_id,
+                         const char *owner);
+/* Why the last pbs__ds_read_file failed into BUF; its errno, or 0 when
+ * one of its own checks failed (BUF has the check's words). */
+int pbs__ds_read_failure (char *buf, size_t n);
+/* After a failed pbs__ds_read_file of PATH: "<what> <path>: <why>" with
+ * ERRNUM (0: the read's errno), context F. */
+void pbs__ds_fail_read (enum pbs_ds_failure f, int errnum, const char *what,
+                        const char *path);
+
 #endif

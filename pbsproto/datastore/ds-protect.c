@@ -95,10 +95,11 @@ pbs_ds_set_protection (struct pbs_datastore *ds, const char *ns,
   if (protect) {
     fd = open (path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd == -1) {
-      pbs__set_error (errno,
-                      "could not create protection file: %s "
-                      "(os error %d)",
-                      strerror (errno), errno);
+      int e = errno;
+      pbs__set_error (e, "could not create protection file %s: %s", path,
+                      strerror (e));
+      pbs__ds_fail_context (PBS_DS_FAIL_BARE, e, NULL,
+                            "could not create protection file", path);
       goto out;
     }
     /* Durable like the snapshot itself: a crash must not unprotect. */
@@ -108,8 +109,11 @@ pbs_ds_set_protection (struct pbs_datastore *ds, const char *ns,
     }
   }
   else if (unlink (path) == -1 && errno != ENOENT) {
-    pbs__set_error (errno, "could not remove protection file: %s (os error %d)",
-                    strerror (errno), errno);
+    int e = errno;
+    pbs__set_error (e, "could not remove protection file %s: %s", path,
+                    strerror (e));
+    pbs__ds_fail_context (PBS_DS_FAIL_BARE, e, NULL,
+                          "could not remove protection file", path);
     goto out;
   }
   r = 0;

@@ -72,8 +72,8 @@ pbs_ds_reader_start (struct pbs_datastore *ds, const char *auth_id,
     if (pbs__ds_read_file (opath, 4096, &o, &olen) == -1) {
       /* get_owner: proxmox-sys file_read_firstline */
       int e = pbs_errno ();
-      pbs__set_error (e, "unable to read \"%s\" - %s (os error %d)", opath,
-                      strerror (e), e);
+      pbs__set_error (e, "unable to read %s: %s", opath, strerror (e));
+      pbs__ds_fail_context (PBS_DS_FAIL_OS, e, NULL, "unable to read", opath);
       free (opath);
       goto err;
     }
@@ -84,12 +84,20 @@ pbs_ds_reader_start (struct pbs_datastore *ds, const char *auth_id,
     ok = (strlen (auth_id) == n && memcmp (o, auth_id, n) == 0) ||
          (bang && strlen (auth_id) == (size_t)(bang - (char *)o) &&
           memcmp (o, auth_id, strlen (auth_id)) == 0);
-    free (o);
     if (!ok) {
-      /* a plain bail!, i.e. 400 */
-      pbs__set_error (EACCES, "backup owner check failed!");
+      char *owner = strndup ((char *) o, n);
+      pbs__set_error (EACCES,
+                      "backup group %s belongs to %s, not to %s: read it "
+                      "as its owner",
+                      pbs__dsb_path_tail (group, 2),
+                      owner ? owner : "another user", auth_id);
+      pbs__ds_fail_owner (PBS_DS_FAIL_READER_OWNER, auth_id,
+                          owner ? owner : "");
+      free (owner);
+      free (o);
       goto err;
     }
+    free (o);
   }
   {
     /* Walked from the datastore root: a symlink inside is never followed
@@ -172,31 +180,22 @@ pbs_ds_reader_download (struct pbs_ds_reader *r, const char *name,
   rc = pbs__ds_read_file (
       path, is_fidx ? MAX_INDEX_FILE : PBS_BLOB_MAX_ENCODED * 8, data, len);
   if (rc == -1) {
-    int e = pbs_errno ();
-    const char *m = pbs_errmsg (), *colon = strstr (m, ": ");
-    char detail[300];
-    /* io::Error text; our own size/type checks keep their words */
-    if (e == EINVAL || e == EFBIG || e == ENOMEM)
-      snprintf (detail, sizeof detail, "%s", colon ? colon + 2 : m);
-    else
-      snprintf (detail, sizeof detail, "%s (os error %d)", strerror (e), e);
     if (is_fidx) /* FixedIndexReader::open */
-      pbs__set_error (e, "Unable to open fixed index \"%s\" - %s", path,
-                      detail);
-    else if (e == ENOENT)
-      pbs__set_error (e, "open file \"%s\" failed - not found", path);
-    else
-      pbs__set_error (e, "open file \"%s\" failed: %s", path, detail);
+      pbs__ds_fail_read (PBS_DS_FAIL_OPEN_INDEX, 0, "cannot read fixed index",
+                         path);
+    else /* create_download_response */
+      pbs__ds_fail_read (PBS_DS_FAIL_OPEN_FILE, 0, "cannot read", path);
   }
   if (rc == 0 && is_fidx) {
     /* The index's digests become allowed chunk downloads. */
     struct pbs_fidx *idx = pbs_fidx_parse (*data, *len);
     size_t i;
     if (!idx) {
-      char prefix[600];
-      snprintf (prefix, sizeof prefix, "Unable to open fixed index \"%s\" - ",
-                path);
-      pbs__ds_prefix_error (prefix);
+      char why[300];
+      snprintf (why, sizeof why, "%s", pbs_errmsg ());
+      pbs__set_error (pbs_errno (), "cannot read fixed index %s: %s", path,
+                      why);
+      pbs__ds_fail_context (PBS_DS_FAIL_OPEN_INDEX, 0, why, NULL, path);
       rc = -1;
     }
     for (i = 0; rc == 0 && i < idx->count; i++)
@@ -224,12 +223,12 @@ pbs_ds_reader_chunk (struct pbs_ds_reader *r, const uint8_t digest[32],
     return -1;
   }
   if (pbs_datastore_load_chunk (r->ds, digest, blob, len) == -1) {
-    /* download_chunk: "reading file {path:?} failed: {io error}", 400 */
+    /* download_chunk */
+    char path[4096];
     int e = pbs_errno ();
-    pbs__set_error (e,
-                    "reading file \"%s/.chunks/%.4s/%s\" failed: %s "
-                    "(os error %d)",
-                    r->ds->path, hex, hex, strerror (e), e);
+    snprintf (path, sizeof path, "%s/.chunks/%.4s/%s", r->ds->path, hex, hex);
+    pbs__set_error (e, "cannot read chunk %s: %s", path, strerror (e));
+    pbs__ds_fail_context (PBS_DS_FAIL_READ_CHUNK, e, NULL, NULL, path);
     return -1;
   }
   return 0;

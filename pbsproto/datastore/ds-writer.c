@@ -51,9 +51,62 @@ pbs__dsb_blob_header_len (int kind)
              : PBS_BLOB_HEADER_LEN;
 }
 
+/* Lock held: the base index NAME that a reuse checksum refers to
+ * (*BASE; *PARSED if read here, for the caller to free), and its
+ * checksum.  PBS's texts (src/api2/backup/mod.rs create_fixed_index).
+ * 0 or -1. */
+static int
+reuse_base (struct pbs_ds_backup *b, const char *name,
+            const struct pbs_fidx **base, struct pbs_fidx **parsed,
+            uint8_t csum[32])
+{
+  uint8_t *data = NULL;
+  size_t len = 0;
+
+  *base = NULL;
+  *parsed = NULL;
+  if (!b->has_base) {
+    pbs__dsb_bad ("cannot reuse index - no valid previous backup exists");
+    return -1;
+  }
+  /* Read and parsed once per session: a base the client downloaded
+   * (pbs_ds_backup_previous) is not read again. */
+  *base = pbs__dsb_base_index (b, name);
+  if (!*base
+      && pbs__dsb_read_base_file (b, name, MAX_INDEX_FILE, &data, &len) == 0)
+    *base = *parsed = pbs_fidx_parse (data, len);
+  free (data);
+  if (!*base) {
+    pbs__dsb_bad ("cannot reuse index - no previous backup exists for archive");
+    return -1;
+  }
+  pbs_fidx_csum (*base, csum);
+  return 0;
+}
+
+int
+pbs_ds_backup_base_csum (struct pbs_ds_backup *b, const char *name,
+                         uint8_t csum[32])
+{
+  const struct pbs_fidx *base;
+  struct pbs_fidx *parsed = NULL;
+  int r = -1;
+
+  if (!name || !pbs_valid_safe_id (name)) {
+    pbs__dsb_bad ("invalid archive name '%s'", name ? name : "");
+    return -1;
+  }
+  pthread_mutex_lock (&b->lock);
+  if (pbs__dsb_ensure_unfinished (b) == 0)
+    r = reuse_base (b, name, &base, &parsed, csum);
+  pthread_mutex_unlock (&b->lock);
+  pbs_fidx_free (parsed);
+  return r;
+}
+
 int
 pbs_ds_backup_fixed_index (struct pbs_ds_backup *b, const char *name,
-                           uint64_t size, const char *reuse_csum)
+                           uint64_t size, const uint8_t *reuse_csum)
 {
   struct fixed_writer *w = NULL;
   const struct pbs_fidx *base = NULL;
@@ -79,35 +132,18 @@ pbs_ds_backup_fixed_index (struct pbs_ds_backup *b, const char *name,
   if (pbs__dsb_ensure_unfinished (b) == -1)
     goto out;
   if (reuse_csum) {
-    uint8_t *data = NULL, csum[32];
-    size_t len = 0;
-    char hex[65];
+    uint8_t csum[32];
 
-    if (!b->has_base) {
-      pbs__dsb_bad ("cannot reuse index - no valid previous backup exists");
+    if (reuse_base (b, name, &base, &base_parsed, csum) == -1)
       goto out;
-    }
-    /* Read and parsed once per session: a base the client downloaded
-     * (pbs_ds_backup_previous) is not read again. */
-    base = pbs__dsb_base_index (b, name);
-    if (!base
-        && pbs__dsb_read_base_file (b, name, MAX_INDEX_FILE, &data, &len) == 0)
-      base = base_parsed = pbs_fidx_parse (data, len);
-    free (data);
-    if (!base) {
-      pbs__dsb_bad (
-          "cannot reuse index - no previous backup exists for archive");
-      goto out;
-    }
-    pbs_fidx_csum (base, csum);
-    pbs_digest_hex (csum, hex);
-    /* A string comparison with the lower-case hex, as PBS does: an
-     * upper-case reuse-csum never matches. */
-    if (strcmp (hex, reuse_csum) != 0) {
-      pbs__dsb_bad (
-          "expected csum (%s) doesn't match last backup's (%s), cannot do "
-          "incremental backup",
-          reuse_csum, hex);
+    if (memcmp (csum, reuse_csum, 32) != 0) {
+      char want[65], have[65];
+      pbs_digest_hex (reuse_csum, want);
+      pbs_digest_hex (csum, have);
+      pbs__dsb_bad ("reuse checksum %s does not match the base index's %s: "
+                    "cannot do an incremental backup of %s",
+                    want, have, name);
+      pbs__ds_fail_context (PBS_DS_FAIL_REUSE_CSUM, 0, have, NULL, NULL);
       goto out;
     }
   }

@@ -7,9 +7,13 @@
  * Both therefore write identical layouts and enforce identical rules.
  *
  * Errors: -1 (or NULL) with errno and a plain message in the calling
- * thread's error state (pbs_errno, pbs_errmsg); the messages are PBS's
- * texts (§1.6) and never start with the datastore's path.  Nothing here
- * knows HTTP: the test server maps errno to PBS's status codes.
+ * thread's error state (pbs_errno, pbs_errmsg): what failed, on what, and
+ * why (strerror or the check's words); never starting with the datastore's
+ * path.  Rule texts PBS's clients know ("backup timestamp is older than
+ * last backup.") are kept.  Where PBS words an error its own way (Rust's
+ * io::Error form, its handlers' texts) the datastore also records what
+ * failed (pbs_ds_error_context) and the test server words it as PBS does.
+ * Nothing here knows HTTP: the test server maps errno to PBS's statuses.
  *
  * Digests cross this API as 32 bytes; the hex of the protocol is parsed
  * (and its lower-case rule checked, §3.4, trap 5) by the test server.
@@ -27,6 +31,33 @@
 #include "pbsproto.h"
 
 struct pbs_datastore; /* opaque */
+
+/* What the calling thread's last datastore error was doing, for a caller
+ * that must word it as PBS does (tests/server/ds-errors.c). */
+enum pbs_ds_failure {
+  PBS_DS_FAIL_OS,          /* WHAT on PATH failed */
+  PBS_DS_FAIL_BARE,        /* an OS call; WHAT ("" or a phrase), no path */
+  PBS_DS_FAIL_OPEN_FILE,   /* reading file PATH (a blob, a previous file) */
+  PBS_DS_FAIL_OPEN_INDEX,  /* reading or parsing the fixed index PATH */
+  PBS_DS_FAIL_LOAD_MANIFEST,   /* the base snapshot's manifest PATH */
+  PBS_DS_FAIL_NO_MANIFEST,     /* finish without a manifest uploaded (PATH) */
+  PBS_DS_FAIL_READ_CHUNK,  /* the chunk file PATH */
+  PBS_DS_FAIL_OWNER,       /* backup: group owned by OWNER, not AUTH_ID */
+  PBS_DS_FAIL_READER_OWNER, /* reader: the same check, worded apart */
+  PBS_DS_FAIL_REUSE_CSUM,  /* reuse checksum not the base's (DETAIL, hex) */
+};
+struct pbs_ds_error_context {
+  enum pbs_ds_failure failure;
+  int os_errno;      /* the OS call's errno; 0: DETAIL is a check's words */
+  char detail[300];  /* without os_errno: why (e.g. "file too large") */
+  char what[128];
+  char path[4096];
+  char auth_id[256], owner[256];
+};
+/* The context of the calling thread's current error if a datastore call
+ * set it, else NULL (the message alone says it all).  Valid until the
+ * thread's next error. */
+extern const struct pbs_ds_error_context *pbs_ds_error_context (void);
 
 /* Open the datastore at PATH (messages do not repeat PATH).  CREATE: make PATH,
  * .chunks/0000..ffff and .lock if missing (as PBS does when a datastore is
@@ -86,7 +117,8 @@ struct pbs_ds_backup; /* opaque */
 
 /* The checks of §1.3 steps 6-10 and §4: namespace exists (ENOENT "namespace
  * not found"), group lock ("another backup is already running"), owner
- * (created with AUTH_ID; "backup owner check failed (a != b)"), base
+ * (created with AUTH_ID; EACCES "backup group T/I belongs to O, not to
+ * A: ...", context PBS_DS_FAIL_OWNER), base
  * selection (last finished snapshot; none if its verify_state failed), time
  * strictly newer than the base ("backup timestamp is older than last
  * backup."), snapshot dir created ("backup directory already exists."). */
@@ -114,10 +146,16 @@ extern int pbs_ds_backup_previous (struct pbs_ds_backup *b, const char *name,
 struct pbs_fidx;
 extern const struct pbs_fidx *
 pbs_ds_backup_previous_index (struct pbs_ds_backup *b, const char *name);
-/* §3.3; returns the wid. */
+/* §3.3; returns the wid.  REUSE_CSUM (32 bytes, or NULL): an incremental
+ * index, a clone of the base's index NAME, whose checksum (§3.6) must be
+ * REUSE_CSUM. */
 extern int pbs_ds_backup_fixed_index (struct pbs_ds_backup *b,
                                       const char *name, uint64_t size,
-                                      const char *reuse_csum);
+                                      const uint8_t *reuse_csum);
+/* The checksum of the base's index NAME, with fixed_index's errors when
+ * there is none. */
+extern int pbs_ds_backup_base_csum (struct pbs_ds_backup *b, const char *name,
+                                    uint8_t csum[32]);
 /* §3.4: checks lengths, magic, (unencrypted) digest and size, stores the
  * chunk with a recomputed CRC, then registers it. */
 extern int pbs_ds_backup_fixed_chunk (struct pbs_ds_backup *b, int wid,

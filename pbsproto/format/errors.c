@@ -10,11 +10,13 @@ static _Thread_local char errmsg[512];
 static _Thread_local int errnum_last;
 static _Thread_local int http_status_last;
 static _Thread_local bool transient_last;
+static _Thread_local unsigned long serial_last; /* errors set so far */
 
 static void
 set_error_v (int http_status, int errnum, const char *fmt, va_list ap)
 {
   vsnprintf (errmsg, sizeof errmsg, fmt, ap);
+  serial_last++;
   errnum_last = errnum;
   http_status_last = http_status;
   transient_last = http_status >= 500
@@ -45,6 +47,12 @@ const char *
 pbs_errmsg (void)
 {
   return errmsg[0] ? errmsg : "no error";
+}
+
+unsigned long
+pbs__error_serial (void)
+{
+  return serial_last;
 }
 
 int

@@ -148,13 +148,31 @@ static void
 fixed_index (struct backup_env *e, json_t *p,
              const struct srv_h2_request *req, struct srv_reply *rep)
 {
+  const char *name = sparam (p, "archive-name"), *reuse = sparam (p, "reuse-csum");
+  const struct pbs_ds_error_context *c;
+  uint8_t csum[32];
   int wid;
 
   (void) req;
-  wid = pbs_ds_backup_fixed_index (e->b, sparam (p, "archive-name"),
-                                   (uint64_t) iparam (p, "size"),
-                                   sparam (p, "reuse-csum"));
-  if (wid == -1) /* a failed create or write of the index: 400 */
+  /* PBS compares reuse-csum as a string with the lower-case hex of the
+   * base's checksum (schema: any string): anything but lower-case hex
+   * never matches.  Such a string gets a checksum that is not the
+   * base's, so the session fails at the same check with the same text. */
+  if (reuse && srv_digest_parse (reuse, csum) == -1) {
+    if (pbs_ds_backup_base_csum (e->b, name, csum) == 0)
+      csum[0] ^= 1;
+    else
+      memset (csum, 0, sizeof csum);
+  }
+  wid = pbs_ds_backup_fixed_index (e->b, name, (uint64_t) iparam (p, "size"),
+                                   reuse ? csum : NULL);
+  c = wid == -1 ? pbs_ds_error_context () : NULL;
+  if (c && c->failure == PBS_DS_FAIL_REUSE_CSUM)
+    srv_reply_error (rep, 400,
+                     "expected csum (%s) doesn't match last backup's (%s), "
+                     "cannot do incremental backup",
+                     reuse, c->detail);
+  else if (wid == -1) /* a failed create or write of the index: 400 */
     srv_reply_ds_error (rep, 400, 400);
   else
     srv_reply_data (rep, json_integer (wid));

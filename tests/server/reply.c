@@ -47,6 +47,7 @@ void
 srv_reply_ds_error (struct srv_reply *r, int enoent_status, int enospc_status)
 {
   int e = pbs_errno (), st = 400;
+  char text[1024];
 
   if (e == ENOMEM)
     st = 500;
@@ -54,7 +55,7 @@ srv_reply_ds_error (struct srv_reply *r, int enoent_status, int enospc_status)
     st = enoent_status;
   else if (e == ENOSPC)
     st = enospc_status;
-  srv_reply_error (r, st, "%s", pbs_errmsg ());
+  srv_reply_error (r, st, "%s", srv_ds_error_text (text, sizeof text));
 }
 
 int

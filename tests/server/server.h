@@ -225,13 +225,16 @@ void srv_reply_data (struct srv_reply *r, json_t *value);
 /* STATUS (0: 400) with the plain MESSAGE as body, JSON content type. */
 __attribute__ ((format (printf, 3, 4))) void
 srv_reply_error (struct srv_reply *r, int status, const char *fmt, ...);
-/* The datastore's error (pbs_errno, pbs_errmsg) of the failed call with
- * the status PBS's handler answers: 400 (an error of a handler), 500 for
+/* The datastore's error of the failed call (pbs_errno; its text as PBS
+ * words it, srv_ds_error_text) with the status PBS's handler answers: 400 (an error of a handler), 500 for
  * ENOMEM, ENOENT_STATUS for ENOENT (404 where PBS answers "not found")
  * and ENOSPC_STATUS for ENOSPC (500 where PBS's handler reports a failed
  * write as a server error). */
 void srv_reply_ds_error (struct srv_reply *r, int enoent_status,
                          int enospc_status);
+/* The calling thread's datastore error as PBS's handler words it (Rust's
+ * io::Error form, its texts; ds-errors.c), into BUF; returns BUF. */
+const char *srv_ds_error_text (char *buf, size_t n);
 /* PBS's lower-case SHA-256 hex (SHA256_HEX_REGEX, checked by the schema)
  * into 32 bytes; -1 if S is not that. */
 int srv_digest_parse (const char *s, uint8_t out[32]);
