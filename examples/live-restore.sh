@@ -19,7 +19,7 @@
 #   PBS_PASSWORD (or PBS_PASSWORD_FILE/_FD/_CMD), PBS_FINGERPRINT,
 #   KEYFILE (an encrypted snapshot's key; its password in
 #   PBS_ENCRYPTION_PASSWORD), PLUGIN (path of nbdkit-qcow2pbs-plugin.so),
-#   QMP_PY (tests/qmp.py of qcow2pbs, the QMP helper), QEMU
+#   QMP_PY (tests/helpers/qmp.py of qcow2pbs, the QMP helper), QEMU
 #   (qemu-system-x86_64).
 # Exit 0: TARGET is a complete, standalone copy of the archive.  Exit 1:
 # failed; a TARGET.qcow2.partial that is left is incomplete and still backed
@@ -33,7 +33,7 @@ repo=$1 snap=$2 archive=$3 target=$4
 partial=$target.partial
 here=$(cd "$(dirname "$0")" && pwd)
 PLUGIN=${PLUGIN:-$here/../build/nbdkit-qcow2pbs-plugin.so}
-QMP_PY=${QMP_PY:-$here/../tests/qmp.py}
+QMP_PY=${QMP_PY:-$here/../tests/helpers/qmp.py}
 QEMU=${QEMU:-qemu-system-x86_64}
 
 { [ -e "$target" ] || [ -L "$target" ]; } && die "$target: exists; give a new path (a restore never overwrites)"
@@ -43,7 +43,7 @@ for c in nbdkit qemu-img python3 "$QEMU"; do
   command -v "$c" >/dev/null || die "$c: not installed"
 done
 [ -f "$PLUGIN" ] || die "$PLUGIN: no such plugin (set PLUGIN to nbdkit-qcow2pbs-plugin.so)"
-[ -f "$QMP_PY" ] || die "$QMP_PY: no such file (set QMP_PY to tests/qmp.py of qcow2pbs)"
+[ -f "$QMP_PY" ] || die "$QMP_PY: no such file (set QMP_PY to tests/helpers/qmp.py of qcow2pbs)"
 [ -z "${KEYFILE:-}" ] || [ -r "$KEYFILE" ] || die "$KEYFILE: cannot read the key file"
 
 # Everything temporary (socket, logs) in one private directory; nbdkit runs

@@ -16,7 +16,7 @@
  * held.  With -U (force-share=on) it shares everything: it locks byte 100
  * and still refuses a file on which someone holds byte 200 (say, the
  * target of an unfinished mirror job).  We do the same (checked against
- * QEMU 7.2 in tests/test-qcow-locks.sh).  The locks belong to the open
+ * QEMU 7.2 in tests/qcow/test-qcow-locks.sh).  The locks belong to the open
  * file description, so they last exactly as long as the layer stays open
  * and a running QEMU cannot start writing in the middle of a read.
  *

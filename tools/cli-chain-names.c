@@ -7,7 +7,7 @@
  * record of where a layer belongs.  Those names are certain evidence.
  *
  * The size of a layer is not: measured on chains made by QEMU through
- * tests/qmp.py (64 MiB disk, blockdev-backup), the full backup of a mostly
+ * tests/helpers/qmp.py (64 MiB disk, blockdev-backup), the full backup of a mostly
  * empty disk allocates 5.6 % of its virtual size and each incremental
  * 1.9 %; the targets carry no bitmap.  Any threshold that catches the
  * incrementals flags sparse full backups too, so a lone layer is called an

@@ -32,7 +32,7 @@ __attribute__ ((format (printf, 2, 3))) int cli_error (const char *context,
  * it (cli_err_set & co., -1) and print nothing; the command prints it
  * once (cli_err_print, which returns the exit status it carries) -- or
  * keeps it, e.g. while a retry may still help.  Only cmd-*.c and
- * cli-errors.c print (tests/test-cli-idiom.sh checks it).  The buffers
+ * cli-errors.c print (tests/cli/test-cli-idiom.sh checks it).  The buffers
  * hold a few whole paths: a message is never cut. */
 struct cli_err {
   char ctx[4352], msg[16384];

@@ -1,6 +1,6 @@
 /* remote-internal.h -- the remote (PBS server) backend's pieces; not
  * installed.  Files, bottom up; each calls only files above it in this
- * list (tests/test-remote-layers.sh checks that):
+ * list (tests/remote/test-remote-layers.sh checks that):
  *
  *   remote-spec.c    repository strings (§2.3), URL and query encoding
  *   remote-proxy.c   the proxy option, parsed as proxmox-backup-client

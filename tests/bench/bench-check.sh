@@ -2,7 +2,7 @@
 # bench-check.sh -- check of a snapshot vs restoring it to /dev/null
 # (target >= 0.9x restore speed).  BENCH_MIB (default 1024) MiB of
 # incompressible data.  The nbdkit plugin has its own bench-nbdkit.sh.
-. "$(dirname "$0")/../functions.sh"
+. "$(dirname "$0")/../helpers/functions.sh"
 . "$(dirname "$0")/measure.sh"
 requires qemu-img
 mib=${BENCH_MIB:-1024}

@@ -18,9 +18,9 @@
 #    and the temporary space: the most seen in --tmpdir (du, polled), the
 #    plan's figure, and the unpacked archive's (here one group: the chain
 #    is the archive, so the peak is all of it; two groups:
-#    tests/test-import-stream.sh).
+#    tests/push/test-import-stream.sh).
 # Prints "bench NAME key=value ..." lines.  Fixtures in $TMP, removed.
-. "$(dirname "$0")/../functions.sh"
+. "$(dirname "$0")/../helpers/functions.sh"
 . "$(dirname "$0")/measure.sh"
 requires qemu-img
 requires qemu-io

@@ -12,7 +12,7 @@
 # file (the issue's restore benchmark writes one), and NBD's own floor,
 # nbdkit's pattern plugin (no fetching or checking) copied the same way.
 # No timing assertions.
-. "$(dirname "$0")/../functions.sh"
+. "$(dirname "$0")/../helpers/functions.sh"
 . "$(dirname "$0")/measure.sh"
 requires qemu-img
 requires nbdkit

@@ -13,7 +13,7 @@
 #  * peak RSS of each push against 64 MiB + 40 bytes per chunk, also for
 #    a 1 TiB disk (262144 chunks).
 # Prints "bench NAME key=value ..." lines.  Fixtures in $TMP, removed.
-. "$(dirname "$0")/../functions.sh"
+. "$(dirname "$0")/../helpers/functions.sh"
 . "$(dirname "$0")/measure.sh"
 requires qemu-img
 requires qemu-io

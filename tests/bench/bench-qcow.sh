@@ -6,7 +6,7 @@
 #  * map of an 8 GiB image whose every cluster has the zero flag;
 #  * peak RSS of both (bounded by chain metadata, not by disk size).
 # Fixtures live in a temporary directory that is removed at the end.
-. "$(dirname "$0")/../functions.sh"
+. "$(dirname "$0")/../helpers/functions.sh"
 . "$(dirname "$0")/measure.sh"
 requires qemu-img
 requires qemu-io

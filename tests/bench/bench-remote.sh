@@ -13,8 +13,8 @@
 #
 # Usage: B=build tests/bench/bench-remote.sh     (also run by `make bench`)
 # BENCH_SIZE (default 8G), BENCH_CHANGED_MB (default 64) override.
-. "$(dirname "$0")/../functions.sh"
-. "$(dirname "$0")/../remote-functions.sh"
+. "$(dirname "$0")/../helpers/functions.sh"
+. "$(dirname "$0")/../helpers/remote-functions.sh"
 requires qemu-img
 requires qemu-io
 requires zstd

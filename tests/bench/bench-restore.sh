@@ -6,7 +6,7 @@
 # `qemu-img convert -O raw` + fsync of the same disk from qcow2, in
 # BENCH_ROUNDS (5) interleaved rounds; best of each and the median of the
 # rounds' ratios.  Prints "bench NAME key=value ..." lines.
-. "$(dirname "$0")/../functions.sh"
+. "$(dirname "$0")/../helpers/functions.sh"
 . "$(dirname "$0")/measure.sh"
 requires qemu-img
 requires python3

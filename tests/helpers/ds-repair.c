@@ -1,5 +1,5 @@
 /* ds-repair.c -- drive the repair calls of pbsproto.h from a test, as
- * `check --repair` will (tests/test-repair.sh).
+ * `check --repair` will (tests/push/test-repair.sh).
  *
  *   ds-repair REPO has DIGEST            print "present" or "absent"
  *   ds-repair REPO bad DIGEST            move the chunk aside; print the

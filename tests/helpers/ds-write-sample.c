@@ -1,5 +1,5 @@
 /* ds-write-sample.c -- write a small image backup into a local datastore
- * through the public repository API, for tests/test-datastore-layout.sh.
+ * through the public repository API, for tests/push/test-datastore-layout.sh.
  *
  *   ds-write-sample DATASTORE RAW-OUT [NS [TIME [random]]]
  *
