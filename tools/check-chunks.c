@@ -119,14 +119,17 @@ struct worker {
 };
 
 /* The verdict on one stored blob: NULL if it is the chunk C, else why not
- * (malloc'd). */
+ * (malloc'd).  BUF (PBS_CHUNK_SIZE bytes, the thread's own) takes what
+ * has to be decoded; a plain blob is hashed where it lies, as restore
+ * does. */
 static char *
 judge (const struct check_chunk *c, const uint8_t *blob, size_t len,
-       const struct pbs_key *key)
+       const struct pbs_key *key, uint8_t *buf)
 {
   int kind = pbs_blob_kind (blob, len);
   bool enc = kind == PBS_BLOB_ENCRYPTED || kind == PBS_BLOB_ENCRYPTED_ZSTD;
-  uint8_t *data = NULL, d[PBS_DIGEST_LEN];
+  const uint8_t *data = NULL;
+  uint8_t d[PBS_DIGEST_LEN];
   size_t dlen;
   char *why = NULL;
 
@@ -139,8 +142,9 @@ judge (const struct check_chunk *c, const uint8_t *blob, size_t len,
     return strdup (enc ? "stored encrypted, the index expects a plain chunk"
                        : "stored unencrypted, the index expects an "
                          "encrypted chunk");
-  if (pbs_blob_decode (blob, len, c->encrypted ? key : NULL, PBS_CHUNK_SIZE,
-                       &data, &dlen)
+  /* The CRC was checked above: decode_to leaves it out. */
+  if (pbs_blob_decode_to (blob, len, c->encrypted ? key : NULL, buf,
+                          PBS_CHUNK_SIZE, &data, &dlen)
       == -1) {
     if (asprintf (&why, "%s: %s",
                   c->encrypted ? "cannot be decrypted/decompressed"
@@ -151,7 +155,6 @@ judge (const struct check_chunk *c, const uint8_t *blob, size_t len,
     return why ? why : strdup ("cannot be decoded");
   }
   pbs_chunk_digest (c->encrypted ? key : NULL, data, dlen, d);
-  free (data);
   if (memcmp (d, c->digest, PBS_DIGEST_LEN) != 0)
     return strdup ("SHA-256 of its data differs from its digest");
   if (dlen != c->len) {
@@ -180,9 +183,12 @@ work (void *arg)
   struct worker *w = arg;
   struct prover *p = w->p;
   size_t i, ahead;
+  uint8_t *buf = malloc (PBS_CHUNK_SIZE);
 
+  if (!buf)
+    fail_all (p, "-", "out of memory");
   ahead = p->from + w->n;
-  for (i = p->from + w->n; i < p->to; i += p->nthreads) {
+  for (i = buf ? p->from + w->n : p->to; i < p->to; i += p->nthreads) {
     struct check_chunk *c = &p->t->chunk[i];
     uint8_t *blob = NULL;
     size_t len;
@@ -213,12 +219,13 @@ work (void *arg)
         c->why = NULL;
     }
     else {
-      c->why = judge (c, blob, len, p->key);
+      c->why = judge (c, blob, len, p->key, buf);
       free (blob);
     }
     c->state = c->why ? CHUNK_BAD : CHUNK_OK;
     __atomic_add_fetch (p->done_bytes, (uint64_t) c->len, __ATOMIC_RELAXED);
   }
+  free (buf);
   pthread_mutex_lock (&p->lock);
   p->running--;
   pthread_cond_signal (&p->cond);
