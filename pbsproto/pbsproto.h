@@ -373,10 +373,12 @@ extern int pbs_backup_download_previous (struct pbs_backup *b,
  * (ENOENT: no base or no such index). */
 extern const struct pbs_fidx *pbs_backup_previous_index (struct pbs_backup *b,
                                                          const char *name);
-/* Open a fixed index writer (§3.3).  REUSE_CSUM: lower-case hex csum of
- * the base's index of that name, or NULL.  Returns the wid (>= 1) or -1. */
+/* Open a fixed index writer (§3.3).  REUSE_CSUM: the csum of the base's
+ * index of that name (32 bytes, pbs_fidx_csum), or NULL.  Returns the wid
+ * (>= 1) or -1. */
 extern int pbs_backup_fixed_index (struct pbs_backup *b, const char *name,
-                                   uint64_t size, const char *reuse_csum);
+                                   uint64_t size,
+                                   const uint8_t *reuse_csum);
 /* Is DIGEST usable by reference in this session (uploaded or registered
  * through a downloaded previous index)?  Thread-safe (may be called from
  * hashing threads while another thread uploads). */

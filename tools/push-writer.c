@@ -121,7 +121,7 @@ push_write_archive (struct push *p, struct archive *a)
   struct chunk_pipeline_opts po = { 0 };
   struct chunk_result r;
   struct cli_err err;
-  char reuse_hex[65];
+  uint8_t reuse_csum[32];
   uint64_t c;
   int rc, ret = -1;
 
@@ -136,14 +136,11 @@ push_write_archive (struct push *p, struct archive *a)
   }
   /* Strategy B needs equal chunk counts; equal sizes keep it simple. */
   w->reuse = a->incremental && a->base->size == a->size;
-  if (w->reuse) {
-    uint8_t bc[32];
-    pbs_fidx_csum (a->base, bc);
-    pbs_digest_hex (bc, reuse_hex);
-  }
+  if (w->reuse)
+    pbs_fidx_csum (a->base, reuse_csum);
   if (p->b) {
     w->wid = pbs_backup_fixed_index (p->b, a->name, a->size,
-                                     w->reuse ? reuse_hex : NULL);
+                                     w->reuse ? reuse_csum : NULL);
     if (w->wid == -1) {
       push_fail_pbs (p, a->name);
       goto out;

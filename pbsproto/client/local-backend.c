@@ -125,14 +125,9 @@ l_previous_index (struct pbs_backend_backup *bb, const char *name)
 
 static int
 l_fixed_index (struct pbs_backend_backup *bb, const char *name, uint64_t size,
-               const char *reuse_csum)
+               const uint8_t *reuse_csum)
 {
-  uint8_t csum[32];
-
-  if (reuse_csum && pbs_digest_parse (reuse_csum, csum) == -1)
-    return -1;
-  return pbs_ds_backup_fixed_index (DSB (bb), name, size,
-                                    reuse_csum ? csum : NULL);
+  return pbs_ds_backup_fixed_index (DSB (bb), name, size, reuse_csum);
 }
 
 static int

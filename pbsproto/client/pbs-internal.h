@@ -35,7 +35,7 @@ struct pbs_backend_ops {
   const struct pbs_fidx *(*previous_index) (struct pbs_backend_backup *b,
                                             const char *name);
   int (*fixed_index) (struct pbs_backend_backup *b, const char *name,
-                      uint64_t size, const char *reuse_csum);
+                      uint64_t size, const uint8_t *reuse_csum);
   /* TAKE is NULL (BLOB is copied if kept) or BLOB itself, malloc'd:
    * the backend then frees it, on success and on error. */
   int (*fixed_chunk) (struct pbs_backend_backup *b, int wid,

@@ -398,16 +398,20 @@ pbs__remote_download_previous (struct pbs_backend_backup *b,
 
 int
 pbs__remote_fixed_index (struct pbs_backend_backup *b, const char *name,
-                         uint64_t size, const char *reuse_csum)
+                         uint64_t size, const uint8_t *reuse_csum)
 {
   json_t *body, *d;
   int wid;
+  char hex[65];
 
+  if (reuse_csum)
+    pbs_digest_hex (reuse_csum, hex); /* PBS compares it as lower-case hex */
   body = json_pack ("{s:s, s:I}", "archive-name", name, "size",
                     (json_int_t) size);
   if (!body
       || (reuse_csum
-          && json_object_set_new (body, "reuse-csum", json_string (reuse_csum))
+          && json_object_set_new (body, "reuse-csum",
+                                  json_string (hex))
                  == -1)) {
     json_decref (body);
     pbs__set_error (ENOMEM, "out of memory");

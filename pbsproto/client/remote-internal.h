@@ -312,7 +312,7 @@ int pbs__remote_download_previous (struct pbs_backend_backup *b,
                                    const char *name, uint8_t **data,
                                    size_t *len);
 int pbs__remote_fixed_index (struct pbs_backend_backup *b, const char *name,
-                             uint64_t size, const char *reuse_csum);
+                             uint64_t size, const uint8_t *reuse_csum);
 int pbs__remote_fixed_chunk (struct pbs_backend_backup *b, int wid,
                              const uint8_t digest[32], uint32_t size,
                              const uint8_t *blob, size_t blob_len,

@@ -356,7 +356,7 @@ pbs_backup_previous_index (struct pbs_backup *b, const char *name)
 
 int
 pbs_backup_fixed_index (struct pbs_backup *b, const char *name, uint64_t size,
-                        const char *reuse_csum)
+                        const uint8_t *reuse_csum)
 {
   if (!b || !name) {
     einval ("pbs_backup_fixed_index: NULL argument");
