@@ -106,7 +106,7 @@ do_backup (const char *spec, const char *type, const char *id, int64_t time,
   uint8_t *buf = NULL, *blob = NULL, *data;
   size_t blen, dlen, uploaded = 0, appended = 0;
   int64_t prev_time;
-  char csum_hex[65], *json = NULL;
+  char *json = NULL;
   uint8_t csum[32];
   struct stat st;
   int fd, wid, rc = 1;
@@ -153,13 +153,10 @@ do_backup (const char *spec, const char *type, const char *id, int64_t time,
   idx = pbs_fidx_new ((uint64_t) st.st_size, CS);
   if (!idx)
     goto out;
-  if (reuse) {
+  if (reuse)
     pbs_fidx_csum (prev, csum);
-    for (int i = 0; i < 32; i++)
-      snprintf (csum_hex + 2 * i, 3, "%02x", csum[i]);
-  }
   wid = ops->fixed_index (b, ARCHIVE, (uint64_t) st.st_size,
-                          reuse ? csum_hex : NULL);
+                          reuse ? csum : NULL);
   if (wid == -1) {
     rc = die ("fixed_index");
     goto out;
