@@ -13,7 +13,8 @@
  *    (import-stream.c runs a group as soon as its members are there).
  *
  * Member names are refused when absolute or climbing out with "..", as
- * tar -x refuses them; only folders and regular files are taken.  Errors
+ * tar -x refuses them; only folders and regular files are taken: a link
+ * or special member makes the plan's pass refuse the archive.  Errors
  * go into a struct cli_err; nothing here prints. */
 #include <errno.h>
 #include <fcntl.h>
@@ -331,6 +332,16 @@ import_archive_skeleton (const char *archive, const char *dir,
       goto out;
     }
     {
+      /* Links and special files are refused (tar-index.h): skipped, they
+       * would silently drop a VM or a layer. */
+      char *msg;
+      if (tar_member_link (en, &msg)) {
+        cli_err_set (e, archive, "%s", msg ? msg : "out of memory");
+        free (msg);
+        goto out;
+      }
+    }
+    {
       /* Every member counts for the top folder, links too: each is an
        * entry of the folder the archive unpacks to. */
       char *norm = tar_name_normal (name);
@@ -354,7 +365,7 @@ import_archive_skeleton (const char *archive, const char *dir,
       continue;
     }
     if (type != AE_IFREG)
-      continue; /* links, devices: not backups */
+      continue; /* not reached: links and devices are refused above */
     if ((fd = open_out (dir, name, e)) == -1)
       goto out;
     rr = read_member (a, fd, size < 0 ? 0 : size, true, &pages,

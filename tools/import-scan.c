@@ -1346,6 +1346,10 @@ import_scan_archive (const char *archive, const struct tar_index *ix,
   size_t before = *ng, i;
   int r = 0;
 
+  /* A link or special member is refused before anything is planned:
+   * left out, it would silently drop a VM or a layer. */
+  if (ix->link)
+    return cli_err_set (err, archive, "%s", ix->link);
   for (i = 0; i < ix->n && r == 0; i++)
     r = import_top_add (&top, ix->m[i].name, ix->m[i].dir);
   if (r == -1)

@@ -79,6 +79,44 @@ tar_name_normal (const char *name)
   return out;
 }
 
+bool
+tar_member_link (struct archive_entry *e, char **msg)
+{
+  const char *name = archive_entry_pathname (e);
+  const char *target = archive_entry_hardlink (e), *what;
+  mode_t type = archive_entry_filetype (e);
+  int r;
+
+  *msg = NULL;
+  if (!name)
+    name = "";
+  /* A hard link reads as a regular file (of size 0) in libarchive. */
+  if (target)
+    r = asprintf (msg, "member %s: a hard link to %s; links are not read "
+                  "from archives: unpack it and import the folder, or make "
+                  "the archive with tar --hard-dereference", name, target);
+  else if (type == AE_IFLNK)
+    r = asprintf (msg, "member %s: a symbolic link to %s; links are not "
+                  "read from archives: unpack it and import the folder, or "
+                  "make the archive with tar --dereference (-h)", name,
+                  archive_entry_symlink (e) ? archive_entry_symlink (e)
+                                            : "");
+  else if (type != AE_IFREG && type != AE_IFDIR) {
+    what = type == AE_IFIFO ? "a FIFO"
+           : type == AE_IFCHR ? "a character device"
+           : type == AE_IFBLK ? "a block device"
+           : type == AE_IFSOCK ? "a socket" : "not a regular file";
+    r = asprintf (msg, "member %s: %s; only folders and regular files are "
+                  "read from archives: make the archive without it", name,
+                  what);
+  }
+  else
+    return false;
+  if (r == -1)
+    *msg = NULL;
+  return true;
+}
+
 /* A ustar number field: octal (NUL/space ended) or GNU base-256. */
 static bool
 tar_number (const unsigned char *f, size_t len, uint64_t *v)
@@ -352,6 +390,10 @@ tar_index_read (const char *path, struct tar_index *ix, struct cli_err *err)
         break;
       }
     }
+    if (!ix->link && tar_member_link (e, &ix->link) && !ix->link) {
+      cli_err_set (err, path, "out of memory");
+      goto out;
+    }
     if (type != AE_IFREG && type != AE_IFDIR)
       continue;
     if (ix->n == cap) {
@@ -443,5 +485,6 @@ tar_index_free (struct tar_index *ix)
     free (ix->m[i].ext);
   }
   free (ix->m);
+  free (ix->link);
   memset (ix, 0, sizeof *ix);
 }

@@ -30,6 +30,8 @@ struct tar_index {
   struct stat st;     /* of the archive, when it was indexed */
   bool compressed;    /* a compression filter: nothing is in place */
   bool any_sparse;     /* a GNU sparse member that is not in place */
+  char *link;         /* the first link or special member (tar_member_link's
+                       * message; import refuses the archive), or NULL */
   struct tar_member *m;
   size_t n;
 };
@@ -46,6 +48,14 @@ void tar_index_free (struct tar_index *ix);
 /* Refuse absolute member names and ones climbing out with "..", as
  * tar -x does. */
 bool tar_name_safe (const char *name);
+/* Is member E a hard or symbolic link or a special file (FIFO, device,
+ * socket): a member tar -x would not make a folder or a regular file of?
+ * Then *MSG is what import says of it, "member NAME: a hard link to
+ * TARGET; what to do" (malloc'd; NULL: out of memory).  Import refuses
+ * such archives: a link's bytes are not in the member, and leaving it
+ * out would silently drop a VM or a layer. */
+struct archive_entry;
+bool tar_member_link (struct archive_entry *e, char **msg);
 /* "./a//b/" -> "a/b" (malloc'd; NULL: out of memory). */
 char *tar_name_normal (const char *name);
 
