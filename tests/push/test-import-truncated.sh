@@ -2,9 +2,9 @@
 # test-import-truncated.sh -- a tar archive cut exactly at a member
 # boundary (its last member and the end-of-archive zero blocks missing) is
 # refused before any push, read in place (.tar) or streamed (.tar.zst),
-# with --dry-run too; complete archives made by GNU tar (default, pax,
-# --sparse, padded to 10240-byte records) and by python's tarfile, and
-# one ending in a single zero block, still import.  Golden data: a
+# with --dry-run too; complete archives made by GNU tar (default, pax and
+# gnu --sparse, padded to 10240-byte records) and by python's tarfile,
+# one ending in a single zero block, and their gz/zst/xz, still import.  Golden data: a
 # qmpbackup folder of real blockdev-backup jobs
 # (tests/helpers/qmpbackup_fixture.py), each point restoring
 # byte-identical to `qemu-img convert` of its chain; the cut offsets come
@@ -14,6 +14,7 @@ requires qemu-img
 requires qemu-system-x86_64
 requires python3
 requires zstd
+requires xz
 [ -x "$TOOL" ] || skip "qcow2pbs not built"
 T0=1700000000 T1=1700000100 T2=1700000200
 
@@ -80,10 +81,13 @@ with tarfile.open(sys.argv[1], "w") as t:
         t.add(name, recursive=False)' "$TMP/py.tar" "$TMP/src" "$TMP/order"
 # The marker's minimum: one zero block after the last member.
 head -c $(($(end_of "$TMP/vm1.tar" -1) + 512)) "$TMP/vm1.tar" >"$TMP/one.tar"
+tar -C "$TMP/src" --no-recursion --format=gnu --sparse -cf "$TMP/gnusparse.tar" -T "$TMP/order"
 zstd -q -c "$TMP/vm1.tar" >"$TMP/vm1.tar.zst"
+gzip -c "$TMP/py.tar" >"$TMP/py.tar.gz"
+xz -c "$TMP/pax.tar" >"$TMP/pax.tar.xz"
 check "GNU tar pads to 10240-byte records" test $(($(stat -c %s "$TMP/vm1.tar") % 10240)) = 0
 n=0
-for f in vm1.tar pax.tar py.tar one.tar vm1.tar.zst; do
+for f in vm1.tar pax.tar gnusparse.tar py.tar one.tar vm1.tar.zst py.tar.gz pax.tar.xz; do
   n=$((n + 1)); ds=$DS_TMP/full$n
   if "$TOOL" import --repository "$ds" "$TMP/$f" >"$TMP/i.out" 2>"$TMP/i.err"; then
     pass "$f: imported"
