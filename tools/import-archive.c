@@ -173,14 +173,27 @@ open_archive (const char *archive, struct cli_err *e)
   return a;
 }
 
-/* The next member's header: 1 (*E_OUT set), 0 at the end, -1 (E). */
+/* Where a reading of the archive is: a member read yet, and its name. */
+struct reading {
+  bool in_member;
+  char *last;
+};
+
+/* The next member's header: 1 (*ENTRY set), 0 at the end (the archive's
+ * end-of-archive marker seen), -1 (E). */
 static int
 next_member (struct archive *a, const char *archive,
-             struct archive_entry **entry, struct cli_err *e)
+             struct archive_entry **entry, struct reading *rd,
+             struct cli_err *e)
 {
   const char *name;
-  int r = archive_read_next_header (a, entry);
+  bool marked;
+  int r = tar_next_header (a, entry, &rd->in_member, &marked);
 
+  if (r == ARCHIVE_EOF && !marked)
+    return cli_err_set (e, archive, "truncated archive: no end-of-archive "
+                        "marker after member %s; the copy is incomplete",
+                        rd->last ? rd->last : "");
   if (r == ARCHIVE_EOF)
     return 0;
   if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
@@ -190,6 +203,9 @@ next_member (struct archive *a, const char *archive,
   if (!name || !tar_name_safe (name))
     return cli_err_set (e, archive, "member '%s' is an absolute path or "
                         "climbs out with '..': refused", name ? name : "");
+  free (rd->last);
+  if (!(rd->last = strdup (name)))
+    return cli_err_set (e, archive, "out of memory");
   return 1;
 }
 
@@ -314,12 +330,13 @@ import_archive_skeleton (const char *archive, const char *dir,
 {
   struct archive *a = open_archive (archive, e);
   struct archive_entry *en;
+  struct reading rd = { false, NULL };
   int r, members = 0, ret = -1;
 
   memset (ms, 0, sizeof *ms);
   if (!a)
     return -1;
-  while ((r = next_member (a, archive, &en, e)) == 1) {
+  while ((r = next_member (a, archive, &en, &rd, e)) == 1) {
     const char *name = archive_entry_pathname (en);
     mode_t type = archive_entry_filetype (en);
     int64_t size = archive_entry_size (en);
@@ -395,6 +412,7 @@ import_archive_skeleton (const char *archive, const char *dir,
   ms->skeleton_bytes = tree_bytes;
   ret = 0;
 out:
+  free (rd.last);
   archive_read_free (a);
   if (ret == -1)
     import_members_free (ms);
@@ -409,12 +427,13 @@ import_archive_stream (const char *archive, const char *dir,
 {
   struct archive *a = open_archive (archive, e);
   struct archive_entry *en;
+  struct reading rd = { false, NULL };
   size_t idx = 0;
   int r, ret = -1;
 
   if (!a)
     return -1;
-  while ((r = next_member (a, archive, &en, e)) == 1) {
+  while ((r = next_member (a, archive, &en, &rd, e)) == 1) {
     const char *name = archive_entry_pathname (en);
     int64_t size = archive_entry_size (en);
     char *norm;
@@ -459,6 +478,7 @@ import_archive_stream (const char *archive, const char *dir,
     goto out;
   ret = 0;
 out:
+  free (rd.last);
   archive_read_free (a);
   return ret;
 }

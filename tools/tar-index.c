@@ -340,12 +340,38 @@ out:
 }
 
 int
+tar_next_header (struct archive *a, struct archive_entry **entry,
+                 bool *in_member, bool *marked)
+{
+  la_int64_t end;
+  int r;
+
+  /* Skip the rest of the member (its padding too), so that the format
+   * reader stands at the end of its padded data: filter 0 is the one the
+   * format reads from (the uncompressed bytes). */
+  if (*in_member && archive_read_data_skip (a) != ARCHIVE_OK)
+    return ARCHIVE_FATAL;
+  end = archive_filter_bytes (a, 0);
+  r = archive_read_next_header (a, entry);
+  *marked = false;
+  if (r == ARCHIVE_EOF)
+    /* The tar reader consumes a zero block it ends on; it consumes
+     * nothing when the data just stops. */
+    *marked = !*in_member || archive_filter_bytes (a, 0) > end;
+  else if (r == ARCHIVE_OK || r == ARCHIVE_WARN)
+    *in_member = true;
+  return r;
+}
+
+int
 tar_index_read (const char *path, struct tar_index *ix, struct cli_err *err)
 {
   struct archive *a = archive_read_new ();
   struct archive_entry *e;
   int r, fd = -1, ret = -1;
   size_t cap = 0;
+  bool in_member = false, marked = false;
+  char *last = NULL; /* the last member's name */
 
   memset (ix, 0, sizeof *ix);
   if (!a)
@@ -363,7 +389,7 @@ tar_index_read (const char *path, struct tar_index *ix, struct cli_err *err)
     cli_err_set (err, path, "%s", archive_error_string (a));
     goto out;
   }
-  while ((r = archive_read_next_header (a, &e)) == ARCHIVE_OK
+  while ((r = tar_next_header (a, &e, &in_member, &marked)) == ARCHIVE_OK
          || r == ARCHIVE_WARN) {
     const char *name = archive_entry_pathname (e);
     mode_t type = archive_entry_filetype (e);
@@ -374,6 +400,11 @@ tar_index_read (const char *path, struct tar_index *ix, struct cli_err *err)
                    "out with '..': refused", name ? name : "");
       goto out;
     }
+    free (last);
+    if (!(last = strdup (name))) {
+      cli_err_set (err, path, "out of memory");
+      goto out;
+    }
     if (ix->n == 0) {
       ix->compressed = archive_filter_count (a) != 1
                        || archive_filter_code (a, 0) != ARCHIVE_FILTER_NONE;
@@ -381,6 +412,7 @@ tar_index_read (const char *path, struct tar_index *ix, struct cli_err *err)
         /* Nothing of it can be read in place, and walking it would
          * decompress it all: the caller unpacks it (and checks it). */
         r = ARCHIVE_EOF;
+        marked = true; /* the stream's reader checks it */
         ix->n = 1; /* "not empty" */
         ix->m = calloc (1, sizeof *ix->m);
         if (!ix->m || !(ix->m[0].name = strdup (name))) {
@@ -452,8 +484,14 @@ tar_index_read (const char *path, struct tar_index *ix, struct cli_err *err)
                  "tar.xz), or an empty one");
     goto out;
   }
+  if (!marked) {
+    cli_err_set (err, path, "truncated archive: no end-of-archive marker "
+                 "after member %s; the copy is incomplete", last);
+    goto out;
+  }
   ret = 0;
 out:
+  free (last);
   if (fd >= 0)
     close (fd);
   archive_read_free (a);

@@ -41,6 +41,17 @@ struct tar_index {
 struct cli_err;
 int tar_index_read (const char *path, struct tar_index *ix,
                     struct cli_err *err);
+/* archive_read_next_header of the tar reader A, which also tells whether
+ * the archive's end is marked: libarchive takes a tar that just stops
+ * after a member's data as complete (some writers omit the zero blocks),
+ * so a copy cut at a member boundary would pass for the whole archive.
+ * *IN_MEMBER: a header was read before (set here); at ARCHIVE_EOF,
+ * *MARKED says at least one 512-byte zero block followed the last
+ * member.  Returns what archive_read_next_header returns. */
+struct archive;
+struct archive_entry;
+int tar_next_header (struct archive *a, struct archive_entry **entry,
+                     bool *in_member, bool *marked);
 /* The member NAME ("./a//b" = "a/b"), or NULL. */
 const struct tar_member *tar_index_find (const struct tar_index *ix,
                                          const char *name);
