@@ -240,6 +240,24 @@ decompress_into (const uint8_t *src, size_t n, uint8_t *buf, size_t cap,
   return 0;
 }
 
+/* Decrypt the PLEN bytes of ciphertext of encrypted blob BLOB (header H
+ * bytes) into PLAIN (PLEN bytes); on failure PLAIN is wiped.  0 or -1. */
+static int
+decrypt_into (const uint8_t *blob, size_t h, size_t plen,
+              const struct pbs_key *key, uint8_t *plain)
+{
+  int r = pbs__gcm_decrypt (key->enc_key, blob + 12, blob + 28, blob + h,
+                            plen, plain);
+
+  if (r == 0)
+    return 0;
+  if (r == 1)
+    pbs__set_error (EACCES, "cannot decrypt blob: wrong key or "
+                            "corrupt data");
+  pbs__cleanse (plain, plen);
+  return -1;
+}
+
 /* ------------------------------------------------------------ public */
 
 int
@@ -382,13 +400,7 @@ pbs_blob_decode (const uint8_t *blob, size_t len, const struct pbs_key *key,
     pbs__set_error (ENOMEM, "out of memory");
     return -1;
   }
-  r = pbs__gcm_decrypt (key->enc_key, blob + 12, blob + 28, blob + h, plen,
-                        plain);
-  if (r != 0) {
-    if (r == 1)
-      pbs__set_error (EACCES, "cannot decrypt blob: wrong key or "
-                              "corrupt data");
-    pbs__cleanse (plain, plen);
+  if (decrypt_into (blob, h, plen, key, plain) == -1) {
     free (plain);
     return -1;
   }
@@ -446,13 +458,7 @@ pbs_blob_decode_to (const uint8_t *blob, size_t len,
     pbs__set_error (ENOMEM, "out of memory");
     return -1;
   }
-  r = pbs__gcm_decrypt (key->enc_key, blob + 12, blob + 28, blob + h, plen,
-                        plain);
-  if (r != 0) {
-    if (r == 1)
-      pbs__set_error (EACCES, "cannot decrypt blob: wrong key or "
-                              "corrupt data");
-    pbs__cleanse (plain, plen);
+  if (decrypt_into (blob, h, plen, key, plain) == -1) {
     if (plain != buf)
       free (plain);
     return -1;

@@ -374,7 +374,7 @@ fetch_blob (uint64_t i, uint8_t **blob, size_t *len)
 static int
 load_chunk (uint64_t i, uint8_t **mem, const uint8_t **data)
 {
-  uint8_t *blob = NULL, *plain = NULL, d[PBS_DIGEST_LEN];
+  uint8_t *blob = NULL, *buf = NULL, d[PBS_DIGEST_LEN];
   const uint8_t *bytes = NULL;
   size_t blen, dlen = 0;
   int kind;
@@ -390,19 +390,15 @@ load_chunk (uint64_t i, uint8_t **mem, const uint8_t **data)
       || encrypted != (kind == PBS_BLOB_ENCRYPTED
                        || kind == PBS_BLOB_ENCRYPTED_ZSTD))
     why = "wrong crypt mode or not a blob";
-  else if (kind == PBS_BLOB_PLAIN) {
-    /* The CRC is not checked: the digest below covers the same bytes
-     * (PBS's DataBlob: the CRC is for the server side, "usually no need
-     * to compute it on the client side"), and it cost 10% of the time. */
-    bytes = blob + PBS_BLOB_HEADER_LEN;
-    dlen = blen - PBS_BLOB_HEADER_LEN;
-  }
-  else if (pbs_blob_decode (blob, blen, encrypted ? key : NULL, CHUNK,
-                            &plain, &dlen)
+  /* A plain blob is served in place; the others are decoded into BUF.
+   * The CRC is left to the server, as PBS's client does: the digest
+   * below proves the bytes (docs/pbs-protocol.md §5.2). */
+  else if (kind != PBS_BLOB_PLAIN && !(buf = malloc (CHUNK)))
+    why = "out of memory";
+  else if (pbs_blob_decode_to (blob, blen, encrypted ? key : NULL, buf,
+                               CHUNK, &bytes, &dlen)
            == -1)
     why = pbs_errmsg ();
-  else
-    bytes = plain;
   if (!why) {
     pbs_chunk_digest (encrypted ? key : NULL, bytes, dlen, d);
     if (memcmp (d, idx->digest[i], PBS_DIGEST_LEN) != 0)
@@ -415,13 +411,13 @@ load_chunk (uint64_t i, uint8_t **mem, const uint8_t **data)
     nbdkit_error ("%s: chunk %s: %s (run qcow2pbs check)", snapshot, hex,
                   why);
     free (blob);
-    free (plain);
+    free (buf);
     errno = EIO;
     return -1;
   }
-  if (plain) {
+  if (buf) {
     free (blob);
-    *mem = plain;
+    *mem = buf;
   }
   else
     *mem = blob;
